@@ -1,0 +1,1 @@
+"""maild: an email support desk that runs as a daemon."""

@@ -1,0 +1,38 @@
+"""The composition root: every service maild needs, built once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maild.business_time import BusinessCalendar
+from maild.clock import Clock
+from maild.config import Config
+from maild.db.database import Database
+from maild.db.migrate import upgrade
+from maild.outbound.templates import Templates
+from maild.rawstore import RawStore
+
+
+@dataclass(frozen=True)
+class App:
+    config: Config
+    clock: Clock
+    db: Database
+    raw_store: RawStore
+    templates: Templates
+    calendar: BusinessCalendar
+
+
+def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
+    config.storage.dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.storage.url)
+    if migrate:
+        upgrade(db)
+    return App(
+        config=config,
+        clock=clock,
+        db=db,
+        raw_store=RawStore(config.storage.dir / "raw"),
+        templates=Templates(config.templates.dir),
+        calendar=BusinessCalendar(config.business_hours),
+    )

@@ -1,0 +1,65 @@
+"""Business-hours arithmetic: "2 business days" after Friday 16:00 is Tuesday 16:00.
+
+Windows are built from local wall-clock times each day and all arithmetic is
+done in UTC, so daylight-saving changes move the windows, never the sums.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from maild.config import BusinessHoursConfig
+from maild.durations import Duration
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MAX_DAYS_SEARCHED = 3 * 366
+
+
+class BusinessCalendar:
+    def __init__(self, config: BusinessHoursConfig) -> None:
+        self.zone = ZoneInfo(config.timezone)
+        self.weekdays = {_WEEKDAYS.index(day) for day in config.days}
+        self.start = config.start
+        self.end = config.end
+        self.holidays = {date.fromisoformat(day) for day in config.holidays}
+
+    def is_business_day(self, day: date) -> bool:
+        return day.weekday() in self.weekdays and day not in self.holidays
+
+    def window(self, day: date) -> tuple[datetime, datetime]:
+        opens = datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
+        closes = datetime.combine(day, self.end, tzinfo=self.zone).astimezone(UTC)
+        return opens, closes
+
+    @property
+    def business_day_length(self) -> timedelta:
+        day = date(2001, 1, 1)  # a day without a DST change
+        opens, closes = (datetime.combine(day, t) for t in (self.start, self.end))
+        return closes - opens
+
+    def add(self, start: datetime, duration: Duration) -> datetime:
+        if not duration.business:
+            return start + duration.wall_clock
+        if duration.unit == "day":
+            return self.add_business_time(start, duration.amount * self.business_day_length)
+        if duration.unit == "week":
+            days = duration.amount * len(self.weekdays)
+            return self.add_business_time(start, days * self.business_day_length)
+        return self.add_business_time(start, duration.wall_clock)
+
+    def add_business_time(self, start: datetime, amount: timedelta) -> datetime:
+        cursor = start.astimezone(UTC)
+        remaining = amount
+        day = cursor.astimezone(self.zone).date()
+        for _ in range(_MAX_DAYS_SEARCHED):
+            if self.is_business_day(day):
+                opens, closes = self.window(day)
+                begin = max(cursor, opens)
+                if begin < closes:
+                    available = closes - begin
+                    if remaining <= available:
+                        return begin + remaining
+                    remaining -= available
+            day += timedelta(days=1)
+        raise ValueError("no business hours within three years; check [business_hours]")

@@ -1,0 +1,87 @@
+"""`maild check`: the configuration is valid and every server it names answers."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from maild.config import Config
+from maild.db.database import Database
+from maild.db.migrate import is_current
+from maild.outbound.templates import Templates
+
+TEMPLATE_NAMES = ["ack", "reply", "command_error", "welcome"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_database(config: Config) -> CheckResult:
+    url = config.storage.url
+    try:
+        database = Database(url)
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        current = is_current(database)
+        database.dispose()
+    except Exception as exc:
+        return CheckResult("database", False, f"cannot open {url}: {exc}")
+    state = "schema is current" if current else "schema needs `maild db upgrade` (runs on start)"
+    return CheckResult("database", True, f"{url}: {state}")
+
+
+def check_outbound(config: Config) -> CheckResult:
+    settings = config.outbound
+    where = f"{settings.host}:{settings.port}"
+    try:
+        if settings.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port,
+                                                    timeout=settings.timeout_seconds)
+        else:
+            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
+            if settings.security == "starttls":
+                client.starttls()
+        if settings.username:
+            client.login(settings.username, settings.password or "")
+        client.noop()
+        client.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        return CheckResult("outbound SMTP", False, f"cannot reach {where}: {exc}")
+    return CheckResult("outbound SMTP", True, f"{where} answers ({settings.security})")
+
+
+def check_inbound_smtp(config: Config) -> CheckResult:
+    settings = config.inbound_smtp
+    if not settings.enabled:
+        return CheckResult("inbound SMTP", True, "disabled")
+    where = f"{settings.host}:{settings.port}"
+    try:
+        with socket.create_server((settings.host, settings.port)):
+            pass
+    except OSError as exc:
+        return CheckResult("inbound SMTP", False, f"cannot listen on {where}: {exc.strerror}")
+    return CheckResult("inbound SMTP", True, f"{where} is free to listen on")
+
+
+def check_templates(config: Config) -> CheckResult:
+    problems = Templates(config.templates.dir).check(TEMPLATE_NAMES)
+    if problems:
+        return CheckResult("templates", False, "; ".join(problems))
+    return CheckResult("templates", True, ", ".join(TEMPLATE_NAMES))
+
+
+def run_checks(config: Config) -> list[CheckResult]:
+    return [
+        CheckResult("config", True, "valid"),
+        check_database(config),
+        check_templates(config),
+        check_inbound_smtp(config),
+        check_outbound(config),
+    ]

@@ -1,0 +1,387 @@
+"""The `maild` command line. The only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from maild.app import App, build_app
+from maild.clock import clock_from_env
+from maild.config import Config, load_config
+from maild.db.models import PRIORITIES, STATUSES
+from maild.errors import ConfigError, MaildError, NotFound, PermanentError, TemporaryError
+
+EX_DATAERR = 65  # the message can never be accepted
+EX_TEMPFAIL = 75  # try again later
+EX_CONFIG = 78
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._app: App | None = None
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def app(self, *, migrate: bool = True, daemon: bool = False) -> App:
+        if self._app is None:
+            config = self.config()
+            # One-shot commands print their own outcome; only the daemon logs at info.
+            level = config.logging.level
+            _setup_logging(level if daemon or level == "debug" else "warning")
+            self._app = build_app(config, clock_from_env(), migrate=migrate)
+        return self._app
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"maild: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(function: F) -> F:
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"maild: config: {problem}", err=True)
+            sys.exit(EX_CONFIG)
+        except NotFound as exc:
+            _fail(str(exc), 1)
+        except TemporaryError as exc:
+            _fail(f"{exc} (try again later)", EX_TEMPFAIL)
+        except (PermanentError, MaildError) as exc:
+            _fail(str(exc), 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group()
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    help="Configuration file (default: $MAILD_CONFIG, else config/maild.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """maild: an email support desk that runs as a daemon."""
+    ctx.obj = Context(config_path)
+
+
+# --- the daemon --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Do what is due now, then exit.")
+@click.option("--only", type=click.Choice(["inbound", "outbound", "scheduler"]),
+              help="Run one role only (for running roles as separate processes).")
+@click.pass_obj
+@handles_errors
+def run(obj: Context, once: bool, only: str | None) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from maild.daemon import ROLES, Daemon
+
+    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES)
+    if once:
+        report = daemon.run_once()
+        delivered = report.delivered
+        closed = report.sweeps.get("close_solved_tickets", 0)
+        click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
+                   f"failed {delivered.failed}; closed {closed}")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    daemon.run(stop)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2526, show_default=True, type=int)
+@click.option("--dir", "directory", default="storage/sink", show_default=True,
+              type=click.Path(path_type=Path))
+def sink(host: str, port: int, directory: Path) -> None:
+    """A local SMTP server that keeps every message as an .eml file in DIR."""
+    from maild.channels.sink import start_sink
+
+    _setup_logging("info")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    controller = start_sink(host, port, directory)
+    click.echo(f"sink listening on {host}:{port}, writing to {directory}", err=True)
+    stop.wait()
+    controller.stop()
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.pass_obj
+@handles_errors
+def ingest(obj: Context, files: tuple[str, ...]) -> None:
+    """Take raw messages as if they had arrived (- reads one from stdin)."""
+    from maild.intake.pipeline import ingest as ingest_one
+
+    app = obj.app()
+    worst = 0
+    for name in files:
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            click.echo(f"{name}: cannot read: {exc.strerror}", err=True)
+            worst = max(worst, EX_DATAERR)
+            continue
+        try:
+            result = ingest_one(app, raw, "ingest")
+        except TemporaryError as exc:
+            click.echo(f"{name}: not stored, try again later: {exc}", err=True)
+            worst = EX_TEMPFAIL
+            continue
+        if result.outcome == "quarantined":
+            click.echo(f"{name}: quarantined: {result.reason}", err=True)
+            worst = max(worst, EX_DATAERR) if worst != EX_TEMPFAIL else worst
+        elif result.outcome == "duplicate":
+            click.echo(f"{name}: duplicate of {result.message_id}")
+        else:
+            click.echo(f"{name}: ticket #{result.ticket_id}: {result.reason}")
+    sys.exit(worst)
+
+
+# --- tickets -------------------------------------------------------------------------------------
+
+
+@main.group()
+def tickets() -> None:
+    """List, show and change tickets."""
+
+
+@tickets.command("list")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
+    from maild.ticket_views import list_tickets, ticket_json
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        found = [ticket_json(t, with_messages=False) for t in list_tickets(session, status)]
+    if as_json:
+        _print_json(found)
+        return
+    for t in found:
+        click.echo(f"#{t['id']:<5} {t['status']:<8} {t['priority']} "
+                   f"{t['requester']:<32} {t['subject']}")
+
+
+@tickets.command("show")
+@click.argument("ticket_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
+    from maild.ticket_views import get_ticket, ticket_json
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        data = ticket_json(get_ticket(session, ticket_id))
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"#{data['id']} {data['subject']}")
+    click.echo(f"status {data['status']}, priority {data['priority']}, "
+               f"requester {data['requester']}, assignee {data['assignee'] or '-'}")
+    if data["organization"]:
+        click.echo(f"organization {data['organization']} ({data['tier']}, {data['plan'] or '-'})")
+    click.echo(f"created {data['created_at']}, first response due {data['response_due_at']}")
+    for message in data["messages"]:
+        delivery = message["delivery"]
+        sent = f" [{delivery['status']}]" if delivery else ""
+        click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
+                   f"{message['author']}{sent}")
+        click.echo(message["body"])
+
+
+@tickets.command("set")
+@click.argument("ticket_id", type=int)
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--priority", type=click.Choice(PRIORITIES))
+@click.option("--assignee", help="Mail address of the SE, or '' to unassign.")
+@click.option("--actor", default="operator", show_default=True, help="Who made the change.")
+@click.pass_obj
+@handles_errors
+def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
+                assignee: str | None, actor: str) -> None:
+    from maild.addresses import InvalidAddress, normalise
+    from maild.ticket_views import get_ticket
+    from maild.workflow import set_assignee, set_priority, set_status
+
+    if status is None and priority is None and assignee is None:
+        raise PermanentError("nothing to change: give --status, --priority or --assignee")
+    app = obj.app()
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        if priority:
+            set_priority(session, ticket, priority, actor=actor, now=now)
+        if assignee is not None:
+            try:
+                who = normalise(assignee) if assignee else None
+            except InvalidAddress as exc:
+                raise PermanentError(f"--assignee: {exc}") from None
+            set_assignee(session, ticket, who, actor=actor, now=now)
+        if status:
+            set_status(session, ticket, status, actor=actor, now=now, detail="set by command")
+        click.echo(f"#{ticket.id}: {ticket.status}, {ticket.priority}, "
+                   f"assignee {ticket.assignee or '-'}")
+
+
+@tickets.command("note")
+@click.argument("ticket_id", type=int)
+@click.argument("text")
+@click.option("--author", default="operator", show_default=True)
+@click.pass_obj
+@handles_errors
+def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
+    """Add an internal note (never sent to anyone)."""
+    from maild.db.models import Message
+    from maild.outbound.compose import new_message_id
+    from maild.ticket_views import get_ticket
+    from maild.workflow import record
+
+    app = obj.app()
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        ticket.messages.append(Message(
+            message_id=new_message_id(app.config.support.domain, ticket.id),
+            direction="out", kind="internal", author=author, created_at=now,
+            subject=ticket.subject, body=text.strip(), full_body=text, channel="cli",
+            attachments=[],
+        ))
+        record(session, ticket, now, author, "note")
+    click.echo(f"#{ticket_id}: note added")
+
+
+@tickets.command("export")
+@click.pass_obj
+@handles_errors
+def tickets_export(obj: Context) -> None:
+    """Every ticket with its messages, one JSON object per line."""
+    from maild.ticket_views import export_tickets
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        for data in export_tickets(session):
+            click.echo(json.dumps(data, ensure_ascii=False))
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+@main.group()
+def customers() -> None:
+    """Organisations we support."""
+
+
+@customers.command("add")
+@click.argument("name")
+@click.option("--domain", "domains", multiple=True, help="Mail domain (repeatable).")
+@click.option("--tier", default="free", show_default=True,
+              type=click.Choice(["pre-sales", "enterprise", "team", "free", "open-source",
+                                 "internal"]))
+@click.option("--plan")
+@click.option("--contact", "contacts", multiple=True, help="Contact address (repeatable).")
+@click.option("--welcome", is_flag=True, help="Send the welcome mail (only ever once).")
+@click.pass_obj
+@handles_errors
+def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
+                  plan: str | None, contacts: tuple[str, ...], welcome: bool) -> None:
+    from maild.customers import add_customer
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        customer, welcomed = add_customer(
+            app, session, name, domains=list(domains), tier=tier, plan=plan,
+            contacts=list(contacts), welcome=welcome,
+        )
+        already = welcome and not welcomed
+        click.echo(f"customer {customer.name}: {customer.tier}, "
+                   f"{', '.join(d.domain for d in customer.domains) or 'no domains'}"
+                   + ("; welcome mail queued" if welcomed else "")
+                   + ("; already welcomed, not sent again" if already else ""))
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def customers_list(obj: Context, as_json: bool) -> None:
+    from maild.customers import customer_json, list_customers
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        found = [customer_json(c) for c in list_customers(session)]
+    if as_json:
+        _print_json(found)
+        return
+    for c in found:
+        click.echo(f"{c['name']:<30} {c['tier']:<12} {c['plan'] or '-':<12} "
+                   f"{', '.join(c['domains'])}")
+
+
+# --- operations ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+@handles_errors
+def db_upgrade(obj: Context) -> None:
+    """Create or migrate the schema to the current version."""
+    app = obj.app(migrate=True)
+    click.echo(f"database at {app.db.engine.url.render_as_string(hide_password=True)} is current")
+
+
+@main.command()
+@click.pass_obj
+@handles_errors
+def check(obj: Context) -> None:
+    """Validate the configuration and reach every configured server."""
+    from maild.checks import run_checks
+
+    config = obj.config()
+    results = run_checks(config)
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+    if not all(r.ok for r in results):
+        sys.exit(1)

@@ -1,0 +1,111 @@
+"""`maild run`: the inbound channels, the outbound sender and the scheduler, until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from maild.app import App
+from maild.channels.smtp_listener import SmtpListener
+from maild.errors import TemporaryError
+from maild.intake.pipeline import IngestResult
+from maild.outbound.sender import DeliveryReport, Sender
+from maild.sweeps import run_sweeps
+
+log = logging.getLogger(__name__)
+
+ROLES = ("inbound", "outbound", "scheduler")
+SWEEP_INTERVAL_SECONDS = 60
+
+
+@dataclass
+class OnceReport:
+    delivered: DeliveryReport = field(default_factory=DeliveryReport)
+    sweeps: dict[str, int] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, app: App, roles: tuple[str, ...] = ROLES) -> None:
+        self.app = app
+        self.roles = roles
+        self.sender = Sender(app)
+        self._wake_sender = threading.Event()
+
+    def _on_stored(self, result: IngestResult) -> None:
+        if result.outbox_queued:
+            self._wake_sender.set()
+
+    def _deliver_safely(self) -> DeliveryReport:
+        try:
+            return self.sender.deliver_due()
+        except TemporaryError as exc:
+            log.warning("outbound: %s", exc)
+        except Exception:
+            log.exception("outbound: unexpected failure; carrying on")
+        return DeliveryReport()
+
+    def _sweep_safely(self) -> dict[str, int]:
+        try:
+            return run_sweeps(self.app)
+        except TemporaryError as exc:
+            log.warning("scheduler: %s", exc)
+        except Exception:
+            log.exception("scheduler: a sweep failed; carrying on")
+        return {}
+
+    def _outbound_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            report = self._deliver_safely()
+            if report.attempted == 0:
+                self._wake_sender.wait(self.app.config.outbound.poll_seconds)
+                self._wake_sender.clear()
+
+    def run(self, stop: threading.Event) -> None:
+        listener = scheduler = sender_thread = None
+        try:
+            if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
+                listener = SmtpListener(self.app, self._on_stored)
+                listener.start()
+            if "outbound" in self.roles:
+                sender_thread = threading.Thread(
+                    target=self._outbound_loop, args=(stop,), name="outbound", daemon=True
+                )
+                sender_thread.start()
+            if "scheduler" in self.roles:
+                scheduler = BackgroundScheduler(timezone="UTC")
+                scheduler.add_job(
+                    self._sweep_safely, "interval", seconds=SWEEP_INTERVAL_SECONDS,
+                    id="sweeps", coalesce=True, max_instances=1,
+                )
+                scheduler.start()
+                self._sweep_safely()
+            log.info("maild running: %s", ", ".join(self.roles))
+            stop.wait()
+        finally:
+            log.info("maild stopping")
+            if listener is not None:
+                listener.stop()
+            self._wake_sender.set()
+            if sender_thread is not None:
+                sender_thread.join(timeout=self.app.config.outbound.timeout_seconds + 5)
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+            log.info("maild stopped")
+
+    def run_once(self) -> OnceReport:
+        """Everything due right now, once: deliver the outbox, run the sweeps."""
+        report = OnceReport()
+        if "scheduler" in self.roles:
+            report.sweeps = self._sweep_safely()
+        if "outbound" in self.roles:
+            while True:
+                batch = self._deliver_safely()
+                report.delivered.sent += batch.sent
+                report.delivered.deferred += batch.deferred
+                report.delivered.failed += batch.failed
+                if batch.attempted == 0 or batch.sent == 0:
+                    break
+        return report

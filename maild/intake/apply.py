@@ -1,0 +1,212 @@
+"""Applying a threaded mail to its ticket: who wrote it decides what happens (DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from maild.app import App
+from maild.db.models import Message, Ticket
+from maild.errors import PermanentError
+from maild.intake.classify import Verdict
+from maild.intake.commands import Commands, parse_commands
+from maild.intake.parse import ParsedMail
+from maild.intake.thread import Threading
+from maild.outbound.mails import Mails
+from maild.workflow import (
+    add_participant,
+    open_ticket,
+    record,
+    set_assignee,
+    set_priority,
+    set_status,
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    ticket_id: int
+    summary: str
+    outbox_queued: int = 0
+
+
+class _Apply:
+    def __init__(
+        self, app: App, session: Session, mail: ParsedMail, verdict: Verdict,
+        raw_sha256: str, channel: str,
+    ) -> None:
+        self.app = app
+        self.session = session
+        self.mail = mail
+        self.verdict = verdict
+        self.raw_sha256 = raw_sha256
+        self.channel = channel
+        self.now = app.clock.now()
+        self.mails = Mails(app, session)
+        self.support = app.config.support.address
+        self.queued = 0
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _others(self, addresses: list[str]) -> list[str]:
+        """Addresses that are neither us, nor staff, nor the sender."""
+        return [
+            a for a in addresses
+            if a != self.support and a != self.mail.sender.address
+            and not self.app.config.staff.is_staff(a)
+        ]
+
+    def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
+        message = Message(
+            message_id=self.mail.message_id,
+            direction=direction,
+            kind=kind,
+            author=self.mail.sender.address,
+            author_name=self.mail.sender.name or None,
+            created_at=self.now,
+            subject=self.mail.subject,
+            body=body,
+            full_body=self.mail.text,
+            raw_sha256=self.raw_sha256,
+            channel=self.channel,
+            automatic=self.verdict.automatic,
+            attachments=[
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in self.mail.attachments
+            ],
+        )
+        ticket.messages.append(message)
+        ticket.updated_at = self.now
+        return message
+
+    # --- the cases -------------------------------------------------------------------------
+
+    def new_conversation(self) -> Applied:
+        mail = self.mail
+        if self.verdict.automatic:
+            # An auto-reply or bounce that answers nothing we know: never a ticket, never answered.
+            raise PermanentError(
+                f"automatic message that belongs to no ticket ({self.verdict.automatic})"
+            )
+        recipients = [m.address for m in [*mail.to, *mail.cc]]
+        if self.verdict.is_staff and self.support in recipients and self._others(
+            [m.address for m in mail.to]
+        ):
+            return self.staff_brings_in_customer()
+        ticket = open_ticket(
+            self.session, subject=mail.subject, requester=mail.sender.address, now=self.now,
+            sla=self.app.config.sla, calendar=self.app.calendar,
+        )
+        for address in self._others(recipients):
+            add_participant(ticket, address, "cc")
+        message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
+        self.mails.acknowledgment(ticket, message)
+        return Applied(ticket.id, "new ticket, acknowledged", 1)
+
+    def staff_brings_in_customer(self) -> Applied:
+        """An SE wrote to a customer with support@ in Cc: the customer is the requester."""
+        mail = self.mail
+        customers = self._others([m.address for m in mail.to])
+        ticket = open_ticket(
+            self.session, subject=mail.subject, requester=customers[0], now=self.now,
+            sla=self.app.config.sla, calendar=self.app.calendar,
+        )
+        for address in self._others([m.address for m in [*mail.to, *mail.cc]])[1:]:
+            add_participant(ticket, address, "cc")
+        self._store(ticket, direction="out", kind="public", body=mail.new_text)
+        set_assignee(self.session, ticket, mail.sender.address, actor=mail.sender.address,
+                     now=self.now)
+        ticket.first_response_at = self.now
+        set_status(self.session, ticket, "pending", actor=mail.sender.address, now=self.now,
+                   detail="opened by staff writing to the customer")
+        return Applied(ticket.id, "ticket opened by staff for the customer")
+
+    def follow_up(self, closed: Ticket) -> Applied:
+        ticket = open_ticket(
+            self.session, subject=self.mail.subject, requester=self.mail.sender.address,
+            now=self.now, sla=self.app.config.sla, calendar=self.app.calendar,
+            follow_up_of=closed,
+        )
+        for address in closed.cc:
+            add_participant(ticket, address, "cc")
+        if closed.assignee:
+            set_assignee(self.session, ticket, closed.assignee, actor="maild", now=self.now)
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        self.mails.acknowledgment(ticket, message)
+        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}", 1)
+
+    def customer_reply(self, ticket: Ticket) -> Applied:
+        sender = self.mail.sender.address
+        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        if self.verdict.automatic:
+            # Out-of-office and the like: on the record, but they reopen nothing.
+            return Applied(ticket.id, f"automatic reply stored ({self.verdict.automatic})")
+        add_participant(ticket, sender, "cc")
+        set_status(self.session, ticket, "open", actor=sender, now=self.now,
+                   detail="customer replied")
+        return Applied(ticket.id, "customer reply")
+
+    def staff_reply(self, ticket: Ticket) -> Applied:
+        se = self.mail.sender.address
+        commands = parse_commands(self.mail.new_text)
+        if commands.errors:
+            note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
+            self.mails.command_error(ticket, se, commands.errors, note)
+            record(self.session, ticket, self.now, se, "command_rejected",
+                   detail="; ".join(commands.errors))
+            return Applied(ticket.id, "commands rejected, nothing changed", 1)
+        add_participant(ticket, se, "staff")
+        public = not commands.internal and bool(commands.text)
+        kind = "public" if public else "internal"
+        reply = self._store(ticket, direction="out", kind=kind, body=commands.text)
+        summary = [f"staff {kind} reply"]
+        if public:
+            recipients = self._relay_recipients(ticket)
+            if recipients:
+                self.mails.relay(ticket, reply, recipients)
+                self.queued += 1
+            summary.append(f"relayed to {len(recipients)}")
+            if ticket.first_response_at is None:
+                ticket.first_response_at = self.now
+            if ticket.assignee is None:
+                set_assignee(self.session, ticket, se, actor=se, now=self.now)
+            if commands.status is None:
+                set_status(self.session, ticket, "pending", actor=se, now=self.now,
+                           detail="staff replied")
+        self._run_commands(ticket, commands)
+        return Applied(ticket.id, ", ".join(summary), self.queued)
+
+    def _relay_recipients(self, ticket: Ticket) -> list[str]:
+        """Requester and cc's, less whoever the SE already wrote to directly."""
+        already = {m.address for m in [*self.mail.to, *self.mail.cc]}
+        wanted = [ticket.requester, *ticket.cc]
+        return [a for a in wanted if a not in already and a != self.mail.sender.address]
+
+    def _run_commands(self, ticket: Ticket, commands: Commands) -> None:
+        se = self.mail.sender.address
+        if commands.priority:
+            set_priority(self.session, ticket, commands.priority, actor=se, now=self.now)
+        if commands.assign:
+            assignee = se if commands.assign == "me" else commands.assign
+            set_assignee(self.session, ticket, assignee, actor=se, now=self.now)
+        if commands.status:
+            set_status(self.session, ticket, commands.status, actor=se, now=self.now,
+                       detail="command in a staff reply")
+
+
+def apply(
+    app: App, session: Session, mail: ParsedMail, verdict: Verdict, threading: Threading,
+    raw_sha256: str, channel: str,
+) -> Applied:
+    step = _Apply(app, session, mail, verdict, raw_sha256, channel)
+    ticket = threading.ticket
+    if ticket is None:
+        return step.new_conversation()
+    if ticket.status == "closed":
+        if verdict.automatic:
+            return step.customer_reply(ticket)  # kept on the old ticket, reopens nothing
+        return step.follow_up(ticket)
+    if verdict.is_staff and mail.sender.address != ticket.requester:
+        return step.staff_reply(ticket)
+    return step.customer_reply(ticket)

@@ -1,0 +1,56 @@
+"""Pure decisions about a parsed mail, each with the reason it was made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maild.addresses import local_part
+from maild.config import Config
+from maild.intake.parse import ParsedMail
+
+_DAEMON_SENDERS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    is_staff: bool
+    automatic: str | None  # why the mail was written by a machine, or None
+    loop: str | None  # why answering it would make a loop, or None
+
+
+def automatic_reason(mail: ParsedMail) -> str | None:
+    """RFC 3834 and the de-facto headers of auto-responders, lists and bounces."""
+    headers = mail.headers
+    auto_submitted = headers.get("auto-submitted", "").split(";")[0].strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"Auto-Submitted: {auto_submitted}"
+    precedence = headers.get("precedence", "").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    if "list-id" in headers:
+        return "List-Id present (mailing list)"
+    if headers.get("return-path", "").strip() == "<>":
+        return "empty Return-Path (bounce)"
+    if local_part(mail.sender.address) in _DAEMON_SENDERS:
+        return f"sent by {mail.sender.address}"
+    if mail.content_type == "multipart/report":
+        return "delivery or disposition report"
+    if "x-autoreply" in headers or "x-autorespond" in headers:
+        return "X-Autoreply present"
+    return None
+
+
+def loop_reason(mail: ParsedMail, config: Config) -> str | None:
+    if mail.sender.address == config.support.address:
+        return f"sent from our own address {config.support.address}"
+    if config.support.address in mail.headers.get("x-loop", "").lower():
+        return "X-Loop names our address"
+    return None
+
+
+def classify(mail: ParsedMail, config: Config) -> Verdict:
+    return Verdict(
+        is_staff=config.staff.is_staff(mail.sender.address),
+        automatic=automatic_reason(mail),
+        loop=loop_reason(mail, config),
+    )

@@ -1,0 +1,82 @@
+"""The commands an SE may put on the first lines of a reply: #note, #status S, #solve …"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from maild.db.models import PRIORITIES, STATUSES
+
+_COMMAND_LINE = re.compile(r"^#([a-z_]+)\b\s*(.*)$", re.IGNORECASE)
+_SETTABLE_STATUSES = tuple(s for s in STATUSES if s != "closed")
+
+
+@dataclass(frozen=True)
+class Commands:
+    internal: bool = False
+    status: str | None = None
+    priority: str | None = None
+    assign: str | None = None  # an address, or "me" for #take
+    errors: list[str] = field(default_factory=list)
+    text: str = ""  # what is left for the customer, commands removed
+
+    @property
+    def any(self) -> bool:
+        return bool(self.internal or self.status or self.priority or self.assign)
+
+
+def parse_commands(text: str) -> Commands:
+    """Read commands from the leading lines; the first line that is not one ends them."""
+    internal = False
+    status = priority = assign = None
+    errors: list[str] = []
+    lines = text.split("\n")
+    consumed = 0
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            consumed += 1
+            continue
+        match = _COMMAND_LINE.match(stripped)
+        if not match:
+            break
+        consumed += 1
+        name, argument = match.group(1).lower(), match.group(2).strip()
+        if name == "note":
+            internal = True
+            # "#note the customer is on the old plan" keeps its words as the note.
+            if argument:
+                lines[consumed - 1] = argument
+                consumed -= 1
+                break
+        elif name == "status":
+            value = argument.lower().replace("-", "_").replace(" ", "_")
+            if value in _SETTABLE_STATUSES:
+                status = value
+            else:
+                errors.append(
+                    f"#status {argument}: the status must be one of {', '.join(_SETTABLE_STATUSES)}"
+                )
+        elif name == "priority":
+            if argument.lower() in PRIORITIES:
+                priority = argument.lower()
+            else:
+                errors.append(
+                    f"#priority {argument}: the priority must be one of {', '.join(PRIORITIES)}"
+                )
+        elif name == "assign":
+            if "@" in argument and " " not in argument:
+                assign = argument.lower()
+            else:
+                errors.append(f"#assign {argument}: name the assignee by mail address")
+        elif name == "solve":
+            status = "solved"
+        elif name == "hold":
+            status = "on_hold"
+        elif name == "take":
+            assign = "me"
+        else:
+            errors.append(f"#{name}: unknown command (known: #note #status #priority "
+                          "#assign #solve #hold #take)")
+    remaining = "\n".join(lines[consumed:]).strip()
+    return Commands(internal, status, priority, assign, errors, remaining)

@@ -1,0 +1,205 @@
+"""From raw bytes to a ParsedMail: headers decoded, text extracted, nothing raised for bad input
+but a ParseError saying what is wrong."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+
+from inscriptis import get_text
+
+from maild.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
+from maild.errors import PermanentError
+from maild.intake.replies import new_text
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+class ParseError(PermanentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str
+    has_own_message_id: bool
+    subject: str
+    sender: Mailbox
+    to: list[Mailbox]
+    cc: list[Mailbox]
+    date: datetime | None
+    in_reply_to: list[str]
+    references: list[str]
+    text: str  # the whole text body
+    new_text: str  # what the author wrote now, quoted history removed
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names, first value
+    content_type: str = "text/plain"
+    attachments: list[Attachment] = field(default_factory=list)
+
+    @property
+    def thread_ids(self) -> list[str]:
+        """Message-IDs this mail answers, nearest first."""
+        ids = list(self.in_reply_to)
+        ids += [ref for ref in reversed(self.references) if ref not in ids]
+        return ids
+
+
+def _header(message: Message, name: str) -> str:
+    """A header as text; a header the parser cannot decode degrades to its raw form."""
+    try:
+        value = message.get(name)
+    except Exception:  # email's header classes raise several types on broken input
+        value = None
+        for key, raw in message.raw_items():
+            if key.lower() == name.lower():
+                value = raw
+                break
+    if value is None:
+        return ""
+    text = str(value)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+
+
+def _all_headers(message: Message, name: str) -> list[str]:
+    values = []
+    for key, raw in message.raw_items():
+        if key.lower() == name.lower():
+            values.append(str(raw))
+    return values
+
+
+def _message_ids(value: str) -> list[str]:
+    return _MESSAGE_ID.findall(value)
+
+
+def decode_text_part(part: Message) -> str:
+    """The text of one part, in any charset Python knows; unknown ones become U+FFFD."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        text = payload.decode(charset, errors="strict")
+    except (LookupError, UnicodeDecodeError):
+        # A wrong or unknown label: windows-1252 sent as "utf-8" is the usual case.
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = payload.decode("windows-1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\x00", "")
+
+
+def html_to_text(html: str) -> str:
+    return get_text(html).strip()
+
+
+def _body_and_attachments(message: Message) -> tuple[str, list[Attachment]]:
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        filename = part.get_filename()
+        if disposition == "attachment" or (filename and content_type not in ("text/plain",)):
+            payload = part.get_payload(decode=True)
+            attachments.append(
+                Attachment(
+                    filename=str(filename or "unnamed"),
+                    content_type=content_type,
+                    size=len(payload) if isinstance(payload, bytes) else 0,
+                )
+            )
+            continue
+        if content_type == "text/plain" and plain is None:
+            plain = decode_text_part(part)
+        elif content_type == "text/html" and html is None:
+            html = decode_text_part(part)
+    if plain is not None and plain.strip():
+        return plain.strip(), attachments
+    if html is not None:
+        return html_to_text(html), attachments
+    return (plain or "").strip(), attachments
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def parse(raw: bytes) -> ParsedMail:
+    if not raw.strip():
+        raise ParseError("the message is empty")
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+
+    from_value = _header(message, "From")
+    senders = parse_mailboxes([from_value]) if from_value else []
+    if not senders:
+        if not from_value:
+            raise ParseError("the message has no From header")
+        claimed = getaddresses([from_value])[0][1] or from_value
+        try:
+            normalise(claimed)
+        except InvalidAddress as exc:
+            raise ParseError(f"invalid sender: {exc}") from None
+        raise ParseError(f"invalid sender: {from_value!r} names no address")
+
+    message_ids = _message_ids(_header(message, "Message-ID"))
+    if message_ids:
+        message_id, own = message_ids[0], True
+    else:
+        message_id = f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
+        own = False
+
+    text, attachments = _body_and_attachments(message)
+    headers = {
+        name: _header(message, name)
+        for name in (
+            "auto-submitted",
+            "precedence",
+            "list-id",
+            "list-unsubscribe",
+            "return-path",
+            "x-auto-response-suppress",
+            "x-autoreply",
+            "x-autorespond",
+            "x-loop",
+        )
+    }
+    return ParsedMail(
+        message_id=message_id,
+        has_own_message_id=own,
+        subject=" ".join(_header(message, "Subject").split()),
+        sender=senders[0],
+        to=parse_mailboxes(_all_headers(message, "To")),
+        cc=parse_mailboxes(_all_headers(message, "Cc")),
+        date=_date(_header(message, "Date")),
+        in_reply_to=_message_ids(_header(message, "In-Reply-To")),
+        references=_message_ids(_header(message, "References")),
+        text=text,
+        new_text=new_text(text),
+        headers={k: v for k, v in headers.items() if v},
+        content_type=message.get_content_type(),
+        attachments=attachments,
+    )

@@ -1,0 +1,57 @@
+"""The new text of a reply, with the quoted history below it removed.
+
+mail-parser-reply does the work; this wrapper adds the attribution lines it
+misses when the reply itself starts with them, and always falls back to the
+whole text rather than ever returning nothing for a message that has text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailparser_reply import EmailReplyParser
+
+_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+
+# "On Mon, 1 Dec 2026 at 10:00, Ann <ann@x> wrote:" (possibly folded over two
+# lines by the client), "Le lun. 1 déc. 2026 à 10:00, Ann a écrit :",
+# "Am 01.12.2026 um 10:00 schrieb Ann:", Outlook's "-----Original Message-----"
+# and its "From: … Sent: …" header block.
+_ATTRIBUTION = re.compile(
+    r"^(?:"
+    r"On\s.{1,300}?\swrote:"
+    r"|Le\s.{1,300}?a\s+écrit\s?:"
+    r"|Am\s.{1,300}?schrieb\s.{0,200}?:"
+    r"|-{2,}\s*Original Message\s*-{2,}"
+    r"|From:\s.+\n(?:.+\n){0,3}?(?:Sent|Date):\s.+"
+    r")\s*$",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
+)
+
+
+def _cut_at_attribution(text: str) -> str:
+    match = _ATTRIBUTION.search(text)
+    return text[: match.start()] if match else text
+
+
+def _drop_quoted_tail(text: str) -> str:
+    lines = text.rstrip().split("\n")
+    while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
+        lines.pop()
+    return "\n".join(lines)
+
+
+def new_text(text: str) -> str:
+    """The part of `text` its author wrote now."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        return ""
+    try:
+        parsed = _PARSER.parse_reply(text=text)
+    except Exception:  # a third-party parser must never take a message down with it
+        parsed = text
+    candidate = _drop_quoted_tail(_cut_at_attribution(parsed or "")).strip()
+    if not candidate:
+        # The library found nothing; cut ourselves, and keep everything if that fails too.
+        candidate = _drop_quoted_tail(_cut_at_attribution(text)).strip()
+    return candidate or text

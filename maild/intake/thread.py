@@ -1,0 +1,61 @@
+"""Which ticket a mail belongs to (DESIGN.md, threading rules 2–4)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.db.models import Message, OutboxMail, Ticket
+from maild.intake.parse import ParsedMail
+from maild.workflow import takes_part
+
+_TAG = re.compile(r"\[#(\d{1,9})\]")
+
+
+@dataclass(frozen=True)
+class Threading:
+    ticket: Ticket | None
+    reason: str
+
+
+def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
+    ids = mail.thread_ids
+    if not ids:
+        return None
+    found: dict[str, int] = {}
+    for message_id, ticket_id in session.execute(
+        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
+    ):
+        found[message_id] = ticket_id
+    for message_id, ticket_id in session.execute(
+        select(OutboxMail.message_id, OutboxMail.ticket_id).where(
+            OutboxMail.message_id.in_(ids), OutboxMail.ticket_id.is_not(None)
+        )
+    ):
+        found.setdefault(message_id, ticket_id)
+    for message_id in ids:  # nearest first: In-Reply-To, then References from the end
+        if message_id in found:
+            ticket = session.get(Ticket, found[message_id], with_for_update=True)
+            return Threading(ticket, f"answers {message_id}")
+    return None
+
+
+def _by_tag(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading | None:
+    for match in _TAG.finditer(mail.subject):
+        ticket = session.get(Ticket, int(match.group(1)), with_for_update=True)
+        if ticket is None:
+            continue
+        if sender_is_staff or takes_part(ticket, mail.sender.address):
+            return Threading(ticket, f"subject tag [#{ticket.id}] from a participant")
+    return None
+
+
+def find_ticket(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading:
+    return (
+        _by_headers(session, mail)
+        or _by_tag(session, mail, sender_is_staff)
+        or Threading(None, "new conversation")
+    )

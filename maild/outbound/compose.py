@@ -1,0 +1,94 @@
+"""Building the bytes of a mail that Gmail, Outlook and Thunderbird all show and thread right."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+_TAG = re.compile(r"\[#(\d+)\]")
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Party:
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    sender: Party
+    to: list[Party]
+    subject: str
+    text: str
+    message_id: str
+    date: datetime
+    cc: list[Party] = field(default_factory=list)
+    html: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    reply_to: Party | None = None
+    auto_submitted: str | None = None  # "auto-replied" | "auto-generated"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [p.address for p in [*self.to, *self.cc]]
+
+
+def new_message_id(domain: str, ticket_id: int | None = None) -> str:
+    prefix = f"maild.{ticket_id}." if ticket_id is not None else "maild."
+    return f"<{prefix}{uuid.uuid4().hex}@{domain}>"
+
+
+def one_line(value: str) -> str:
+    """No customer-controlled value can start a header of its own."""
+    return " ".join(value.replace("\x00", "").split())
+
+
+def tag_subject(subject: str, ticket_id: int) -> str:
+    """`[#N]` once, in front of the subject without its Re:/AW: prefixes."""
+    subject = one_line(subject)
+    if f"[#{ticket_id}]" in subject:
+        return subject
+    bare = _TAG.sub("", _REPLY_PREFIX.sub("", subject)).strip()
+    return f"[#{ticket_id}] {bare}".strip()
+
+
+def _address(party: Party) -> Address:
+    username, _, domain = party.address.rpartition("@")
+    return Address(display_name=one_line(party.name), username=username, domain=domain)
+
+
+def render_mail(mail: OutgoingMail) -> bytes:
+    message = EmailMessage(policy=SMTP)
+    message["From"] = _address(mail.sender)
+    message["To"] = [_address(p) for p in mail.to]
+    if mail.cc:
+        message["Cc"] = [_address(p) for p in mail.cc]
+    if mail.reply_to:
+        message["Reply-To"] = _address(mail.reply_to)
+    message["Subject"] = one_line(mail.subject)
+    message["Date"] = format_datetime(mail.date)
+    message["Message-ID"] = mail.message_id
+    if mail.in_reply_to:
+        message["In-Reply-To"] = mail.in_reply_to
+    if mail.references:
+        # Gmail and Thunderbird read the chain; keep it bounded but keep the root.
+        chain = mail.references if len(mail.references) <= 20 else [
+            mail.references[0], *mail.references[-19:]
+        ]
+        message["References"] = " ".join(chain)
+    if mail.auto_submitted:
+        message["Auto-Submitted"] = mail.auto_submitted
+        # Ask Exchange/Outlook not to answer this with an out-of-office reply.
+        message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(mail.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if mail.html is not None:
+        message.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()

@@ -1,0 +1,159 @@
+"""The mails maild writes, each from its template, queued in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild.app import App
+from maild.db.models import Customer, Message, OutboxMail, Ticket
+from maild.outbound.compose import OutgoingMail, Party, new_message_id, tag_subject
+from maild.outbound.outbox import queue_mail
+
+
+def thread_ids(ticket: Ticket) -> list[str]:
+    """The Message-IDs of the conversation as the customer saw it, oldest first."""
+    ids = []
+    for message in ticket.messages:
+        if message.kind == "internal":
+            continue
+        ids.append(message.outbox.message_id if message.outbox else message.message_id)
+    return ids
+
+
+class Mails:
+    def __init__(self, app: App, session: Session) -> None:
+        self.app = app
+        self.session = session
+        self.support = Party(app.config.support.address, app.config.support.name)
+
+    def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
+        config = self.app.config
+        context: dict[str, Any] = {
+            "support": {"name": config.support.name, "address": config.support.address},
+            "timezone": self.app.calendar.zone,
+            "business_hours": config.business_hours,
+            "ticket": ticket,
+            "customer": ticket.customer if ticket else None,
+        }
+        context.update(extra)
+        return context
+
+    def _queue(
+        self,
+        mail: OutgoingMail,
+        purpose: str,
+        ticket: Ticket | None,
+        message: Message | None = None,
+    ) -> OutboxMail:
+        return queue_mail(
+            self.session,
+            self.app.raw_store,
+            mail,
+            purpose=purpose,
+            now=self.app.clock.now(),
+            ticket_id=ticket.id if ticket else None,
+            message=message,
+        )
+
+    def _system_message(self, ticket: Ticket, message_id: str, subject: str, text: str) -> Message:
+        message = Message(
+            message_id=message_id,
+            direction="out",
+            kind="system",
+            author=self.app.config.support.address,
+            author_name=self.app.config.support.name,
+            created_at=self.app.clock.now(),
+            subject=subject,
+            body=text.strip(),
+            full_body=text,
+            channel="outbox",
+            attachments=[],
+        )
+        ticket.messages.append(message)
+        return message
+
+    def acknowledgment(self, ticket: Ticket, answering: Message) -> OutboxMail:
+        rendered = self.app.templates.render(
+            "ack", self._context(ticket, message=answering, sla=self.app.config.sla)
+        )
+        subject = tag_subject(rendered.subject, ticket.id)
+        message_id = new_message_id(self.app.config.support.domain, ticket.id)
+        mail = OutgoingMail(
+            sender=self.support,
+            to=[Party(ticket.requester)],
+            cc=[Party(address) for address in ticket.cc],
+            subject=subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=self.app.clock.now(),
+            in_reply_to=answering.message_id,
+            references=thread_ids(ticket),
+            auto_submitted="auto-replied",
+        )
+        message = self._system_message(ticket, message_id, subject, rendered.text)
+        return self._queue(mail, "ack", ticket, message)
+
+    def relay(self, ticket: Ticket, reply: Message, recipients: list[str]) -> OutboxMail:
+        """An SE's public reply, sent to the customer from the support address."""
+        earlier = [m for m in ticket.messages if m is not reply and m.kind != "internal"]
+        answering = next((m for m in reversed(earlier) if m.direction == "in"), None)
+        rendered = self.app.templates.render(
+            "reply", self._context(ticket, reply=reply, answering=answering)
+        )
+        subject = tag_subject(rendered.subject, ticket.id)
+        references = [i for i in thread_ids(ticket) if i != reply.message_id]
+        mail = OutgoingMail(
+            sender=Party(self.app.config.support.address, reply.author_name or self.support.name),
+            to=[Party(address) for address in recipients[:1]],
+            cc=[Party(address) for address in recipients[1:]],
+            reply_to=self.support,
+            subject=subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=new_message_id(self.app.config.support.domain, ticket.id),
+            date=self.app.clock.now(),
+            in_reply_to=references[-1] if references else None,
+            references=references,
+        )
+        return self._queue(mail, "reply", ticket, reply)
+
+    def command_error(
+        self, ticket: Ticket, staff_address: str, errors: list[str], reply: Message
+    ) -> OutboxMail:
+        """Told to the SE alone: their commands were not understood and nothing changed."""
+        rendered = self.app.templates.render(
+            "command_error", self._context(ticket, errors=errors, reply=reply)
+        )
+        mail = OutgoingMail(
+            sender=self.support,
+            to=[Party(staff_address)],
+            subject=tag_subject(rendered.subject, ticket.id),
+            text=rendered.text,
+            html=rendered.html,
+            message_id=new_message_id(self.app.config.support.domain, ticket.id),
+            date=self.app.clock.now(),
+            in_reply_to=reply.message_id,
+            references=[reply.message_id],
+            auto_submitted="auto-replied",
+        )
+        return self._queue(mail, "command_error", ticket)
+
+    def welcome(self, customer: Customer, contact: str) -> OutboxMail:
+        rendered = self.app.templates.render(
+            "welcome", self._context(None, customer=customer, contact=contact,
+                                     sla=self.app.config.sla)
+        )
+        mail = OutgoingMail(
+            sender=self.support,
+            to=[Party(contact)],
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=new_message_id(self.app.config.support.domain),
+            date=self.app.clock.now(),
+            auto_submitted="auto-generated",
+        )
+        return self._queue(mail, "welcome", None)

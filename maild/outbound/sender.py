@@ -1,0 +1,151 @@
+"""Delivering the outbox over SMTP, with retries, and recording the outcome on the ticket."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from maild.app import App
+from maild.db.models import OutboxMail, Ticket
+from maild.outbound.retry import decide
+from maild.workflow import record
+
+log = logging.getLogger(__name__)
+
+# A claimed mail is not offered to anyone else for this long; if the process dies
+# mid-send, the mail is delivered again after it, with the same Message-ID.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    mail_from: str
+    recipients: list[str]
+    raw_sha256: str
+    attempts: int
+
+
+class Sender:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.config = app.config.outbound
+
+    def _claim(self, limit: int) -> list[_Claimed]:
+        now = self.app.clock.now()
+        with self.app.db.transaction() as session:
+            rows = session.scalars(
+                select(OutboxMail)
+                .where(OutboxMail.status == "queued", OutboxMail.next_attempt_at <= now)
+                .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + CLAIM_LEASE
+            return [
+                _Claimed(r.id, r.mail_from, list(r.recipients), r.raw_sha256, r.attempts)
+                for r in rows
+            ]
+
+    def _connect(self) -> smtplib.SMTP:
+        timeout = self.config.timeout_seconds
+        if self.config.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.config.host, self.config.port, timeout=timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            client = smtplib.SMTP(self.config.host, self.config.port, timeout=timeout)
+            if self.config.security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+        if self.config.username:
+            client.login(self.config.username, self.config.password or "")
+        return client
+
+    def deliver_due(self, limit: int = 100) -> DeliveryReport:
+        report = DeliveryReport()
+        claimed = self._claim(limit)
+        if not claimed:
+            return report
+        try:
+            client = self._connect()
+        except Exception as exc:  # every mail of the batch waits for the relay to come back
+            for mail in claimed:
+                self._failed(mail, exc, report)
+            return report
+        try:
+            for mail in claimed:
+                try:
+                    refused = client.sendmail(
+                        mail.mail_from, mail.recipients, self.app.raw_store.get(mail.raw_sha256)
+                    )
+                except smtplib.SMTPServerDisconnected as exc:
+                    self._failed(mail, exc, report)
+                    client = self._connect()
+                except Exception as exc:
+                    self._failed(mail, exc, report)
+                else:
+                    self._sent(mail, refused, report)
+        except Exception as exc:
+            log.warning("outbound relay %s:%s lost: %s", self.config.host, self.config.port, exc)
+        finally:
+            try:
+                client.quit()
+            except Exception:
+                pass
+        return report
+
+    def _sent(self, claimed: _Claimed, refused: dict[str, object], report: DeliveryReport) -> None:
+        now = self.app.clock.now()
+        with self.app.db.transaction() as session:
+            row = session.get(OutboxMail, claimed.id)
+            assert row is not None
+            row.status = "sent"
+            row.sent_at = now
+            row.last_error = f"refused for some recipients: {refused}" if refused else None
+            if row.ticket_id is not None:
+                ticket = session.get(Ticket, row.ticket_id)
+                assert ticket is not None
+                record(session, ticket, now, "maild", "delivered", new=row.message_id,
+                       detail=f"{row.purpose} to {', '.join(row.recipients)}")
+        report.sent += 1
+        log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
+
+    def _failed(self, claimed: _Claimed, error: BaseException, report: DeliveryReport) -> None:
+        now = self.app.clock.now()
+        decision = decide(error, claimed.attempts, self.config.max_attempts)
+        with self.app.db.transaction() as session:
+            row = session.get(OutboxMail, claimed.id)
+            assert row is not None
+            row.last_error = decision.reason
+            if decision.retry:
+                row.next_attempt_at = now + decision.delay
+                report.deferred += 1
+                log.warning("outbox #%s deferred %s: %s", row.id, decision.delay, decision.reason)
+                return
+            row.status = "failed"
+            report.failed += 1
+            log.error("outbox #%s failed: %s", row.id, decision.reason)
+            if row.ticket_id is not None:
+                ticket = session.get(Ticket, row.ticket_id)
+                assert ticket is not None
+                record(session, ticket, now, "maild", "delivery_failed", new=row.message_id,
+                       detail=decision.reason)

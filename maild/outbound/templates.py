@@ -1,0 +1,76 @@
+"""The Jinja templates of every mail maild writes.
+
+A template's text starts with a "Subject: …" line and a blank line; the rest is
+the body. `NAME.txt.j2` is required, `NAME.html.j2` is optional (autoescaped).
+An operator's template directory is searched before the shipped one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+from maild.errors import ConfigError
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %Z") -> str:
+    if value is None:
+        return ""
+    return (value.astimezone(zone) if zone else value).strftime(fmt)
+
+
+class Templates:
+    def __init__(self, override_dir: Path | None = None) -> None:
+        directories = [d for d in (override_dir, SHIPPED_TEMPLATES) if d is not None]
+        loader = ChoiceLoader([FileSystemLoader(str(d)) for d in directories])
+        self._text = Environment(
+            loader=loader, undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
+        )
+        self._html = Environment(loader=loader, undefined=StrictUndefined, autoescape=True)
+        for environment in (self._text, self._html):
+            environment.filters["datetime"] = _format_datetime
+
+    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        try:
+            text_source = self._text.get_template(f"{name}.txt.j2").render(context)
+        except TemplateNotFound:
+            raise ConfigError([f"templates: {name}.txt.j2 is missing"]) from None
+        subject, text = _split_subject(name, text_source)
+        try:
+            html: str | None = self._html.get_template(f"{name}.html.j2").render(context)
+        except TemplateNotFound:
+            html = None
+        return Rendered(subject, text, html)
+
+    def check(self, names: list[str]) -> list[str]:
+        problems = []
+        for name in names:
+            try:
+                source = self._text.get_template(f"{name}.txt.j2")
+            except TemplateNotFound:
+                problems.append(f"templates: {name}.txt.j2 is missing")
+                continue
+            except Exception as exc:  # a syntax error names the line for the operator
+                problems.append(f"templates: {name}.txt.j2: {exc}")
+                continue
+            del source
+        return problems
+
+
+def _split_subject(name: str, source: str) -> tuple[str, str]:
+    head, _, body = source.lstrip("\n").partition("\n")
+    if not head.lower().startswith("subject:"):
+        raise ConfigError([f"templates: {name}.txt.j2 must start with a 'Subject: …' line"])
+    return " ".join(head[len("subject:"):].split()), body.lstrip("\n").rstrip() + "\n"

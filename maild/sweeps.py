@@ -1,0 +1,43 @@
+"""Actions that are due because time passed. Each reads "now" from the injected clock."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from maild.app import App
+from maild.db.models import Ticket
+from maild.workflow import set_status
+
+log = logging.getLogger(__name__)
+
+
+def close_solved_tickets(app: App, batch: int = 500) -> int:
+    """Solved tickets become closed (final) once `followup.close_after_solved` has passed."""
+    now = app.clock.now()
+    closed = 0
+    with app.db.transaction() as session:
+        tickets = session.scalars(
+            select(Ticket)
+            .where(Ticket.status == "solved", Ticket.solved_at.is_not(None))
+            .order_by(Ticket.solved_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for ticket in tickets:
+            assert ticket.solved_at is not None
+            if app.calendar.add(ticket.solved_at, app.config.followup.close_after_solved) <= now:
+                set_status(session, ticket, "closed", actor="maild", now=now,
+                           detail=f"solved for {app.config.followup.close_after_solved}")
+                closed += 1
+    if closed:
+        log.info("closed %d solved tickets", closed)
+    return closed
+
+
+SWEEPS = (close_solved_tickets,)
+
+
+def run_sweeps(app: App) -> dict[str, int]:
+    return {sweep.__name__: sweep(app) for sweep in SWEEPS}

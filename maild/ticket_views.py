@@ -1,0 +1,111 @@
+"""Tickets as the command line and exports show them (the shape of `tickets show --json`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from maild.db.models import Message, Ticket
+from maild.errors import NotFound
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    outbox = message.outbox
+    return {
+        "message_id": message.message_id,
+        "direction": message.direction,
+        "author": message.author,
+        "author_name": message.author_name,
+        "kind": message.kind,
+        "created_at": iso(message.created_at),
+        "subject": message.subject,
+        "body": message.body,
+        "automatic": message.automatic,
+        "attachments": message.attachments,
+        "delivery": None if outbox is None else {
+            "message_id": outbox.message_id,
+            "recipients": outbox.recipients,
+            "status": outbox.status,
+            "attempts": outbox.attempts,
+            "sent_at": iso(outbox.sent_at),
+            "error": outbox.last_error,
+        },
+    }
+
+
+def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": ticket.id,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "requester": ticket.requester,
+        "cc": ticket.cc,
+        "assignee": ticket.assignee,
+        "organization": ticket.customer.name if ticket.customer else None,
+        "tier": ticket.customer.tier if ticket.customer else None,
+        "plan": ticket.customer.plan if ticket.customer else None,
+        "follow_up_of": ticket.follow_up_of_id,
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "first_response_at": iso(ticket.first_response_at),
+        "solved_at": iso(ticket.solved_at),
+        "closed_at": iso(ticket.closed_at),
+        "response_due_at": iso(ticket.response_due_at),
+        "resolution_due_at": iso(ticket.resolution_due_at),
+        "nudges_sent": ticket.nudges_sent,
+    }
+    if with_messages:
+        data["messages"] = [message_json(m) for m in ticket.messages]
+        data["events"] = [
+            {"at": iso(e.at), "actor": e.actor, "kind": e.kind, "old": e.old, "new": e.new,
+             "detail": e.detail}
+            for e in ticket.events
+        ]
+    return data
+
+
+_FULL = (
+    selectinload(Ticket.messages).selectinload(Message.outbox),
+    selectinload(Ticket.events),
+    selectinload(Ticket.participants),
+    selectinload(Ticket.customer),
+)
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.scalar(select(Ticket).where(Ticket.id == ticket_id).options(*_FULL))
+    if ticket is None:
+        raise NotFound(f"there is no ticket #{ticket_id}")
+    return ticket
+
+
+def list_tickets(session: Session, status: str | None = None) -> list[Ticket]:
+    query = select(Ticket).options(selectinload(Ticket.participants),
+                                   selectinload(Ticket.customer)).order_by(Ticket.id)
+    if status:
+        query = query.where(Ticket.status == status)
+    return list(session.scalars(query))
+
+
+def export_tickets(session: Session, batch: int = 200) -> Any:
+    """Every ticket with its messages, in id order, a batch at a time."""
+    last_id = 0
+    while True:
+        tickets = session.scalars(
+            select(Ticket).where(Ticket.id > last_id).order_by(Ticket.id).limit(batch)
+            .options(*_FULL)
+        ).all()
+        if not tickets:
+            return
+        for ticket in tickets:
+            yield ticket_json(ticket)
+        last_id = tickets[-1].id
+        session.expunge_all()

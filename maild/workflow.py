@@ -1,0 +1,130 @@
+"""Changes to a ticket. Every one goes through here so that the event log is complete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.business_time import BusinessCalendar
+from maild.config import SlaConfig
+from maild.db.models import (
+    PRIORITIES,
+    STATUSES,
+    Customer,
+    CustomerContact,
+    CustomerDomain,
+    Event,
+    Participant,
+    Ticket,
+)
+from maild.errors import PermanentError
+
+
+def record(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    actor: str,
+    kind: str,
+    old: str | None = None,
+    new: str | None = None,
+    detail: str | None = None,
+) -> None:
+    ticket.events.append(
+        Event(at=now, actor=actor, kind=kind, old=old, new=new, detail=detail)
+    )
+    ticket.updated_at = now
+
+
+def set_status(
+    session: Session, ticket: Ticket, status: str, *, actor: str, now: datetime,
+    detail: str | None = None,
+) -> None:
+    if status not in STATUSES:
+        raise PermanentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    if ticket.status == status:
+        return
+    if ticket.status == "closed":
+        raise PermanentError(f"ticket #{ticket.id} is closed; a closed ticket is final")
+    old = ticket.status
+    ticket.status = status
+    if status == "solved":
+        ticket.solved_at = now
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.solved_at = ticket.solved_at or now
+    else:
+        ticket.solved_at = None
+    record(session, ticket, now, actor, "status", old, status, detail)
+
+
+def set_priority(
+    session: Session, ticket: Ticket, priority: str, *, actor: str, now: datetime
+) -> None:
+    if priority not in PRIORITIES:
+        raise PermanentError(f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}")
+    if ticket.priority != priority:
+        record(session, ticket, now, actor, "priority", ticket.priority, priority)
+        ticket.priority = priority
+
+
+def set_assignee(
+    session: Session, ticket: Ticket, assignee: str | None, *, actor: str, now: datetime
+) -> None:
+    if ticket.assignee != assignee:
+        record(session, ticket, now, actor, "assignee", ticket.assignee, assignee)
+        ticket.assignee = assignee
+        if assignee:
+            add_participant(ticket, assignee, "staff")
+
+
+def add_participant(ticket: Ticket, address: str, role: str) -> None:
+    for participant in ticket.participants:
+        if participant.address == address:
+            return
+    ticket.participants.append(Participant(address=address, role=role))
+
+
+def takes_part(ticket: Ticket, address: str) -> bool:
+    return any(p.address == address for p in ticket.participants)
+
+
+def customer_for(session: Session, address: str) -> Customer | None:
+    contact = session.scalar(select(CustomerContact).where(CustomerContact.address == address))
+    if contact is not None:
+        return contact.customer
+    domain = session.get(CustomerDomain, address.rsplit("@", 1)[-1])
+    return domain.customer if domain is not None else None
+
+
+def open_ticket(
+    session: Session,
+    *,
+    subject: str,
+    requester: str,
+    now: datetime,
+    sla: SlaConfig,
+    calendar: BusinessCalendar,
+    follow_up_of: Ticket | None = None,
+) -> Ticket:
+    ticket = Ticket(
+        subject=subject or "(no subject)",
+        status="new",
+        priority="p2",
+        requester=requester,
+        customer=customer_for(session, requester),
+        created_at=now,
+        updated_at=now,
+        nudges_sent=0,
+        response_due_at=calendar.add(now, sla.first_response),
+        resolution_due_at=calendar.add(now, sla.resolution),
+        follow_up_of_id=follow_up_of.id if follow_up_of else None,
+    )
+    ticket.participants.append(Participant(address=requester, role="requester"))
+    session.add(ticket)
+    session.flush()
+    detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
+    record(session, ticket, now, requester, "created", None, "new", detail)
+    return ticket
