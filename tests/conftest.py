@@ -1,0 +1,123 @@
+"""Fixtures: a real database (SQLite, or PostgreSQL when MAILD_TEST_DB=postgresql),
+a fixed clock, and a real SMTP sink on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from maild.app import App, build_app
+from maild.channels.sink import start_sink
+from maild.clock import FixedClock
+from maild.config import Config, parse_config
+
+PG_URL = os.environ.get(
+    "MAILD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+START = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # a Monday, 10:00 in Los Angeles
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def using_postgresql() -> bool:
+    return os.environ.get("MAILD_TEST_DB", "sqlite") == "postgresql"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    if not using_postgresql():
+        yield f"sqlite:///{tmp_path}/maild.db"
+        return
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+class Sink:
+    """A real SMTP server that keeps what it is given; read back as parsed mail."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+
+    def files(self) -> list[Path]:
+        return sorted(self.directory.glob("*.eml"), key=lambda p: p.name)
+
+    def messages(self) -> list[Any]:
+        from tests.mailbuilder import read_eml
+
+        return [read_eml(p) for p in self.files()]
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[Sink]:
+    port = free_port()
+    directory = tmp_path / "sink"
+    controller = start_sink("127.0.0.1", port, directory)
+    try:
+        yield Sink(directory, port)
+    finally:
+        controller.stop()
+
+
+def config_text(database_url: str, storage_dir: Path, outbound_port: int, extra: str = "") -> str:
+    return f"""
+[support]
+address = "support@example.com"
+name = "Example Support"
+
+[storage]
+url = "{database_url}"
+dir = "{storage_dir}"
+
+[outbound]
+host = "127.0.0.1"
+port = {outbound_port}
+timeout_seconds = 5
+
+[staff]
+addresses = ["dan@example.com"]
+domains = ["staff.example.com"]
+
+[business_hours]
+timezone = "America/Los_Angeles"
+{extra}
+"""
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path, sink: Sink) -> Config:
+    return parse_config(config_text(database_url, tmp_path / "storage", sink.port))
+
+
+@pytest.fixture
+def app(config: Config, clock: FixedClock) -> Iterator[App]:
+    application = build_app(config, clock)
+    try:
+        yield application
+    finally:
+        application.db.dispose()

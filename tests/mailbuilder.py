@@ -1,0 +1,61 @@
+"""Building test mail the way real clients write it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from datetime import UTC, datetime
+
+
+def make_mail(
+    sender: str = "Ann Customer <ann@customer.example>",
+    to: str = "support@example.com",
+    subject: str = "Printer on fire",
+    body: str = "It is on fire.\n",
+    *,
+    message_id: str | None = "<first@customer.example>",
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    cc: str | None = None,
+    headers: dict[str, str] | None = None,
+    html: str | None = None,
+    date: datetime | None = None,
+) -> bytes:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = sender
+    message["To"] = to
+    if cc:
+        message["Cc"] = cc
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date or datetime(2026, 11, 23, 18, 0, tzinfo=UTC))
+    if message_id:
+        message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    if references:
+        message["References"] = " ".join(references)
+    for name, value in (headers or {}).items():
+        message[name] = value
+    if body is not None:
+        message.set_content(body)
+    if html is not None:
+        if body is None:
+            message.set_content(html, subtype="html")
+        else:
+            message.add_alternative(html, subtype="html")
+    return message.as_bytes()
+
+
+def read_eml(path: Path) -> EmailMessage:
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def plain_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None, "the mail has no text/plain part"
+    return part.get_content().replace("\r\n", "\n")

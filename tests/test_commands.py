@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from maild.intake.commands import parse_commands
+
+
+def test_plain_reply_has_no_commands() -> None:
+    commands = parse_commands("Please try again.\n#status solved is not a command here")
+    assert not commands.any
+    assert commands.text.startswith("Please try again.")
+
+
+def test_commands_on_the_first_lines() -> None:
+    commands = parse_commands("#priority P1\n#assign Eve@Example.com\n\nHere is the fix.")
+    assert (commands.priority, commands.assign, commands.status) == ("p1", "eve@example.com", None)
+    assert commands.text == "Here is the fix."
+
+
+def test_solve_hold_take_and_status() -> None:
+    assert parse_commands("#solve").status == "solved"
+    assert parse_commands("#hold").status == "on_hold"
+    assert parse_commands("#take").assign == "me"
+    assert parse_commands("#status on-hold").status == "on_hold"
+
+
+def test_note_with_text_on_the_same_line() -> None:
+    commands = parse_commands("#note they use the old plan\nmore detail")
+    assert commands.internal
+    assert commands.text == "they use the old plan\nmore detail"
+
+
+def test_errors_are_collected() -> None:
+    commands = parse_commands("#status closed\n#priority urgent\n#frobnicate\ntext")
+    assert len(commands.errors) == 3
+    assert "closed" not in commands.errors[0].split(": ", 1)[1].split("one of")[1]

@@ -1,0 +1,275 @@
+"""Threading (DESIGN.md rules 1–4) and the status transitions, through the real pipeline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from maild.app import App
+from maild.clock import FixedClock
+from maild.customers import add_customer
+from maild.db.models import QuarantinedMail
+from maild.intake.pipeline import ingest
+from maild.ticket_views import get_ticket
+from maild.workflow import set_status
+from tests.helpers import show
+from tests.mailbuilder import make_mail
+
+
+def _ack_id(app: App, ticket_id: int) -> str:
+    ack = show(app, ticket_id)["messages"][1]
+    assert ack["kind"] == "system"
+    return ack["delivery"]["message_id"]
+
+
+def test_first_mail_opens_a_new_ticket_with_an_acknowledgment(app: App) -> None:
+    result = ingest(app, make_mail(), "test")
+
+    assert result.outcome == "stored"
+    ticket = show(app, result.ticket_id)
+    assert ticket["status"] == "new"
+    assert ticket["requester"] == "ann@customer.example"
+    assert ticket["subject"] == "Printer on fire"
+    assert [m["kind"] for m in ticket["messages"]] == ["public", "system"]
+    ack = ticket["messages"][1]
+    assert ack["direction"] == "out"
+    assert ack["delivery"]["recipients"] == ["ann@customer.example"]
+    assert ack["delivery"]["status"] == "queued"
+    assert ticket["response_due_at"] == "2026-11-24T18:00:00+00:00"
+
+
+def test_same_message_id_twice_is_one_message(app: App) -> None:
+    first = ingest(app, make_mail(), "test")
+    second = ingest(app, make_mail(body="different bytes, same Message-ID\n"), "test")
+
+    assert second.outcome == "duplicate"
+    assert len(show(app, first.ticket_id)["messages"]) == 2
+
+
+def test_reply_to_the_acknowledgment_by_headers_reopens_the_same_ticket(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ack_id = _ack_id(app, ticket_id)
+    clock.advance(timedelta(minutes=5))
+
+    reply = make_mail(subject="Re: Printer on fire", message_id="<second@customer.example>",
+                      in_reply_to=ack_id, references=["<first@customer.example>", ack_id],
+                      body="It is still on fire.\n")
+    result = ingest(app, reply, "test")
+
+    assert result.ticket_id == ticket_id
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "open"
+    assert ticket["messages"][-1]["body"] == "It is still on fire."
+
+
+def test_reply_found_by_references_alone(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    reply = make_mail(subject="Re: something else", message_id="<r@customer.example>",
+                      references=["<unknown@elsewhere.example>", "<first@customer.example>"])
+    assert ingest(app, reply, "test").ticket_id == ticket_id
+
+
+def test_subject_tag_from_a_participant_threads_without_headers(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    tagged = make_mail(subject=f"RE: [#{ticket_id}] Printer on fire",
+                       message_id="<tag@customer.example>", body="Any news?\n")
+    assert ingest(app, tagged, "test").ticket_id == ticket_id
+    assert show(app, ticket_id)["status"] == "open"
+
+
+def test_subject_tag_from_a_stranger_opens_a_new_ticket(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    stranger = make_mail(sender="mallory@attacker.example",
+                         subject=f"Re: [#{ticket_id}] Printer on fire",
+                         message_id="<evil@attacker.example>")
+    result = ingest(app, stranger, "test")
+
+    assert result.ticket_id != ticket_id
+    assert len(show(app, ticket_id)["messages"]) == 2
+
+
+def test_staff_reply_is_relayed_and_sets_pending(app: App, clock: FixedClock) -> None:
+    ticket_id = ingest(app, make_mail(cc="bob@customer.example"), "test").ticket_id
+    clock.advance(timedelta(hours=1))
+    se_reply = make_mail(
+        sender="Dan Engineer <dan@example.com>", to="support@example.com",
+        subject=f"Re: [#{ticket_id}] Printer on fire", message_id="<dan1@example.com>",
+        in_reply_to="<first@customer.example>",
+        body="Please unplug it first.\n\nOn Mon, Ann wrote:\n> It is on fire.\n",
+    )
+    ingest(app, se_reply, "test")
+
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "pending"
+    assert ticket["assignee"] == "dan@example.com"
+    assert ticket["first_response_at"] == "2026-11-23T19:00:00+00:00"
+    reply = ticket["messages"][-1]
+    assert (reply["direction"], reply["kind"], reply["author"]) == (
+        "out", "public", "dan@example.com")
+    assert reply["body"] == "Please unplug it first."
+    assert reply["delivery"]["recipients"] == ["ann@customer.example", "bob@customer.example"]
+
+
+def test_staff_reply_all_does_not_send_the_customer_a_second_copy(app: App) -> None:
+    ticket_id = ingest(app, make_mail(cc="bob@customer.example"), "test").ticket_id
+    reply_all = make_mail(
+        sender="dan@example.com", to="ann@customer.example", cc="support@example.com",
+        subject=f"Re: [#{ticket_id}] Printer on fire", message_id="<dan2@example.com>",
+        in_reply_to="<first@customer.example>", body="Unplug it.\n",
+    )
+    ingest(app, reply_all, "test")
+
+    reply = show(app, ticket_id)["messages"][-1]
+    assert reply["delivery"]["recipients"] == ["bob@customer.example"]
+
+
+def test_note_command_keeps_the_reply_internal(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    note = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                     message_id="<note@example.com>", in_reply_to="<first@customer.example>",
+                     body="#note\nCustomer is on the old firmware.\n")
+    ingest(app, note, "test")
+
+    ticket = show(app, ticket_id)
+    last = ticket["messages"][-1]
+    assert (last["kind"], last["delivery"]) == ("internal", None)
+    assert last["body"] == "Customer is on the old firmware."
+    assert ticket["status"] == "new"
+    assert ticket["first_response_at"] is None
+
+
+def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    reply = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                      message_id="<cmd@example.com>", in_reply_to="<first@customer.example>",
+                      body="#priority p1\n#solve\nFixed in 2.3.1, please upgrade.\n")
+    ingest(app, reply, "test")
+
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["priority"]) == ("solved", "p1")
+    assert ticket["messages"][-1]["body"] == "Fixed in 2.3.1, please upgrade."
+    assert ticket["solved_at"] is not None
+
+
+def test_unknown_command_changes_nothing_and_tells_the_se(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    reply = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                      message_id="<bad@example.com>", in_reply_to="<first@customer.example>",
+                      body="#sovle\nDone.\n")
+    result = ingest(app, reply, "test")
+
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "new"
+    assert ticket["messages"][-1]["kind"] == "internal"
+    assert result.outbox_queued == 1
+    assert any(e["kind"] == "command_rejected" and "#sovle" in e["detail"]
+               for e in ticket["events"])
+
+
+def test_staff_writing_to_a_customer_with_support_in_cc_opens_their_ticket(app: App) -> None:
+    mail = make_mail(sender="Dan <dan@example.com>", to="Carol <carol@customer.example>",
+                     cc="support@example.com", subject="Your upgrade next week",
+                     message_id="<outreach@example.com>", body="Shall we plan it?\n")
+    ticket_id = ingest(app, mail, "test").ticket_id
+
+    ticket = show(app, ticket_id)
+    assert ticket["requester"] == "carol@customer.example"
+    assert ticket["assignee"] == "dan@example.com"
+    assert ticket["status"] == "pending"
+    assert [m["kind"] for m in ticket["messages"]] == ["public"]  # no acknowledgment
+
+    answer = make_mail(sender="carol@customer.example", to="dan@example.com",
+                       cc="support@example.com", subject="Re: Your upgrade next week",
+                       message_id="<carol1@customer.example>",
+                       in_reply_to="<outreach@example.com>", body="Tuesday works.\n")
+    assert ingest(app, answer, "test").ticket_id == ticket_id
+    assert show(app, ticket_id)["status"] == "open"
+
+
+def test_reply_to_a_closed_ticket_opens_a_linked_follow_up(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    with app.db.transaction() as session:
+        set_status(session, get_ticket(session, ticket_id), "closed", actor="test",
+                   now=app.clock.now())
+    again = make_mail(subject="Re: Printer on fire", message_id="<later@customer.example>",
+                      in_reply_to="<first@customer.example>", body="It is back.\n")
+    result = ingest(app, again, "test")
+
+    assert result.ticket_id != ticket_id
+    follow_up = show(app, result.ticket_id)
+    assert follow_up["follow_up_of"] == ticket_id
+    assert follow_up["status"] == "new"
+    assert show(app, ticket_id)["status"] == "closed"
+
+
+def test_auto_reply_on_a_ticket_is_stored_and_reopens_nothing(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                          message_id="<d@example.com>", in_reply_to="<first@customer.example>",
+                          body="Try this.\n"), "test")
+    ooo = make_mail(subject=f"Out of office: [#{ticket_id}]", message_id="<ooo@customer.example>",
+                    in_reply_to="<d@example.com>", headers={"Auto-Submitted": "auto-replied"},
+                    body="I am away until Monday.\n")
+    result = ingest(app, ooo, "test")
+
+    assert result.ticket_id == ticket_id
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "pending"
+    assert ticket["messages"][-1]["automatic"] == "Auto-Submitted: auto-replied"
+
+
+def test_automatic_mail_that_threads_nowhere_is_quarantined_not_answered(app: App) -> None:
+    bounce = make_mail(sender="MAILER-DAEMON@mx.customer.example", subject="Undeliverable",
+                       message_id="<bounce@mx.customer.example>")
+    result = ingest(app, bounce, "test")
+
+    assert result.outcome == "quarantined"
+    assert "automatic" in result.reason
+
+
+def test_invalid_sender_is_quarantined_with_the_reason(app: App) -> None:
+    result = ingest(app, make_mail(sender="not-an-address"), "test")
+    assert result.outcome == "quarantined"
+    assert "sender" in result.reason
+
+
+def test_mail_from_our_own_address_is_a_loop(app: App) -> None:
+    result = ingest(app, make_mail(sender="support@example.com"), "test")
+    assert result.outcome == "quarantined"
+    assert "loop" in result.reason
+
+
+def test_quarantined_message_keeps_its_raw_bytes(app: App) -> None:
+    raw = b"this is not an email at all"
+    result = ingest(app, raw, "test")
+
+    assert result.outcome == "quarantined"
+    with app.db.transaction() as session:
+        held = session.scalars(select(QuarantinedMail)).one()
+        assert app.raw_store.get(held.raw_sha256) == raw
+        assert held.reason == result.reason
+
+
+def test_every_status_change_is_in_the_event_log(app: App) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                          message_id="<d@example.com>", in_reply_to="<first@customer.example>",
+                          body="Try this.\n"), "test")
+    ingest(app, make_mail(message_id="<c2@customer.example>", in_reply_to="<d@example.com>",
+                          body="Did not help.\n"), "test")
+
+    changes = [(e["old"], e["new"]) for e in show(app, ticket_id)["events"]
+               if e["kind"] in ("created", "status")]
+    assert changes == [(None, "new"), ("new", "pending"), ("pending", "open")]
+
+
+def test_customer_organisation_is_recognised_by_domain(app: App) -> None:
+    with app.db.transaction() as session:
+        add_customer(app, session, "Customer Inc", domains=["customer.example"],
+                     tier="enterprise", plan="managed")
+    ticket = show(app, ingest(app, make_mail(), "test").ticket_id)
+    assert (ticket["organization"], ticket["tier"], ticket["plan"]) == (
+        "Customer Inc", "enterprise", "managed")

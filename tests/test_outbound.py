@@ -1,0 +1,237 @@
+"""Mail maild writes: what the customer's client sees, and how delivery copes with refusals."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from maild.app import App, build_app
+from maild.clock import FixedClock
+from maild.config import Config
+from maild.customers import add_customer
+from maild.db.models import OutboxMail
+from maild.intake.pipeline import ingest
+from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
+from maild.outbound.sender import Sender
+from tests.conftest import Sink, free_port
+from tests.helpers import show
+from tests.mailbuilder import make_mail, plain_text
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_rendered_mail_parses_back_identically() -> None:
+    mail = OutgoingMail(
+        sender=Party("support@example.com", "Zoë from Support"),
+        to=[Party("ann@customer.example", "Ann Müller")],
+        cc=[Party("bob@customer.example")],
+        subject="Re: [#7] Größe der Datei – ✓ café",
+        text="Hallo Ann,\n\nline with ünïcödé\n",
+        html="<p>Hallo</p>",
+        message_id="<maild.7.abc@example.com>",
+        date=datetime(2026, 11, 23, 18, 0, tzinfo=UTC),
+        in_reply_to="<first@customer.example>",
+        references=["<first@customer.example>", "<ack@example.com>"],
+        auto_submitted="auto-replied",
+    )
+    raw = render_mail(mail)
+    raw.decode("ascii")  # 7-bit clean on the wire: encoded words and quoted-printable
+    parsed = _parse(raw)
+
+    assert parsed["Subject"] == mail.subject
+    assert parsed["From"].addresses[0].display_name == "Zoë from Support"
+    assert parsed["To"].addresses[0].display_name == "Ann Müller"
+    assert parsed["Cc"].addresses[0].addr_spec == "bob@customer.example"
+    assert parsed["Message-ID"] == "<maild.7.abc@example.com>"
+    assert parsed["In-Reply-To"] == "<first@customer.example>"
+    assert parsed["References"].split() == mail.references
+    assert parsed["Date"].datetime == mail.date
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert plain_text(parsed) == mail.text
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_no_header_can_be_injected_through_a_subject_or_name() -> None:
+    mail = OutgoingMail(
+        sender=Party("support@example.com", "Support\r\nBcc: victim@evil.example"),
+        to=[Party("ann@customer.example")],
+        subject="Hello\r\nBcc: victim@evil.example",
+        text="x\n", message_id="<m@example.com>", date=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    parsed = _parse(render_mail(mail))
+    assert parsed["Bcc"] is None
+    assert "\n" not in parsed["Subject"]
+
+
+def test_subject_tag_is_added_once() -> None:
+    assert tag_subject("Printer on fire", 7) == "[#7] Printer on fire"
+    assert tag_subject("Re: AW: [#7] Printer", 7) == "Re: AW: [#7] Printer"
+    assert tag_subject("RE: Printer", 7) == "[#7] Printer"
+
+
+def test_acknowledgment_delivered_to_the_sink_threads_under_the_customer_mail(
+    app: App, sink: Sink
+) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    report = Sender(app).deliver_due()
+
+    assert (report.sent, report.failed) == (1, 0)
+    [ack] = sink.messages()
+    assert ack["Subject"] == f"Re: [#{ticket_id}] Printer on fire"
+    assert ack["In-Reply-To"] == "<first@customer.example>"
+    assert ack["References"] == "<first@customer.example>"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Message-ID"].endswith("@example.com>")
+    assert ack["Date"] is not None
+    assert ack["Delivered-To"] == "ann@customer.example"
+    text = plain_text(ack)
+    assert f"ticket #{ticket_id}" in text
+    assert "What happens next" in text
+    assert "Tuesday 24 November, 10:00 PST" in text  # the first-response due time, local
+
+    ticket = show(app, ticket_id)
+    assert ticket["messages"][1]["delivery"]["status"] == "sent"
+    assert any(e["kind"] == "delivered" for e in ticket["events"])
+
+
+def test_relay_carries_the_se_name_and_the_thread(app: App, sink: Sink) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app, make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: [#{ticket_id}]",
+                          message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
+                          body="#priority p1\nUnplug it.\n"), "test")
+    Sender(app).deliver_due()
+
+    relay = sink.messages()[-1]
+    assert relay["From"].addresses[0].display_name == "Dan Engineer"
+    assert relay["From"].addresses[0].addr_spec == "support@example.com"
+    assert relay["Reply-To"] == "Example Support <support@example.com>"
+    assert relay["Auto-Submitted"] is None
+    ack_id = sink.messages()[0]["Message-ID"]
+    assert relay["References"].split() == ["<first@customer.example>", ack_id]
+    text = plain_text(relay)
+    assert text.startswith("Unplug it.")
+    assert "#priority" not in text
+    assert "> It is on fire." in text
+
+
+class _Refusing:
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.attempts = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.attempts += 1
+        return self.answer
+
+
+@pytest.fixture
+def refusing_relay(request: pytest.FixtureRequest) -> Iterator[tuple[int, _Refusing]]:
+    handler = _Refusing(request.param)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, handler
+    finally:
+        controller.stop()
+
+
+def _app_with_relay(config: Config, clock: FixedClock, port: int) -> App:
+    outbound = config.outbound.model_copy(update={"port": port, "max_attempts": 3})
+    return build_app(config.model_copy(update={"outbound": outbound}), clock)
+
+
+@pytest.mark.parametrize("refusing_relay", ["451 4.3.0 try later"], indirect=True)
+def test_temporary_refusal_is_retried_with_backoff_then_fails_visibly(
+    config: Config, clock: FixedClock, refusing_relay: tuple[int, _Refusing]
+) -> None:
+    port, relay = refusing_relay
+    app = _app_with_relay(config, clock, port)
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    sender = Sender(app)
+
+    assert sender.deliver_due().deferred == 1
+    assert sender.deliver_due().attempted == 0  # not due again yet
+    clock.advance(timedelta(minutes=1))
+    assert sender.deliver_due().deferred == 1
+    clock.advance(timedelta(minutes=2))
+    assert sender.deliver_due().failed == 1
+
+    assert relay.attempts == 3
+    ticket = show(app, ticket_id)
+    delivery = ticket["messages"][1]["delivery"]
+    assert delivery["status"] == "failed"
+    assert "451" in delivery["error"]
+    assert any(e["kind"] == "delivery_failed" for e in ticket["events"])
+    app.db.dispose()
+
+
+@pytest.mark.parametrize("refusing_relay", ["550 5.1.1 no such user"], indirect=True)
+def test_permanent_refusal_fails_at_once(
+    config: Config, clock: FixedClock, refusing_relay: tuple[int, _Refusing]
+) -> None:
+    port, relay = refusing_relay
+    app = _app_with_relay(config, clock, port)
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+
+    assert Sender(app).deliver_due().failed == 1
+    assert relay.attempts == 1
+    assert "550" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
+    app.db.dispose()
+
+
+def test_relay_down_defers_and_delivers_when_it_is_back(
+    config: Config, clock: FixedClock, sink: Sink
+) -> None:
+    app = _app_with_relay(config, clock, free_port())  # nothing listens there
+    ingest(app, make_mail(), "test")
+    assert Sender(app).deliver_due().deferred == 1
+
+    back = _app_with_relay(config, clock, sink.port)
+    clock.advance(timedelta(minutes=1))
+    assert Sender(back).deliver_due().sent == 1
+    assert len(sink.files()) == 1
+    app.db.dispose()
+    back.db.dispose()
+
+
+def test_a_claimed_mail_is_not_sent_twice_while_its_lease_runs(app: App, sink: Sink) -> None:
+    ingest(app, make_mail(), "test")
+    sender = Sender(app)
+    claimed = sender._claim(10)  # as if a process claimed it and died before sending
+    assert len(claimed) == 1
+    assert sender.deliver_due().attempted == 0
+
+    app.clock.advance(timedelta(minutes=6))  # type: ignore[attr-defined]
+    assert sender.deliver_due().sent == 1
+    with app.db.transaction() as session:
+        row = session.scalars(select(OutboxMail)).one()
+        assert row.attempts == 2
+        assert row.message_id == sink.messages()[0]["Message-ID"]
+
+
+def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
+    for _ in range(2):
+        with app.db.transaction() as session:
+            add_customer(app, session, "Customer Inc", domains=["customer.example"],
+                         tier="team", plan="cloud", contacts=["Lead@Customer.example"],
+                         welcome=True)
+    Sender(app).deliver_due()
+
+    [welcome] = sink.messages()
+    assert welcome["To"] == "lead@customer.example"
+    assert welcome["Subject"] == "Welcome to Example Support, Customer Inc"
+    assert welcome["Auto-Submitted"] == "auto-generated"
+    assert "customer.example" in plain_text(welcome)

@@ -1,0 +1,116 @@
+"""Parsing real-world shapes: multipart, HTML-only, wrong charsets, RFC 2047 headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from maild.intake.parse import ParseError, parse
+from tests.mailbuilder import make_mail
+
+
+def test_plain_mail() -> None:
+    mail = parse(make_mail())
+    assert mail.sender.address == "ann@customer.example"
+    assert mail.sender.name == "Ann Customer"
+    assert mail.message_id == "<first@customer.example>"
+    assert mail.text == "It is on fire."
+    assert [m.address for m in mail.to] == ["support@example.com"]
+
+
+def test_multipart_alternative_prefers_the_plain_part() -> None:
+    mail = parse(make_mail(body="plain words\n", html="<p>html words</p>"))
+    assert mail.text == "plain words"
+
+
+def test_html_only_mail_is_turned_into_text() -> None:
+    html = "<html><body><p>Hello <b>team</b>,</p><ul><li>step one</li></ul>" \
+           "<script>alert(1)</script></body></html>"
+    mail = parse(make_mail(body=None, html=html))  # type: ignore[arg-type]
+    assert "Hello team," in mail.text
+    assert "step one" in mail.text
+    assert "<" not in mail.text
+    assert "alert" not in mail.text
+
+
+def test_rfc2047_encoded_names_and_subjects() -> None:
+    raw = (
+        "From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <Juergen@Customer.Example>\r\n"
+        "To: support@example.com\r\n"
+        "Subject: =?iso-8859-1?q?Gr=FC=DFe?= =?utf-8?b?4oCTIGFsbGVz?= kaputt\r\n"
+        "Message-ID: <enc@customer.example>\r\n\r\nHallo\r\n"
+    ).encode("ascii")
+    mail = parse(raw)
+    assert mail.sender.name == "Jürgen Müller"
+    assert mail.sender.address == "juergen@customer.example"
+    assert mail.subject == "Grüße– alles kaputt"
+
+
+def test_latin1_body_is_decoded() -> None:
+    raw = (
+        b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: x\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nJ\xfcrgen \xe0 Z\xfcrich\r\n"
+    )
+    assert parse(raw).text == "Jürgen à Zürich"
+
+
+def test_windows_1252_body_labelled_utf8_keeps_its_characters() -> None:
+    raw = (
+        b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: x\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nJ\xfcrgen says \x93hi\x94\r\n"
+    )
+    assert parse(raw).text == "Jürgen says \u201chi\u201d"
+
+
+def test_unknown_charset_degrades_instead_of_failing() -> None:
+    raw = (
+        b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: x\r\n"
+        b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nplain ascii \xff\r\n"
+    )
+    assert parse(raw).text.startswith("plain ascii")
+
+
+def test_raw_8bit_header_bytes_do_not_raise() -> None:
+    raw = b"From: a@customer.example\r\nSubject: caf\xe9 \xff\r\n\r\nbody\r\n"
+    assert parse(raw).subject.startswith("caf")
+
+
+def test_attachments_are_listed_not_read_as_text() -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "a@customer.example"
+    message["Subject"] = "logs"
+    message.set_content("See the attached log.\n")
+    message.add_attachment(b"\x00\x01binary", maintype="application", subtype="octet-stream",
+                           filename="crash.bin")
+    mail = parse(message.as_bytes())
+    assert mail.text == "See the attached log."
+    assert [(a.filename, a.size) for a in mail.attachments] == [("crash.bin", 8)]
+
+
+def test_missing_message_id_gets_a_stable_content_hash() -> None:
+    raw = make_mail(message_id=None)
+    first, second = parse(raw), parse(raw)
+    assert not first.has_own_message_id
+    assert first.message_id == second.message_id
+    assert first.message_id.endswith("@no-message-id.maild>")
+
+
+def test_threading_headers_nearest_first() -> None:
+    mail = parse(make_mail(in_reply_to="<b@x.example>",
+                           references=["<root@x.example>", "<a@x.example>", "<b@x.example>"]))
+    assert mail.thread_ids == ["<b@x.example>", "<a@x.example>", "<root@x.example>"]
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"", "empty"),
+        (b"Subject: no sender\r\n\r\nbody", "no From"),
+        (b"From: not an address\r\n\r\nbody", "invalid sender"),
+        (b"From: someone@localhost\r\n\r\nbody", "invalid sender"),
+    ],
+)
+def test_unacceptable_mail_says_why(raw: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(raw)
