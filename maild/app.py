@@ -9,6 +9,7 @@ from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import upgrade
+from maild.errors import TemporaryError
 from maild.outbound.templates import Templates
 from maild.rawstore import RawStore
 
@@ -24,7 +25,10 @@ class App:
 
 
 def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
-    config.storage.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config.storage.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TemporaryError(f"storage.dir {config.storage.dir}: {exc.strerror}") from exc
     db = Database(config.storage.url)
     if migrate:
         upgrade(db)

@@ -32,6 +32,11 @@ class Context:
         self.config_path = config_path
         self._app: App | None = None
 
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.db.dispose()
+            self._app = None
+
     def config(self) -> Config:
         return load_config(self.config_path)
 
@@ -91,6 +96,7 @@ def _print_json(data: Any) -> None:
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """maild: an email support desk that runs as a daemon."""
     ctx.obj = Context(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # --- the daemon --------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ dir = "{storage_dir}"
 host = "127.0.0.1"
 port = {outbound_port}
 timeout_seconds = 5
+poll_seconds = 0.5
 
 [staff]
 addresses = ["dan@example.com"]

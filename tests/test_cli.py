@@ -1,0 +1,133 @@
+"""The command line as an operator uses it: exit codes, JSON, and plain-language errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from maild.cli import main
+from tests.conftest import Sink, config_text
+from tests.mailbuilder import make_mail
+
+NOW = "2026-11-23T10:00:00-08:00"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, database_url: str, sink: Sink) -> Path:
+    path = tmp_path / "maild.toml"
+    path.write_text(config_text(database_url, tmp_path / "storage", sink.port))
+    return path
+
+
+def maild(config_file: Path, *args: str, stdin: bytes | None = None) -> Result:
+    runner = CliRunner()
+    return runner.invoke(main, ["--config", str(config_file), *args], input=stdin,
+                         env={"MAILD_NOW": NOW}, catch_exceptions=False)
+
+
+def test_ingest_exit_codes(config_file: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(make_mail())
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(make_mail(sender="nobody"))
+
+    stored = maild(config_file, "ingest", str(good))
+    assert stored.exit_code == 0, stored.output
+    assert "ticket #1" in stored.output
+    duplicate = maild(config_file, "ingest", str(good))
+    assert duplicate.exit_code == 0
+    assert "duplicate" in duplicate.output
+    quarantined = maild(config_file, "ingest", str(bad))
+    assert quarantined.exit_code == 65
+    assert "quarantined: invalid sender" in quarantined.output
+
+
+def test_ingest_from_stdin(config_file: Path) -> None:
+    result = maild(config_file, "ingest", "-", stdin=make_mail())
+    assert result.exit_code == 0, result.output
+    shown = json.loads(maild(config_file, "tickets", "show", "1", "--json").output)
+    assert shown["messages"][0]["body"] == "It is on fire."
+
+
+def test_raw_mail_that_cannot_be_kept_is_a_temporary_failure(
+    config_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "storage" / "raw").write_text("a file where the raw store should be")
+    result = maild(config_file, "ingest", "-", stdin=make_mail())
+    assert result.exit_code == 75
+    assert "not stored, try again later: cannot store raw mail" in result.output
+
+
+def test_unusable_storage_directory_is_a_temporary_failure(
+    config_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "storage").write_text("a file where the storage directory should be")
+    result = maild(config_file, "ingest", "-", stdin=make_mail())
+    assert result.exit_code == 75
+    assert "storage.dir" in result.output
+
+
+def test_tickets_set_note_list_and_export(config_file: Path) -> None:
+    maild(config_file, "ingest", "-", stdin=make_mail())
+    changed = maild(config_file, "tickets", "set", "1", "--status", "on_hold",
+                    "--priority", "p1", "--assignee", "Eve@Example.com")
+    assert changed.exit_code == 0, changed.output
+    assert maild(config_file, "tickets", "note", "1", "Waiting on the vendor").exit_code == 0
+
+    listed = json.loads(maild(config_file, "tickets", "list", "--status", "on_hold",
+                              "--json").output)
+    assert [(t["id"], t["priority"], t["assignee"]) for t in listed] == [
+        (1, "p1", "eve@example.com")]
+    lines = maild(config_file, "tickets", "export").output.strip().splitlines()
+    exported = [json.loads(line) for line in lines]
+    assert len(exported) == 1
+    assert exported[0]["messages"][-1]["kind"] == "internal"
+    assert exported[0]["messages"][-1]["body"] == "Waiting on the vendor"
+    assert exported[0] == json.loads(maild(config_file, "tickets", "show", "1", "--json").output)
+
+
+def test_unknown_ticket_is_a_clear_error(config_file: Path) -> None:
+    result = maild(config_file, "tickets", "show", "42")
+    assert result.exit_code == 1
+    assert "there is no ticket #42" in result.output
+
+
+def test_customers_add_and_list(config_file: Path) -> None:
+    added = maild(config_file, "customers", "add", "Customer Inc", "--domain", "customer.example",
+                  "--tier", "enterprise", "--plan", "managed", "--contact",
+                  "lead@customer.example", "--welcome")
+    assert added.exit_code == 0, added.output
+    assert "welcome mail queued" in added.output
+    again = maild(config_file, "customers", "add", "Customer Inc", "--domain",
+                  "customer.example", "--tier", "enterprise", "--welcome")
+    assert "already welcomed, not sent again" in again.output
+    [customer] = json.loads(maild(config_file, "customers", "list", "--json").output)
+    assert customer["domains"] == ["customer.example"]
+    assert customer["welcomed_at"] == "2026-11-23T18:00:00+00:00"
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[support]\naddress = "support@example.com"\n[outbound]\nport = "many"\n')
+    result = maild(path, "check")
+    assert result.exit_code == 78
+    assert "outbound.port:" in result.output
+
+
+def test_check_reports_each_server(config_file: Path) -> None:
+    result = maild(config_file, "check")
+    assert result.exit_code == 0, result.output
+    assert "ok   database" in result.output
+    assert "ok   outbound SMTP" in result.output
+
+
+def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink) -> None:
+    maild(config_file, "ingest", "-", stdin=make_mail())
+    result = maild(config_file, "run", "--once")
+    assert result.exit_code == 0, result.output
+    assert "delivered 1" in result.output
+    assert len(sink.files()) == 1

@@ -1,0 +1,166 @@
+"""The whole customer loop against a running daemon: real processes, real SMTP, real files.
+
+Results are read only the way a user reads them: the sink's .eml files and
+`maild tickets show --json`. Waiting polls for the awaited file or state with a
+deadline; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.conftest import config_text, free_port
+from tests.mailbuilder import make_mail, plain_text, read_eml
+
+MAILD = [sys.executable, "-m", "maild"]
+NOW = "2026-11-23T10:00:00-08:00"
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 15) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Desk:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.inbound_port = free_port()
+        self.sink_port = free_port()
+        self.sink_dir = tmp_path / "sink"
+        self.config = tmp_path / "maild.toml"
+        self.config.write_text(config_text(
+            database_url, tmp_path / "storage", self.sink_port,
+            extra=f"[inbound_smtp]\nenabled = true\nport = {self.inbound_port}\n",
+        ))
+        self.env = {**os.environ, "MAILD_NOW": NOW}
+        self.log = tmp_path / "maild.log"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.processes.append(subprocess.Popen(
+            [*MAILD, "sink", "--port", str(self.sink_port), "--dir", str(self.sink_dir)],
+            env=self.env, stderr=subprocess.DEVNULL))
+        with open(self.log, "wb") as log:
+            self.daemon = subprocess.Popen([*MAILD, "--config", str(self.config), "run"],
+                                           env=self.env, stderr=log)
+        self.processes.append(self.daemon)
+        wait_for(lambda: port_open(self.sink_port), "the sink to listen")
+        wait_for(lambda: port_open(self.inbound_port), "the daemon to listen")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
+        with smtplib.SMTP("127.0.0.1", self.inbound_port, timeout=10) as client:
+            client.sendmail(sender, recipients, raw)
+
+    def sink_mail(self) -> list[EmailMessage]:
+        return [read_eml(p) for p in sorted(self.sink_dir.glob("*.eml"))]
+
+    def wait_for_mail(self, count: int) -> list[EmailMessage]:
+        return wait_for(lambda: (m := self.sink_mail()) and len(m) >= count and m,
+                        f"{count} mails in the sink")
+
+    def show(self, ticket_id: int) -> dict[str, Any]:
+        result = subprocess.run(
+            [*MAILD, "--config", str(self.config), "tickets", "show", str(ticket_id), "--json"],
+            env=self.env, capture_output=True, check=True)
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, database_url: str) -> Iterator[Desk]:
+    running = Desk(tmp_path, database_url)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_customer_loop(desk: Desk) -> None:
+    customer = "ann@customer.example"
+    desk.send(make_mail(), customer, ["support@example.com"])
+
+    [ack] = desk.wait_for_mail(1)
+    assert ack["Subject"] == "Re: [#1] Printer on fire"
+    assert ack["In-Reply-To"] == "<first@customer.example>"
+    assert ack["Delivered-To"] == customer
+    assert "Tuesday 24 November, 10:00 PST" in plain_text(ack)
+    ticket = desk.show(1)
+    assert ticket["status"] == "new"
+    assert ticket["messages"][1]["delivery"]["status"] == "sent"
+
+    # The customer answers the acknowledgment: threaded by its headers.
+    desk.send(make_mail(subject="Re: [#1] Printer on fire", message_id="<c2@customer.example>",
+                        in_reply_to=ack["Message-ID"],
+                        references=["<first@customer.example>", ack["Message-ID"]],
+                        body="It smells of smoke, too.\n\nOn Mon, Support wrote:\n> Hello\n"),
+              customer, ["support@example.com"])
+    wait_for(lambda: desk.show(1)["status"] == "open", "the ticket to open")
+    assert desk.show(1)["messages"][-1]["body"] == "It smells of smoke, too."
+
+    # A new mail with only the tag, from the same address: the same ticket.
+    desk.send(make_mail(subject="[#1] one more thing", message_id="<c3@customer.example>",
+                        body="Model XR-7.\n"), customer, ["support@example.com"])
+    wait_for(lambda: len(desk.show(1)["messages"]) == 4, "the tagged mail on ticket 1")
+
+    # The same Message-ID delivered again changes nothing.
+    desk.send(make_mail(subject="[#1] one more thing", message_id="<c3@customer.example>",
+                        body="Model XR-7.\n"), customer, ["support@example.com"])
+
+    # An SE answers in the thread.
+    desk.send(make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1] Printer on fire",
+                        message_id="<dan1@example.com>", in_reply_to="<c3@customer.example>",
+                        body="Unplug it and send me a photo of the label.\n\n"
+                             "On Mon, Ann wrote:\n> Model XR-7.\n"),
+              "dan@example.com", ["support@example.com"])
+    mails = desk.wait_for_mail(2)
+    relay = mails[-1]
+    assert relay["From"].addresses[0].addr_spec == "support@example.com"
+    assert relay["From"].addresses[0].display_name == "Dan Engineer"
+    assert relay["Delivered-To"] == customer
+    assert relay["Subject"] == "Re: [#1] Printer on fire"
+    assert plain_text(relay).startswith("Unplug it and send me a photo of the label.")
+    assert ack["Message-ID"] in relay["References"].split()
+
+    ticket = wait_for(lambda: (t := desk.show(1))["status"] == "pending" and t,
+                      "the ticket to be pending")
+    assert ticket["first_response_at"] == "2026-11-23T18:00:00+00:00"
+    assert ticket["assignee"] == "dan@example.com"
+    assert [m["message_id"] for m in ticket["messages"]].count("<c3@customer.example>") == 1
+    assert [(m["direction"], m["kind"]) for m in ticket["messages"]] == [
+        ("in", "public"), ("out", "system"), ("in", "public"), ("in", "public"),
+        ("out", "public"),
+    ]
+
+    desk.daemon.send_signal(signal.SIGTERM)
+    assert desk.daemon.wait(timeout=20) == 0
+    assert b"maild stopped" in desk.log.read_bytes()
