@@ -56,7 +56,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet = max(logging.WARNING, logging.getLogger().level)
+    for chatty in ("alembic", "mail.log", "apscheduler"):  # one line per SMTP command or run
+        logging.getLogger(chatty).setLevel(quiet)
 
 
 def _fail(message: str, code: int) -> None:

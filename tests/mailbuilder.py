@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from datetime import UTC, datetime
 
 
 def make_mail(
