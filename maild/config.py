@@ -120,14 +120,11 @@ class StaffConfig(_Section):
         return address in self.addresses or address.rsplit("@", 1)[-1] in self.domains
 
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
 class BusinessHoursConfig(_Section):
     timezone: str = "UTC"
     days: Annotated[
         list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)
-    ] = list(_DAYS[:5])
+    ] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9, 0)
     end: time = time(17, 0)
     holidays: list[str] = []
@@ -159,14 +156,16 @@ class BusinessHoursConfig(_Section):
 
 
 class FollowupConfig(_Section):
-    nudges: list[DurationText] = ["2 business days", "4 business days"]
-    auto_solve_after: DurationText = "6 business days"
-    close_after_solved: DurationText = "72 hours"
+    nudges: list[DurationText] = [
+        parse_duration("2 business days"), parse_duration("4 business days")
+    ]
+    auto_solve_after: DurationText = parse_duration("6 business days")
+    close_after_solved: DurationText = parse_duration("72 hours")
 
 
 class SlaConfig(_Section):
-    first_response: DurationText = "24 hours"
-    resolution: DurationText = "72 hours"
+    first_response: DurationText = parse_duration("24 hours")
+    resolution: DurationText = parse_duration("72 hours")
 
 
 class TemplatesConfig(_Section):

@@ -30,12 +30,11 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
         select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
     ):
         found[message_id] = ticket_id
-    for message_id, ticket_id in session.execute(
-        select(OutboxMail.message_id, OutboxMail.ticket_id).where(
-            OutboxMail.message_id.in_(ids), OutboxMail.ticket_id.is_not(None)
-        )
+    for message_id, outbox_ticket_id in session.execute(
+        select(OutboxMail.message_id, OutboxMail.ticket_id).where(OutboxMail.message_id.in_(ids))
     ):
-        found.setdefault(message_id, ticket_id)
+        if outbox_ticket_id is not None:  # a welcome mail belongs to no ticket
+            found.setdefault(message_id, outbox_ticket_id)
     for message_id in ids:  # nearest first: In-Reply-To, then References from the end
         if message_id in found:
             ticket = session.get(Ticket, found[message_id], with_for_update=True)

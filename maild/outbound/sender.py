@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -113,7 +114,9 @@ class Sender:
                 pass
         return report
 
-    def _sent(self, claimed: _Claimed, refused: dict[str, object], report: DeliveryReport) -> None:
+    def _sent(
+        self, claimed: _Claimed, refused: Mapping[str, object], report: DeliveryReport
+    ) -> None:
         now = self.app.clock.now()
         with self.app.db.transaction() as session:
             row = session.get(OutboxMail, claimed.id)
