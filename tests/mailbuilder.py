@@ -49,6 +49,12 @@ def make_mail(
     return message.as_bytes()
 
 
+def staff_reply(ticket_id: int, body: str, message_id: str = "<dan@example.com>") -> bytes:
+    """Dan, an SE, answering the customer's first mail of ticket N."""
+    return make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                     message_id=message_id, in_reply_to="<first@customer.example>", body=body)
+
+
 def read_eml(path: Path) -> EmailMessage:
     parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)

@@ -14,7 +14,7 @@ from maild.intake.pipeline import ingest
 from maild.ticket_views import get_ticket
 from maild.workflow import set_status
 from tests.helpers import show
-from tests.mailbuilder import make_mail
+from tests.mailbuilder import make_mail, staff_reply
 
 
 def _ack_id(app: App, ticket_id: int) -> str:
@@ -128,9 +128,7 @@ def test_staff_reply_all_does_not_send_the_customer_a_second_copy(app: App) -> N
 
 def test_note_command_keeps_the_reply_internal(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    note = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                     message_id="<note@example.com>", in_reply_to="<first@customer.example>",
-                     body="#note\nCustomer is on the old firmware.\n")
+    note = staff_reply(ticket_id, "#note\nCustomer is on the old firmware.\n", "<note@example.com>")
     ingest(app, note, "test")
 
     ticket = show(app, ticket_id)
@@ -143,9 +141,8 @@ def test_note_command_keeps_the_reply_internal(app: App) -> None:
 
 def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    reply = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                      message_id="<cmd@example.com>", in_reply_to="<first@customer.example>",
-                      body="#priority p1\n#solve\nFixed in 2.3.1, please upgrade.\n")
+    reply = staff_reply(ticket_id, "#priority p1\n#solve\nFixed in 2.3.1, please upgrade.\n",
+                        "<cmd@example.com>")
     ingest(app, reply, "test")
 
     ticket = show(app, ticket_id)
@@ -156,9 +153,7 @@ def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) ->
 
 def test_unknown_command_changes_nothing_and_tells_the_se(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    reply = make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                      message_id="<bad@example.com>", in_reply_to="<first@customer.example>",
-                      body="#sovle\nDone.\n")
+    reply = staff_reply(ticket_id, "#sovle\nDone.\n", "<bad@example.com>")
     result = ingest(app, reply, "test")
 
     ticket = show(app, ticket_id)
@@ -207,9 +202,7 @@ def test_reply_to_a_closed_ticket_opens_a_linked_follow_up(app: App) -> None:
 
 def test_auto_reply_on_a_ticket_is_stored_and_reopens_nothing(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                          message_id="<d@example.com>", in_reply_to="<first@customer.example>",
-                          body="Try this.\n"), "test")
+    ingest(app, staff_reply(ticket_id, "Try this.\n", "<d@example.com>"), "test")
     ooo = make_mail(subject=f"Out of office: [#{ticket_id}]", message_id="<ooo@customer.example>",
                     in_reply_to="<d@example.com>", headers={"Auto-Submitted": "auto-replied"},
                     body="I am away until Monday.\n")
@@ -255,9 +248,7 @@ def test_quarantined_message_keeps_its_raw_bytes(app: App) -> None:
 
 def test_every_status_change_is_in_the_event_log(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                          message_id="<d@example.com>", in_reply_to="<first@customer.example>",
-                          body="Try this.\n"), "test")
+    ingest(app, staff_reply(ticket_id, "Try this.\n", "<d@example.com>"), "test")
     ingest(app, make_mail(message_id="<c2@customer.example>", in_reply_to="<d@example.com>",
                           body="Did not help.\n"), "test")
 
