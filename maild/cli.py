@@ -289,7 +289,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
         ticket.messages.append(Message(
             message_id=new_message_id(app.config.support.domain, ticket.id),
             direction="out", kind="internal", author=author, created_at=now,
-            subject=ticket.subject, body=text.strip(), full_body=text, channel="cli",
+            subject=ticket.subject, body=text.strip(), channel="cli",
             attachments=[],
         ))
         record(session, ticket, now, author, "note")

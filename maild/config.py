@@ -101,6 +101,9 @@ class OutboundConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Automatic mail (acknowledgments) to one address in an hour, at most: a script or a
+    # loop writing to us again and again gets one answer, not hundreds.
+    auto_replies_per_hour: Annotated[int, Field(ge=1)] = 5
     # Filled from password_env when the config is loaded; never read from the file.
     password: str | None = Field(default=None, exclude=True)
 

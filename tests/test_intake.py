@@ -223,6 +223,25 @@ def test_automatic_mail_that_threads_nowhere_is_quarantined_not_answered(app: Ap
     assert "automatic" in result.reason
 
 
+def test_acknowledgments_to_one_address_are_limited_per_hour(
+    app: App, clock: FixedClock
+) -> None:
+    def new_mail(n: int) -> int:
+        return ingest(app, make_mail(subject=f"Problem {n}", message_id=f"<p{n}@customer.example>"),
+                      "test").ticket_id
+
+    limit = app.config.outbound.auto_replies_per_hour
+    acknowledged = [new_mail(n) for n in range(limit)]
+    silent = new_mail(limit)
+    clock.advance(timedelta(minutes=61))
+    later = new_mail(limit + 1)
+
+    assert all(len(show(app, t)["messages"]) == 2 for t in acknowledged)
+    assert [m["kind"] for m in show(app, silent)["messages"]] == ["public"]
+    assert any(e["kind"] == "ack_withheld" for e in show(app, silent)["events"])
+    assert len(show(app, later)["messages"]) == 2
+
+
 def test_invalid_sender_is_quarantined_with_the_reason(app: App) -> None:
     result = ingest(app, make_mail(sender="not-an-address"), "test")
     assert result.outcome == "quarantined"

@@ -146,6 +146,7 @@ class Message(Base):
     """
 
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_kind_created_at", "kind", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -157,7 +158,6 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
-    full_body: Mapped[str] = mapped_column(Text, default="")
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(40), default="")
     automatic: Mapped[str | None] = mapped_column(String(200))  # why it counts as automatic

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.app import App
@@ -67,7 +69,6 @@ class _Apply:
             created_at=self.now,
             subject=self.mail.subject,
             body=body,
-            full_body=self.mail.text,
             raw_sha256=self.raw_sha256,
             channel=self.channel,
             automatic=self.verdict.automatic,
@@ -79,6 +80,25 @@ class _Apply:
         ticket.messages.append(message)
         ticket.updated_at = self.now
         return message
+
+    def _acknowledge(self, ticket: Ticket, message: Message) -> int:
+        """Queue the acknowledgment unless this requester already got enough of them lately."""
+        limit = self.app.config.outbound.auto_replies_per_hour
+        recent = self.session.scalar(
+            select(func.count(Message.id))
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(
+                Ticket.requester == ticket.requester,
+                Message.kind == "system",
+                Message.created_at >= self.now - timedelta(hours=1),
+            )
+        ) or 0
+        if recent >= limit:
+            record(self.session, ticket, self.now, "maild", "ack_withheld",
+                   detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
+            return 0
+        self.mails.acknowledgment(ticket, message)
+        return 1
 
     # --- the cases -------------------------------------------------------------------------
 
@@ -101,8 +121,9 @@ class _Apply:
         for address in self._others(recipients):
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
-        self.mails.acknowledgment(ticket, message)
-        return Applied(ticket.id, "new ticket, acknowledged", 1)
+        acknowledged = self._acknowledge(ticket, message)
+        summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
+        return Applied(ticket.id, summary, acknowledged)
 
     def staff_brings_in_customer(self) -> Applied:
         """An SE wrote to a customer with support@ in Cc: the customer is the requester."""
@@ -133,8 +154,8 @@ class _Apply:
         if closed.assignee:
             set_assignee(self.session, ticket, closed.assignee, actor="maild", now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        self.mails.acknowledgment(ticket, message)
-        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}", 1)
+        acknowledged = self._acknowledge(ticket, message)
+        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}", acknowledged)
 
     def customer_reply(self, ticket: Ticket) -> Applied:
         sender = self.mail.sender.address

@@ -67,7 +67,6 @@ class Mails:
             created_at=self.app.clock.now(),
             subject=subject,
             body=text.strip(),
-            full_body=text,
             channel="outbox",
             attachments=[],
         )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 00:21:00.201466
+Create Date: 2026-11-23 00:27:45.367332
 """
 
 from __future__ import annotations
@@ -141,7 +141,6 @@ def upgrade() -> None:
         sa.Column("created_at", maild.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("full_body", sa.Text(), nullable=False),
         sa.Column("raw_sha256", sa.String(length=64), nullable=True),
         sa.Column("channel", sa.String(length=40), nullable=False),
         sa.Column("automatic", sa.String(length=200), nullable=True),
@@ -153,6 +152,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", name=op.f("uq_messages_message_id")),
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.create_index("ix_messages_kind_created_at", ["kind", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_messages_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
@@ -213,6 +213,7 @@ def downgrade() -> None:
     op.drop_table("participants")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messages_ticket_id"))
+        batch_op.drop_index("ix_messages_kind_created_at")
 
     op.drop_table("messages")
     with op.batch_alter_table("events", schema=None) as batch_op:
