@@ -11,9 +11,7 @@ from sqlalchemy import text
 from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import is_current
-from maild.outbound.templates import Templates
-
-TEMPLATE_NAMES = ["ack", "reply", "command_error", "welcome"]
+from maild.outbound.templates import TEMPLATE_NAMES, Templates
 
 
 @dataclass(frozen=True)

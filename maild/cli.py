@@ -168,11 +168,11 @@ def ingest(obj: Context, files: tuple[str, ...]) -> None:
             result = ingest_one(app, raw, "ingest")
         except TemporaryError as exc:
             click.echo(f"{name}: not stored, try again later: {exc}", err=True)
-            worst = EX_TEMPFAIL
+            worst = max(worst, EX_TEMPFAIL)
             continue
         if result.outcome == "quarantined":
             click.echo(f"{name}: quarantined: {result.reason}", err=True)
-            worst = max(worst, EX_DATAERR) if worst != EX_TEMPFAIL else worst
+            worst = max(worst, EX_DATAERR)  # a temporary failure (75) outranks it
         elif result.outcome == "duplicate":
             click.echo(f"{name}: duplicate of {result.message_id}")
         else:

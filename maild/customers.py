@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +24,7 @@ def add_customer(
     domains: list[str],
     tier: str = "free",
     plan: str | None = None,
-    contacts: list[str] = (),  # type: ignore[assignment]
+    contacts: Sequence[str] = (),
     welcome: bool = False,
 ) -> tuple[Customer, bool]:
     """Create or update a customer; returns it and whether a welcome mail was queued.
@@ -33,7 +34,7 @@ def add_customer(
     if tier not in TIERS:
         raise PermanentError(f"--tier {tier}: one of {', '.join(TIERS)}")
     try:
-        contacts = [normalise(c) for c in contacts]
+        addresses = [normalise(c) for c in contacts]
     except InvalidAddress as exc:
         raise PermanentError(f"--contact: {exc}") from None
     domains = [d.strip().lower().lstrip("@") for d in domains]
@@ -50,7 +51,7 @@ def add_customer(
             raise PermanentError(f"--domain {domain}: already belongs to {owner.customer.name}")
         if owner is None:
             customer.domains.append(CustomerDomain(domain=domain))
-    for address in contacts:
+    for address in addresses:
         owner_contact = session.scalar(
             select(CustomerContact).where(CustomerContact.address == address)
         )

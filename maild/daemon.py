@@ -10,9 +10,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from maild.app import App
 from maild.channels.smtp_listener import SmtpListener
-from maild.errors import TemporaryError
+from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
 from maild.outbound.sender import DeliveryReport, Sender
+from maild.outbound.templates import TEMPLATE_NAMES
 from maild.sweeps import run_sweeps
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class Daemon:
                 self._wake_sender.clear()
 
     def run(self, stop: threading.Event) -> None:
+        problems = self.app.templates.check(TEMPLATE_NAMES)
+        if problems:  # refuse to start rather than fail on the first customer's mail
+            raise ConfigError([f"templates: {problem}" for problem in problems])
         listener = scheduler = sender_thread = None
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:

@@ -118,6 +118,22 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert "outbound.port:" in result.output
 
 
+def test_broken_template_is_named_by_check_and_stops_the_daemon(
+    config_file: Path, tmp_path: Path
+) -> None:
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    (overrides / "ack.html.j2").write_text("<p>{% if ticket %}unclosed</p>\n")
+    config_file.write_text(config_file.read_text() + f'\n[templates]\ndir = "{overrides}"\n')
+
+    checked = maild(config_file, "check")
+    assert checked.exit_code == 1
+    assert "FAIL templates: ack.html.j2 line 1:" in checked.output
+    ran = maild(config_file, "run")
+    assert ran.exit_code == 78
+    assert "ack.html.j2" in ran.output
+
+
 def test_check_reports_each_server(config_file: Path) -> None:
     result = maild(config_file, "check")
     assert result.exit_code == 0, result.output

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import smtplib
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -12,13 +16,25 @@ from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
 from maild.intake.pipeline import IngestResult
-from tests.conftest import free_port
+from tests.conftest import free_port, using_postgresql
 from tests.helpers import show
 from tests.mailbuilder import make_mail
 
 
+@dataclass
+class Listening:
+    app: App
+    port: int
+    listener: SmtpListener
+    results: list[IngestResult] = field(default_factory=list)
+
+    def send(self, raw: bytes) -> None:
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as client:
+            client.sendmail("ann@customer.example", ["support@example.com"], raw)
+
+
 @pytest.fixture
-def listening(config: Config, clock: FixedClock) -> Iterator[tuple[App, int, list[IngestResult]]]:
+def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
     port = free_port()
     inbound = config.inbound_smtp.model_copy(update={"enabled": True, "port": port})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
@@ -26,40 +42,54 @@ def listening(config: Config, clock: FixedClock) -> Iterator[tuple[App, int, lis
     listener = SmtpListener(app, results.append)
     listener.start()
     try:
-        yield app, port, results
+        yield Listening(app, port, listener, results)
     finally:
         listener.stop()
         app.db.dispose()
 
 
-def _send(port: int, raw: bytes) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.sendmail("ann@customer.example", ["support@example.com"], raw)
+def test_accepted_mail_is_already_a_ticket(listening: Listening) -> None:
+    listening.send(make_mail())
+    assert [r.outcome for r in listening.results] == ["stored"]
+    assert show(listening.app, listening.results[0].ticket_id)["status"] == "new"
 
 
-def test_accepted_mail_is_already_a_ticket(listening: tuple[App, int, list[IngestResult]]) -> None:
-    app, port, results = listening
-    _send(port, make_mail())
-    assert [r.outcome for r in results] == ["stored"]
-    assert show(app, results[0].ticket_id)["status"] == "new"
+def test_quarantined_mail_is_accepted_and_kept(listening: Listening) -> None:
+    listening.send(make_mail(sender="not-an-address"))
+    assert [r.outcome for r in listening.results] == ["quarantined"]
 
 
-def test_quarantined_mail_is_accepted_and_kept(
-    listening: tuple[App, int, list[IngestResult]]
-) -> None:
-    _, port, results = listening
-    _send(port, make_mail(sender="not-an-address"))
-    assert [r.outcome for r in results] == ["quarantined"]
-
-
-def test_mail_that_cannot_be_kept_gets_451(
-    listening: tuple[App, int, list[IngestResult]]
-) -> None:
-    app, port, results = listening
+def test_mail_that_cannot_be_kept_gets_451(listening: Listening) -> None:
     # The raw store's place is taken by a file: storing fails as a full disk would.
-    app.raw_store.directory.write_text("not a directory")
+    listening.app.raw_store.directory.write_text("not a directory")
 
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        _send(port, make_mail())
+        listening.send(make_mail())
     assert refused.value.smtp_code == 451
-    assert results == []
+    assert listening.results == []
+
+
+@pytest.mark.skipif(using_postgresql(), reason="stalls the intake on SQLite's write lock")
+def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
+    database = listening.app.db.engine.url.database
+    assert database is not None
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the intake now waits for this lock
+    sender = threading.Thread(target=listening.send, args=(make_mail(),))
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not listening.app.raw_store.directory.exists():  # raw is kept before the database
+        assert time.monotonic() < deadline, "the message never reached the intake"
+        time.sleep(0.01)
+
+    stopping = threading.Thread(target=listening.listener.stop)
+    stopping.start()
+    stopping.join(timeout=0.5)
+    assert stopping.is_alive(), "stop() returned while a message was being stored"
+    blocker.rollback()
+    blocker.close()
+    stopping.join(timeout=20)
+    sender.join(timeout=20)
+
+    assert [r.outcome for r in listening.results] == ["stored"]
+    assert show(listening.app, 1)["messages"][0]["body"] == "It is on fire."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 
 from aiosmtpd.controller import Controller
@@ -20,9 +21,27 @@ class IntakeHandler:
     def __init__(self, app: App, on_stored: Callable[[IngestResult], None]) -> None:
         self.app = app
         self.on_stored = on_stored
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _count(self, change: int) -> None:
+        with self._idle:
+            self._in_flight += change
+            self._idle.notify_all()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        # Counted until the answer is decided, so a shutdown waits for the answer too.
+        self._count(+1)
+        try:
+            return await self._store(envelope.original_content or b"")
+        finally:
+            self._count(-1)
+
+    async def _store(self, raw: bytes) -> str:
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(None, ingest, self.app, raw, "smtp")
@@ -38,21 +57,36 @@ class IntakeHandler:
 
 
 class SmtpListener:
+    # How long a shutdown waits for messages already being stored.
+    DRAIN_SECONDS = 30.0
+
     def __init__(self, app: App, on_stored: Callable[[IngestResult], None]) -> None:
         settings = app.config.inbound_smtp
+        self.handler = IntakeHandler(app, on_stored)
         self.controller = Controller(
-            IntakeHandler(app, on_stored),
+            self.handler,
             hostname=settings.host,
             port=settings.port,
             data_size_limit=settings.max_message_bytes,
             ready_timeout=10,
         )
         self.address = f"{settings.host}:{settings.port}"
+        self._stopped = False
 
     def start(self) -> None:
         self.controller.start()
         log.info("inbound SMTP listening on %s", self.address)
 
     def stop(self) -> None:
-        # aiosmtpd lets the message in hand finish before the loop stops.
+        """Refuse new connections, let the messages being stored finish, then stop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        server = self.controller.server
+        if server is not None:
+            self.controller.loop.call_soon_threadsafe(server.close)
+        if not self.handler.wait_until_idle(self.DRAIN_SECONDS):
+            log.warning("inbound SMTP: stopping with a message still being stored; "
+                        "its sender was not answered and will send it again")
+        # Cancels the sessions still open; their messages were stored or never accepted.
         self.controller.stop()

@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+)
 
 from maild.errors import ConfigError
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATE_NAMES = ["ack", "reply", "command_error", "welcome"]
 
 
 @dataclass(frozen=True)
@@ -55,17 +63,20 @@ class Templates:
         return Rendered(subject, text, html)
 
     def check(self, names: list[str]) -> list[str]:
+        """Compile every template; one line per problem, naming the file."""
         problems = []
         for name in names:
-            try:
-                source = self._text.get_template(f"{name}.txt.j2")
-            except TemplateNotFound:
-                problems.append(f"templates: {name}.txt.j2 is missing")
-                continue
-            except Exception as exc:  # a syntax error names the line for the operator
-                problems.append(f"templates: {name}.txt.j2: {exc}")
-                continue
-            del source
+            for environment, filename, required in (
+                (self._text, f"{name}.txt.j2", True),
+                (self._html, f"{name}.html.j2", False),
+            ):
+                try:
+                    environment.get_template(filename)
+                except TemplateNotFound:
+                    if required:
+                        problems.append(f"{filename} is missing")
+                except TemplateSyntaxError as exc:
+                    problems.append(f"{filename} line {exc.lineno}: {exc.message}")
         return problems
 
 
