@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -69,12 +70,21 @@ def test_mail_that_cannot_be_kept_gets_451(listening: Listening) -> None:
     assert listening.results == []
 
 
-@pytest.mark.skipif(using_postgresql(), reason="stalls the intake on SQLite's write lock")
-def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
-    database = listening.app.db.engine.url.database
+def _stall_the_database(app: App) -> Any:
+    """Hold a lock that makes the intake wait: SQLite's write lock, or a table lock."""
+    if using_postgresql():
+        connection = app.db.engine.raw_connection()
+        connection.cursor().execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        return connection
+    database = app.db.engine.url.database
     assert database is not None
     blocker = sqlite3.connect(database, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # the intake now waits for this lock
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
+def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
+    blocker = _stall_the_database(listening.app)
     sender = threading.Thread(target=listening.send, args=(make_mail(),))
     sender.start()
     deadline = time.monotonic() + 10
