@@ -254,6 +254,18 @@ def test_mail_from_our_own_address_is_a_loop(app: App) -> None:
     assert "loop" in result.reason
 
 
+def test_nul_bytes_in_headers_and_body_are_dropped_not_fatal(app: App) -> None:
+    raw = (b"From: Ann\x00 <ann@customer.example>\r\nTo: support@example.com\r\n"
+           b"Subject: broken\x00 subject\r\nMessage-ID: <nul@customer.example>\r\n\r\n"
+           b"body with \x00 a NUL\r\n")
+    result = ingest(app, raw, "test")
+
+    assert result.outcome == "stored", result.reason
+    ticket = show(app, result.ticket_id)
+    assert ticket["subject"] == "broken subject"
+    assert ticket["messages"][0]["body"] == "body with  a NUL"
+
+
 def test_quarantined_message_keeps_its_raw_bytes(app: App) -> None:
     raw = b"this is not an email at all"
     result = ingest(app, raw, "test")

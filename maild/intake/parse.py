@@ -69,7 +69,7 @@ def _header(message: Message, name: str) -> str:
                 break
     if value is None:
         return ""
-    text = str(value)
+    text = str(value).replace("\x00", "")  # PostgreSQL text cannot hold NUL
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
 
 

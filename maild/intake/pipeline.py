@@ -13,6 +13,7 @@ from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from maild.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail
@@ -34,16 +35,17 @@ class IngestResult:
     outbox_queued: int = 0
 
 
-def _is_known(app: App, mail: ParsedMail) -> bool:
-    with app.db.transaction() as session:
-        return (
-            session.scalar(select(Message.id).where(Message.message_id == mail.message_id))
-            is not None
-            or session.scalar(
-                select(OutboxMail.id).where(OutboxMail.message_id == mail.message_id)
-            )
-            is not None
-        )
+def _is_known(session: Session, message_id: str) -> bool:
+    """DESIGN.md rule 1: a Message-ID maild already stored, received or sent."""
+    return (
+        session.scalar(select(Message.id).where(Message.message_id == message_id)) is not None
+        or session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == message_id))
+        is not None
+    )
+
+
+def _duplicate(mail: ParsedMail) -> IngestResult:
+    return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
 def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
@@ -66,6 +68,8 @@ def _process(app: App, raw_sha256: str, channel: str, mail: ParsedMail) -> Inges
     if verdict.loop:
         raise PermanentError(f"mail loop: {verdict.loop}")
     with app.db.transaction() as session:
+        if _is_known(session, mail.message_id):
+            return _duplicate(mail)
         threading = find_ticket(session, mail, verdict.is_staff)
         applied = apply(app, session, mail, verdict, threading, raw_sha256, channel)
     log.info(
@@ -88,14 +92,13 @@ def ingest(app: App, raw: bytes, channel: str) -> IngestResult:
         log.exception("parsing %s failed", raw_sha256[:12])
         return quarantine(app, raw_sha256, channel, f"unparseable message: {exc!r}")
 
-    if _is_known(app, mail):
-        return IngestResult("duplicate", "already stored", message_id=mail.message_id)
     try:
         return _process(app, raw_sha256, channel, mail)
     except IntegrityError:
         # Another process stored the same Message-ID between our check and our commit.
-        if _is_known(app, mail):
-            return IngestResult("duplicate", "already stored", message_id=mail.message_id)
+        with app.db.transaction() as session:
+            if _is_known(session, mail.message_id):
+                return _duplicate(mail)
         raise TemporaryError("a constraint failed while storing; will retry") from None
     except TemporaryError:
         raise
