@@ -7,6 +7,7 @@ import email.policy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -235,3 +236,54 @@ def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
     assert welcome["Subject"] == "Welcome to Example Support, Customer Inc"
     assert welcome["Auto-Submitted"] == "auto-generated"
     assert "customer.example" in plain_text(welcome)
+
+
+def test_mail_whose_raw_file_is_gone_fails_at_once_and_says_why(app: App, sink: Sink) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    with app.db.transaction() as session:
+        row = session.scalars(select(OutboxMail)).one()
+        app.raw_store.path_for(row.raw_sha256).unlink()  # e.g. a partial restore of a backup
+
+    report = Sender(app).deliver_due()
+
+    assert (report.failed, report.deferred) == (1, 0)
+    delivery = show(app, ticket_id)["messages"][1]["delivery"]
+    assert delivery["status"] == "failed"
+    assert "missing from storage" in delivery["error"]
+    assert sink.files() == []
+
+
+class _ClosesAfterFirstMail:
+    """A relay that answers the first message with 421 and hangs up, then accepts."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.refused_once = False
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if not self.refused_once:
+            self.refused_once = True
+            return "421 4.3.2 Service shutting down, closing channel"
+        self.accepted.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def test_relay_hanging_up_mid_batch_is_reconnected_for_the_rest(
+    config: Config, clock: FixedClock
+) -> None:
+    relay = _ClosesAfterFirstMail()
+    port = free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    app = _app_with_relay(config, clock, port)
+    try:
+        for n in range(3):
+            ingest(app, make_mail(sender=f"c{n}@customer.example",
+                                  message_id=f"<m{n}@customer.example>"), "test")
+        report = Sender(app).deliver_due()
+    finally:
+        controller.stop()
+        app.db.dispose()
+
+    assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
+    assert sorted(relay.accepted) == ["c1@customer.example", "c2@customer.example"]

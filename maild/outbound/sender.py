@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from maild.app import App
 from maild.db.models import OutboxMail, Ticket
+from maild.errors import PermanentError
 from maild.outbound.retry import decide
 from maild.workflow import record
 
@@ -21,6 +22,13 @@ log = logging.getLogger(__name__)
 # A claimed mail is not offered to anyone else for this long; if the process dies
 # mid-send, the mail is delivered again after it, with the same Message-ID.
 CLAIM_LEASE = timedelta(minutes=5)
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """421 is the relay saying it closes the channel (RFC 5321 §3.8)."""
+    if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code == 421:
+        return True
+    return isinstance(error, (smtplib.SMTPServerDisconnected, OSError))
 
 
 @dataclass
@@ -83,35 +91,39 @@ class Sender:
 
     def deliver_due(self, limit: int = 100) -> DeliveryReport:
         report = DeliveryReport()
-        claimed = self._claim(limit)
-        if not claimed:
-            return report
+        waiting = self._claim(limit)
+        client: smtplib.SMTP | None = None
         try:
-            client = self._connect()
-        except Exception as exc:  # every mail of the batch waits for the relay to come back
-            for mail in claimed:
-                self._failed(mail, exc, report)
-            return report
-        try:
-            for mail in claimed:
+            while waiting:
+                mail = waiting.pop(0)
                 try:
-                    refused = client.sendmail(
-                        mail.mail_from, mail.recipients, self.app.raw_store.get(mail.raw_sha256)
-                    )
-                except smtplib.SMTPServerDisconnected as exc:
-                    self._failed(mail, exc, report)
-                    client = self._connect()
+                    raw = self.app.raw_store.get(mail.raw_sha256)
+                except OSError as exc:  # no retry brings back a file that is gone
+                    self._failed(mail, PermanentError(
+                        f"the mail is missing from storage ({exc.strerror})"), report)
+                    continue
+                if client is None:
+                    try:
+                        client = self._connect()
+                    except Exception as exc:  # the relay is unreachable: the batch waits
+                        for unsent in (mail, *waiting):
+                            self._failed(unsent, exc, report)
+                        return report
+                try:
+                    refused = client.sendmail(mail.mail_from, mail.recipients, raw)
                 except Exception as exc:
                     self._failed(mail, exc, report)
+                    if _connection_lost(exc):
+                        client.close()
+                        client = None  # reconnect for the next mail
                 else:
                     self._sent(mail, refused, report)
-        except Exception as exc:
-            log.warning("outbound relay %s:%s lost: %s", self.config.host, self.config.port, exc)
         finally:
-            try:
-                client.quit()
-            except Exception:
-                pass
+            if client is not None:
+                try:
+                    client.quit()
+                except (smtplib.SMTPException, OSError):
+                    client.close()
         return report
 
     def _sent(
