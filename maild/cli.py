@@ -256,15 +256,15 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
         if priority:
-            set_priority(session, ticket, priority, actor=actor, now=now)
+            set_priority(ticket, priority, actor=actor, now=now)
         if assignee is not None:
             try:
                 who = normalise(assignee) if assignee else None
             except InvalidAddress as exc:
                 raise PermanentError(f"--assignee: {exc}") from None
-            set_assignee(session, ticket, who, actor=actor, now=now)
+            set_assignee(ticket, who, actor=actor, now=now)
         if status:
-            set_status(session, ticket, status, actor=actor, now=now, detail="set by command")
+            set_status(ticket, status, actor=actor, now=now, detail="set by command")
         click.echo(f"#{ticket.id}: {ticket.status}, {ticket.priority}, "
                    f"assignee {ticket.assignee or '-'}")
 
@@ -292,7 +292,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
             subject=ticket.subject, body=text.strip(), channel="cli",
             attachments=[],
         ))
-        record(session, ticket, now, author, "note")
+        record(ticket, now, author, "note")
     click.echo(f"#{ticket_id}: note added")
 
 

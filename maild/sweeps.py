@@ -28,7 +28,7 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
         for ticket in tickets:
             assert ticket.solved_at is not None
             if app.calendar.add(ticket.solved_at, app.config.followup.close_after_solved) <= now:
-                set_status(session, ticket, "closed", actor="maild", now=now,
+                set_status(ticket, "closed", actor="maild", now=now,
                            detail=f"solved for {app.config.followup.close_after_solved}")
                 closed += 1
     if closed:

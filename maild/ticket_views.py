@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +96,7 @@ def list_tickets(session: Session, status: str | None = None) -> list[Ticket]:
     return list(session.scalars(query))
 
 
-def export_tickets(session: Session, batch: int = 200) -> Any:
+def export_tickets(session: Session, batch: int = 200) -> Iterator[dict[str, Any]]:
     """Every ticket with its messages, in id order, a batch at a time."""
     last_id = 0
     while True:

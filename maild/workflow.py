@@ -23,7 +23,6 @@ from maild.errors import PermanentError
 
 
 def record(
-    session: Session,
     ticket: Ticket,
     now: datetime,
     actor: str,
@@ -39,7 +38,7 @@ def record(
 
 
 def set_status(
-    session: Session, ticket: Ticket, status: str, *, actor: str, now: datetime,
+    ticket: Ticket, status: str, *, actor: str, now: datetime,
     detail: str | None = None,
 ) -> None:
     if status not in STATUSES:
@@ -57,24 +56,24 @@ def set_status(
         ticket.solved_at = ticket.solved_at or now
     else:
         ticket.solved_at = None
-    record(session, ticket, now, actor, "status", old, status, detail)
+    record(ticket, now, actor, "status", old, status, detail)
 
 
 def set_priority(
-    session: Session, ticket: Ticket, priority: str, *, actor: str, now: datetime
+    ticket: Ticket, priority: str, *, actor: str, now: datetime
 ) -> None:
     if priority not in PRIORITIES:
         raise PermanentError(f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}")
     if ticket.priority != priority:
-        record(session, ticket, now, actor, "priority", ticket.priority, priority)
+        record(ticket, now, actor, "priority", ticket.priority, priority)
         ticket.priority = priority
 
 
 def set_assignee(
-    session: Session, ticket: Ticket, assignee: str | None, *, actor: str, now: datetime
+    ticket: Ticket, assignee: str | None, *, actor: str, now: datetime
 ) -> None:
     if ticket.assignee != assignee:
-        record(session, ticket, now, actor, "assignee", ticket.assignee, assignee)
+        record(ticket, now, actor, "assignee", ticket.assignee, assignee)
         ticket.assignee = assignee
         if assignee:
             add_participant(ticket, assignee, "staff")
@@ -126,5 +125,5 @@ def open_ticket(
     session.add(ticket)
     session.flush()
     detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
-    record(session, ticket, now, requester, "created", None, "new", detail)
+    record(ticket, now, requester, "created", None, "new", detail)
     return ticket

@@ -187,7 +187,7 @@ def test_staff_writing_to_a_customer_with_support_in_cc_opens_their_ticket(app: 
 def test_reply_to_a_closed_ticket_opens_a_linked_follow_up(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
     with app.db.transaction() as session:
-        set_status(session, get_ticket(session, ticket_id), "closed", actor="test",
+        set_status(get_ticket(session, ticket_id), "closed", actor="test",
                    now=app.clock.now())
     again = make_mail(subject="Re: Printer on fire", message_id="<later@customer.example>",
                       in_reply_to="<first@customer.example>", body="It is back.\n")

@@ -94,7 +94,7 @@ class _Apply:
             )
         ) or 0
         if recent >= limit:
-            record(self.session, ticket, self.now, "maild", "ack_withheld",
+            record(ticket, self.now, "maild", "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
         self.mails.acknowledgment(ticket, message)
@@ -136,10 +136,10 @@ class _Apply:
         for address in self._others([m.address for m in [*mail.to, *mail.cc]])[1:]:
             add_participant(ticket, address, "cc")
         self._store(ticket, direction="out", kind="public", body=mail.new_text)
-        set_assignee(self.session, ticket, mail.sender.address, actor=mail.sender.address,
+        set_assignee(ticket, mail.sender.address, actor=mail.sender.address,
                      now=self.now)
         ticket.first_response_at = self.now
-        set_status(self.session, ticket, "pending", actor=mail.sender.address, now=self.now,
+        set_status(ticket, "pending", actor=mail.sender.address, now=self.now,
                    detail="opened by staff writing to the customer")
         return Applied(ticket.id, "ticket opened by staff for the customer")
 
@@ -152,7 +152,7 @@ class _Apply:
         for address in closed.cc:
             add_participant(ticket, address, "cc")
         if closed.assignee:
-            set_assignee(self.session, ticket, closed.assignee, actor="maild", now=self.now)
+            set_assignee(ticket, closed.assignee, actor="maild", now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         acknowledged = self._acknowledge(ticket, message)
         return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}", acknowledged)
@@ -164,7 +164,7 @@ class _Apply:
             # Out-of-office and the like: on the record, but they reopen nothing.
             return Applied(ticket.id, f"automatic reply stored ({self.verdict.automatic})")
         add_participant(ticket, sender, "cc")
-        set_status(self.session, ticket, "open", actor=sender, now=self.now,
+        set_status(ticket, "open", actor=sender, now=self.now,
                    detail="customer replied")
         return Applied(ticket.id, "customer reply")
 
@@ -174,7 +174,7 @@ class _Apply:
         if commands.errors:
             note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
             self.mails.command_error(ticket, se, commands.errors, note)
-            record(self.session, ticket, self.now, se, "command_rejected",
+            record(ticket, self.now, se, "command_rejected",
                    detail="; ".join(commands.errors))
             return Applied(ticket.id, "commands rejected, nothing changed", 1)
         add_participant(ticket, se, "staff")
@@ -191,9 +191,9 @@ class _Apply:
             if ticket.first_response_at is None:
                 ticket.first_response_at = self.now
             if ticket.assignee is None:
-                set_assignee(self.session, ticket, se, actor=se, now=self.now)
+                set_assignee(ticket, se, actor=se, now=self.now)
             if commands.status is None:
-                set_status(self.session, ticket, "pending", actor=se, now=self.now,
+                set_status(ticket, "pending", actor=se, now=self.now,
                            detail="staff replied")
         self._run_commands(ticket, commands)
         return Applied(ticket.id, ", ".join(summary), self.queued)
@@ -207,12 +207,12 @@ class _Apply:
     def _run_commands(self, ticket: Ticket, commands: Commands) -> None:
         se = self.mail.sender.address
         if commands.priority:
-            set_priority(self.session, ticket, commands.priority, actor=se, now=self.now)
+            set_priority(ticket, commands.priority, actor=se, now=self.now)
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
-            set_assignee(self.session, ticket, assignee, actor=se, now=self.now)
+            set_assignee(ticket, assignee, actor=se, now=self.now)
         if commands.status:
-            set_status(self.session, ticket, commands.status, actor=se, now=self.now,
+            set_status(ticket, commands.status, actor=se, now=self.now,
                        detail="command in a staff reply")
 
 

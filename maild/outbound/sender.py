@@ -139,7 +139,7 @@ class Sender:
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)
                 assert ticket is not None
-                record(session, ticket, now, "maild", "delivered", new=row.message_id,
+                record(ticket, now, "maild", "delivered", new=row.message_id,
                        detail=f"{row.purpose} to {', '.join(row.recipients)}")
         report.sent += 1
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
@@ -162,5 +162,5 @@ class Sender:
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)
                 assert ticket is not None
-                record(session, ticket, now, "maild", "delivery_failed", new=row.message_id,
+                record(ticket, now, "maild", "delivery_failed", new=row.message_id,
                        detail=decision.reason)
