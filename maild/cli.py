@@ -117,10 +117,15 @@ def run(obj: Context, once: bool, only: str | None) -> None:
     daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES)
     if once:
         report = daemon.run_once()
-        delivered = report.delivered
+        received, delivered = report.received, report.delivered
         closed = report.sweeps.get("close_solved_tickets", 0)
+        if daemon.readers:
+            click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
+                       f"quarantined {received.quarantined}; ", nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; closed {closed}")
+        if report.unreachable:
+            raise TemporaryError(f"could not read mailbox(es): {', '.join(report.unreachable)}")
         return
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

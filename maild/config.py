@@ -92,6 +92,55 @@ class InboundSmtpConfig(_Section):
     max_message_bytes: Annotated[int, Field(ge=1024)] = 50 * 1024 * 1024
 
 
+class MailboxConfig(_Section):
+    """One IMAP mailbox maild reads (support@, feedback@ …); see [[mailboxes]]."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,29}$")]
+    host: str
+    port: Port = 993
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    tls_verify: bool = True
+    username: str
+    # Exactly one way to log in: a password, or an OAuth2 access token from a command or file.
+    password_env: str | None = None
+    oauth2_token_command: str | None = None
+    oauth2_token_file: Path | None = None
+    oauth2_mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    # The address customers write to; replies on its tickets go out from it.
+    address: Address | None = None
+    display_name: str | None = None
+    folder: str = "INBOX"
+    processed_folder: Annotated[str, Field(min_length=1)] = "Processed"
+    quarantine_folder: Annotated[str, Field(min_length=1)] = "Quarantine"
+    idle: bool = True
+    # RFC 2177: a client must renew IDLE at least every 29 minutes; NAT boxes forget sooner.
+    idle_renew_seconds: Annotated[float, Field(gt=0, le=29 * 60)] = 300.0
+    poll_seconds: Annotated[float, Field(gt=0)] = 60.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    batch_messages: Annotated[int, Field(ge=1)] = 50
+    batch_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 50 * 1024 * 1024
+    # Filled from password_env when the config is loaded; never read from the file.
+    password: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> MailboxConfig:
+        ways = [w for w in ("password_env", "oauth2_token_command", "oauth2_token_file")
+                if getattr(self, w)]
+        if len(ways) != 1:
+            raise ValueError(
+                "set exactly one of password_env, oauth2_token_command, oauth2_token_file"
+            )
+        folders = {self.folder, self.processed_folder, self.quarantine_folder}
+        if len(folders) != 3:
+            raise ValueError("folder, processed_folder and quarantine_folder must differ")
+        return self
+
+    @property
+    def uses_oauth2(self) -> bool:
+        return self.password_env is None
+
+
 class OutboundConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 2526
@@ -190,6 +239,32 @@ class Config(_Section):
     sla: SlaConfig = SlaConfig()
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
+    mailboxes: list[MailboxConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_mailboxes(self) -> Config:
+        names = [m.name for m in self.mailboxes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"mailboxes: names must be unique ({', '.join(repeated)})")
+        return self
+
+    def mailbox(self, name: str | None) -> MailboxConfig | None:
+        return next((m for m in self.mailboxes if m.name == name), None)
+
+    def desk_address(self, mailbox: str | None) -> tuple[str, str]:
+        """The address and display name a ticket's mail goes out from."""
+        found = self.mailbox(mailbox)
+        if found is None or found.address is None:
+            return self.support.address, self.support.name
+        return found.address, found.display_name or self.support.name
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Every address maild answers as: mail from these is our own, never a customer's."""
+        return frozenset(
+            [self.support.address, *(m.address for m in self.mailboxes if m.address)]
+        )
 
 
 def _key(location: tuple[Any, ...]) -> str:
@@ -212,21 +287,40 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{_key(location)}: {message}"
 
 
+def _resolve_secret(section: object, key: str, environ: Mapping[str, str]) -> list[str]:
+    """Fill `password` from `password_env` in one section that logs in somewhere."""
+    if not isinstance(section, dict):
+        return []
+    if "password" in section:
+        return [f"{key}.password: unknown key (use password_env)"]
+    name = section.get("password_env")
+    if not name or not isinstance(name, str):
+        return []
+    if name not in environ:
+        return [f"{key}.password_env: environment variable {name} is not set"]
+    section["password"] = environ[name]
+    return []
+
+
 def _resolve_secrets(raw: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
-    """Fill `password` from `password_env` for sections that log in somewhere."""
-    problems = []
-    outbound = raw.get("outbound")
-    if isinstance(outbound, dict) and outbound.get("password_env"):
-        if "password" in outbound:
-            problems.append("outbound.password: unknown key (use password_env)")
-        name = outbound["password_env"]
-        if name not in environ:
-            problems.append(f"outbound.password_env: environment variable {name} is not set")
-        else:
-            outbound["password"] = environ[name]
-    elif isinstance(outbound, dict) and "password" in outbound:
-        problems.append("outbound.password: unknown key (use password_env)")
+    problems = _resolve_secret(raw.get("outbound"), "outbound", environ)
+    mailboxes = raw.get("mailboxes")
+    if isinstance(mailboxes, list):
+        for index, mailbox in enumerate(mailboxes):
+            problems += _resolve_secret(mailbox, f"mailboxes[{index}]", environ)
     return problems
+
+
+def _default_mailbox_addresses(raw: dict[str, Any]) -> None:
+    """A mailbox's address defaults to its username when that is an address (it usually is)."""
+    mailboxes = raw.get("mailboxes")
+    if not isinstance(mailboxes, list):
+        return
+    for mailbox in mailboxes:
+        if isinstance(mailbox, dict) and "address" not in mailbox:
+            username = mailbox.get("username")
+            if isinstance(username, str) and "@" in username:
+                mailbox["address"] = username
 
 
 def parse_config(text: str, environ: Mapping[str, str] = os.environ, source: str = "") -> Config:
@@ -235,11 +329,8 @@ def parse_config(text: str, environ: Mapping[str, str] = os.environ, source: str
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}not valid TOML: {exc}"]) from None
-    if "mailboxes" in raw:
-        raise ConfigError(
-            [f"{where}mailboxes: reading IMAP mailboxes is not available in this version yet"]
-        )
     problems = _resolve_secrets(raw, environ)
+    _default_mailbox_addresses(raw)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

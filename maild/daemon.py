@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from maild.app import App
+from maild.channels.imap.reader import DrainReport, MailboxReader
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
@@ -20,10 +21,13 @@ log = logging.getLogger(__name__)
 
 ROLES = ("inbound", "outbound", "scheduler")
 SWEEP_INTERVAL_SECONDS = 60
+READER_DRAIN_SECONDS = 60
 
 
 @dataclass
 class OnceReport:
+    received: DrainReport = field(default_factory=DrainReport)
+    unreachable: list[str] = field(default_factory=list)  # mailboxes that could not be read
     delivered: DeliveryReport = field(default_factory=DeliveryReport)
     sweeps: dict[str, int] = field(default_factory=dict)
 
@@ -34,6 +38,7 @@ class Daemon:
         self.roles = roles
         self.sender = Sender(app)
         self._wake_sender = threading.Event()
+        self.readers = [MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes]
 
     def _on_stored(self, result: IngestResult) -> None:
         if result.outbox_queued:
@@ -69,10 +74,18 @@ class Daemon:
         if problems:  # refuse to start rather than fail on the first customer's mail
             raise ConfigError([f"templates: {problem}" for problem in problems])
         listener = scheduler = sender_thread = None
+        reader_threads: list[threading.Thread] = []
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
                 listener = SmtpListener(self.app, self._on_stored)
                 listener.start()
+            if "inbound" in self.roles:
+                for reader in self.readers:
+                    thread = threading.Thread(
+                        target=reader.run, args=(stop,), name=reader.channel, daemon=True
+                    )
+                    thread.start()
+                    reader_threads.append(thread)
             if "outbound" in self.roles:
                 sender_thread = threading.Thread(
                     target=self._outbound_loop, args=(stop,), name="outbound", daemon=True
@@ -92,6 +105,11 @@ class Daemon:
             log.info("maild stopping")
             if listener is not None:
                 listener.stop()
+            for thread in reader_threads:
+                # Each reader finishes the message in hand and files it away first.
+                thread.join(timeout=READER_DRAIN_SECONDS)
+                if thread.is_alive():
+                    log.warning("%s did not finish in %s s", thread.name, READER_DRAIN_SECONDS)
             self._wake_sender.set()
             if sender_thread is not None:
                 sender_thread.join(timeout=self.app.config.outbound.timeout_seconds + 5)
@@ -100,8 +118,19 @@ class Daemon:
             log.info("maild stopped")
 
     def run_once(self) -> OnceReport:
-        """Everything due right now, once: deliver the outbox, run the sweeps."""
+        """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
         report = OnceReport()
+        if "inbound" in self.roles:
+            for reader in self.readers:
+                try:
+                    drained = reader.drain_once()
+                except TemporaryError as exc:
+                    log.warning("%s", exc)
+                    report.unreachable.append(reader.mailbox.name)
+                    continue
+                report.received.stored += drained.stored
+                report.received.duplicates += drained.duplicates
+                report.received.quarantined += drained.quarantined
         if "scheduler" in self.roles:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:

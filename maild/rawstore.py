@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from maild.errors import TemporaryError
+
+T = TypeVar("T")
+
+
+def _open_new(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "wb")
+
+
+def _sync(handle: IO[bytes]) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _move_into_place(temporary: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temporary, path)
 
 
 class RawStore:
@@ -20,21 +41,38 @@ class RawStore:
     def put(self, raw: bytes) -> str:
         """Store the bytes durably and return their SHA-256; storing twice is free."""
         sha256 = hashlib.sha256(raw).hexdigest()
-        path = self.path_for(sha256)
-        if path.exists():
+        if self.path_for(sha256).exists():
             return sha256
+        return self.put_chunks([raw])
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> str:
+        """Store a message too big to hold in memory at once, as it arrives.
+
+        A fault of the source (a dropped connection) propagates as it is; only faults of
+        the disk become "cannot store".
+        """
+        digest = hashlib.sha256()
+        temporary = self.directory / f"incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(f".tmp{os.getpid()}")
-            with open(temporary, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            handle = self._guarded(_open_new, temporary)
+            with handle:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    self._guarded(handle.write, chunk)
+                self._guarded(_sync, handle)
+            path = self.path_for(digest.hexdigest())
+            self._guarded(_move_into_place, temporary, path)
+        finally:
+            with contextlib.suppress(OSError):  # the fault being raised matters more
+                temporary.unlink(missing_ok=True)
+        return digest.hexdigest()
+
+    def _guarded(self, operation: Callable[..., T], *args: Any) -> T:
+        try:
+            return operation(*args)
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
             raise TemporaryError(f"cannot store raw mail under {self.directory}: {reason}") from exc
-        return sha256
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -122,3 +122,49 @@ def app(config: Config, clock: FixedClock) -> Iterator[App]:
         yield application
     finally:
         application.db.dispose()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Any]:
+    from tests.dovecot import Dovecot
+
+    server = Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def imap_account(dovecot: Any) -> Any:
+    """A fresh account with an empty INBOX on the private Dovecot."""
+    return dovecot.add_account()
+
+
+def mailbox_toml(account: Any, name: str = "support", **settings: Any) -> str:
+    """A [[mailboxes]] entry for a test account; `settings` override or add keys."""
+    values: dict[str, Any] = {
+        "name": name,
+        "host": "127.0.0.1",
+        "port": account.server.port,
+        "security": "none",
+        "username": account.username,
+        "address": "support@example.com",
+        "password_env": f"MAILD_TEST_IMAP_{name.upper()}",
+        "idle_renew_seconds": 30,
+        "poll_seconds": 0.5,
+        "timeout_seconds": 5,
+    }
+    values.update(settings)
+    lines = ["[[mailboxes]]"]
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -110,6 +111,8 @@ class Ticket(Base):
     response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     nudges_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
+    mailbox: Mapped[str | None] = mapped_column(String(40))
 
     customer: Mapped[Customer | None] = relationship()
     participants: Mapped[list[Participant]] = relationship(
@@ -206,6 +209,18 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class MailboxState(Base):
+    """Where reading an IMAP folder got to: valid only while the folder's UIDVALIDITY holds."""
+
+    __tablename__ = "mailbox_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    folder: Mapped[str] = mapped_column(Text)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class QuarantinedMail(Base):

@@ -36,7 +36,7 @@ class Applied:
 class _Apply:
     def __init__(
         self, app: App, session: Session, mail: ParsedMail, verdict: Verdict,
-        raw_sha256: str, channel: str,
+        raw_sha256: str, channel: str, mailbox: str | None,
     ) -> None:
         self.app = app
         self.session = session
@@ -46,18 +46,34 @@ class _Apply:
         self.channel = channel
         self.now = app.clock.now()
         self.mails = Mails(app, session)
-        self.support = app.config.support.address
+        self.own = app.config.own_addresses
+        self.mailbox = mailbox or self._mailbox_written_to()
         self.queued = 0
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _mailbox_written_to(self) -> str | None:
+        """For channels that are not a mailbox (SMTP, `maild ingest`): the mailbox addressed."""
+        addressed = {m.address for m in [*self.mail.to, *self.mail.cc]}
+        return next(
+            (box.name for box in self.app.config.mailboxes if box.address in addressed), None
+        )
 
     def _others(self, addresses: list[str]) -> list[str]:
         """Addresses that are neither us, nor staff, nor the sender."""
         return [
             a for a in addresses
-            if a != self.support and a != self.mail.sender.address
+            if a not in self.own and a != self.mail.sender.address
             and not self.app.config.staff.is_staff(a)
         ]
+
+    def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
+        ticket = open_ticket(
+            self.session, subject=self.mail.subject, requester=requester, now=self.now,
+            sla=self.app.config.sla, calendar=self.app.calendar, follow_up_of=follow_up_of,
+        )
+        ticket.mailbox = self.mailbox or (follow_up_of.mailbox if follow_up_of else None)
+        return ticket
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
         message = Message(
@@ -110,14 +126,11 @@ class _Apply:
                 f"automatic message that belongs to no ticket ({self.verdict.automatic})"
             )
         recipients = [m.address for m in [*mail.to, *mail.cc]]
-        if self.verdict.is_staff and self.support in recipients and self._others(
+        if self.verdict.is_staff and self.own.intersection(recipients) and self._others(
             [m.address for m in mail.to]
         ):
             return self.staff_brings_in_customer()
-        ticket = open_ticket(
-            self.session, subject=mail.subject, requester=mail.sender.address, now=self.now,
-            sla=self.app.config.sla, calendar=self.app.calendar,
-        )
+        ticket = self._open_ticket(mail.sender.address)
         for address in self._others(recipients):
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
@@ -129,10 +142,7 @@ class _Apply:
         """An SE wrote to a customer with support@ in Cc: the customer is the requester."""
         mail = self.mail
         customers = self._others([m.address for m in mail.to])
-        ticket = open_ticket(
-            self.session, subject=mail.subject, requester=customers[0], now=self.now,
-            sla=self.app.config.sla, calendar=self.app.calendar,
-        )
+        ticket = self._open_ticket(customers[0])
         for address in self._others([m.address for m in [*mail.to, *mail.cc]])[1:]:
             add_participant(ticket, address, "cc")
         self._store(ticket, direction="out", kind="public", body=mail.new_text)
@@ -144,11 +154,7 @@ class _Apply:
         return Applied(ticket.id, "ticket opened by staff for the customer")
 
     def follow_up(self, closed: Ticket) -> Applied:
-        ticket = open_ticket(
-            self.session, subject=self.mail.subject, requester=self.mail.sender.address,
-            now=self.now, sla=self.app.config.sla, calendar=self.app.calendar,
-            follow_up_of=closed,
-        )
+        ticket = self._open_ticket(self.mail.sender.address, follow_up_of=closed)
         for address in closed.cc:
             add_participant(ticket, address, "cc")
         if closed.assignee:
@@ -218,9 +224,9 @@ class _Apply:
 
 def apply(
     app: App, session: Session, mail: ParsedMail, verdict: Verdict, threading: Threading,
-    raw_sha256: str, channel: str,
+    raw_sha256: str, channel: str, mailbox: str | None = None,
 ) -> Applied:
-    step = _Apply(app, session, mail, verdict, raw_sha256, channel)
+    step = _Apply(app, session, mail, verdict, raw_sha256, channel, mailbox)
     ticket = threading.ticket
     if ticket is None:
         return step.new_conversation()

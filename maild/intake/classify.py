@@ -41,9 +41,11 @@ def automatic_reason(mail: ParsedMail) -> str | None:
 
 
 def loop_reason(mail: ParsedMail, config: Config) -> str | None:
-    if mail.sender.address == config.support.address:
-        return f"sent from our own address {config.support.address}"
-    if config.support.address in mail.headers.get("x-loop", "").lower():
+    own = config.own_addresses
+    if mail.sender.address in own:
+        return f"sent from our own address {mail.sender.address}"
+    x_loop = mail.headers.get("x-loop", "").lower()
+    if any(address in x_loop for address in own):
         return "X-Loop names our address"
     return None
 

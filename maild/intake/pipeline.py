@@ -49,7 +49,15 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
 
 
 def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
+    """Set a message aside with its reason; the same message set aside again is one entry."""
     with app.db.transaction() as session:
+        held = session.scalar(
+            select(QuarantinedMail.id).where(
+                QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == "held"
+            )
+        )
+        if held is not None:
+            return IngestResult("quarantined", reason)
         session.add(
             QuarantinedMail(
                 raw_sha256=raw_sha256,
@@ -63,7 +71,9 @@ def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestRe
     return IngestResult("quarantined", reason)
 
 
-def _process(app: App, raw_sha256: str, channel: str, mail: ParsedMail) -> IngestResult:
+def _process(
+    app: App, raw_sha256: str, channel: str, mailbox: str | None, mail: ParsedMail
+) -> IngestResult:
     verdict = classify(mail, app.config)
     if verdict.loop:
         raise PermanentError(f"mail loop: {verdict.loop}")
@@ -71,7 +81,7 @@ def _process(app: App, raw_sha256: str, channel: str, mail: ParsedMail) -> Inges
         if _is_known(session, mail.message_id):
             return _duplicate(mail)
         threading = find_ticket(session, mail, verdict.is_staff)
-        applied = apply(app, session, mail, verdict, threading, raw_sha256, channel)
+        applied = apply(app, session, mail, verdict, threading, raw_sha256, channel, mailbox)
     log.info(
         "stored %s on ticket #%s (%s; %s)",
         mail.message_id, applied.ticket_id, threading.reason, applied.summary,
@@ -81,8 +91,11 @@ def _process(app: App, raw_sha256: str, channel: str, mail: ParsedMail) -> Inges
     )
 
 
-def ingest(app: App, raw: bytes, channel: str) -> IngestResult:
-    """Take one raw message. Raises TemporaryError only when nothing could be kept."""
+def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:
+    """Take one raw message. Raises TemporaryError only when nothing could be kept.
+
+    `mailbox` names the [[mailboxes]] entry it was read from, if any.
+    """
     raw_sha256 = app.raw_store.put(raw)
     try:
         mail = parse(raw)
@@ -93,7 +106,7 @@ def ingest(app: App, raw: bytes, channel: str) -> IngestResult:
         return quarantine(app, raw_sha256, channel, f"unparseable message: {exc!r}")
 
     try:
-        return _process(app, raw_sha256, channel, mail)
+        return _process(app, raw_sha256, channel, mailbox, mail)
     except IntegrityError:
         # Another process stored the same Message-ID between our check and our commit.
         with app.db.transaction() as session:

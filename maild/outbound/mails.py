@@ -26,12 +26,21 @@ class Mails:
     def __init__(self, app: App, session: Session) -> None:
         self.app = app
         self.session = session
-        self.support = Party(app.config.support.address, app.config.support.name)
+
+    def _desk(self, ticket: Ticket | None, display_name: str | None = None) -> Party:
+        """Who a ticket's mail is from: the mailbox it came in through, else support@."""
+        address, name = self.app.config.desk_address(ticket.mailbox if ticket else None)
+        return Party(address, display_name or name)
+
+    def _message_id(self, ticket: Ticket | None) -> str:
+        domain = self._desk(ticket).address.rsplit("@", 1)[1]
+        return new_message_id(domain, ticket.id if ticket else None)
 
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
         config = self.app.config
+        desk = self._desk(ticket)
         context: dict[str, Any] = {
-            "support": {"name": config.support.name, "address": config.support.address},
+            "support": {"name": desk.name, "address": desk.address},
             "timezone": self.app.calendar.zone,
             "business_hours": config.business_hours,
             "ticket": ticket,
@@ -58,12 +67,13 @@ class Mails:
         )
 
     def _system_message(self, ticket: Ticket, message_id: str, subject: str, text: str) -> Message:
+        desk = self._desk(ticket)
         message = Message(
             message_id=message_id,
             direction="out",
             kind="system",
-            author=self.app.config.support.address,
-            author_name=self.app.config.support.name,
+            author=desk.address,
+            author_name=desk.name,
             created_at=self.app.clock.now(),
             subject=subject,
             body=text.strip(),
@@ -78,9 +88,9 @@ class Mails:
             "ack", self._context(ticket, message=answering, sla=self.app.config.sla)
         )
         subject = tag_subject(rendered.subject, ticket.id)
-        message_id = new_message_id(self.app.config.support.domain, ticket.id)
+        message_id = self._message_id(ticket)
         mail = OutgoingMail(
-            sender=self.support,
+            sender=self._desk(ticket),
             to=[Party(ticket.requester)],
             cc=[Party(address) for address in ticket.cc],
             subject=subject,
@@ -105,14 +115,14 @@ class Mails:
         subject = tag_subject(rendered.subject, ticket.id)
         references = [i for i in thread_ids(ticket) if i != reply.message_id]
         mail = OutgoingMail(
-            sender=Party(self.app.config.support.address, reply.author_name or self.support.name),
+            sender=self._desk(ticket, display_name=reply.author_name),
             to=[Party(address) for address in recipients[:1]],
             cc=[Party(address) for address in recipients[1:]],
-            reply_to=self.support,
+            reply_to=self._desk(ticket),
             subject=subject,
             text=rendered.text,
             html=rendered.html,
-            message_id=new_message_id(self.app.config.support.domain, ticket.id),
+            message_id=self._message_id(ticket),
             date=self.app.clock.now(),
             in_reply_to=references[-1] if references else None,
             references=references,
@@ -127,12 +137,12 @@ class Mails:
             "command_error", self._context(ticket, errors=errors, reply=reply)
         )
         mail = OutgoingMail(
-            sender=self.support,
+            sender=self._desk(ticket),
             to=[Party(staff_address)],
             subject=tag_subject(rendered.subject, ticket.id),
             text=rendered.text,
             html=rendered.html,
-            message_id=new_message_id(self.app.config.support.domain, ticket.id),
+            message_id=self._message_id(ticket),
             date=self.app.clock.now(),
             in_reply_to=reply.message_id,
             references=[reply.message_id],
@@ -146,12 +156,12 @@ class Mails:
                                      sla=self.app.config.sla)
         )
         mail = OutgoingMail(
-            sender=self.support,
+            sender=self._desk(None),
             to=[Party(contact)],
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            message_id=new_message_id(self.app.config.support.domain),
+            message_id=self._message_id(None),
             date=self.app.clock.now(),
             auto_submitted="auto-generated",
         )

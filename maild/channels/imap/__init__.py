@@ -1,0 +1,1 @@
+"""Reading IMAP mailboxes ([[mailboxes]] in the config) into the intake pipeline."""

@@ -1,0 +1,276 @@
+"""Reading one IMAP mailbox into the intake pipeline, for as long as the daemon runs.
+
+The order is what keeps every message exactly once: fetch with BODY.PEEK[] (nothing is
+marked \\Seen), store and commit, then file the message away to the processed folder.
+A crash before filing away means the message is read again and recognised as a
+duplicate. Waiting for mail uses IDLE where the server offers it, else polling; every
+fault of the connection ends in a reconnect after a capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+
+from maild.app import App
+from maild.backoff import Backoff
+from maild.channels.imap.folders import ensure_folder, file_away
+from maild.channels.imap.session import (
+    CONNECTION_FAULTS,
+    Session,
+    describe,
+    open_session,
+    token_source,
+)
+from maild.channels.imap.state import last_uid_for, remember_last_uid
+from maild.config import MailboxConfig
+from maild.errors import TemporaryError
+from maild.intake.pipeline import IngestResult, ingest, quarantine
+
+log = logging.getLogger(__name__)
+
+# How often a wait in IDLE looks at the stop flag; also the unit of the dead-socket test.
+IDLE_SLICE_SECONDS = 1.0
+# Partial fetches of a message too large to hold in memory.
+CHUNK_BYTES = 1024 * 1024
+BACKOFF_CAP_SECONDS = 300.0
+RECOVERABLE: tuple[type[BaseException], ...] = (TemporaryError, *CONNECTION_FAULTS)
+
+
+@dataclass
+class DrainReport:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.stored + self.duplicates + self.quarantined
+
+    def count(self, result: IngestResult) -> None:
+        if result.outcome == "stored":
+            self.stored += 1
+        elif result.outcome == "duplicate":
+            self.duplicates += 1
+        else:
+            self.quarantined += 1
+
+
+def plan_batches(
+    sizes: dict[int, int], max_messages: int, max_bytes: int
+) -> Iterator[list[int]]:
+    """UIDs in ascending order, grouped so no fetch holds more than max_bytes at once
+    (a single larger message is fetched alone)."""
+    batch: list[int] = []
+    held = 0
+    for uid in sorted(sizes):
+        size = sizes[uid]
+        if batch and (len(batch) >= max_messages or held + size > max_bytes):
+            yield batch
+            batch, held = [], 0
+        batch.append(uid)
+        held += size
+    if batch:
+        yield batch
+
+
+def _announces_mail(response: tuple[object, ...]) -> bool:
+    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+class MailboxReader:
+    def __init__(
+        self,
+        app: App,
+        mailbox: MailboxConfig,
+        on_stored: Callable[[IngestResult], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.app = app
+        self.mailbox = mailbox
+        self.on_stored = on_stored or (lambda result: None)
+        self.backoff = backoff or Backoff(cap=BACKOFF_CAP_SECONDS)
+        self.tokens = token_source(mailbox, app.clock)
+        self.channel = f"imap:{mailbox.name}"
+        self.name = f"mailbox {mailbox.name}"
+
+    # --- the daemon's loop ----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Read until `stop` is set. Never returns early for a transient fault."""
+        while not stop.is_set():
+            try:
+                self._serve(stop)
+            except RECOVERABLE as exc:
+                delay = self.backoff.next_delay()
+                log.warning("%s: %s; trying again in %.1f s", self.name, describe(exc), delay)
+                stop.wait(delay)
+            except Exception:
+                delay = self.backoff.next_delay()
+                log.exception("%s: unexpected failure; trying again in %.1f s", self.name, delay)
+                stop.wait(delay)
+
+    def drain_once(self) -> DrainReport:
+        """`maild run --once`: everything waiting in the folder now, then log out."""
+        session = open_session(self.mailbox, self.tokens)
+        try:
+            last_uid = self._open_folder(session.client)
+            return self._drain(session.client, threading.Event(), after_uid=None,
+                               last_uid=last_uid)
+        except CONNECTION_FAULTS as exc:
+            raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
+        finally:
+            session.close()
+
+    def _serve(self, stop: threading.Event) -> None:
+        session = open_session(self.mailbox, self.tokens)
+        try:
+            client = session.client
+            last_uid = self._open_folder(client)
+            # Anything still in the folder is unread, or was stored and not yet filed away.
+            report = self._drain(client, stop, after_uid=None, last_uid=last_uid)
+            self.backoff.reset()
+            idle = self.mailbox.idle and client.has_capability("IDLE")
+            log.info(
+                "%s: reading %s on %s as %s (%s); %d message(s) waiting were handled",
+                self.name, self.mailbox.folder, self.mailbox.host, self.mailbox.username,
+                "IDLE" if idle else f"polling every {self.mailbox.poll_seconds:g} s",
+                report.handled,
+            )
+            while not stop.is_set() and not self._login_expired(session):
+                if idle:
+                    self._wait_in_idle(client, stop)
+                else:
+                    stop.wait(self.mailbox.poll_seconds)
+                    client.noop()
+                if stop.is_set():
+                    break
+                last_uid = self._last_uid(client)
+                self._drain(client, stop, after_uid=last_uid, last_uid=last_uid)
+        finally:
+            session.close()
+
+    def _login_expired(self, session: Session) -> bool:
+        if session.expires_at is None or self.app.clock.now() < session.expires_at:
+            return False
+        log.info("%s: the access token has expired; logging in again", self.name)
+        return True
+
+    # --- folders and state ------------------------------------------------------------------
+
+    def _open_folder(self, client: IMAPClient) -> int:
+        ensure_folder(client, self.mailbox.processed_folder)
+        ensure_folder(client, self.mailbox.quarantine_folder)
+        return self._last_uid(client)
+
+    def _last_uid(self, client: IMAPClient) -> int:
+        selected = client.select_folder(self.mailbox.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity)
+
+    # --- waiting ------------------------------------------------------------------------------
+
+    def _wait_in_idle(self, client: IMAPClient, stop: threading.Event) -> None:
+        """Return when mail may have arrived, when told to stop, or when IDLE is due for renewal.
+
+        The DONE that ends every IDLE is answered by a live server, so it doubles as the
+        liveness check: a server that died or a network that hangs raises there.
+        """
+        client.idle()
+        renew_at = time.monotonic() + self.mailbox.idle_renew_seconds
+        try:
+            while not stop.is_set() and time.monotonic() < renew_at:
+                started = time.monotonic()
+                responses = client.idle_check(timeout=IDLE_SLICE_SECONDS)
+                if any(_announces_mail(r) for r in responses):
+                    return
+                if not responses and time.monotonic() - started < IDLE_SLICE_SECONDS / 2:
+                    # The socket woke us with nothing to read: the server closed the
+                    # connection (imapclient then returns [] at once, forever).
+                    return
+        finally:
+            client.idle_done()
+        client.noop()
+
+    # --- draining -----------------------------------------------------------------------------
+
+    def _drain(
+        self, client: IMAPClient, stop: threading.Event, *, after_uid: int | None, last_uid: int
+    ) -> DrainReport:
+        """Ingest every message waiting (or every one after `after_uid`), in batches."""
+        if after_uid is None:
+            uids = client.search(["NOT", "DELETED"])
+        else:
+            uids = [u for u in client.search(["UID", f"{after_uid + 1}:*", "NOT", "DELETED"])
+                    if u > after_uid]
+        report = DrainReport()
+        if not uids:
+            return report
+        sizes = {
+            uid: int(data.get(b"RFC822.SIZE", 0))
+            for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()
+        }
+        too_large = {uid for uid, size in sizes.items()
+                     if size > self.mailbox.max_message_bytes}
+        for uid in sorted(too_large):
+            if stop.is_set():
+                return report
+            self._set_aside_too_large(client, uid, sizes.pop(uid), report)
+        for batch in plan_batches(sizes, self.mailbox.batch_messages, self.mailbox.batch_bytes):
+            if stop.is_set():
+                break
+            handled = self._ingest_batch(client, batch, stop, report)
+            if handled:
+                last_uid = max(last_uid, *handled)
+                remember_last_uid(self.app, self.mailbox.name, last_uid)
+        return report
+
+    def _ingest_batch(
+        self, client: IMAPClient, batch: list[int], stop: threading.Event, report: DrainReport
+    ) -> list[int]:
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        processed: list[int] = []
+        quarantined: list[int] = []
+        try:
+            for uid in batch:
+                if stop.is_set():
+                    break
+                data = fetched.pop(uid, None)  # dropped as soon as it is stored
+                if data is None or b"BODY[]" not in data:
+                    continue  # expunged by someone else since the search
+                result = ingest(self.app, data[b"BODY[]"], self.channel, self.mailbox.name)
+                report.count(result)
+                (quarantined if result.outcome == "quarantined" else processed).append(uid)
+                if result.outcome == "stored":
+                    self.on_stored(result)
+        finally:
+            # Whatever is committed is filed away, even when a later message hit a fault.
+            file_away(client, processed, self.mailbox.processed_folder)
+            file_away(client, quarantined, self.mailbox.quarantine_folder)
+        return processed + quarantined
+
+    def _set_aside_too_large(
+        self, client: IMAPClient, uid: int, size: int, report: DrainReport
+    ) -> None:
+        """Keep it (streamed to the raw store, never whole in memory) and quarantine it."""
+        raw_sha256 = self.app.raw_store.put_chunks(self._chunks(client, uid, size))
+        reason = (
+            f"message of {size} bytes is larger than max_message_bytes "
+            f"({self.mailbox.max_message_bytes}) of mailbox {self.mailbox.name}"
+        )
+        report.count(quarantine(self.app, raw_sha256, self.channel, reason))
+        file_away(client, [uid], self.mailbox.quarantine_folder)
+
+    def _chunks(self, client: IMAPClient, uid: int, size: int) -> Iterator[bytes]:
+        for offset in range(0, size, CHUNK_BYTES):
+            section = f"BODY.PEEK[]<{offset}.{CHUNK_BYTES}>"
+            data = client.fetch([uid], [section]).get(uid, {})
+            chunk = data.get(f"BODY[]<{offset}>".encode(), b"")
+            if not chunk:
+                return
+            yield chunk

@@ -1,0 +1,401 @@
+"""Reading mailboxes on a real, private Dovecot: tickets, filing away, faults, OAuth2."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import func, select
+
+from maild.app import App, build_app
+from maild.backoff import Backoff
+from maild.channels.imap.folders import file_away
+from maild.channels.imap.reader import MailboxReader, plan_batches
+from maild.channels.imap.session import MailboxLoginFailed, MailboxUnreachable
+from maild.clock import FixedClock
+from maild.config import parse_config
+from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
+from maild.intake.pipeline import ingest
+from tests.conftest import Sink, config_text, free_port, mailbox_toml
+from tests.mailbuilder import make_mail
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 15) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def make_app(
+    database_url: str, tmp_path: Path, sink: Sink, clock: FixedClock
+) -> Iterator[Callable[..., App]]:
+    """An App whose config reads the given accounts: make_app(account, **mailbox settings)."""
+    built: list[App] = []
+
+    def build(*mailboxes: str, environ: dict[str, str] | None = None) -> App:
+        text = config_text(database_url, tmp_path / "storage", sink.port, "\n".join(mailboxes))
+        app = build_app(parse_config(text, environ or {}), clock)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.db.dispose()
+
+
+def password_env(account: Any, name: str = "support") -> dict[str, str]:
+    return {f"MAILD_TEST_IMAP_{name.upper()}": account.password}
+
+
+@pytest.fixture
+def reader_app(make_app: Callable[..., App], imap_account: Any) -> App:
+    return make_app(mailbox_toml(imap_account), environ=password_env(imap_account))
+
+
+def tickets(app: App) -> list[Ticket]:
+    with app.db.transaction() as session:
+        found = list(session.scalars(select(Ticket).order_by(Ticket.id)))
+        session.expunge_all()
+        return found
+
+
+def count(app: App, model: Any) -> int:
+    with app.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def reader_for(app: App, **kwargs: Any) -> MailboxReader:
+    return MailboxReader(app, app.config.mailboxes[0], **kwargs)
+
+
+class RunningReader:
+    """MailboxReader.run in a thread, as the daemon runs it, with a quick backoff."""
+
+    def __init__(self, app: App) -> None:
+        self.stop = threading.Event()
+        self.reader = reader_for(app, backoff=Backoff(base=0.1, cap=0.5))
+        self.thread = threading.Thread(target=self.reader.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> RunningReader:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "the reader did not stop"
+
+
+# --- reading and filing away ---------------------------------------------------------------
+
+
+def test_appended_mail_becomes_tickets_and_moves_to_processed_unseen(
+    reader_app: App, imap_account: Any
+) -> None:
+    for n in range(3):
+        imap_account.append(
+            make_mail(subject=f"Question {n}", message_id=f"<q{n}@customer.example>")
+        )
+
+    report = reader_for(reader_app).drain_once()
+
+    assert (report.stored, report.duplicates, report.quarantined) == (3, 0, 0)
+    assert [t.subject for t in tickets(reader_app)] == ["Question 0", "Question 1", "Question 2"]
+    assert all(t.mailbox == "support" for t in tickets(reader_app))
+    assert count(reader_app, OutboxMail) == 3  # one acknowledgment each
+    assert imap_account.count("INBOX") == 0
+    assert imap_account.count("Processed") == 3
+    # Fetched with BODY.PEEK[]: maild never marks the customer's mail as read.
+    assert all(b"\\Seen" not in flags for flags in imap_account.flags("Processed"))
+    with reader_app.db.transaction() as session:
+        channels = set(session.scalars(select(Message.channel).where(Message.direction == "in")))
+    assert channels == {"imap:support"}
+
+
+def test_message_stored_before_a_crash_is_a_duplicate_and_is_filed_away(
+    reader_app: App, imap_account: Any
+) -> None:
+    raw = make_mail(subject="Stored, then the daemon died", message_id="<crash@customer.example>")
+    imap_account.append(raw)
+    ingest(reader_app, raw, "imap:support", "support")  # committed, never moved
+
+    report = reader_for(reader_app).drain_once()
+
+    assert (report.stored, report.duplicates) == (0, 1)
+    assert len(tickets(reader_app)) == 1
+    assert count(reader_app, OutboxMail) == 1
+    assert imap_account.count("INBOX") == 0
+    assert imap_account.count("Processed") == 1
+
+
+def test_poison_message_is_quarantined_on_the_server_and_the_rest_go_on(
+    reader_app: App, imap_account: Any
+) -> None:
+    imap_account.append(make_mail(subject="Before", message_id="<before@customer.example>"))
+    imap_account.append(b"From: not an address at all\r\nSubject: poison\r\n\r\nbody\r\n")
+    imap_account.append(make_mail(subject="After", message_id="<after@customer.example>"))
+
+    report = reader_for(reader_app).drain_once()
+
+    assert (report.stored, report.quarantined) == (2, 1)
+    assert [t.subject for t in tickets(reader_app)] == ["Before", "After"]
+    assert imap_account.count("Quarantine") == 1
+    assert imap_account.count("Processed") == 2
+    with reader_app.db.transaction() as session:
+        held = session.scalars(select(QuarantinedMail)).one()
+        assert held.channel == "imap:support"
+        assert "sender" in held.reason or "From" in held.reason
+
+
+def test_a_backlog_is_drained_in_batches(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    app = make_app(mailbox_toml(imap_account, batch_messages=4), environ=password_env(imap_account))
+    client = imap_account.client()
+    for n in range(30):
+        client.append("INBOX", make_mail(sender=f"c{n}@customer.example", subject=f"n{n}",
+                                         message_id=f"<b{n}@customer.example>"))
+    client.logout()
+
+    report = reader_for(app).drain_once()
+
+    assert report.stored == 30
+    assert imap_account.count("INBOX") == 0
+    assert imap_account.count("Processed") == 30
+    with app.db.transaction() as session:
+        assert session.get(MailboxState, "support").last_uid == 30
+
+
+def test_batches_bound_the_bytes_held_at_once() -> None:
+    sizes = {1: 10, 2: 10, 3: 50, 4: 200, 5: 10, 6: 10, 7: 10}
+    assert list(plan_batches(sizes, max_messages=3, max_bytes=100)) == [
+        [1, 2, 3], [4], [5, 6, 7]
+    ]
+
+
+def test_message_over_the_size_limit_is_kept_whole_and_quarantined(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    app = make_app(mailbox_toml(imap_account, max_message_bytes=64 * 1024),
+                   environ=password_env(imap_account))
+    big = make_mail(subject="Huge", body="x" * 100 + "\n" + ("0123456789" * 8 + "\n") * 3000)
+    imap_account.append(big)
+    imap_account.append(make_mail(subject="Small", message_id="<small@customer.example>"))
+
+    report = reader_for(app).drain_once()
+
+    assert (report.stored, report.quarantined) == (1, 1)
+    with app.db.transaction() as session:
+        held = session.scalars(select(QuarantinedMail)).one()
+        assert "larger than max_message_bytes" in held.reason
+        kept = app.raw_store.get(held.raw_sha256)
+    client = imap_account.client()
+    client.select_folder("Quarantine", readonly=True)
+    on_server = next(iter(client.fetch(client.search(), ["BODY.PEEK[]"]).values()))[b"BODY[]"]
+    client.logout()
+    assert kept == on_server
+    assert hashlib.sha256(kept).hexdigest() == held.raw_sha256
+
+
+def test_renumbered_folder_is_rescanned_and_duplicates_are_recognised(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    app = make_app(mailbox_toml(imap_account, folder="Support"), environ=password_env(imap_account))
+    first = make_mail(subject="First", message_id="<first@customer.example>")
+    no_id = (b"From: nina@customer.example\r\nTo: support@example.com\r\n"
+             b"Subject: No id\r\n\r\nhi\r\n")
+    client = imap_account.client()
+    client.create_folder("Support")
+    client.append("Support", first)
+    client.append("Support", no_id)
+    client.logout()
+    assert reader_for(app).drain_once().stored == 2
+
+    # The folder is rebuilt (a restore, a server move): new UIDVALIDITY, old mail back in it.
+    client = imap_account.client()
+    old_validity = client.folder_status("Support", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+    client.delete_folder("Support")
+    client.create_folder("Support")
+    for raw in (first, no_id, make_mail(subject="New", message_id="<new@customer.example>")):
+        client.append("Support", raw)
+    new_validity = client.folder_status("Support", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+    client.logout()
+    assert new_validity != old_validity
+
+    report = reader_for(app).drain_once()
+
+    assert (report.stored, report.duplicates) == (1, 2)
+    assert [t.subject for t in tickets(app)] == ["First", "No id", "New"]
+    with app.db.transaction() as session:
+        state = session.get(MailboxState, "support")
+        assert (state.uidvalidity, state.last_uid) == (new_validity, 3)
+
+
+class WithoutCapabilities:
+    """A real connection that hides some capabilities. A stand-in for servers without
+    MOVE or UIDPLUS, since this Dovecot cannot be told to drop them."""
+
+    def __init__(self, client: Any, hidden: set[str]) -> None:
+        self._client = client
+        self._hidden = hidden
+
+    def has_capability(self, name: str) -> bool:
+        return name not in self._hidden and self._client.has_capability(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("hidden", [{"MOVE"}, {"MOVE", "UIDPLUS"}])
+def test_filing_away_without_move(imap_account: Any, hidden: set[str]) -> None:
+    for n in range(3):
+        imap_account.append(make_mail(message_id=f"<m{n}@customer.example>"))
+    client = imap_account.client()
+    client.create_folder("Processed")
+    client.select_folder("INBOX")
+    file_away(WithoutCapabilities(client, hidden), [1, 2], "Processed")  # type: ignore[arg-type]
+    client.logout()
+
+    assert imap_account.uids("INBOX") == [3]
+    assert imap_account.count("Processed") == 2
+
+
+# --- several mailboxes ------------------------------------------------------------------------
+
+
+def test_each_mailbox_answers_from_its_own_address(
+    make_app: Callable[..., App], dovecot: Any, sink: Sink
+) -> None:
+    support, feedback = dovecot.add_account(), dovecot.add_account()
+    app = make_app(
+        mailbox_toml(support),
+        mailbox_toml(feedback, name="feedback", address="feedback@example.com",
+                     display_name="Example Feedback"),
+        environ={**password_env(support), **password_env(feedback, "feedback")},
+    )
+    support.append(make_mail(subject="Help", message_id="<help@customer.example>"))
+    feedback.append(make_mail(subject="Idea", message_id="<idea@customer.example>",
+                              to="feedback@example.com"))
+    from maild.daemon import Daemon
+
+    report = Daemon(app).run_once()
+
+    assert report.received.stored == 2
+    assert {t.subject: t.mailbox for t in tickets(app)} == {"Help": "support", "Idea": "feedback"}
+    senders = {m["Subject"]: m["From"] for m in sink.messages()}
+    assert any("Help" in s and f == "Example Support <support@example.com>"
+               for s, f in senders.items())
+    assert any("Idea" in s and f == "Example Feedback <feedback@example.com>"
+               for s, f in senders.items())
+
+
+# --- waiting for mail ---------------------------------------------------------------------------
+
+
+def test_idle_picks_up_a_message_appended_by_another_connection(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    # Polling once an hour: only IDLE can explain a prompt pickup.
+    app = make_app(mailbox_toml(imap_account, poll_seconds=3600),
+                   environ=password_env(imap_account))
+    with RunningReader(app):
+        wait_for(lambda: count(app, MailboxState), "the reader to open the folder")
+        imap_account.append(make_mail(subject="Pushed", message_id="<push@customer.example>"))
+        wait_for(lambda: tickets(app), "the pushed message to become a ticket", timeout=10)
+    assert imap_account.count("Processed") == 1
+
+
+def test_without_idle_the_folder_is_polled(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    app = make_app(mailbox_toml(imap_account, idle=False, poll_seconds=0.2),
+                   environ=password_env(imap_account))
+    with RunningReader(app):
+        wait_for(lambda: count(app, MailboxState), "the reader to open the folder")
+        imap_account.append(make_mail(subject="Polled", message_id="<poll@customer.example>"))
+        wait_for(lambda: tickets(app), "the polled message to become a ticket")
+
+
+def test_idle_is_renewed_before_servers_drop_it(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(mailbox_toml(imap_account, idle_renew_seconds=0.5, poll_seconds=3600),
+                   environ=password_env(imap_account))
+    caplog.set_level(logging.DEBUG, logger="imapclient")
+    with RunningReader(app):
+        wait_for(lambda: count(app, MailboxState), "the reader to open the folder")
+        wait_for(lambda: sum(_sent_idle(r) for r in caplog.records) >= 3,
+                 "IDLE to be renewed twice")
+        imap_account.append(make_mail(subject="Still here", message_id="<renew@customer.example>"))
+        wait_for(lambda: tickets(app), "a message after the renewals")
+    logins = [r for r in caplog.records if "LOGIN" in r.getMessage().upper()
+              and r.name.startswith("imapclient") and r.getMessage().startswith(">")]
+    # The reader's one session and the test's append: renewing is DONE + IDLE on the
+    # same session, never a reconnect.
+    assert len(logins) == 2
+
+
+def _sent_idle(record: logging.LogRecord) -> bool:
+    return record.name.startswith("imapclient") and record.getMessage().startswith("> ") \
+        and record.getMessage().rstrip("'").endswith(" IDLE")
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def test_reader_recovers_when_the_server_restarts(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(mailbox_toml(imap_account, poll_seconds=3600),
+                   environ=password_env(imap_account))
+    caplog.set_level(logging.INFO, logger="maild")
+    with RunningReader(app):
+        imap_account.append(make_mail(subject="Before restart", message_id="<r1@customer.example>"))
+        wait_for(lambda: len(tickets(app)) == 1, "the first message")
+        dovecot.restart()
+        imap_account.append(make_mail(subject="After restart", message_id="<r2@customer.example>"))
+        wait_for(lambda: len(tickets(app)) == 2, "the message after the restart", timeout=20)
+    assert any("trying again in" in r.getMessage() for r in caplog.records)
+
+
+def test_connection_refused_is_retried_and_named(
+    make_app: Callable[..., App], imap_account: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # nothing listens here
+    app = make_app(mailbox_toml(imap_account, port=port), environ=password_env(imap_account))
+    with pytest.raises(MailboxUnreachable,
+                       match=f"mailbox support: cannot connect to 127.0.0.1:{port}: "
+                             "Connection refused"):
+        reader_for(app).drain_once()
+    caplog.set_level(logging.WARNING, logger="maild")
+    with RunningReader(app):
+        wait_for(lambda: sum("Connection refused" in r.getMessage() for r in caplog.records) >= 2,
+                 "two attempts, each logged")
+
+
+def test_wrong_password_is_a_clear_error_naming_the_mailbox(
+    make_app: Callable[..., App], imap_account: Any
+) -> None:
+    app = make_app(mailbox_toml(imap_account),
+                   environ={"MAILD_TEST_IMAP_SUPPORT": "not-the-password"})
+    with pytest.raises(MailboxLoginFailed) as failure:
+        reader_for(app).drain_once()
+    assert str(failure.value).startswith(
+        f"mailbox support: 127.0.0.1 refused the password of {imap_account.username}: "
+    )
+    assert "AUTHENTICATIONFAILED" in str(failure.value)
