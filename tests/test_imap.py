@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,13 @@ from maild.backoff import Backoff
 from maild.channels.imap.folders import file_away
 from maild.channels.imap.reader import MailboxReader, plan_batches
 from maild.channels.imap.session import MailboxLoginFailed, MailboxUnreachable
+from maild.channels.imap.tokens import (
+    AccessToken,
+    CommandTokens,
+    FileTokens,
+    TokenUnavailable,
+    parse_token,
+)
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
@@ -399,3 +407,123 @@ def test_wrong_password_is_a_clear_error_naming_the_mailbox(
         f"mailbox support: 127.0.0.1 refused the password of {imap_account.username}: "
     )
     assert "AUTHENTICATIONFAILED" in str(failure.value)
+
+
+# --- OAuth2 (XOAUTH2 / OAUTHBEARER), checked by Dovecot against the test's introspection ----
+
+
+def token_command(tmp_path: Path, tokens: list[str], expires_in: int | None = None) -> str:
+    """A command that prints the next of `tokens` each time it runs (as JSON with an
+    expiry when `expires_in` is given), like a helper holding a refresh token would."""
+    (tmp_path / "tokens").write_text("\n".join(tokens) + "\n")
+    (tmp_path / "runs").write_text("0")
+    script = tmp_path / "get-token"
+    shape = (f'{{"access_token": "%s", "expires_in": {expires_in}}}' if expires_in
+             else "%s")
+    script.write_text(
+        "#!/bin/sh\n"
+        f'cd "{tmp_path}"\n'
+        "n=$(($(cat runs) + 1)); echo $n > runs\n"
+        f"printf '{shape}\\n' \"$(sed -n ${{n}}p tokens)\"\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("mechanism", ["xoauth2", "oauthbearer"])
+def test_oauth2_token_from_a_command(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any, tmp_path: Path,
+    mechanism: str,
+) -> None:
+    token = dovecot.introspection.issue(imap_account.username)
+    app = make_app(mailbox_toml(
+        imap_account, password_env=None, oauth2_mechanism=mechanism,
+        oauth2_token_command=token_command(tmp_path, [token], expires_in=3600),
+    ))
+    imap_account.append(make_mail(subject="Via OAuth2", message_id="<oauth@customer.example>"))
+
+    assert reader_for(app).drain_once().stored == 1
+    assert token in dovecot.introspection.asked
+
+
+def test_oauth2_token_from_a_file(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "access-token"
+    token_file.write_text(dovecot.introspection.issue(imap_account.username) + "\n")
+    app = make_app(mailbox_toml(imap_account, password_env=None,
+                                oauth2_token_file=str(token_file)))
+    imap_account.append(make_mail(subject="Via a token file"))
+    assert reader_for(app).drain_once().stored == 1
+
+
+def test_refused_token_is_named_and_a_fresh_one_is_fetched(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any, tmp_path: Path
+) -> None:
+    good = dovecot.introspection.issue(imap_account.username)
+    command = token_command(tmp_path, ["revoked-token", good], expires_in=3600)
+    app = make_app(mailbox_toml(imap_account, password_env=None, oauth2_token_command=command))
+    reader = reader_for(app)
+
+    with pytest.raises(MailboxLoginFailed, match=(
+        f"mailbox support: 127.0.0.1 refused the OAuth2 token of {imap_account.username}"
+    )):
+        reader.drain_once()
+    # A refused token is never offered again, although it claimed an hour of life.
+    imap_account.append(make_mail(subject="After a new token"))
+    assert reader.drain_once().stored == 1
+    assert (tmp_path / "runs").read_text().strip() == "2"
+
+
+def test_expiring_token_is_refreshed_and_the_session_renewed(
+    make_app: Callable[..., App], imap_account: Any, dovecot: Any, tmp_path: Path,
+    clock: FixedClock,
+) -> None:
+    first = dovecot.introspection.issue(imap_account.username)
+    second = dovecot.introspection.issue(imap_account.username)
+    command = token_command(tmp_path, [first, second], expires_in=600)
+    app = make_app(mailbox_toml(imap_account, password_env=None, oauth2_token_command=command,
+                                idle_renew_seconds=0.3, poll_seconds=3600))
+    with RunningReader(app):
+        wait_for(lambda: count(app, MailboxState), "the first session")
+        assert dovecot.introspection.asked[-1] == first
+        clock.advance(timedelta(minutes=10))
+        wait_for(lambda: second in dovecot.introspection.asked,
+                 "a login with the refreshed token")
+        imap_account.append(make_mail(subject="On the new session"))
+        wait_for(lambda: tickets(app), "mail read on the renewed session")
+    assert (tmp_path / "runs").read_text().strip() == "2"
+
+
+def test_token_sources_say_what_went_wrong(tmp_path: Path, clock: FixedClock) -> None:
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\necho 'refresh token revoked' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    with pytest.raises(TokenUnavailable, match="exit code 3: refresh token revoked"):
+        CommandTokens(str(failing), clock).token()
+    with pytest.raises(TokenUnavailable, match="cannot read token file"):
+        FileTokens(tmp_path / "missing", clock).token()
+    stale = tmp_path / "stale"
+    stale.write_text('{"access_token": "t", "expires_at": "2026-11-23T17:00:00+00:00"}')
+    with pytest.raises(TokenUnavailable, match="has expired"):
+        FileTokens(stale, clock).token()
+
+
+@pytest.mark.parametrize(("text", "value", "expires_at"), [
+    ("ya29.bare-token\n", "ya29.bare-token", None),
+    ('{"access_token": "a", "expires_in": 3599}', "a",
+     datetime(2026, 11, 23, 18, 59, 59, tzinfo=UTC)),
+    ('{"access_token": "b", "expires_at": "2026-11-23T19:30:00Z"}', "b",
+     datetime(2026, 11, 23, 19, 30, tzinfo=UTC)),
+    ('{"access_token": "c", "expires_at": 1795460400}', "c",
+     datetime.fromtimestamp(1795460400, UTC)),
+])
+def test_token_output_shapes(
+    text: str, value: str, expires_at: datetime | None, clock: FixedClock
+) -> None:
+    assert parse_token(text, clock.now()) == AccessToken(value, expires_at)
+
+
+def test_token_json_without_a_token_is_refused(clock: FixedClock) -> None:
+    with pytest.raises(TokenUnavailable, match="without an access_token"):
+        parse_token('{"token_type": "Bearer"}', clock.now())
