@@ -32,6 +32,7 @@ from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, 
 from maild.intake.pipeline import ingest
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
 from tests.mailbuilder import make_mail
+from tests.tcp_proxy import TcpProxy
 
 T = TypeVar("T")
 
@@ -379,6 +380,58 @@ def test_reader_recovers_when_the_server_restarts(
         imap_account.append(make_mail(subject="After restart", message_id="<r2@customer.example>"))
         wait_for(lambda: len(tickets(app)) == 2, "the message after the restart", timeout=20)
     assert any("trying again in" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def proxy(dovecot: Any) -> Iterator[TcpProxy]:
+    tcp_proxy = TcpProxy(dovecot.port)
+    yield tcp_proxy
+    tcp_proxy.close()
+
+
+def test_connection_dropped_in_the_middle_of_a_fetch(
+    make_app: Callable[..., App], imap_account: Any, proxy: TcpProxy
+) -> None:
+    app = make_app(mailbox_toml(imap_account, port=proxy.port, poll_seconds=3600),
+                   environ=password_env(imap_account))
+    for n in range(3):
+        imap_account.append(make_mail(sender=f"c{n}@customer.example",
+                                      message_id=f"<cut{n}@customer.example>"))
+    proxy.cut_on = b"BODY.PEEK[]"
+    with RunningReader(app):
+        wait_for(lambda: len(tickets(app)) == 3, "all three messages after the reconnect")
+    assert proxy.tripped.is_set() and proxy.connections == 2
+    assert count(app, Message) == 6  # three in, three acknowledgments: nothing twice
+    assert imap_account.count("INBOX") == 0
+
+
+def test_connection_dropped_while_idling(
+    make_app: Callable[..., App], imap_account: Any, proxy: TcpProxy
+) -> None:
+    app = make_app(mailbox_toml(imap_account, port=proxy.port, poll_seconds=3600),
+                   environ=password_env(imap_account))
+    with RunningReader(app):
+        wait_for(lambda: count(app, MailboxState), "the reader to start idling")
+        proxy.drop_all()
+        wait_for(lambda: proxy.connections == 2, "a reconnect")
+        imap_account.append(make_mail(subject="After the drop"))
+        wait_for(lambda: tickets(app), "mail after the reconnect")
+
+
+def test_a_silent_hang_is_noticed_by_the_liveness_check(
+    make_app: Callable[..., App], imap_account: Any, proxy: TcpProxy
+) -> None:
+    # The network swallows everything from the first IDLE on, with no reset: only the
+    # DONE that renews IDLE, and its timeout, can tell.
+    app = make_app(mailbox_toml(imap_account, port=proxy.port, poll_seconds=3600,
+                                idle_renew_seconds=0.5, timeout_seconds=1),
+                   environ=password_env(imap_account))
+    proxy.freeze_on = b" IDLE\r\n"
+    with RunningReader(app):
+        wait_for(proxy.tripped.is_set, "the hang to begin")
+        imap_account.append(make_mail(subject="During the hang"))
+        wait_for(lambda: tickets(app), "mail read on a new connection")
+    assert proxy.connections == 2
 
 
 def test_connection_refused_is_retried_and_named(

@@ -47,6 +47,7 @@ class DrainReport:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    last_uid: int = 0  # every message up to this UID is filed away
 
     @property
     def handled(self) -> int:
@@ -81,6 +82,18 @@ def plan_batches(
 
 def _announces_mail(response: tuple[object, ...]) -> bool:
     return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _announced_meanwhile(client: IMAPClient) -> bool:
+    """Did the server announce new mail alongside an answer to another command?
+
+    Mail that arrives while a SEARCH runs is announced with the SEARCH answer, and a
+    later IDLE does not announce it again. imaplib keeps such untagged responses; no
+    public API of imapclient returns them, hence the reach into its connection.
+    """
+    pending = client._imap.untagged_responses
+    announced = bool(pending.pop("EXISTS", None)) | bool(pending.pop("RECENT", None))
+    return announced
 
 
 class MailboxReader:
@@ -120,8 +133,7 @@ class MailboxReader:
         session = open_session(self.mailbox, self.tokens)
         try:
             last_uid = self._open_folder(session.client)
-            return self._drain(session.client, threading.Event(), after_uid=None,
-                               last_uid=last_uid)
+            return self._drain(session.client, threading.Event(), last_uid, rescan=True)
         except CONNECTION_FAULTS as exc:
             raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
         finally:
@@ -133,7 +145,8 @@ class MailboxReader:
             client = session.client
             last_uid = self._open_folder(client)
             # Anything still in the folder is unread, or was stored and not yet filed away.
-            report = self._drain(client, stop, after_uid=None, last_uid=last_uid)
+            report = self._drain(client, stop, last_uid, rescan=True)
+            last_uid = report.last_uid
             self.backoff.reset()
             idle = self.mailbox.idle and client.has_capability("IDLE")
             log.info(
@@ -144,14 +157,14 @@ class MailboxReader:
             )
             while not stop.is_set() and not self._login_expired(session):
                 if idle:
-                    self._wait_in_idle(client, stop)
+                    if not _announced_meanwhile(client):
+                        self._wait_in_idle(client, stop)
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
                 if stop.is_set():
                     break
-                last_uid = self._last_uid(client)
-                self._drain(client, stop, after_uid=last_uid, last_uid=last_uid)
+                last_uid = self._drain(client, stop, last_uid, rescan=False).last_uid
         finally:
             session.close()
 
@@ -164,11 +177,9 @@ class MailboxReader:
     # --- folders and state ------------------------------------------------------------------
 
     def _open_folder(self, client: IMAPClient) -> int:
+        """Select the folder; the last UID handled in it, or 0 if it was renumbered."""
         ensure_folder(client, self.mailbox.processed_folder)
         ensure_folder(client, self.mailbox.quarantine_folder)
-        return self._last_uid(client)
-
-    def _last_uid(self, client: IMAPClient) -> int:
         selected = client.select_folder(self.mailbox.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
         return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity)
@@ -200,15 +211,17 @@ class MailboxReader:
     # --- draining -----------------------------------------------------------------------------
 
     def _drain(
-        self, client: IMAPClient, stop: threading.Event, *, after_uid: int | None, last_uid: int
+        self, client: IMAPClient, stop: threading.Event, last_uid: int, *, rescan: bool
     ) -> DrainReport:
-        """Ingest every message waiting (or every one after `after_uid`), in batches."""
-        if after_uid is None:
+        """Ingest the messages after `last_uid`, in batches; with `rescan`, every message
+        in the folder (left there by a crash or a failed move, or renumbered)."""
+        _announced_meanwhile(client)  # what this search finds needs no announcement
+        if rescan:
             uids = client.search(["NOT", "DELETED"])
         else:
-            uids = [u for u in client.search(["UID", f"{after_uid + 1}:*", "NOT", "DELETED"])
-                    if u > after_uid]
-        report = DrainReport()
+            uids = [u for u in client.search(["UID", f"{last_uid + 1}:*", "NOT", "DELETED"])
+                    if u > last_uid]
+        report = DrainReport(last_uid=last_uid)
         if not uids:
             return report
         sizes = {
@@ -226,8 +239,8 @@ class MailboxReader:
                 break
             handled = self._ingest_batch(client, batch, stop, report)
             if handled:
-                last_uid = max(last_uid, *handled)
-                remember_last_uid(self.app, self.mailbox.name, last_uid)
+                report.last_uid = max(report.last_uid, *handled)
+                remember_last_uid(self.app, self.mailbox.name, report.last_uid)
         return report
 
     def _ingest_batch(
