@@ -45,6 +45,7 @@ def _is_known(session: Session, message_id: str) -> bool:
 
 
 def _duplicate(mail: ParsedMail) -> IngestResult:
+    log.info("%s is already stored: a duplicate, nothing changes", mail.message_id)
     return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
