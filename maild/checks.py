@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from maild.config import Config
+from maild.channels.imap.session import CONNECTION_FAULTS, describe, open_session, token_source
+from maild.clock import Clock
+from maild.config import Config, MailboxConfig
 from maild.db.database import Database
 from maild.db.migrate import is_current
+from maild.errors import TemporaryError
 from maild.outbound.templates import TEMPLATE_NAMES, Templates
 
 
@@ -75,11 +78,41 @@ def check_templates(config: Config) -> CheckResult:
     return CheckResult("templates", True, ", ".join(TEMPLATE_NAMES))
 
 
-def run_checks(config: Config) -> list[CheckResult]:
+def check_mailbox(mailbox: MailboxConfig, clock: Clock) -> CheckResult:
+    """Log in and look at the folder, read-only: nothing is fetched, moved or created."""
+    name = f"mailbox {mailbox.name}"
+    try:
+        session = open_session(mailbox, token_source(mailbox, clock))
+    except TemporaryError as exc:
+        return CheckResult(name, False, str(exc).removeprefix(f"{name}: "))
+    try:
+        client = session.client
+        folders = [mailbox.folder, mailbox.processed_folder, mailbox.quarantine_folder]
+        missing = [f for f in folders[1:] if not client.folder_exists(f)]
+        if not client.folder_exists(mailbox.folder):
+            return CheckResult(name, False, f"folder {mailbox.folder!r} does not exist")
+        waiting = client.folder_status(mailbox.folder, ["MESSAGES"])[b"MESSAGES"]
+        push = ("IDLE" if client.has_capability("IDLE") else "no IDLE: polling"
+                ) if mailbox.idle else f"polling every {mailbox.poll_seconds:g} s"
+        detail = (
+            f"{mailbox.username} at {mailbox.host}:{mailbox.port} ({mailbox.security}); "
+            f"{mailbox.folder}: {waiting} waiting; {push}"
+        )
+        if missing:
+            detail += f"; will create {', '.join(missing)}"
+        return CheckResult(name, True, detail)
+    except CONNECTION_FAULTS as exc:
+        return CheckResult(name, False, f"connection lost: {describe(exc)}")
+    finally:
+        session.close()
+
+
+def run_checks(config: Config, clock: Clock) -> list[CheckResult]:
     return [
         CheckResult("config", True, "valid"),
         check_database(config),
         check_templates(config),
         check_inbound_smtp(config),
+        *(check_mailbox(mailbox, clock) for mailbox in config.mailboxes),
         check_outbound(config),
     ]

@@ -393,7 +393,7 @@ def check(obj: Context) -> None:
     from maild.checks import run_checks
 
     config = obj.config()
-    results = run_checks(config)
+    results = run_checks(config, clock_from_env())
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
     if not all(r.ok for r in results):

@@ -241,13 +241,14 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     mailboxes: list[MailboxConfig] = []
 
-    @model_validator(mode="after")
-    def _unique_mailboxes(self) -> Config:
-        names = [m.name for m in self.mailboxes]
+    @field_validator("mailboxes")
+    @classmethod
+    def _unique_names(cls, value: list[MailboxConfig]) -> list[MailboxConfig]:
+        names = [m.name for m in value]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"mailboxes: names must be unique ({', '.join(repeated)})")
-        return self
+            raise ValueError(f"names must be unique ({', '.join(repeated)})")
+        return value
 
     def mailbox(self, name: str | None) -> MailboxConfig | None:
         return next((m for m in self.mailboxes if m.name == name), None)

@@ -21,7 +21,9 @@ def test_shipped_configs_are_valid() -> None:
     default = load_config(ROOT / "config" / "maild.toml", {})
     assert default.inbound_smtp.enabled
     assert default.storage.url.startswith("sqlite:///")
-    example = load_config(ROOT / "config" / "maild.example.toml", {})
+    example = load_config(ROOT / "config" / "maild.example.toml",
+                          {"MAILD_IMAP_PASSWORD": "secret"})
+    assert example.mailboxes[0].password == "secret"
     assert example.followup.nudges == [Duration(2, "day", True), Duration(4, "day", True)]
 
 
@@ -67,3 +69,86 @@ def test_business_hours_are_checked() -> None:
 
 def test_not_toml() -> None:
     assert "not valid TOML" in problems("[support\n")[0]
+
+
+SUPPORT = """
+[support]
+address = "support@example.com"
+"""
+
+
+def test_mailboxes_with_their_defaults() -> None:
+    config = parse_config(SUPPORT + """
+[[mailboxes]]
+name = "support"
+host = "imap.example.com"
+username = "Support@Example.com"
+password_env = "IMAP_PASSWORD"
+
+[[mailboxes]]
+name = "feedback"
+host = "outlook.office365.com"
+username = "maild-service"
+oauth2_token_command = "get-token feedback"
+address = "feedback@example.com"
+display_name = "Example Feedback"
+""", {"IMAP_PASSWORD": "s3cret"})
+    support, feedback = config.mailboxes
+    assert (support.port, support.security, support.folder, support.processed_folder) == (
+        993, "ssl", "INBOX", "Processed")
+    assert support.password == "s3cret" and not support.uses_oauth2
+    assert support.address == "support@example.com"  # from the username
+    assert feedback.uses_oauth2 and feedback.oauth2_mechanism == "xoauth2"
+    assert config.desk_address("feedback") == ("feedback@example.com", "Example Feedback")
+    assert config.desk_address(None) == ("support@example.com", "Support")
+    assert config.own_addresses == {"support@example.com", "feedback@example.com"}
+
+
+def test_mailbox_problems_name_the_key() -> None:
+    found = problems(SUPPORT + """
+[[mailboxes]]
+name = "Support Desk"
+host = "imap.example.com"
+username = "support@example.com"
+password_env = "UNSET_VARIABLE"
+idle_renew_seconds = 3600
+
+[[mailboxes]]
+name = "feedback"
+host = "imap.example.com"
+username = "feedback@example.com"
+password_env = "IMAP_PASSWORD"
+oauth2_token_file = "/run/token"
+processed_folder = "INBOX"
+""", {"IMAP_PASSWORD": "x"})
+    assert "mailboxes[0].password_env: environment variable UNSET_VARIABLE is not set" in found
+    assert any(p.startswith("mailboxes[0].name: String should match pattern") for p in found)
+    assert any(p.startswith("mailboxes[0].idle_renew_seconds: Input should be less than or "
+                            "equal to 1740") for p in found)
+    assert ("mailboxes[1]: set exactly one of password_env, oauth2_token_command, "
+            "oauth2_token_file") in found
+
+
+def test_mailbox_folders_must_differ_and_names_be_unique() -> None:
+    found = problems(SUPPORT + """
+[[mailboxes]]
+name = "support"
+host = "a.example.com"
+username = "a@example.com"
+oauth2_token_file = "/run/a"
+
+[[mailboxes]]
+name = "support"
+host = "b.example.com"
+username = "b@example.com"
+oauth2_token_file = "/run/b"
+""")
+    assert found == ["mailboxes: names must be unique (support)"]
+    assert problems(SUPPORT + """
+[[mailboxes]]
+name = "support"
+host = "a.example.com"
+username = "a@example.com"
+oauth2_token_file = "/run/a"
+processed_folder = "INBOX"
+""") == ["mailboxes[0]: folder, processed_folder and quarantine_folder must differ"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from maild.app import App, build_app
@@ -26,6 +27,7 @@ from maild.channels.imap.tokens import (
     TokenUnavailable,
     parse_token,
 )
+from maild.cli import main
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
@@ -580,3 +582,68 @@ def test_token_output_shapes(
 def test_token_json_without_a_token_is_refused(clock: FixedClock) -> None:
     with pytest.raises(TokenUnavailable, match="without an access_token"):
         parse_token('{"token_type": "Bearer"}', clock.now())
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def test_check_connects_to_every_mailbox_and_says_how_each_is(
+    tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
+) -> None:
+    good, bad = dovecot.add_account(), dovecot.add_account()
+    good.append(make_mail())
+    closed_port = free_port()
+    config = tmp_path / "maild.toml"
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port, "\n".join([
+        mailbox_toml(good),
+        mailbox_toml(bad, name="feedback", address="feedback@example.com"),
+        mailbox_toml(good, name="sales", address="sales@example.com", port=closed_port),
+    ])))
+    env = {"MAILD_TEST_IMAP_SUPPORT": good.password, "MAILD_TEST_IMAP_FEEDBACK": "wrong",
+           "MAILD_TEST_IMAP_SALES": good.password}
+
+    result = CliRunner().invoke(main, ["--config", str(config), "check"], env=env)
+
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert (
+        f"ok   mailbox support: {good.username} at 127.0.0.1:{dovecot.port} (none); "
+        "INBOX: 1 waiting; IDLE; will create Processed, Quarantine"
+    ) in lines
+    assert any(line.startswith(
+        f"FAIL mailbox feedback: 127.0.0.1 refused the password of {bad.username}: "
+    ) for line in lines)
+    assert (f"FAIL mailbox sales: cannot connect to 127.0.0.1:{closed_port}: "
+            "Connection refused") in lines
+    assert any(line.startswith("ok   outbound SMTP") for line in lines)
+    assert good.count("INBOX") == 1  # looked at, not touched
+
+
+def test_run_once_reads_the_mailboxes(
+    tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
+) -> None:
+    config = tmp_path / "maild.toml"
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port,
+                                  mailbox_toml(imap_account)))
+    imap_account.append(make_mail())
+    env = {"MAILD_TEST_IMAP_SUPPORT": imap_account.password, "MAILD_NOW": "2026-11-23T18:00Z"}
+
+    result = CliRunner().invoke(main, ["--config", str(config), "run", "--once"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("received 1, duplicates 0, quarantined 0; delivered 1,")
+    assert len(sink.files()) == 1
+
+
+def test_run_once_with_an_unreachable_mailbox_is_a_temporary_failure(
+    tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
+) -> None:
+    config = tmp_path / "maild.toml"
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port,
+                                  mailbox_toml(imap_account, port=free_port())))
+    env = {"MAILD_TEST_IMAP_SUPPORT": imap_account.password}
+
+    result = CliRunner().invoke(main, ["--config", str(config), "run", "--once"], env=env)
+
+    assert result.exit_code == 75
+    assert "could not read mailbox(es): support" in result.output
