@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # How often a wait in IDLE looks at the stop flag; also the unit of the dead-socket test.
 IDLE_SLICE_SECONDS = 1.0
+# Mail that arrives between a command and the IDLE after it is not announced by every
+# server (Dovecot 2.3 waits for its 30 s check), so the first IDLE after handling mail
+# ends this soon, and the search after it finds what slipped in.
+CONFIRM_SECONDS = 1.0
 # Partial fetches of a message too large to hold in memory.
 CHUNK_BYTES = 1024 * 1024
 BACKOFF_CAP_SECONDS = 300.0
@@ -155,16 +159,20 @@ class MailboxReader:
                 "IDLE" if idle else f"polling every {self.mailbox.poll_seconds:g} s",
                 report.handled,
             )
+            confirm = True
             while not stop.is_set() and not self._login_expired(session):
                 if idle:
                     if not _announced_meanwhile(client):
-                        self._wait_in_idle(client, stop)
+                        self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
+                        confirm = False
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
                 if stop.is_set():
                     break
-                last_uid = self._drain(client, stop, last_uid, rescan=False).last_uid
+                report = self._drain(client, stop, last_uid, rescan=False)
+                last_uid = report.last_uid
+                confirm = confirm or report.handled > 0
         finally:
             session.close()
 
@@ -186,14 +194,17 @@ class MailboxReader:
 
     # --- waiting ------------------------------------------------------------------------------
 
-    def _wait_in_idle(self, client: IMAPClient, stop: threading.Event) -> None:
-        """Return when mail may have arrived, when told to stop, or when IDLE is due for renewal.
+    def _wait_in_idle(
+        self, client: IMAPClient, stop: threading.Event, seconds: float | None = None
+    ) -> None:
+        """Return when mail may have arrived, when told to stop, or when IDLE is due for
+        renewal (after `seconds`, by default the mailbox's idle_renew_seconds).
 
         The DONE that ends every IDLE is answered by a live server, so it doubles as the
         liveness check: a server that died or a network that hangs raises there.
         """
         client.idle()
-        renew_at = time.monotonic() + self.mailbox.idle_renew_seconds
+        renew_at = time.monotonic() + (seconds or self.mailbox.idle_renew_seconds)
         try:
             while not stop.is_set() and time.monotonic() < renew_at:
                 started = time.monotonic()
