@@ -307,10 +307,18 @@ def test_each_mailbox_answers_from_its_own_address(
     assert report.received.stored == 2
     assert {t.subject: t.mailbox for t in tickets(app)} == {"Help": "support", "Idea": "feedback"}
     senders = {m["Subject"]: m["From"] for m in sink.messages()}
-    assert any("Help" in s and f == "Example Support <support@example.com>"
-               for s, f in senders.items())
-    assert any("Idea" in s and f == "Example Feedback <feedback@example.com>"
-               for s, f in senders.items())
+    assert senders["Re: [#1] Help"] == "Example Support <support@example.com>"
+    assert senders["Re: [#2] Idea"] == "Example Feedback <feedback@example.com>"
+
+    # The SE's answer on the feedback ticket goes out from feedback@, under the SE's name.
+    feedback.append(make_mail(sender="Dan Engineer <dan@example.com>", to="feedback@example.com",
+                              subject="Re: [#2] Idea", message_id="<dan-idea@example.com>",
+                              in_reply_to="<idea@customer.example>", body="Thanks, noted!\n"))
+    Daemon(app).run_once()
+    relay = sink.messages()[-1]
+    assert relay["From"] == "Dan Engineer <feedback@example.com>"
+    assert relay["To"] == "ann@customer.example"
+    assert relay["Message-ID"].endswith("@example.com>")
 
 
 # --- waiting for mail ---------------------------------------------------------------------------
