@@ -38,7 +38,9 @@ class Daemon:
         self.roles = roles
         self.sender = Sender(app)
         self._wake_sender = threading.Event()
-        self.readers = [MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes]
+        self.readers = [
+            MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes
+        ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:
         if result.outbox_queued:
@@ -79,13 +81,12 @@ class Daemon:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
                 listener = SmtpListener(self.app, self._on_stored)
                 listener.start()
-            if "inbound" in self.roles:
-                for reader in self.readers:
-                    thread = threading.Thread(
-                        target=reader.run, args=(stop,), name=reader.channel, daemon=True
-                    )
-                    thread.start()
-                    reader_threads.append(thread)
+            for reader in self.readers:
+                thread = threading.Thread(
+                    target=reader.run, args=(stop,), name=reader.channel, daemon=True
+                )
+                thread.start()
+                reader_threads.append(thread)
             if "outbound" in self.roles:
                 sender_thread = threading.Thread(
                     target=self._outbound_loop, args=(stop,), name="outbound", daemon=True
@@ -120,17 +121,16 @@ class Daemon:
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
         report = OnceReport()
-        if "inbound" in self.roles:
-            for reader in self.readers:
-                try:
-                    drained = reader.drain_once()
-                except TemporaryError as exc:
-                    log.warning("%s", exc)
-                    report.unreachable.append(reader.mailbox.name)
-                    continue
-                report.received.stored += drained.stored
-                report.received.duplicates += drained.duplicates
-                report.received.quarantined += drained.quarantined
+        for reader in self.readers:
+            try:
+                drained = reader.drain_once()
+            except TemporaryError as exc:
+                log.warning("%s", exc)
+                report.unreachable.append(reader.mailbox.name)
+                continue
+            report.received.stored += drained.stored
+            report.received.duplicates += drained.duplicates
+            report.received.quarantined += drained.quarantined
         if "scheduler" in self.roles:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:
