@@ -23,6 +23,8 @@ from urllib.parse import parse_qs
 
 from imapclient import IMAPClient
 
+from tests.waiting import child_pids
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
@@ -249,18 +251,11 @@ service anvil {{
 
 
 def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     found, queue = [], [pid]
     while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
+        children = child_pids(queue.pop())
+        found += children
+        queue += children
     return found
 
 

@@ -14,30 +14,19 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.conftest import config_text, free_port
 from tests.mailbuilder import make_mail, plain_text, read_eml
+from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
 NOW = "2026-11-23T10:00:00-08:00"
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def port_open(port: int) -> bool:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -35,18 +34,7 @@ from maild.intake.pipeline import ingest
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_for
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import Sink, config_text, mailbox_toml
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
-from tests.test_imap import wait_for
+from tests.waiting import child_pids, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MAILD = [sys.executable, "-m", "maild"]
@@ -104,9 +104,9 @@ def test_supervisord_runs_serves_and_stops_maild_cleanly(
         assert sink.messages()[0]["Subject"] == "Re: [#1] Under supervision"
 
         # Killed from outside, maild is started again and goes on serving.
-        maild_pid = wait_for(lambda: _child_pid(supervisord.pid), "maild under supervisord")
+        maild_pid = wait_for(lambda: _maild_pid(supervisord.pid), "maild under supervisord")
         os.kill(maild_pid, signal.SIGKILL)
-        wait_for(lambda: (pid := _child_pid(supervisord.pid)) and pid != maild_pid,
+        wait_for(lambda: (pid := _maild_pid(supervisord.pid)) and pid != maild_pid,
                  "supervisord to restart maild", timeout=30)
         imap_account.append(make_mail(subject="After the restart",
                                       message_id="<again@customer.example>"))
@@ -122,12 +122,7 @@ def test_supervisord_runs_serves_and_stops_maild_cleanly(
     assert maild_log.read_text().rstrip().endswith("maild stopped")
 
 
-def _child_pid(parent: int) -> int | None:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            return int(stat.parent.name)
-    return None
+
+def _maild_pid(supervisord: int) -> int | None:
+    children = child_pids(supervisord)
+    return children[0] if children else None
