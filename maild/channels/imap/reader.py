@@ -125,7 +125,10 @@ class MailboxReader:
                 self._serve(stop)
             except RECOVERABLE as exc:
                 delay = self.backoff.next_delay()
-                log.warning("%s: %s; trying again in %.1f s", self.name, describe(exc), delay)
+                said = describe(exc)
+                if not said.startswith(self.name):
+                    said = f"{self.name}: {said}"
+                log.warning("%s; trying again in %.1f s", said, delay)
                 stop.wait(delay)
             except Exception:
                 delay = self.backoff.next_delay()

@@ -11,7 +11,7 @@ from datetime import datetime
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
 
-from maild.channels.imap.tokens import CommandTokens, FileTokens, TokenSource
+from maild.channels.imap.tokens import CommandTokens, FileTokens, TokenSource, TokenUnavailable
 from maild.clock import Clock
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
@@ -37,6 +37,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc) or type(exc).__name__
+    if text.startswith(("b'", 'b"')):  # imaplib hands on the server's words as bytes
+        text = text[2:-1]
     if text.endswith("EOF"):  # imaplib's words for a connection the server closed
         return "the server closed the connection"
     return text.removeprefix("socket error: ")
@@ -111,6 +113,9 @@ def open_session(mailbox: MailboxConfig, tokens: TokenSource | None) -> Session:
                 client.oauthbearer_login(mailbox.username, token.value)
             else:
                 client.oauth2_login(mailbox.username, token.value)
+    except TokenUnavailable as exc:
+        _discard(client)
+        raise TokenUnavailable(f"mailbox {mailbox.name}: {exc}") from exc
     except LoginError as exc:
         if tokens is not None:
             tokens.invalidate()
