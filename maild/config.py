@@ -166,6 +166,9 @@ class OutboundConfig(_Section):
 class StaffConfig(_Section):
     addresses: list[Address] = []
     domains: list[Domain] = []
+    # Each new ticket and customer reply is mailed to the assignee, or while there is
+    # none to every address above, in the ticket's thread.
+    notify: bool = True
 
     def is_staff(self, address: str) -> bool:
         address = address.lower()

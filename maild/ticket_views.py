@@ -52,6 +52,7 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "assignee": ticket.assignee,
         "organization": ticket.customer.name if ticket.customer else None,
         "mailbox": ticket.mailbox,
+        "cause": ticket.cause,
         "tier": ticket.customer.tier if ticket.customer else None,
         "plan": ticket.customer.plan if ticket.customer else None,
         "follow_up_of": ticket.follow_up_of_id,

@@ -34,6 +34,6 @@ def test_errors_are_collected() -> None:
         "#status closed: the status must be one of new, open, pending, on_hold, solved",
         "#priority urgent: the priority must be one of p0, p1, p2, p3",
         "#frobnicate: unknown command (known: #note #status #priority #assign #solve #hold "
-        "#take)",
+        "#take #cause)",
     ]
     assert not commands.any  # nothing valid was understood, so nothing may change

@@ -70,12 +70,13 @@ class Desk:
         with smtplib.SMTP("127.0.0.1", self.inbound_port, timeout=10) as client:
             client.sendmail(sender, recipients, raw)
 
-    def sink_mail(self) -> list[EmailMessage]:
-        return [read_eml(p) for p in sorted(self.sink_dir.glob("*.eml"))]
+    def sink_mail(self, to: str) -> list[EmailMessage]:
+        mails = [read_eml(p) for p in sorted(self.sink_dir.glob("*.eml"))]
+        return [m for m in mails if m["Delivered-To"] == to]
 
-    def wait_for_mail(self, count: int) -> list[EmailMessage]:
-        return wait_for(lambda: (m := self.sink_mail()) and len(m) >= count and m,
-                        f"{count} mails in the sink")
+    def wait_for_mail(self, count: int, to: str) -> list[EmailMessage]:
+        return wait_for(lambda: (m := self.sink_mail(to)) and len(m) >= count and m,
+                        f"{count} mails to {to} in the sink")
 
     def show(self, ticket_id: int) -> dict[str, Any]:
         result = subprocess.run(
@@ -98,7 +99,7 @@ def test_the_customer_loop(desk: Desk) -> None:
     customer = "ann@customer.example"
     desk.send(make_mail(), customer, ["support@example.com"])
 
-    [ack] = desk.wait_for_mail(1)
+    [ack] = desk.wait_for_mail(1, to=customer)
     assert ack["Subject"] == "Re: [#1] Printer on fire"
     assert ack["In-Reply-To"] == "<first@customer.example>"
     assert ack["Delivered-To"] == customer
@@ -106,6 +107,13 @@ def test_the_customer_loop(desk: Desk) -> None:
     ticket = desk.show(1)
     assert ticket["status"] == "new"
     assert ticket["messages"][1]["delivery"]["status"] == "sent"
+    # The SE on the staff list is told, in the ticket's thread.
+    [notice] = desk.wait_for_mail(1, to="dan@example.com")
+    assert notice["Subject"] == "[#1] Printer on fire"
+    assert notice["In-Reply-To"] == "<first@customer.example>"
+    assert notice["Reply-To"] == "Example Support <support@example.com>"
+    assert plain_text(notice).startswith(
+        "New ticket from Ann Customer <ann@customer.example>:\n\nIt is on fire.\n")
 
     # The customer answers the acknowledgment: threaded by its headers.
     desk.send(make_mail(subject="Re: [#1] Printer on fire", message_id="<c2@customer.example>",
@@ -125,14 +133,17 @@ def test_the_customer_loop(desk: Desk) -> None:
     desk.send(make_mail(subject="[#1] one more thing", message_id="<c3@customer.example>",
                         body="Model XR-7.\n"), customer, ["support@example.com"])
 
-    # An SE answers in the thread.
-    desk.send(make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1] Printer on fire",
-                        message_id="<dan1@example.com>", in_reply_to="<c3@customer.example>",
+    # Each reply was passed on to the SE; he answers the last notification.
+    notices = desk.wait_for_mail(3, to="dan@example.com")
+    assert plain_text(notices[-1]).startswith(
+        "Ann Customer <ann@customer.example> replied:\n\nModel XR-7.\n")
+    desk.send(make_mail(sender="Dan Engineer <dan@example.com>",
+                        subject="Re: [#1] Printer on fire", message_id="<dan1@example.com>",
+                        in_reply_to=notices[-1]["Message-ID"],
                         body="Unplug it and send me a photo of the label.\n\n"
-                             "On Mon, Ann wrote:\n> Model XR-7.\n"),
+                             "On Mon, Example Support wrote:\n> Model XR-7.\n"),
               "dan@example.com", ["support@example.com"])
-    mails = desk.wait_for_mail(2)
-    relay = mails[-1]
+    relay = desk.wait_for_mail(2, to=customer)[-1]
     assert relay["From"].addresses[0].addr_spec == "support@example.com"
     assert relay["From"].addresses[0].display_name == "Dan Engineer"
     assert relay["Delivered-To"] == customer

@@ -26,6 +26,12 @@ from tests.helpers import show
 from tests.mailbuilder import make_mail, plain_text
 
 
+@pytest.fixture
+def config(config: Config) -> Config:
+    """Delivery mechanics with one mail per ticket: the SEs' notifications are off here."""
+    return config.model_copy(update={"staff": config.staff.model_copy(update={"notify": False})})
+
+
 def _parse(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)

@@ -113,6 +113,8 @@ class Ticket(Base):
     nudges_sent: Mapped[int] = mapped_column(Integer, default=0)
     # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
     mailbox: Mapped[str | None] = mapped_column(String(40))
+    # What the SEs found the problem to be (#cause); unknown until one says.
+    cause: Mapped[str | None] = mapped_column(Text)
 
     customer: Mapped[Customer | None] = relationship()
     participants: Mapped[list[Participant]] = relationship(

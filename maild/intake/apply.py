@@ -25,6 +25,10 @@ from maild.workflow import (
     set_status,
 )
 
+# The customer's replies on one ticket after which, with the cause still unknown, the
+# notification suggests a call: by then mail is costing both sides more than talking.
+CALL_AFTER_REPLIES = 3
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -116,6 +120,41 @@ class _Apply:
         self.mails.acknowledgment(ticket, message)
         return 1
 
+    def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
+        """Tell the assignee, or while there is none the staff list, what the customer wrote."""
+        if not self.app.config.staff.notify:
+            return 0
+        staff = [ticket.assignee] if ticket.assignee else list(self.app.config.staff.addresses)
+        recipients = [a for a in staff if a != self.mail.sender.address]
+        if not recipients:
+            return 0
+        customer_replies = sum(
+            1 for m in ticket.messages
+            if m.direction == "in" and m.kind == "public" and not m.automatic
+            and m.author == ticket.requester
+        ) - 1
+        self.mails.notification(
+            ticket, message, recipients,
+            headline=headline,
+            open_tickets=self._open_tickets(ticket),
+            customer_replies=customer_replies,
+            suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
+        )
+        record(ticket, self.now, "maild", "notified", detail=", ".join(recipients))
+        return 1
+
+    def _open_tickets(self, ticket: Ticket) -> int:
+        """Unresolved tickets of the same organisation (or, without one, the same person)."""
+        same = (Ticket.customer_id == ticket.customer_id if ticket.customer_id is not None
+                else Ticket.requester == ticket.requester)
+        return self.session.scalar(
+            select(func.count(Ticket.id)).where(same, Ticket.status.not_in(["solved", "closed"]))
+        ) or 0
+
+    def _who(self) -> str:
+        sender = self.mail.sender
+        return f"{sender.name} <{sender.address}>" if sender.name else sender.address
+
     # --- the cases -------------------------------------------------------------------------
 
     def new_conversation(self) -> Applied:
@@ -135,8 +174,9 @@ class _Apply:
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
         acknowledged = self._acknowledge(ticket, message)
+        notified = self._notify(ticket, message, f"New ticket from {self._who()}:")
         summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
-        return Applied(ticket.id, summary, acknowledged)
+        return Applied(ticket.id, summary, acknowledged + notified)
 
     def staff_brings_in_customer(self) -> Applied:
         """An SE wrote to a customer with support@ in Cc: the customer is the requester."""
@@ -161,18 +201,29 @@ class _Apply:
             set_assignee(ticket, closed.assignee, actor="maild", now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         acknowledged = self._acknowledge(ticket, message)
-        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}", acknowledged)
+        notified = self._notify(
+            ticket, message,
+            f"{self._who()} wrote again after ticket #{closed.id} was closed; "
+            f"this follow-up links to it:",
+        )
+        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}",
+                       acknowledged + notified)
 
     def customer_reply(self, ticket: Ticket) -> Applied:
         sender = self.mail.sender.address
-        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         if self.verdict.automatic:
             # Out-of-office and the like: on the record, but they reopen nothing.
             return Applied(ticket.id, f"automatic reply stored ({self.verdict.automatic})")
         add_participant(ticket, sender, "cc")
         set_status(ticket, "open", actor=sender, now=self.now,
                    detail="customer replied")
-        return Applied(ticket.id, "customer reply")
+        notified = self._notify(ticket, message, f"{self._who()} replied:")
+        return Applied(ticket.id, "customer reply", notified)
+
+    def automatic_staff_mail(self, ticket: Ticket) -> Applied:
+        self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
+        return Applied(ticket.id, f"automatic staff mail kept internal ({self.verdict.automatic})")
 
     def staff_reply(self, ticket: Ticket) -> Applied:
         se = self.mail.sender.address
@@ -220,6 +271,9 @@ class _Apply:
         if commands.status:
             set_status(ticket, commands.status, actor=se, now=self.now,
                        detail="command in a staff reply")
+        if commands.cause:
+            record(ticket, self.now, se, "cause", ticket.cause, commands.cause)
+            ticket.cause = commands.cause
 
 
 def apply(
@@ -235,5 +289,8 @@ def apply(
             return step.customer_reply(ticket)  # kept on the old ticket, reopens nothing
         return step.follow_up(ticket)
     if verdict.is_staff and mail.sender.address != ticket.requester:
+        if verdict.automatic:
+            # An SE's out-of-office answering a notification: kept, never relayed.
+            return step.automatic_staff_mail(ticket)
         return step.staff_reply(ticket)
     return step.customer_reply(ticket)

@@ -17,18 +17,19 @@ class Commands:
     status: str | None = None
     priority: str | None = None
     assign: str | None = None  # an address, or "me" for #take
+    cause: str | None = None
     errors: list[str] = field(default_factory=list)
     text: str = ""  # what is left for the customer, commands removed
 
     @property
     def any(self) -> bool:
-        return bool(self.internal or self.status or self.priority or self.assign)
+        return bool(self.internal or self.status or self.priority or self.assign or self.cause)
 
 
 def parse_commands(text: str) -> Commands:
     """Read commands from the leading lines; the first line that is not one ends them."""
     internal = False
-    status = priority = assign = None
+    status = priority = assign = cause = None
     errors: list[str] = []
     lines = text.split("\n")
     consumed = 0
@@ -75,8 +76,13 @@ def parse_commands(text: str) -> Commands:
             status = "on_hold"
         elif name == "take":
             assign = "me"
+        elif name == "cause":
+            if argument:
+                cause = argument
+            else:
+                errors.append("#cause: say what the cause is, e.g. #cause expired TLS certificate")
         else:
             errors.append(f"#{name}: unknown command (known: #note #status #priority "
-                          "#assign #solve #hold #take)")
+                          "#assign #solve #hold #take #cause)")
     remaining = "\n".join(lines[consumed:]).strip()
-    return Commands(internal, status, priority, assign, errors, remaining)
+    return Commands(internal, status, priority, assign, cause, errors, remaining)

@@ -129,6 +129,29 @@ class Mails:
         )
         return self._queue(mail, "reply", ticket, reply)
 
+    def notification(
+        self, ticket: Ticket, message: Message, recipients: list[str], **context: Any
+    ) -> OutboxMail:
+        """Tells the assignee (or the staff list) what the customer wrote, in the ticket's
+        thread, so that replying to it answers the customer."""
+        rendered = self.app.templates.render("notify", self._context(
+            ticket, message=message, **context
+        ))
+        mail = OutgoingMail(
+            sender=self._desk(ticket),
+            to=[Party(address) for address in recipients],
+            reply_to=self._desk(ticket),
+            subject=tag_subject(rendered.subject, ticket.id),
+            text=rendered.text,
+            html=rendered.html,
+            message_id=self._message_id(ticket),
+            date=self.app.clock.now(),
+            in_reply_to=message.message_id,
+            references=thread_ids(ticket),
+            auto_submitted="auto-generated",
+        )
+        return self._queue(mail, "notify", ticket)
+
     def command_error(
         self, ticket: Ticket, staff_address: str, errors: list[str], reply: Message
     ) -> OutboxMail:

@@ -1,0 +1,143 @@
+"""The SE's side: each new ticket and customer reply is mailed to the assignee (or the
+staff list) in the ticket's thread, and answering that mail answers the customer."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from maild.app import App
+from maild.customers import add_customer
+from maild.intake.pipeline import ingest
+from maild.outbound.sender import Sender
+from maild.ticket_views import get_ticket
+from maild.workflow import set_status
+from tests.conftest import Sink
+from tests.helpers import show
+from tests.mailbuilder import make_mail, plain_text
+
+
+def delivered(app: App, sink: Sink, to: str) -> list[EmailMessage]:
+    Sender(app).deliver_due()
+    return [m for m in sink.messages() if m["Delivered-To"] == to]
+
+
+def customer_reply(ticket_id: int, n: int, body: str) -> bytes:
+    return make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                     message_id=f"<reply{n}@customer.example>",
+                     in_reply_to="<first@customer.example>", body=body)
+
+
+def test_a_new_ticket_is_told_to_the_staff_list_with_who_the_customer_is(
+    app: App, sink: Sink
+) -> None:
+    with app.db.transaction() as session:
+        add_customer(app, session, "Customer Inc", domains=["customer.example"],
+                     tier="enterprise", plan="managed")
+    ingest(app, make_mail(subject="Earlier problem", message_id="<old@customer.example>",
+                          sender="bob@customer.example"), "test")
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+
+    notice = delivered(app, sink, "dan@example.com")[-1]
+
+    assert notice["Subject"] == f"[#{ticket_id}] Printer on fire"
+    assert notice["From"] == "Example Support <support@example.com>"
+    assert notice["In-Reply-To"] == "<first@customer.example>"
+    assert notice["Auto-Submitted"] == "auto-generated"
+    text = plain_text(notice)
+    assert text.startswith("New ticket from Ann Customer <ann@customer.example>:\n\n"
+                           "It is on fire.\n")
+    assert "Customer: Customer Inc, tier enterprise, managed plan\n" in text
+    assert "Open tickets from them: 2\n" in text
+    assert "First response due: Tuesday 24 November, 10:00 PST\n" in text
+    assert "#note  #status S  #priority P  #assign ADDR  #take  #solve  #hold  #cause TEXT" in text
+    assert [e["kind"] for e in show(app, ticket_id)["events"]].count("notified") == 1
+
+
+def test_replying_to_the_notification_answers_the_customer(app: App, sink: Sink) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    notice = delivered(app, sink, "dan@example.com")[-1]
+
+    answer = make_mail(
+        sender="Dan Engineer <dan@example.com>", subject=f"Re: {notice['Subject']}",
+        message_id="<dan1@example.com>", in_reply_to=notice["Message-ID"],
+        body="Unplug it first.\n\nOn Mon, Example Support wrote:\n> New ticket from Ann\n",
+    )
+    assert ingest(app, answer, "test").ticket_id == ticket_id
+
+    [ack, relay] = delivered(app, sink, "ann@customer.example")
+    assert plain_text(relay).startswith("Unplug it first.")
+    assert "New ticket from" not in plain_text(relay)
+    assert notice["Message-ID"] not in relay["References"]  # staff-only mail stays hidden
+    assert show(app, ticket_id)["assignee"] == "dan@example.com"
+
+
+def test_once_assigned_only_the_assignee_is_told_and_a_call_is_suggested_in_time(
+    app: App, sink: Sink
+) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        ticket.assignee = "eve@example.com"
+
+    for n in range(1, 4):
+        ingest(app, customer_reply(ticket_id, n, f"Still broken ({n}).\n"), "test")
+
+    notices = delivered(app, sink, "eve@example.com")
+    assert len(notices) == 3
+    assert len(delivered(app, sink, "dan@example.com")) == 1  # the new ticket, before Eve
+    assert "proposing a call" not in plain_text(notices[1])
+    assert ("This is their reply number 3 and the cause is still unknown: "
+            "consider proposing a call.") in plain_text(notices[2])
+
+
+def test_no_call_is_suggested_once_the_cause_is_known(app: App, sink: Sink) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                          message_id="<cause@example.com>", in_reply_to="<first@customer.example>",
+                          body="#cause expired TLS certificate on their proxy\n#note\n"), "test")
+    for n in range(1, 4):
+        ingest(app, customer_reply(ticket_id, n, f"Any news ({n})?\n"), "test")
+
+    assert show(app, ticket_id)["cause"] == "expired TLS certificate on their proxy"
+    assert "proposing a call" not in plain_text(delivered(app, sink, "dan@example.com")[-1])
+
+
+def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
+    app: App, sink: Sink
+) -> None:
+    closed_id = ingest(app, make_mail(), "test").ticket_id
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, closed_id)
+        ticket.assignee = "eve@example.com"
+        set_status(ticket, "closed", actor="test", now=app.clock.now())
+    follow_up = ingest(app, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
+
+    [notice] = delivered(app, sink, "eve@example.com")
+    assert notice["Subject"] == f"[#{follow_up.ticket_id}] Re: [#{closed_id}] Printer on fire"
+    assert plain_text(notice).startswith(
+        f"Ann Customer <ann@customer.example> wrote again after ticket #{closed_id} was "
+        "closed; this follow-up links to it:\n\nIt is on fire again.\n")
+
+
+def test_an_se_out_of_office_answering_a_notification_never_reaches_the_customer(
+    app: App, sink: Sink
+) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    notice = delivered(app, sink, "dan@example.com")[-1]
+    ooo = make_mail(sender="dan@example.com", subject=f"Automatic reply: {notice['Subject']}",
+                    message_id="<ooo@example.com>", in_reply_to=notice["Message-ID"],
+                    headers={"Auto-Submitted": "auto-replied"}, body="I am on leave.\n")
+
+    assert ingest(app, ooo, "test").ticket_id == ticket_id
+
+    assert len(delivered(app, sink, "ann@customer.example")) == 1  # the acknowledgment only
+    last = show(app, ticket_id)["messages"][-1]
+    assert (last["kind"], last["author"]) == ("internal", "dan@example.com")
+    assert show(app, ticket_id)["status"] == "new"
+
+
+def test_notifications_can_be_turned_off(app: App, sink: Sink) -> None:
+    quiet = App(**{**app.__dict__, "config": app.config.model_copy(update={
+        "staff": app.config.staff.model_copy(update={"notify": False})})})
+    ingest(quiet, make_mail(), "test")
+    assert delivered(app, sink, "dan@example.com") == []
