@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.app import App
-from maild.db.models import Message, Ticket
+from maild.db.models import Message, OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.intake.classify import Verdict
 from maild.intake.commands import Commands, parse_commands
@@ -221,6 +221,24 @@ class _Apply:
         notified = self._notify(ticket, message, f"{self._who()} replied:")
         return Applied(ticket.id, "customer reply", notified)
 
+    def bounce(self, ticket: Ticket) -> Applied:
+        """Kept on the ticket of the mail that bounced, whose delivery is marked failed."""
+        bounce = self.mail.bounce
+        assert bounce is not None
+        self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
+        bounced = self.session.scalars(
+            select(OutboxMail).where(OutboxMail.message_id.in_(bounce.original_ids))
+        ).first()
+        if bounced is None or not bounce.failed:
+            return Applied(ticket.id, "delivery delay warning stored" if bounced else
+                           "bounce stored")
+        to = ", ".join(bounce.recipients) or ", ".join(bounced.recipients)
+        bounced.status = "failed"
+        bounced.last_error = f"bounced for {to}: {bounce.reason}"
+        record(ticket, self.now, self.mail.sender.address, "delivery_failed",
+               detail=f"{bounced.message_id} to {to}: {bounce.reason}")
+        return Applied(ticket.id, f"bounce: delivery of {bounced.message_id} failed")
+
     def automatic_staff_mail(self, ticket: Ticket) -> Applied:
         self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
         return Applied(ticket.id, f"automatic staff mail kept internal ({self.verdict.automatic})")
@@ -284,6 +302,8 @@ def apply(
     ticket = threading.ticket
     if ticket is None:
         return step.new_conversation()
+    if mail.bounce is not None:
+        return step.bounce(ticket)
     if ticket.status == "closed":
         if verdict.automatic:
             return step.customer_reply(ticket)  # kept on the old ticket, reopens nothing

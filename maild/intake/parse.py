@@ -16,6 +16,7 @@ from inscriptis import get_text
 
 from maild.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.errors import PermanentError
+from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.replies import new_text
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
@@ -48,6 +49,7 @@ class ParsedMail:
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names, first value
     content_type: str = "text/plain"
     attachments: list[Attachment] = field(default_factory=list)
+    bounce: Bounce | None = None  # set when this is a report that one of our mails bounced
 
     @property
     def thread_ids(self) -> list[str]:
@@ -202,4 +204,5 @@ def parse(raw: bytes) -> ParsedMail:
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=attachments,
+        bounce=read_bounce(message, text, senders[0].address, _header(message, "Subject")),
     )

@@ -52,9 +52,24 @@ def _by_tag(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Thread
     return None
 
 
+def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
+    """A bounce belongs to the ticket of the mail that bounced."""
+    if mail.bounce is None or not mail.bounce.original_ids:
+        return None
+    for message_id, ticket_id in session.execute(
+        select(OutboxMail.message_id, OutboxMail.ticket_id)
+        .where(OutboxMail.message_id.in_(mail.bounce.original_ids))
+    ):
+        if ticket_id is not None:
+            ticket = session.get(Ticket, ticket_id, with_for_update=True)
+            return Threading(ticket, f"bounce of {message_id}")
+    return None
+
+
 def find_ticket(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading:
     return (
-        _by_headers(session, mail)
+        _by_bounce(session, mail)
+        or _by_headers(session, mail)
         or _by_tag(session, mail, sender_is_staff)
         or Threading(None, "new conversation")
     )

@@ -1,0 +1,125 @@
+"""Bounces in the styles real MTAs write them: attached to the ticket whose mail bounced,
+marking that delivery failed, never opening a ticket or answering."""
+
+from __future__ import annotations
+
+from maild.app import App
+from maild.intake.pipeline import ingest
+from maild.outbound.sender import Sender
+from tests.conftest import Sink
+from tests.helpers import show
+from tests.mailbuilder import make_mail
+
+DSN_HEADERS = "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+
+
+def _report(sender: str, subject: str, original: str, action: str, status: str,
+            diagnostic: str, returned: str) -> bytes:
+    """A multipart/report (RFC 3464) the way Postfix, Exchange and Gmail shape it."""
+    return (
+        f"From: {sender}\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
+        f"Message-ID: <dsn-{status}-{action}@mx.example>\r\nReturn-Path: <>\r\n{DSN_HEADERS}"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Your message could not be delivered to one or more recipients.\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.example\r\n\r\n"
+        f"Final-Recipient: rfc822; ann@customer.example\r\nAction: {action}\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n"
+        f"--B\r\n{returned}\r\n"
+        f"Message-ID: {original}\r\nFrom: support@example.com\r\nTo: ann@customer.example\r\n"
+        "Subject: Re: [#1] Printer on fire\r\n\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+def postfix(original: str) -> bytes:
+    return _report("MAILER-DAEMON@mail.example.com (Mail Delivery System)",
+                   "Undelivered Mail Returned to Sender", original, "failed", "5.1.1",
+                   "550 5.1.1 <ann@customer.example>: Recipient address rejected",
+                   "Content-Type: text/rfc822-headers\r\n")
+
+
+def exchange(original: str) -> bytes:
+    return _report("postmaster@customer.example", "Undeliverable: Re: [#1] Printer on fire",
+                   original, "failed", "5.2.2", "554 5.2.2 mailbox full",
+                   "Content-Type: message/rfc822\r\n")
+
+
+def gmail_delayed(original: str) -> bytes:
+    return _report("Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+                   "Delivery Status Notification (Delay)", original, "delayed", "4.4.1",
+                   "421 4.4.1 connection timed out", "Content-Type: text/rfc822-headers\r\n")
+
+
+def qmail(original: str) -> bytes:
+    """qmail writes prose and quotes the original message below a line."""
+    return (
+        "From: MAILER-DAEMON@mx.customer.example\r\nTo: support@example.com\r\n"
+        "Subject: failure notice\r\nMessage-ID: <qmail-bounce@mx.customer.example>\r\n"
+        "Return-Path: <>\r\n\r\n"
+        "Hi. This is the qmail-send program at mx.customer.example.\r\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        "<ann@customer.example>:\r\n"
+        "Sorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+        "--- Below this line is a copy of the message.\r\n\r\n"
+        f"Message-ID: {original}\r\nFrom: support@example.com\r\n"
+        "Subject: Re: [#1] Printer on fire\r\n\r\nThank you for writing.\r\n"
+    ).encode()
+
+
+def _acknowledged_ticket(app: App) -> tuple[int, str]:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    Sender(app).deliver_due()
+    ack = show(app, ticket_id)["messages"][1]
+    assert ack["delivery"]["status"] == "sent"
+    return ticket_id, ack["delivery"]["message_id"]
+
+
+def test_a_postfix_bounce_marks_the_acknowledgment_failed(app: App, sink: Sink) -> None:
+    ticket_id, ack_id = _acknowledged_ticket(app)
+
+    result = ingest(app, postfix(ack_id), "test")
+
+    assert result.ticket_id == ticket_id
+    ticket = show(app, ticket_id)
+    delivery = ticket["messages"][1]["delivery"]
+    assert delivery["status"] == "failed"
+    assert delivery["error"] == (
+        "bounced for ann@customer.example: 5.1.1 smtp; 550 5.1.1 <ann@customer.example>: "
+        "Recipient address rejected")
+    bounce = ticket["messages"][-1]
+    assert (bounce["direction"], bounce["kind"]) == ("in", "internal")
+    assert ticket["status"] == "new"  # a bounce reopens and answers nothing
+    assert [e["kind"] for e in ticket["events"]][-1] == "delivery_failed"
+    assert len(show(app, ticket_id)["messages"]) == 3
+
+
+def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) -> None:
+    ticket_id, ack_id = _acknowledged_ticket(app)
+    assert ingest(app, exchange(ack_id), "test").ticket_id == ticket_id
+    assert "554 5.2.2 mailbox full" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
+
+    other = ingest(app, make_mail(sender="carl@customer.example", message_id="<c@x.example>"),
+                   "test").ticket_id
+    Sender(app).deliver_due()
+    other_ack = show(app, other)["messages"][1]["delivery"]["message_id"]
+    assert ingest(app, qmail(other_ack), "test").ticket_id == other
+    delivery = show(app, other)["messages"][1]["delivery"]
+    assert delivery["status"] == "failed"
+    assert "(#5.1.1)" in delivery["error"]
+
+
+def test_a_delay_warning_is_kept_but_fails_nothing(app: App, sink: Sink) -> None:
+    ticket_id, ack_id = _acknowledged_ticket(app)
+    ingest(app, gmail_delayed(ack_id), "test")
+    ticket = show(app, ticket_id)
+    assert ticket["messages"][1]["delivery"]["status"] == "sent"
+    assert ticket["messages"][-1]["kind"] == "internal"
+
+
+def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
+    result = ingest(app, postfix("<someone-else@elsewhere.example>"), "test")
+    assert result.outcome == "quarantined"
+    assert "automatic message that belongs to no ticket" in result.reason
