@@ -169,6 +169,19 @@ class StaffConfig(_Section):
     # Each new ticket and customer reply is mailed to the assignee, or while there is
     # none to every address above, in the ticket's thread.
     notify: bool = True
+    # Being staff takes more than a From header. "authentication-results": the receiving
+    # server's Authentication-Results (from one of trusted_authserv_ids) must show
+    # dkim, spf or dmarc passing for the staff address's domain. "none": trust From
+    # (only where nobody else can reach the intake, e.g. the embedded local setup).
+    verify: Literal["none", "authentication-results"] = "none"
+    trusted_authserv_ids: list[str] = []
+
+    @model_validator(mode="after")
+    def _verifier_named(self) -> StaffConfig:
+        if self.verify == "authentication-results" and not self.trusted_authserv_ids:
+            raise ValueError("verify = \"authentication-results\" needs trusted_authserv_ids "
+                             "(the receiving server's name in its Authentication-Results)")
+        return self
 
     def is_staff(self, address: str) -> bool:
         address = address.lower()

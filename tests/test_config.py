@@ -152,3 +152,12 @@ username = "a@example.com"
 oauth2_token_file = "/run/a"
 processed_folder = "INBOX"
 """) == ["mailboxes[0]: folder, processed_folder and quarantine_folder must differ"]
+
+
+def test_verifying_staff_needs_the_trusted_server() -> None:
+    assert problems(SUPPORT + """
+[staff]
+addresses = ["dan@example.com"]
+verify = "authentication-results"
+""") == ["staff: verify = \"authentication-results\" needs trusted_authserv_ids (the "
+         "receiving server's name in its Authentication-Results)"]

@@ -80,6 +80,9 @@ class _Apply:
         return ticket
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
+        if self.verdict.unverified_staff:
+            record(ticket, self.now, "maild", "staff_unverified",
+                   detail=f"{self.mail.message_id} {self.verdict.unverified_staff}")
         message = Message(
             message_id=self.mail.message_id,
             direction=direction,

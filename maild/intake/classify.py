@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from maild.addresses import local_part
 from maild.config import Config
+from maild.intake.authenticity import staff_unverified
 from maild.intake.parse import ParsedMail
 
 _DAEMON_SENDERS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
@@ -16,6 +17,8 @@ class Verdict:
     is_staff: bool
     automatic: str | None  # why the mail was written by a machine, or None
     loop: str | None  # why answering it would make a loop, or None
+    # Why mail from a staff address is treated as a customer's (it failed the check)
+    unverified_staff: str | None = None
 
 
 def automatic_reason(mail: ParsedMail) -> str | None:
@@ -51,8 +54,12 @@ def loop_reason(mail: ParsedMail, config: Config) -> str | None:
 
 
 def classify(mail: ParsedMail, config: Config) -> Verdict:
+    claims_staff = config.staff.is_staff(mail.sender.address)
+    unverified = (staff_unverified(mail.sender.address, mail.authentication_results, config.staff)
+                  if claims_staff else None)
     return Verdict(
-        is_staff=config.staff.is_staff(mail.sender.address),
+        is_staff=claims_staff and unverified is None,
         automatic=automatic_reason(mail),
         loop=loop_reason(mail, config),
+        unverified_staff=unverified,
     )

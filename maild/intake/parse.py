@@ -50,6 +50,7 @@ class ParsedMail:
     content_type: str = "text/plain"
     attachments: list[Attachment] = field(default_factory=list)
     bounce: Bounce | None = None  # set when this is a report that one of our mails bounced
+    authentication_results: list[str] = field(default_factory=list)  # every such header
 
     @property
     def thread_ids(self) -> list[str]:
@@ -205,4 +206,6 @@ def parse(raw: bytes) -> ParsedMail:
         content_type=message.get_content_type(),
         attachments=attachments,
         bounce=read_bounce(message, text, senders[0].address, _header(message, "Subject")),
+        authentication_results=[" ".join(v.split())
+                                for v in _all_headers(message, "Authentication-Results")],
     )
