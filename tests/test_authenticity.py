@@ -60,3 +60,12 @@ def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
         f"Authentication-Results from {MX} shows dkim, spf or dmarc passing for example.com")
     relayed = [m for m in ticket["messages"] if (m["direction"], m["kind"]) == ("out", "public")]
     assert relayed == []
+
+
+def test_a_mangled_authentication_results_header_is_a_failed_check_not_a_crash(
+    app: App
+) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    result = ingest(app, se_reply(ticket_id, ";;; dkim=", "<mangled@example.com>"), "test")
+    assert result.outcome == "stored"
+    assert show(app, ticket_id)["status"] == "open"

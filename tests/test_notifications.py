@@ -10,7 +10,7 @@ from maild.customers import add_customer
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
 from maild.ticket_views import get_ticket
-from maild.workflow import set_status
+from maild.workflow import set_assignee, set_status
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail, plain_text
@@ -19,6 +19,11 @@ from tests.mailbuilder import make_mail, plain_text
 def delivered(app: App, sink: Sink, to: str) -> list[EmailMessage]:
     Sender(app).deliver_due()
     return [m for m in sink.messages() if m["Delivered-To"] == to]
+
+
+def assign(app: App, ticket_id: int, address: str) -> None:
+    with app.db.transaction() as session:
+        set_assignee(get_ticket(session, ticket_id), address, actor="test", now=app.clock.now())
 
 
 def customer_reply(ticket_id: int, n: int, body: str) -> bytes:
@@ -75,9 +80,7 @@ def test_once_assigned_only_the_assignee_is_told_and_a_call_is_suggested_in_time
     app: App, sink: Sink
 ) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
-    with app.db.transaction() as session:
-        ticket = get_ticket(session, ticket_id)
-        ticket.assignee = "eve@example.com"
+    assign(app, ticket_id, "eve@example.com")
 
     for n in range(1, 4):
         ingest(app, customer_reply(ticket_id, n, f"Still broken ({n}).\n"), "test")
@@ -106,10 +109,9 @@ def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
     app: App, sink: Sink
 ) -> None:
     closed_id = ingest(app, make_mail(), "test").ticket_id
+    assign(app, closed_id, "eve@example.com")
     with app.db.transaction() as session:
-        ticket = get_ticket(session, closed_id)
-        ticket.assignee = "eve@example.com"
-        set_status(ticket, "closed", actor="test", now=app.clock.now())
+        set_status(get_ticket(session, closed_id), "closed", actor="test", now=app.clock.now())
     follow_up = ingest(app, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
 
     [notice] = delivered(app, sink, "eve@example.com")

@@ -37,7 +37,8 @@ def staff_unverified(sender: str, results: list[str], staff: StaffConfig) -> str
     domain = _domain(sender)
     trusted = {server.lower() for server in staff.trusted_authserv_ids}
     for header in results:
-        authserv_id = header.split(";", 1)[0].split()[0].lower() if header.strip() else ""
+        first = header.split(";", 1)[0].split()
+        authserv_id = first[0].lower() if first else ""
         if authserv_id in trusted and _passes_for(header, domain):
             return None
     return (f"claims staff address {sender}, but no Authentication-Results from "

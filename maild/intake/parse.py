@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,9 @@ from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.replies import new_text
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+log = logging.getLogger(__name__)
 
 
 class ParseError(PermanentError):
@@ -150,6 +154,15 @@ def _date(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Bounce | None:
+    """A report too broken to read is kept as an ordinary automatic mail, not lost."""
+    try:
+        return read_bounce(message, text, sender, subject)
+    except Exception:  # the stdlib parser's many errors on hostile report parts
+        log.warning("could not read the delivery report in a mail from %s", sender)
+        return None
+
+
 def parse(raw: bytes) -> ParsedMail:
     if not raw.strip():
         raise ParseError("the message is empty")
@@ -205,7 +218,7 @@ def parse(raw: bytes) -> ParsedMail:
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=attachments,
-        bounce=read_bounce(message, text, senders[0].address, _header(message, "Subject")),
+        bounce=_bounce(message, text, senders[0].address, _header(message, "Subject")),
         authentication_results=[" ".join(v.split())
                                 for v in _all_headers(message, "Authentication-Results")],
     )
