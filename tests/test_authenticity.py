@@ -8,8 +8,10 @@ import pytest
 from maild.app import App
 from maild.config import Config
 from maild.intake.pipeline import ingest
+from maild.outbound.sender import Sender
+from tests.conftest import Sink
 from tests.helpers import show
-from tests.mailbuilder import make_mail
+from tests.mailbuilder import make_mail, plain_text
 
 MX = "mx.example.com"
 
@@ -44,7 +46,7 @@ def test_staff_mail_passing_dkim_at_our_server_is_staff(app: App) -> None:
     "mx.attacker.example; dkim=pass header.d=example.com",  # written by the sender itself
 ])
 def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
-    app: App, results: str | None
+    app: App, sink: Sink, results: str | None
 ) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
     ingest(app, se_reply(ticket_id, results, "<spoof@example.com>"), "test")
@@ -60,6 +62,12 @@ def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
         f"Authentication-Results from {MX} shows dkim, spf or dmarc passing for example.com")
     relayed = [m for m in ticket["messages"] if (m["direction"], m["kind"]) == ("out", "public")]
     assert relayed == []
+    Sender(app).deliver_due()
+    [warning] = [m for m in sink.messages()
+                 if m["Delivered-To"] == "dan@example.com" and "replied:" in plain_text(m)]
+    assert plain_text(warning).startswith(
+        "Caution: this mail claims a staff address but failed the authenticity check; "
+        "it was handled as a customer's.\n\nDan Engineer <dan@example.com> replied:")
 
 
 def test_a_mangled_authentication_results_header_is_a_failed_check_not_a_crash(

@@ -128,7 +128,10 @@ class _Apply:
         if not self.app.config.staff.notify:
             return 0
         staff = [ticket.assignee] if ticket.assignee else list(self.app.config.staff.addresses)
-        recipients = [a for a in staff if a != self.mail.sender.address]
+        # The author needs no copy of their own mail, unless someone else wrote it in
+        # their name: then they most of all must hear of it.
+        recipients = [a for a in staff
+                      if a != self.mail.sender.address or self.verdict.unverified_staff]
         if not recipients:
             return 0
         customer_replies = sum(
@@ -136,6 +139,9 @@ class _Apply:
             if m.direction == "in" and m.kind == "public" and not m.automatic
             and m.author == ticket.requester
         ) - 1
+        if self.verdict.unverified_staff:
+            headline = ("Caution: this mail claims a staff address but failed the "
+                        f"authenticity check; it was handled as a customer's.\n\n{headline}")
         self.mails.notification(
             ticket, message, recipients,
             headline=headline,
