@@ -20,6 +20,7 @@ class App:
     clock: Clock
     db: Database
     raw_store: RawStore
+    attachment_store: RawStore
     templates: Templates
     calendar: BusinessCalendar
 
@@ -37,6 +38,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         clock=clock,
         db=db,
         raw_store=RawStore(config.storage.dir / "raw"),
+        attachment_store=RawStore(config.storage.dir / "attachments", suffix=".bin"),
         templates=Templates(config.templates.dir),
         calendar=BusinessCalendar(config.business_hours),
     )

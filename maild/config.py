@@ -76,6 +76,8 @@ class SupportConfig(_Section):
 class StorageConfig(_Section):
     url: str = "sqlite:///storage/maild.db"
     dir: Path = Path("storage")
+    # Larger attachments are not stored on their own (the raw message keeps them).
+    max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 1024 * 1024
 
     @field_validator("url")
     @classmethod

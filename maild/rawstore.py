@@ -32,11 +32,15 @@ def _move_into_place(temporary: Path, path: Path) -> None:
 
 
 class RawStore:
-    def __init__(self, directory: Path) -> None:
+    """Files named by the SHA-256 of their content (raw mail; attachments with `.bin`):
+    nothing a sender wrote ever becomes part of a path."""
+
+    def __init__(self, directory: Path, suffix: str = ".eml") -> None:
         self.directory = directory
+        self.suffix = suffix
 
     def path_for(self, sha256: str) -> Path:
-        return self.directory / sha256[:2] / sha256[2:4] / f"{sha256}.eml"
+        return self.directory / sha256[:2] / sha256[2:4] / f"{sha256}{self.suffix}"
 
     def put(self, raw: bytes) -> str:
         """Store the bytes durably and return their SHA-256; storing twice is free."""

@@ -13,7 +13,7 @@ from maild.db.models import Message, OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.intake.classify import Verdict
 from maild.intake.commands import Commands, parse_commands
-from maild.intake.parse import ParsedMail
+from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
 from maild.workflow import (
@@ -95,14 +95,24 @@ class _Apply:
             raw_sha256=self.raw_sha256,
             channel=self.channel,
             automatic=self.verdict.automatic,
-            attachments=[
-                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
-                for a in self.mail.attachments
-            ],
+            attachments=[self._keep(attachment) for attachment in self.mail.attachments],
         )
         ticket.messages.append(message)
         ticket.updated_at = self.now
         return message
+
+    def _keep(self, attachment: Attachment) -> dict[str, object]:
+        """Store an attachment by its content's hash, unless it is over the limit."""
+        kept: dict[str, object] = {
+            "filename": attachment.filename, "content_type": attachment.content_type,
+            "size": attachment.size, "sha256": None,
+        }
+        if attachment.size > self.app.config.storage.max_attachment_bytes:
+            kept["note"] = ("larger than storage.max_attachment_bytes: kept only in the raw "
+                            "message, not relayed")
+        else:
+            kept["sha256"] = self.app.attachment_store.put(attachment.data)
+        return kept
 
     def _acknowledge(self, ticket: Ticket, message: Message) -> int:
         """Queue the acknowledgment unless this requester already got enough of them lately."""

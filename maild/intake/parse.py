@@ -32,9 +32,10 @@ class ParseError(PermanentError):
 
 @dataclass(frozen=True)
 class Attachment:
-    filename: str
+    filename: str  # as the sender named it: for display and relaying, never for a path
     content_type: str
     size: int
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,13 @@ def _body_and_attachments(message: Message) -> tuple[str, list[Attachment]]:
         filename = part.get_filename()
         if disposition == "attachment" or (filename and content_type not in ("text/plain",)):
             payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             attachments.append(
                 Attachment(
-                    filename=str(filename or "unnamed"),
+                    filename=_safe_filename(str(filename or "unnamed")),
                     content_type=content_type,
-                    size=len(payload) if isinstance(payload, bytes) else 0,
+                    size=len(data),
+                    data=data,
                 )
             )
             continue
@@ -142,6 +145,13 @@ def _body_and_attachments(message: Message) -> tuple[str, list[Attachment]]:
     if html is not None:
         return html_to_text(html), attachments
     return (plain or "").strip(), attachments
+
+
+def _safe_filename(name: str) -> str:
+    """The last path component, without control characters: what a recipient may be shown."""
+    name = "".join(c for c in name if c >= " " and c != "\x7f")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip(" .")
+    return name[:200] or "unnamed"
 
 
 def _date(value: str) -> datetime | None:

@@ -22,6 +22,13 @@ class Party:
 
 
 @dataclass(frozen=True)
+class OutgoingAttachment:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     sender: Party
     to: list[Party]
@@ -35,6 +42,7 @@ class OutgoingMail:
     references: list[str] = field(default_factory=list)
     reply_to: Party | None = None
     auto_submitted: str | None = None  # "auto-replied" | "auto-generated"
+    attachments: list[OutgoingAttachment] = field(default_factory=list)
 
     @property
     def recipients(self) -> list[str]:
@@ -91,4 +99,11 @@ def render_mail(mail: OutgoingMail) -> bytes:
     message.set_content(mail.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     if mail.html is not None:
         message.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for attachment in mail.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not subtype or maintype == "multipart":
+            maintype, subtype = "application", "octet-stream"
+        # The filename is encoded per RFC 2231 when it is not ASCII.
+        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                               filename=one_line(attachment.filename))
     return message.as_bytes()

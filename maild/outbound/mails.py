@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from maild.app import App
 from maild.db.models import Customer, Message, OutboxMail, Ticket
-from maild.outbound.compose import OutgoingMail, Party, new_message_id, tag_subject
+from maild.outbound.compose import (
+    OutgoingAttachment,
+    OutgoingMail,
+    Party,
+    new_message_id,
+    tag_subject,
+)
 from maild.outbound.outbox import queue_mail
+
+log = logging.getLogger(__name__)
 
 
 def thread_ids(ticket: Ticket) -> list[str]:
@@ -126,8 +135,24 @@ class Mails:
             date=self.app.clock.now(),
             in_reply_to=references[-1] if references else None,
             references=references,
+            attachments=self._stored_attachments(reply),
         )
         return self._queue(mail, "reply", ticket, reply)
+
+    def _stored_attachments(self, message: Message) -> list[OutgoingAttachment]:
+        found = []
+        for attachment in message.attachments:
+            if not attachment.get("sha256"):
+                continue  # over the size limit: it stays in the raw message only
+            try:
+                data = self.app.attachment_store.get(attachment["sha256"])
+            except OSError as exc:
+                log.warning("attachment %s of %s is missing from storage (%s); relayed "
+                            "without it", attachment["filename"], message.message_id, exc)
+                continue
+            found.append(OutgoingAttachment(attachment["filename"], attachment["content_type"],
+                                            data))
+        return found
 
     def notification(
         self, ticket: Ticket, message: Message, recipients: list[str], **context: Any
