@@ -1,8 +1,9 @@
-"""The new text of a reply, with the quoted history below it removed.
+"""The new text of a reply, with the quoted history removed.
 
 mail-parser-reply does the work; this wrapper adds the attribution lines it
-misses when the reply itself starts with them, and always falls back to the
-whole text rather than ever returning nothing for a message that has text.
+misses when the reply itself starts with them, replies written below the quote
+(Thunderbird's default), and always falls back to the whole text rather than
+ever returning nothing for a message that has text.
 """
 
 from __future__ import annotations
@@ -41,11 +42,28 @@ def _drop_quoted_tail(text: str) -> str:
     return "\n".join(lines)
 
 
+def _below_the_quote(text: str) -> str | None:
+    """Thunderbird's default puts the attribution and the quote first and the new text
+    below it (and some people answer between quoted lines): the lines that are not
+    quoted are the new text. None when the reply does not start that way."""
+    lines = text.split("\n")
+    first = _ATTRIBUTION.match(lines[0])
+    if first is None or first.end() != len(lines[0]):
+        return None
+    if len(lines) < 2 or not lines[1].startswith(">"):
+        return None
+    written = [line for line in lines[1:] if not line.startswith(">")]
+    return "\n".join(written).strip() or None
+
+
 def new_text(text: str) -> str:
     """The part of `text` its author wrote now."""
     text = text.replace("\r\n", "\n").strip()
     if not text:
         return ""
+    below = _below_the_quote(text)
+    if below is not None:
+        return below
     try:
         parsed = _PARSER.parse_reply(text=text)
     except Exception:  # a third-party parser must never take a message down with it
