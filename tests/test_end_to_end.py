@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import config_text, free_port
 from tests.mailbuilder import make_mail, plain_text, read_eml
 from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
+MAX_MESSAGE_BYTES = 1_000_000
 NOW = "2026-11-23T10:00:00-08:00"
 
 
@@ -43,8 +45,10 @@ class Desk:
         self.config = tmp_path / "maild.toml"
         self.config.write_text(config_text(
             database_url, tmp_path / "storage", self.sink_port,
-            extra=f"[inbound_smtp]\nenabled = true\nport = {self.inbound_port}\n",
+            extra=f"[inbound_smtp]\nenabled = true\nport = {self.inbound_port}\n"
+                  f"max_message_bytes = {MAX_MESSAGE_BYTES}\n",
         ))
+        self.database_url = database_url
         self.env = {**os.environ, "MAILD_NOW": NOW}
         self.log = tmp_path / "maild.log"
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -164,3 +168,64 @@ def test_the_customer_loop(desk: Desk) -> None:
     desk.daemon.send_signal(signal.SIGTERM)
     assert desk.daemon.wait(timeout=20) == 0
     assert b"maild stopped" in desk.log.read_bytes()
+
+
+HOSTILE: dict[str, bytes] = {
+    "loop from our own address": make_mail(sender="support@example.com",
+                                           message_id="<loop@example.com>"),
+    "bounce of mail we never sent": (
+        b"From: MAILER-DAEMON@mx.elsewhere.example\r\nTo: support@example.com\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <b@mx.example>\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=X\r\n\r\n"
+        b"--X\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\n\r\n--X--\r\n"),
+    "auto-reply to nothing": make_mail(message_id="<ooo@customer.example>",
+                                       headers={"Auto-Submitted": "auto-replied"}),
+    "no From at all": b"Subject: who am I\r\nMessage-ID: <nofrom@x.example>\r\n\r\nhi\r\n",
+    "header injection": make_mail(subject="x", message_id="<inj@customer.example>").replace(
+        b"Subject: x", b"Subject: =?utf-8?q?Hi=0D=0ABcc=3A_victim=40evil=2Eexample?="),
+    "raw 8-bit and NUL": (b"From: J\xfcrgen <j@customer.example>\r\nTo: support@example.com"
+                          b"\r\nSubject: caf\xe9\x00\r\nMessage-ID: <8bit@customer.example>"
+                          b"\r\n\r\nK\xf6ln\x00\r\n"),
+    "broken base64 in a missing boundary": (
+        b"From: m@customer.example\r\nTo: support@example.com\r\nSubject: broken\r\n"
+        b"Message-ID: <mime@customer.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=NOPE\r\n\r\n--ELSE\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n"),
+    "deep nesting": make_mail(message_id="<deep@customer.example>").replace(
+        b"\r\n\r\n", b"\r\n\r\n" + b"".join(
+            b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (n, n + 1)
+            for n in range(60)), 1),
+}
+
+
+def test_hostile_mail_is_stored_or_quarantined_and_the_daemon_goes_on(desk: Desk) -> None:
+    for raw in HOSTILE.values():
+        desk.send(raw, "someone@elsewhere.example", ["support@example.com"])
+    with pytest.raises(smtplib.SMTPResponseException) as too_big:
+        desk.send(make_mail(body="x" * (MAX_MESSAGE_BYTES + 1000)),
+                  "big@customer.example", ["support@example.com"])
+    assert too_big.value.smtp_code == 552  # refused in the dialogue: the sender keeps it
+
+    assert desk.daemon.poll() is None
+    desk.send(make_mail(sender="after@customer.example", message_id="<after@customer.example>",
+                        subject="After the storm"), "after@customer.example",
+              ["support@example.com"])
+    [ack] = desk.wait_for_mail(1, to="after@customer.example")
+    assert "After the storm" in ack["Subject"]
+
+    # Every message that was accepted ended as a stored message or in the quarantine.
+    engine = create_engine(desk.database_url)
+    with engine.connect() as connection:
+        stored = connection.execute(text(
+            "SELECT count(*) FROM messages WHERE direction = 'in'")).scalar_one()
+        held = connection.execute(text("SELECT count(*) FROM quarantine")).scalar_one()
+        eight_bit = connection.execute(text(
+            "SELECT body FROM messages WHERE message_id = '<8bit@customer.example>'"
+        )).scalar_one()
+    engine.dispose()
+    assert eight_bit == "Köln"
+    assert stored + held == len(HOSTILE) + 1
+    # Set aside: the loop, the stray bounce, the stray auto-reply, the missing From. The
+    # rest became tickets, their text kept ("Köln" decoded, NUL dropped).
+    assert (stored, held) == (5, 4)
