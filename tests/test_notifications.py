@@ -143,3 +143,15 @@ def test_notifications_can_be_turned_off(app: App, sink: Sink) -> None:
         "staff": app.config.staff.model_copy(update={"notify": False})})})
     ingest(quiet, make_mail(), "test")
     assert delivered(app, sink, "dan@example.com") == []
+
+
+def test_customer_html_reaches_the_se_as_text_never_as_markup(app: App, sink: Sink) -> None:
+    html = ('<p>The <b>printer</b> is on fire.</p><script>steal(document.cookie)</script>'
+            '<img src="https://tracker.example/p.gif" onerror="alert(1)">')
+    ingest(app, make_mail(body=None, html=html), "test")
+
+    notice = delivered(app, sink, "dan@example.com")[-1]
+    raw = notice.as_string()
+    assert "The printer is on fire." in plain_text(notice)
+    assert notice.get_body(preferencelist=("html",)) is None
+    assert "steal(" not in raw and "tracker.example" not in raw and "onerror" not in raw
