@@ -24,6 +24,8 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import config_text, free_port
 from tests.mailbuilder import make_mail, plain_text, read_eml
+from tests.test_attachments import PDF, with_attachment
+from tests.test_bounces import postfix
 from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
@@ -229,3 +231,37 @@ def test_hostile_mail_is_stored_or_quarantined_and_the_daemon_goes_on(desk: Desk
     # Set aside: the loop, the stray bounce, the stray auto-reply, the missing From. The
     # rest became tickets, their text kept ("Köln" decoded, NUL dropped).
     assert (stored, held) == (5, 4)
+
+
+def test_attachments_outlook_replies_and_bounces_through_the_running_daemon(desk: Desk) -> None:
+    customer = "ann@customer.example"
+    desk.send(make_mail(), customer, ["support@example.com"])
+    [ack] = desk.wait_for_mail(1, to=customer)
+
+    # Outlook through a gateway: only "RE: [#1]" ties the reply to its ticket.
+    desk.send(make_mail(subject="RE: [#1] Printer on fire", message_id="<ol@customer.example>",
+                        body="Here is more.\n\n________________________________\n"
+                             "From: Example Support <support@example.com>\n"
+                             "Sent: Monday, November 23, 2026 10:00 AM\n"),
+              customer, ["support@example.com"])
+    wait_for(lambda: desk.show(1)["messages"][-1]["body"] == "Here is more.",
+             "the Outlook reply on ticket 1")
+
+    # The SE answers the notification with a report attached; it reaches the customer.
+    notice = desk.wait_for_mail(2, to="dan@example.com")[-1]
+    desk.send(with_attachment(
+        make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: {notice['Subject']}",
+                  message_id="<dan-pdf@example.com>", in_reply_to=notice["Message-ID"],
+                  body="The report is attached.\n"),
+        PDF, "Prüfbericht.pdf"), "dan@example.com", ["support@example.com"])
+    relay = desk.wait_for_mail(2, to=customer)[-1]
+    [attached] = list(relay.iter_attachments())
+    assert (attached.get_filename(), attached.get_content()) == ("Prüfbericht.pdf", PDF)
+
+    # The customer's server bounces the relay: the ticket shows that delivery failed.
+    desk.send(postfix(relay["Message-ID"]), "", ["support@example.com"])
+    wait_for(lambda: desk.show(1)["messages"][-2]["delivery"]["status"] == "failed",
+             "the relay's delivery to be marked failed")
+    ticket = desk.show(1)
+    assert ticket["status"] == "pending"  # the bounce reopened nothing
+    assert ticket["messages"][-1]["kind"] == "internal"
