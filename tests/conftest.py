@@ -79,7 +79,10 @@ def sink(tmp_path: Path) -> Iterator[Sink]:
         controller.stop()
 
 
-def config_text(database_url: str, storage_dir: Path, outbound_port: int, extra: str = "") -> str:
+def config_text(
+    database_url: str, storage_dir: Path, outbound_port: int, extra: str = "",
+    staff_extra: str = "",
+) -> str:
     return f"""
 [support]
 address = "support@example.com"
@@ -98,6 +101,7 @@ poll_seconds = 0.5
 [staff]
 addresses = ["dan@example.com"]
 domains = ["staff.example.com"]
+{staff_extra}
 
 [business_hours]
 timezone = "America/Los_Angeles"

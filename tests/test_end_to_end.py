@@ -40,7 +40,7 @@ def port_open(port: int) -> bool:
 
 
 class Desk:
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, staff_extra: str = "") -> None:
         self.inbound_port = free_port()
         self.sink_port = free_port()
         self.sink_dir = tmp_path / "sink"
@@ -49,6 +49,7 @@ class Desk:
             database_url, tmp_path / "storage", self.sink_port,
             extra=f"[inbound_smtp]\nenabled = true\nport = {self.inbound_port}\n"
                   f"max_message_bytes = {MAX_MESSAGE_BYTES}\n",
+            staff_extra=staff_extra,
         ))
         self.database_url = database_url
         self.env = {**os.environ, "MAILD_NOW": NOW}
@@ -265,3 +266,33 @@ def test_attachments_outlook_replies_and_bounces_through_the_running_daemon(desk
     ticket = desk.show(1)
     assert ticket["status"] == "pending"  # the bounce reopened nothing
     assert ticket["messages"][-1]["kind"] == "internal"
+
+
+def test_mail_in_an_se_s_name_that_fails_the_check_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    desk = Desk(tmp_path, database_url, staff_extra=(
+        'verify = "authentication-results"\ntrusted_authserv_ids = ["mx.example.com"]'))
+    desk.start()
+    try:
+        customer = "ann@customer.example"
+        desk.send(make_mail(), customer, ["support@example.com"])
+        [ack] = desk.wait_for_mail(1, to=customer)
+        forged = make_mail(sender="Dan Engineer <dan@example.com>",
+                           subject="Re: [#1] Printer on fire", message_id="<forged@evil.example>",
+                           in_reply_to=ack["Message-ID"], body="#solve\nAll done, bye.\n",
+                           headers={"Authentication-Results": "mx.example.com; dkim=none; "
+                                                                "spf=fail smtp.mailfrom=evil.example"})
+        desk.send(forged, "dan@example.com", ["support@example.com"])
+
+        caution = wait_for(
+            lambda: [m for m in desk.sink_mail("dan@example.com")
+                     if plain_text(m).startswith("Caution:")],
+            "the caution to the SE whose name was used")
+        assert "replied:\n\n#solve\nAll done, bye." in plain_text(caution[0])
+        ticket = desk.show(1)
+        assert ticket["status"] == "open"  # the forged #solve did nothing
+        assert [e["kind"] for e in ticket["events"]].count("staff_unverified") == 1
+        assert len(desk.sink_mail(customer)) == 1  # nothing was relayed to the customer
+    finally:
+        desk.stop()
