@@ -278,11 +278,11 @@ def test_mail_in_an_se_s_name_that_fails_the_check_changes_nothing(
         customer = "ann@customer.example"
         desk.send(make_mail(), customer, ["support@example.com"])
         [ack] = desk.wait_for_mail(1, to=customer)
+        verdict = "mx.example.com; dkim=none; spf=fail smtp.mailfrom=evil.example"
         forged = make_mail(sender="Dan Engineer <dan@example.com>",
                            subject="Re: [#1] Printer on fire", message_id="<forged@evil.example>",
                            in_reply_to=ack["Message-ID"], body="#solve\nAll done, bye.\n",
-                           headers={"Authentication-Results": "mx.example.com; dkim=none; "
-                                                                "spf=fail smtp.mailfrom=evil.example"})
+                           headers={"Authentication-Results": verdict})
         desk.send(forged, "dan@example.com", ["support@example.com"])
 
         caution = wait_for(
