@@ -40,3 +40,25 @@ def test_markup_in_a_subject_is_escaped_in_the_html_part(app: App, sink: Sink) -
     html = ack.get_body(preferencelist=("html",)).get_content()
     assert "<img" not in html
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; broken" in html
+
+
+def test_the_relay_is_multipart_alternative_and_escapes_what_the_se_wrote(
+    app: App, sink: Sink
+) -> None:
+    ingest(app, make_mail(body="Does <b>this</b> work?\n"), "test")
+    ingest(app, make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1]",
+                          message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
+                          body="Use <script>x</script> & restart.\n\nThen call us.\n"), "test")
+    Sender(app).deliver_due()
+
+    relay_raw = next(p.read_bytes() for p in sink.files()
+                     if b"Delivered-To: ann@customer.example" in p.read_bytes()
+                     and b"Dan Engineer" in p.read_bytes())
+    relay = email.message_from_bytes(relay_raw, policy=email.policy.default)
+    assert relay.get_content_type() == "multipart/alternative"
+    text = relay.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("Use <script>x</script> & restart.\n\nThen call us.\n")
+    html = relay.get_body(preferencelist=("html",)).get_content()
+    assert "<p>Use &lt;script&gt;x&lt;/script&gt; &amp; restart.</p>" in html
+    assert "<p>Then call us.</p>" in html
+    assert "Does &lt;b&gt;this&lt;/b&gt; work?" in html  # the quoted customer text, escaped
