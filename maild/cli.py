@@ -119,11 +119,13 @@ def run(obj: Context, once: bool, only: str | None) -> None:
         report = daemon.run_once()
         received, delivered = report.received, report.delivered
         closed = report.sweeps.get("close_solved_tickets", 0)
+        nudged, auto_solved = report.sweeps.get("nudged", 0), report.sweeps.get("auto_solved", 0)
         if daemon.readers:
             click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
                        f"quarantined {received.quarantined}; ", nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
-                   f"failed {delivered.failed}; closed {closed}")
+                   f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
+                   f"closed {closed}")
         if report.unreachable:
             raise TemporaryError(f"could not read mailbox(es): {', '.join(report.unreachable)}")
         return

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from maild.app import App
 from maild.db.models import Ticket
+from maild.followups import send_followups
 from maild.workflow import set_status
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
     return closed
 
 
-SWEEPS = (close_solved_tickets,)
-
-
 def run_sweeps(app: App) -> dict[str, int]:
-    return {sweep.__name__: sweep(app) for sweep in SWEEPS}
+    followups = send_followups(app)
+    return {**followups, "close_solved_tickets": close_solved_tickets(app)}

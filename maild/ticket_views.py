@@ -64,6 +64,7 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "response_due_at": iso(ticket.response_due_at),
         "resolution_due_at": iso(ticket.resolution_due_at),
         "nudges_sent": ticket.nudges_sent,
+        "followup_due_at": iso(ticket.followup_due_at),
     }
     if with_messages:
         data["messages"] = [message_json(m) for m in ticket.messages]

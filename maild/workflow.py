@@ -49,6 +49,12 @@ def set_status(
         raise PermanentError(f"ticket #{ticket.id} is closed; a closed ticket is final")
     old = ticket.status
     ticket.status = status
+    # Follow-ups run only while a ticket waits on the customer; the scheduler fills in
+    # the due time (a fresh count of nudges each time it goes pending).
+    ticket.followup_due_at = None
+    ticket.pending_since = now if status == "pending" else None
+    if status == "pending":
+        ticket.nudges_sent = 0
     if status == "solved":
         ticket.solved_at = now
     elif status == "closed":

@@ -111,6 +111,10 @@ class Ticket(Base):
     response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     nudges_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # While pending: since when, and when the next nudge or the auto-solve is due (NULL
+    # until the scheduler has computed it in business time).
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    followup_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
     mailbox: Mapped[str | None] = mapped_column(String(40))
     # What the SEs found the problem to be (#cause); unknown until one says.

@@ -177,6 +177,31 @@ class Mails:
         )
         return self._queue(mail, "notify", ticket)
 
+    def to_customer(
+        self, ticket: Ticket, template: str, purpose: str, **context: Any
+    ) -> OutboxMail:
+        """An automatic mail to the requester and cc's in the ticket's thread (a nudge,
+        the auto-solve notice), kept on the ticket as a system message."""
+        rendered = self.app.templates.render(template, self._context(ticket, **context))
+        subject = tag_subject(rendered.subject, ticket.id)
+        message_id = self._message_id(ticket)
+        references = thread_ids(ticket)
+        mail = OutgoingMail(
+            sender=self._desk(ticket),
+            to=[Party(ticket.requester)],
+            cc=[Party(address) for address in ticket.cc],
+            subject=subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=self.app.clock.now(),
+            in_reply_to=references[-1] if references else None,
+            references=references,
+            auto_submitted="auto-generated",
+        )
+        message = self._system_message(ticket, message_id, subject, rendered.text)
+        return self._queue(mail, purpose, ticket, message)
+
     def command_error(
         self, ticket: Ticket, staff_address: str, errors: list[str], reply: Message
     ) -> OutboxMail:

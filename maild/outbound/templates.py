@@ -23,7 +23,9 @@ from jinja2 import (
 from maild.errors import ConfigError
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-TEMPLATE_NAMES = ["ack", "reply", "command_error", "welcome", "notify"]
+TEMPLATE_NAMES = [
+    "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved",
+]
 
 
 @dataclass(frozen=True)

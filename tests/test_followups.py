@@ -1,0 +1,126 @@
+"""Customers who stop answering: nudged after 2 and 4 business days, solved after 6,
+closed 72 hours later. Stories told with the injected clock, never by sleeping."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from maild.app import App, build_app
+from maild.clock import FixedClock
+from maild.intake.pipeline import ingest
+from maild.sweeps import run_sweeps
+from tests.helpers import show
+from tests.mailbuilder import make_mail, staff_reply
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=LA)
+
+
+def system_mails(app: App, ticket_id: int) -> list[dict[str, object]]:
+    return [m for m in show(app, ticket_id)["messages"] if m["kind"] == "system"][1:]  # no ack
+
+
+def friday_evening_ticket(app: App, clock: FixedClock) -> int:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    clock.set(at(11, 27, 16))  # Friday 16:00, an hour before the weekend
+    ingest(app, staff_reply(ticket_id, "Please try the new driver.\n"), "test")
+    assert show(app, ticket_id)["status"] == "pending"
+    return ticket_id
+
+
+def test_a_customer_who_never_answers_is_nudged_twice_then_solved_then_closed(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id = friday_evening_ticket(app, clock)
+    run_sweeps(app)
+    # Tuesday 16:00 in Los Angeles: Friday's last hour, Monday, and Tuesday until 16:00.
+    assert show(app, ticket_id)["followup_due_at"] == "2026-12-02T00:00:00+00:00"
+
+    clock.set(at(12, 1, 15, 59))  # Tuesday: 2 business days are not yet over
+    assert run_sweeps(app)["nudged"] == 0
+    clock.set(at(12, 1, 16))
+    assert run_sweeps(app)["nudged"] == 1
+    first = system_mails(app, ticket_id)
+    assert len(first) == 1
+    assert "have not heard back from you yet" in str(first[0]["body"])
+
+    clock.set(at(12, 3, 16))  # Thursday: 4 business days
+    assert run_sweeps(app)["nudged"] == 1
+    second = system_mails(app, ticket_id)[-1]
+    assert "checking once more" in str(second["body"])
+    assert "by Monday 07 December, 16:00 PST" in str(second["body"])
+
+    clock.set(at(12, 7, 16))  # Monday: 6 business days
+    assert run_sweeps(app)["auto_solved"] == 1
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["nudges_sent"]) == ("solved", 2)
+    assert "marked ticket" in str(system_mails(app, ticket_id)[-1]["body"])
+
+    clock.set(at(12, 10, 16))  # 72 hours later
+    assert run_sweeps(app)["close_solved_tickets"] == 1
+    assert show(app, ticket_id)["status"] == "closed"
+
+
+def test_nothing_is_sent_twice_across_a_restart(app: App, clock: FixedClock) -> None:
+    ticket_id = friday_evening_ticket(app, clock)
+    run_sweeps(app)
+    clock.set(at(12, 1, 16, 30))
+    assert run_sweeps(app)["nudged"] == 1
+
+    restarted = build_app(app.config, clock)
+    try:
+        assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0,
+                                         "close_solved_tickets": 0}
+    finally:
+        restarted.db.dispose()
+    assert len(system_mails(app, ticket_id)) == 1
+
+
+def test_a_customer_who_answers_after_the_first_nudge_is_not_nudged_again(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id = friday_evening_ticket(app, clock)
+    run_sweeps(app)
+    clock.set(at(12, 1, 16))
+    run_sweeps(app)
+    clock.set(at(12, 2, 9))
+    ingest(app, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                          message_id="<answer@customer.example>",
+                          in_reply_to="<first@customer.example>", body="Works now!\n"), "test")
+
+    for day in (3, 7, 14):
+        clock.set(at(12, day, 17))
+        assert run_sweeps(app) == {"nudged": 0, "auto_solved": 0, "close_solved_tickets": 0}
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["nudges_sent"]) == ("open", 1)
+    assert ticket["followup_due_at"] is None
+
+
+def test_a_ticket_on_hold_is_never_nudged(app: App, clock: FixedClock) -> None:
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n"), "test")
+    assert show(app, ticket_id)["status"] == "on_hold"
+    for day in (1, 3, 7, 30):
+        clock.set(at(12, day, 12))
+        assert run_sweeps(app)["nudged"] == 0
+
+
+def test_a_reply_to_an_auto_solved_ticket_reopens_it(app: App, clock: FixedClock) -> None:
+    ticket_id = friday_evening_ticket(app, clock)
+    for moment in (at(11, 27, 16, 1), at(12, 1, 16), at(12, 3, 16), at(12, 7, 16)):
+        clock.set(moment)
+        run_sweeps(app)
+    assert show(app, ticket_id)["status"] == "solved"
+
+    clock.set(at(12, 8, 10))
+    ingest(app, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                          message_id="<late@customer.example>",
+                          in_reply_to="<first@customer.example>", body="Sorry, still broken.\n"),
+           "test")
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "open"
+    assert ticket["solved_at"] is None
