@@ -3,11 +3,13 @@ closed 72 hours later. Stories told with the injected clock, never by sleeping."
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from maild.app import App, build_app
 from maild.clock import FixedClock
+from maild.followups import send_followups
 from maild.intake.pipeline import ingest
 from maild.sweeps import run_sweeps
 from tests.helpers import show
@@ -124,3 +126,39 @@ def test_a_reply_to_an_auto_solved_ticket_reopens_it(app: App, clock: FixedClock
     ticket = show(app, ticket_id)
     assert ticket["status"] == "open"
     assert ticket["solved_at"] is None
+
+
+def test_two_schedulers_at_once_send_every_nudge_exactly_once(
+    app: App, clock: FixedClock
+) -> None:
+    tickets = []
+    for n in range(40):
+        clock.set(at(11, 23, 10))
+        ticket_id = ingest(app, make_mail(sender=f"c{n}@customer.example",
+                                          message_id=f"<m{n}@customer.example>"), "test").ticket_id
+        clock.set(at(11, 27, 16))
+        ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                              message_id=f"<d{n}@example.com>",
+                              in_reply_to=f"<m{n}@customer.example>", body="Try this.\n"), "test")
+        tickets.append(ticket_id)
+    run_sweeps(app)
+    clock.set(at(12, 1, 16))
+
+    schedulers = [build_app(app.config, clock) for _ in range(2)]
+    results: list[dict[str, int]] = []
+    start = threading.Barrier(2)
+
+    def sweep(scheduler: App) -> None:
+        start.wait()
+        results.append(send_followups(scheduler, batch=5))
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for scheduler in schedulers:
+        scheduler.db.dispose()
+
+    assert sum(r["nudged"] for r in results) == 40
+    assert all(len(system_mails(app, t)) == 1 for t in tickets)
