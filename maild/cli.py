@@ -214,6 +214,30 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
                    f"{t['requester']:<32} {t['subject']}")
 
 
+@tickets.command("next")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_next(obj: Context, as_json: bool) -> None:
+    """The one ticket to work on now (priority, tier, SLA due time, age), and why."""
+    from maild.ticket_views import ticket_json
+    from maild.triage import pick_next
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        pick = pick_next(session, app.calendar.zone, app.clock.now())
+        found = None if pick is None else {**ticket_json(pick.ticket, with_messages=False),
+                                           "why": pick.why}
+    if as_json:
+        _print_json(found)
+        return
+    if found is None:
+        click.echo("nothing is waiting on us")
+        return
+    click.echo(f"#{found['id']} {found['subject']} ({found['requester']})")
+    click.echo(f"  first because: {found['why']}")
+
+
 @tickets.command("show")
 @click.argument("ticket_id", type=int)
 @click.option("--json", "as_json", is_flag=True)

@@ -1,0 +1,93 @@
+"""`maild tickets next`: priority, then tier, then SLA due time, then age — and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from maild.app import App
+from maild.cli import main
+from maild.clock import FixedClock
+from maild.customers import add_customer
+from maild.intake.pipeline import ingest
+from maild.ticket_views import get_ticket
+from maild.triage import pick_next
+from maild.workflow import set_priority, set_status
+from tests.conftest import Sink, config_text
+from tests.mailbuilder import make_mail
+
+
+def open_ticket(app: App, sender: str, n: int) -> int:
+    return ingest(app, make_mail(sender=sender, subject=f"Problem {n}",
+                                 message_id=f"<p{n}@x.example>"), "test").ticket_id
+
+
+def change(app: App, ticket_id: int, *, priority: str | None = None,
+           status: str | None = None) -> None:
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        if priority:
+            set_priority(ticket, priority, actor="test", now=app.clock.now())
+        if status:
+            set_status(ticket, status, actor="test", now=app.clock.now())
+
+
+def first(app: App) -> tuple[int, str]:
+    with app.db.transaction() as session:
+        pick = pick_next(session, app.calendar.zone, app.clock.now())
+        assert pick is not None
+        return pick.ticket.id, pick.why
+
+
+def test_priority_then_tier_then_due_time_then_age(app: App, clock: FixedClock) -> None:
+    with app.db.transaction() as session:
+        add_customer(app, session, "Big Corp", domains=["big.example"], tier="enterprise")
+    oldest = open_ticket(app, "ann@small.example", 1)
+    clock.advance(timedelta(minutes=5))
+    enterprise = open_ticket(app, "bob@big.example", 2)
+    clock.advance(timedelta(minutes=5))
+    urgent = open_ticket(app, "cid@small.example", 3)
+
+    change(app, urgent, priority="p1")
+    ticket_id, why = first(app)
+    assert ticket_id == urgent
+    assert why.endswith(f"higher priority than #{enterprise} (p2)")
+
+    change(app, urgent, status="pending")  # waiting on the customer: not ours to work
+    ticket_id, why = first(app)
+    assert ticket_id == enterprise
+    assert why.startswith("p2, enterprise tier, first response due Tue 24 Nov 10:05 PST")
+    assert why.endswith(f"higher tier than #{oldest} (free)")
+
+    change(app, enterprise, status="on_hold")
+    later = open_ticket(app, "dee@small.example", 4)
+    ticket_id, why = first(app)
+    assert ticket_id == oldest
+    assert why.endswith(f"due sooner than #{later} (Tue 24 Nov 10:10 PST)")
+
+
+def test_overdue_is_said_and_nothing_waiting_is_said_too(
+    tmp_path: Path, database_url: str, sink: Sink
+) -> None:
+    config = tmp_path / "maild.toml"
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port))
+    runner = CliRunner()
+    env = {"MAILD_NOW": "2026-11-23T10:00:00-08:00"}
+
+    empty = runner.invoke(main, ["--config", str(config), "tickets", "next"], env=env)
+    assert empty.output == "nothing is waiting on us\n"
+
+    runner.invoke(main, ["--config", str(config), "ingest", "-"], input=make_mail(), env=env)
+    late = {"MAILD_NOW": "2026-11-25T10:00:00-08:00"}
+    shown = runner.invoke(main, ["--config", str(config), "tickets", "next"], env=late)
+    assert shown.output.splitlines() == [
+        "#1 Printer on fire (ann@customer.example)",
+        "  first because: p2, free tier, first response due Tue 24 Nov 10:00 PST (overdue), "
+        "waiting since Mon 23 Nov 10:00 PST; the only ticket waiting on us",
+    ]
+    as_json = runner.invoke(main, ["--config", str(config), "tickets", "next", "--json"],
+                            env=late)
+    assert json.loads(as_json.output)["id"] == 1
