@@ -63,3 +63,18 @@ class BusinessCalendar:
                     remaining -= available
             day += timedelta(days=1)
         raise ValueError("no business hours within three years; check [business_hours]")
+
+    def business_time_between(self, start: datetime, end: datetime) -> timedelta:
+        """The business hours that pass from `start` to `end` (zero if end is earlier)."""
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        total = timedelta()
+        day = start.astimezone(self.zone).date()
+        last = end.astimezone(self.zone).date()
+        while day <= last:
+            if self.is_business_day(day):
+                opens, closes = self.window(day)
+                begin, finish = max(start, opens), min(end, closes)
+                if begin < finish:
+                    total += finish - begin
+            day += timedelta(days=1)
+        return total

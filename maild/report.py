@@ -1,0 +1,129 @@
+"""`maild report`: what a support lead reads over a date range.
+
+Times to first response and to resolution are counted in business hours. Backlog is as
+of now. Follow-ups come from the event log, so they are exact whatever restarts happened.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from maild.business_time import BusinessCalendar
+from maild.db.models import STATUSES, Event, Ticket
+
+AGE_BUCKETS = (("under 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("1-3 weeks", 21),
+               ("over 3 weeks", None))
+
+
+def _hours(values: list[timedelta]) -> dict[str, Any]:
+    hours = sorted(v.total_seconds() / 3600 for v in values)
+    if not hours:
+        return {"count": 0, "median_hours": None, "p90_hours": None}
+    p90 = hours[min(len(hours) - 1, int(round(0.9 * (len(hours) - 1))))]
+    return {"count": len(hours), "median_hours": round(statistics.median(hours), 1),
+            "p90_hours": round(p90, 1)}
+
+
+def _attainment(pairs: list[tuple[str, bool]]) -> dict[str, Any]:
+    by_plan: dict[str, list[bool]] = {}
+    for plan, met in pairs:
+        by_plan.setdefault(plan, []).append(met)
+    every = [met for _, met in pairs]
+
+    def share(values: list[bool]) -> dict[str, Any]:
+        return {"met": sum(values), "total": len(values),
+                "percent": round(100 * sum(values) / len(values), 1) if values else None}
+
+    return {"all": share(every), "by_plan": {p: share(v) for p, v in sorted(by_plan.items())}}
+
+
+def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
+                 until: datetime, now: datetime) -> dict[str, Any]:
+    opened = list(session.scalars(
+        select(Ticket).options(selectinload(Ticket.customer))
+        .where(Ticket.created_at >= since, Ticket.created_at < until)
+    ))
+    solved = list(session.scalars(
+        select(Ticket).options(selectinload(Ticket.customer))
+        .where(Ticket.solved_at >= since, Ticket.solved_at < until)
+    ))
+
+    def plan(ticket: Ticket) -> str:
+        return (ticket.customer.plan if ticket.customer and ticket.customer.plan else "none")
+
+    first_response = [calendar.business_time_between(t.created_at, t.first_response_at)
+                      for t in opened if t.first_response_at]
+    resolution = [calendar.business_time_between(t.created_at, t.solved_at)
+                  for t in solved if t.solved_at]
+    response_sla = [
+        (plan(t), t.first_response_at is not None and t.first_response_at <= t.response_due_at)
+        for t in opened
+        if t.response_due_at and (t.first_response_at or t.response_due_at <= now)
+    ]
+    resolution_sla = [(plan(t), t.solved_at <= t.resolution_due_at)
+                      for t in solved if t.solved_at and t.resolution_due_at]
+
+    backlog_tickets = list(session.scalars(
+        select(Ticket).where(Ticket.status.not_in(["solved", "closed"]))
+    ))
+    by_status = {s: 0 for s in STATUSES if s not in ("solved", "closed")}
+    by_age = {name: 0 for name, _ in AGE_BUCKETS}
+    for ticket in backlog_tickets:
+        by_status[ticket.status] += 1
+        age_days = (now - ticket.created_at).total_seconds() / 86400
+        name = next(n for n, limit in AGE_BUCKETS if limit is None or age_days < limit)
+        by_age[name] += 1
+
+    def events(kind: str, **match: str) -> int:
+        query = select(func.count(Event.id)).where(
+            Event.kind == kind, Event.at >= since, Event.at < until)
+        for column, value in match.items():
+            query = query.where(getattr(Event, column) == value)
+        return session.scalar(query) or 0
+
+    return {
+        "since": since.isoformat(), "until": until.isoformat(),
+        "tickets": {"opened": len(opened), "solved": len(solved)},
+        "first_response": _hours(first_response),
+        "resolution": _hours(resolution),
+        "sla": {"first_response": _attainment(response_sla),
+                "resolution": _attainment(resolution_sla)},
+        "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
+        "followups": {"nudges_sent": events("nudged"),
+                      "auto_solved": events("status", actor="maild", new="solved")},
+    }
+
+
+def report_text(report: dict[str, Any]) -> str:
+    def hours(block: dict[str, Any]) -> str:
+        if not block["count"]:
+            return "none yet"
+        return (f"median {block['median_hours']} h, p90 {block['p90_hours']} h "
+                f"(business hours, {block['count']} tickets)")
+
+    def attained(block: dict[str, Any]) -> str:
+        every = block["all"]
+        if not every["total"]:
+            return "nothing due yet"
+        plans = ", ".join(f"{p} {v['percent']}%" for p, v in block["by_plan"].items())
+        return f"{every['percent']}% ({every['met']} of {every['total']}; {plans})"
+
+    backlog = report["backlog"]
+    return "\n".join([
+        f"maild report {report['since'][:10]} to {report['until'][:10]}",
+        f"  tickets opened {report['tickets']['opened']}, solved {report['tickets']['solved']}",
+        f"  first response: {hours(report['first_response'])}",
+        f"  resolution:     {hours(report['resolution'])}",
+        f"  SLA first response met: {attained(report['sla']['first_response'])}",
+        f"  SLA resolution met:     {attained(report['sla']['resolution'])}",
+        f"  backlog {backlog['total']}: "
+        + ", ".join(f"{k} {v}" for k, v in backlog["by_status"].items()),
+        "    by age: " + ", ".join(f"{k} {v}" for k, v in backlog["by_age"].items()),
+        f"  follow-ups: {report['followups']['nudges_sent']} nudges sent, "
+        f"{report['followups']['auto_solved']} tickets auto-solved",
+    ])
