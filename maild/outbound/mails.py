@@ -93,26 +93,9 @@ class Mails:
         return message
 
     def acknowledgment(self, ticket: Ticket, answering: Message) -> OutboxMail:
-        rendered = self.app.templates.render(
-            "ack", self._context(ticket, message=answering, sla=self.app.config.sla)
-        )
-        subject = tag_subject(rendered.subject, ticket.id)
-        message_id = self._message_id(ticket)
-        mail = OutgoingMail(
-            sender=self._desk(ticket),
-            to=[Party(ticket.requester)],
-            cc=[Party(address) for address in ticket.cc],
-            subject=subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=message_id,
-            date=self.app.clock.now(),
-            in_reply_to=answering.message_id,
-            references=thread_ids(ticket),
-            auto_submitted="auto-replied",
-        )
-        message = self._system_message(ticket, message_id, subject, rendered.text)
-        return self._queue(mail, "ack", ticket, message)
+        return self.to_customer(ticket, "ack", "ack", answering=answering,
+                                auto_submitted="auto-replied",
+                                message=answering, sla=self.app.config.sla)
 
     def relay(self, ticket: Ticket, reply: Message, recipients: list[str]) -> OutboxMail:
         """An SE's public reply, sent to the customer from the support address."""
@@ -178,10 +161,12 @@ class Mails:
         return self._queue(mail, "notify", ticket)
 
     def to_customer(
-        self, ticket: Ticket, template: str, purpose: str, **context: Any
+        self, ticket: Ticket, template: str, purpose: str, *,
+        answering: Message | None = None, auto_submitted: str = "auto-generated",
+        **context: Any,
     ) -> OutboxMail:
-        """An automatic mail to the requester and cc's in the ticket's thread (a nudge,
-        the auto-solve notice), kept on the ticket as a system message."""
+        """An automatic mail to the requester and cc's in the ticket's thread (the
+        acknowledgment, a nudge, the auto-solve notice), kept as a system message."""
         rendered = self.app.templates.render(template, self._context(ticket, **context))
         subject = tag_subject(rendered.subject, ticket.id)
         message_id = self._message_id(ticket)
@@ -195,9 +180,10 @@ class Mails:
             html=rendered.html,
             message_id=message_id,
             date=self.app.clock.now(),
-            in_reply_to=references[-1] if references else None,
+            in_reply_to=answering.message_id if answering else (
+                references[-1] if references else None),
             references=references,
-            auto_submitted="auto-generated",
+            auto_submitted=auto_submitted,
         )
         message = self._system_message(ticket, message_id, subject, rendered.text)
         return self._queue(mail, purpose, ticket, message)
