@@ -96,7 +96,26 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
         "followups": {"nudges_sent": events("nudged"),
                       "auto_solved": events("status", actor="maild", new="solved")},
+        "satisfaction": _satisfaction(session, since, until),
     }
+
+
+def _satisfaction(session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+    """Answers given in the range, the latest per ticket (a customer may change their mind)."""
+    latest: dict[int, int] = {}
+    for ticket_id, rating in session.execute(
+        select(Event.ticket_id, Event.new)
+        .where(Event.kind == "satisfaction", Event.at >= since, Event.at < until,
+               Event.new.is_not(None))
+        .order_by(Event.id)
+    ):
+        latest[ticket_id] = int(rating or 0)
+    ratings = list(latest.values())
+    if not ratings:
+        return {"answers": 0, "average": None, "satisfied_percent": None}
+    satisfied = sum(1 for r in ratings if r >= 4)
+    return {"answers": len(ratings), "average": round(statistics.mean(ratings), 2),
+            "satisfied_percent": round(100 * satisfied / len(ratings), 1)}
 
 
 def report_text(report: dict[str, Any]) -> str:
@@ -114,6 +133,7 @@ def report_text(report: dict[str, Any]) -> str:
         return f"{every['percent']}% ({every['met']} of {every['total']}; {plans})"
 
     backlog = report["backlog"]
+    csat = report["satisfaction"]
     return "\n".join([
         f"maild report {report['since'][:10]} to {report['until'][:10]}",
         f"  tickets opened {report['tickets']['opened']}, solved {report['tickets']['solved']}",
@@ -126,4 +146,7 @@ def report_text(report: dict[str, Any]) -> str:
         "    by age: " + ", ".join(f"{k} {v}" for k, v in backlog["by_age"].items()),
         f"  follow-ups: {report['followups']['nudges_sent']} nudges sent, "
         f"{report['followups']['auto_solved']} tickets auto-solved",
+        "  satisfaction: " + (
+            f"{csat['satisfied_percent']}% satisfied, average {csat['average']} of 5 "
+            f"({csat['answers']} answers)" if csat["answers"] else "no answers yet"),
     ])

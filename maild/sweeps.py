@@ -9,6 +9,7 @@ from sqlalchemy import select
 from maild.app import App
 from maild.db.models import Ticket
 from maild.followups import send_followups
+from maild.satisfaction import send_surveys
 from maild.workflow import set_status
 
 log = logging.getLogger(__name__)
@@ -39,4 +40,6 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 
 def run_sweeps(app: App) -> dict[str, int]:
     followups = send_followups(app)
-    return {**followups, "close_solved_tickets": close_solved_tickets(app)}
+    surveys = send_surveys(app)
+    return {**followups, "surveys_sent": surveys,
+            "close_solved_tickets": close_solved_tickets(app)}

@@ -65,6 +65,8 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "resolution_due_at": iso(ticket.resolution_due_at),
         "nudges_sent": ticket.nudges_sent,
         "followup_due_at": iso(ticket.followup_due_at),
+        "satisfaction": ticket.satisfaction,
+        "satisfaction_comment": ticket.satisfaction_comment,
     }
     if with_messages:
         data["messages"] = [message_json(m) for m in ticket.messages]

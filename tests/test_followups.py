@@ -60,7 +60,9 @@ def test_a_customer_who_never_answers_is_nudged_twice_then_solved_then_closed(
     assert run_sweeps(app)["auto_solved"] == 1
     ticket = show(app, ticket_id)
     assert (ticket["status"], ticket["nudges_sent"]) == ("solved", 2)
-    assert "marked ticket" in str(system_mails(app, ticket_id)[-1]["body"])
+    solved_notice, survey = system_mails(app, ticket_id)[-2:]
+    assert "marked ticket" in str(solved_notice["body"])
+    assert "How did we do?" in str(survey["body"])  # the one satisfaction survey
 
     clock.set(at(12, 10, 16))  # 72 hours later
     assert run_sweeps(app)["close_solved_tickets"] == 1
@@ -76,7 +78,7 @@ def test_nothing_is_sent_twice_across_a_restart(app: App, clock: FixedClock) -> 
     restarted = build_app(app.config, clock)
     try:
         assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0,
-                                         "close_solved_tickets": 0}
+                                         "surveys_sent": 0, "close_solved_tickets": 0}
     finally:
         restarted.db.dispose()
     assert len(system_mails(app, ticket_id)) == 1
@@ -96,7 +98,8 @@ def test_a_customer_who_answers_after_the_first_nudge_is_not_nudged_again(
 
     for day in (3, 7, 14):
         clock.set(at(12, day, 17))
-        assert run_sweeps(app) == {"nudged": 0, "auto_solved": 0, "close_solved_tickets": 0}
+        assert run_sweeps(app) == {"nudged": 0, "auto_solved": 0, "surveys_sent": 0,
+                                   "close_solved_tickets": 0}
     ticket = show(app, ticket_id)
     assert (ticket["status"], ticket["nudges_sent"]) == ("open", 1)
     assert ticket["followup_due_at"] is None

@@ -115,6 +115,10 @@ class Ticket(Base):
     # until the scheduler has computed it in business time).
     pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     followup_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Customer satisfaction: the survey goes out once, after the ticket is first solved.
+    survey_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)  # 1 (bad) to 5 (good)
+    satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
     mailbox: Mapped[str | None] = mapped_column(String(40))
     # What the SEs found the problem to be (#cause); unknown until one says.

@@ -16,6 +16,7 @@ from maild.intake.commands import Commands, parse_commands
 from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
+from maild.satisfaction import answers_survey, read_rating
 from maild.workflow import (
     add_participant,
     open_ticket,
@@ -258,6 +259,16 @@ class _Apply:
                detail=f"{bounced.message_id} to {to}: {bounce.reason}")
         return Applied(ticket.id, f"bounce: delivery of {bounced.message_id} failed")
 
+    def survey_answer(self, ticket: Ticket, rating: int, comment: str) -> Applied:
+        """Recorded on the ticket; it reopens nothing, whatever the rating."""
+        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        record(ticket, self.now, self.mail.sender.address, "satisfaction",
+               str(ticket.satisfaction) if ticket.satisfaction else None, str(rating),
+               detail=comment or None)
+        ticket.satisfaction = rating
+        ticket.satisfaction_comment = comment or None
+        return Applied(ticket.id, f"satisfaction {rating} of 5")
+
     def automatic_staff_mail(self, ticket: Ticket) -> Applied:
         self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
         return Applied(ticket.id, f"automatic staff mail kept internal ({self.verdict.automatic})")
@@ -323,6 +334,12 @@ def apply(
         return step.new_conversation()
     if mail.bounce is not None:
         return step.bounce(ticket)
+    if not verdict.is_staff and not verdict.automatic and answers_survey(
+        session, mail.thread_ids
+    ):
+        answer = read_rating(mail.new_text)
+        if answer is not None:
+            return step.survey_answer(ticket, *answer)
     if ticket.status == "closed":
         if verdict.automatic:
             return step.customer_reply(ticket)  # kept on the old ticket, reopens nothing

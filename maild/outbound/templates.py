@@ -24,7 +24,7 @@ from maild.errors import ConfigError
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 TEMPLATE_NAMES = [
-    "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved",
+    "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
 ]
 
 

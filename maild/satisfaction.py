@@ -1,0 +1,63 @@
+"""Customer satisfaction: one short survey when a ticket is solved, and its answer.
+
+The survey is due from the database (a solved ticket with no `survey_sent_at`), so a
+restart or a second scheduler never sends it twice. An answer ("good", "bad", or 1-5,
+with an optional comment) is recorded on the ticket and never reopens it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.app import App
+from maild.db.models import OutboxMail, Ticket
+from maild.outbound.mails import Mails
+from maild.workflow import record
+
+log = logging.getLogger(__name__)
+
+_WORDS = {"good": 5, "great": 5, "excellent": 5, "bad": 1, "poor": 1, "terrible": 1}
+_ANSWER = re.compile(r"^\s*(?P<rating>[1-5]\b|[a-z]+)[\s.!,:;-]*(?P<comment>.*)$",
+                     re.IGNORECASE | re.DOTALL)
+
+
+def read_rating(text: str) -> tuple[int, str] | None:
+    """(rating 1-5, comment) from an answer to the survey, or None if it is not one."""
+    match = _ANSWER.match(text)
+    if match is None:
+        return None
+    word = match.group("rating").lower()
+    rating = int(word) if word.isdigit() else _WORDS.get(word)
+    if rating is None:
+        return None
+    return rating, " ".join(match.group("comment").split())
+
+
+def answers_survey(session: Session, thread_ids: list[str]) -> bool:
+    return session.scalar(
+        select(OutboxMail.id).where(OutboxMail.message_id.in_(thread_ids),
+                                    OutboxMail.purpose == "survey")
+    ) is not None
+
+
+def send_surveys(app: App, batch: int = 500) -> int:
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        tickets = session.scalars(
+            select(Ticket)
+            .where(Ticket.status == "solved", Ticket.survey_sent_at.is_(None))
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        mails = Mails(app, session)
+        for ticket in tickets:
+            ticket.survey_sent_at = now
+            mails.to_customer(ticket, "survey", "survey")
+            record(ticket, now, "maild", "survey_sent")
+    if tickets:
+        log.info("sent %d satisfaction surveys", len(tickets))
+    return len(tickets)
