@@ -16,23 +16,33 @@ log = logging.getLogger(__name__)
 
 
 def close_solved_tickets(app: App, batch: int = 500) -> int:
-    """Solved tickets become closed (final) once `followup.close_after_solved` has passed."""
+    """Solved tickets become closed (final) once `followup.close_after_solved` has passed.
+
+    Oldest solved first, batch after batch: the first one not yet due ends the sweep,
+    since every ticket after it was solved later still.
+    """
     now = app.clock.now()
+    wait = app.config.followup.close_after_solved
     closed = 0
-    with app.db.transaction() as session:
-        tickets = session.scalars(
-            select(Ticket)
-            .where(Ticket.status == "solved", Ticket.solved_at.is_not(None))
-            .order_by(Ticket.solved_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for ticket in tickets:
-            assert ticket.solved_at is not None
-            if app.calendar.add(ticket.solved_at, app.config.followup.close_after_solved) <= now:
+    while True:
+        with app.db.transaction() as session:
+            tickets = session.scalars(
+                select(Ticket)
+                .where(Ticket.status == "solved", Ticket.solved_at.is_not(None))
+                .order_by(Ticket.solved_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for ticket in tickets:
+                assert ticket.solved_at is not None
+                if app.calendar.add(ticket.solved_at, wait) > now:
+                    tickets = []  # the rest were solved later: none is due
+                    break
                 set_status(ticket, "closed", actor="maild", now=now,
-                           detail=f"solved for {app.config.followup.close_after_solved}")
+                           detail=f"solved for {wait}")
                 closed += 1
+        if len(tickets) < batch:
+            break
     if closed:
         log.info("closed %d solved tickets", closed)
     return closed

@@ -11,7 +11,7 @@ from maild.app import App, build_app
 from maild.clock import FixedClock
 from maild.followups import send_followups
 from maild.intake.pipeline import ingest
-from maild.sweeps import run_sweeps
+from maild.sweeps import close_solved_tickets, run_sweeps
 from tests.helpers import show
 from tests.mailbuilder import make_mail, staff_reply
 
@@ -165,3 +165,18 @@ def test_two_schedulers_at_once_send_every_nudge_exactly_once(
 
     assert sum(r["nudged"] for r in results) == 40
     assert all(len(system_mails(app, t)) == 1 for t in tickets)
+
+
+def test_every_due_solved_ticket_is_closed_in_one_sweep_not_500_a_minute(
+    app: App, clock: FixedClock
+) -> None:
+    for n in range(7):
+        ticket_id = ingest(app, make_mail(sender=f"s{n}@customer.example",
+                                          message_id=f"<s{n}@customer.example>"),
+                           "test").ticket_id
+        ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                              message_id=f"<sd{n}@example.com>",
+                              in_reply_to=f"<s{n}@customer.example>", body="#solve\nDone.\n"),
+               "test")
+    clock.set(at(12, 10, 12))
+    assert close_solved_tickets(app, batch=3) == 7
