@@ -94,6 +94,8 @@ class CustomerContact(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    # The scheduler's two questions: which pending tickets are due, which are unscheduled.
+    __table_args__ = (Index("ix_tickets_status_followup_due_at", "status", "followup_due_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(Text)
