@@ -180,3 +180,34 @@ def test_every_due_solved_ticket_is_closed_in_one_sweep_not_500_a_minute(
                "test")
     clock.set(at(12, 10, 12))
     assert close_solved_tickets(app, batch=3) == 7
+
+
+def test_a_nudge_across_the_spring_dst_change_keeps_the_wall_clock_time(
+    app: App, clock: FixedClock
+) -> None:
+    clock.set(datetime(2027, 3, 12, 10, tzinfo=LA))
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    clock.set(datetime(2027, 3, 12, 16, tzinfo=LA))  # Friday 16:00 PST; Sunday 14th is 23 h
+    ingest(app, staff_reply(ticket_id, "Try this.\n"), "test")
+    run_sweeps(app)
+    # Tuesday 16:00, now PDT (UTC-7): the same wall-clock time as without the change.
+    assert show(app, ticket_id)["followup_due_at"] == "2027-03-16T23:00:00+00:00"
+
+
+def test_a_holiday_is_not_a_business_day_for_nudges(app: App, clock: FixedClock) -> None:
+    hours = app.config.business_hours.model_copy(update={"holidays": ["2026-12-25"]})
+    festive = build_app(app.config.model_copy(update={"business_hours": hours}), clock)
+    try:
+        clock.set(at(12, 23, 10))
+        ticket_id = ingest(festive, make_mail(), "test").ticket_id
+        clock.set(at(12, 23, 16))  # Wednesday 16:00
+        ingest(festive, staff_reply(ticket_id, "Try this.\n"), "test")
+        run_sweeps(festive)
+        # Wednesday 1 h, Thursday 8 h, Christmas Friday none, Monday 7 h: Monday 16:00.
+        assert show(festive, ticket_id)["followup_due_at"] == "2026-12-29T00:00:00+00:00"
+        clock.set(at(12, 25, 16))
+        assert run_sweeps(festive)["nudged"] == 0
+        clock.set(at(12, 28, 16))
+        assert run_sweeps(festive)["nudged"] == 1
+    finally:
+        festive.db.dispose()
