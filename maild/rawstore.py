@@ -47,7 +47,7 @@ class RawStore:
         sha256 = hashlib.sha256(raw).hexdigest()
         if self.path_for(sha256).exists():
             return sha256
-        return self.put_chunks([raw])
+        return self._write([raw], known=sha256)
 
     def put_chunks(self, chunks: Iterable[bytes]) -> str:
         """Store a message too big to hold in memory at once, as it arrives.
@@ -55,21 +55,27 @@ class RawStore:
         A fault of the source (a dropped connection) propagates as it is; only faults of
         the disk become "cannot store".
         """
+        return self._write(chunks)
+
+    def _write(self, chunks: Iterable[bytes], known: str | None = None) -> str:
+        """Write to a temporary file, then move it to the name of its hash (`known`
+        when the caller has already computed it: the per-message path hashes once)."""
         digest = hashlib.sha256()
         temporary = self.directory / f"incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             handle = self._guarded(_open_new, temporary)
             with handle:
                 for chunk in chunks:
-                    digest.update(chunk)
+                    if known is None:
+                        digest.update(chunk)
                     self._guarded(handle.write, chunk)
                 self._guarded(_sync, handle)
-            path = self.path_for(digest.hexdigest())
-            self._guarded(_move_into_place, temporary, path)
+            sha256 = known or digest.hexdigest()
+            self._guarded(_move_into_place, temporary, self.path_for(sha256))
         finally:
             with contextlib.suppress(OSError):  # the fault being raised matters more
                 temporary.unlink(missing_ok=True)
-        return digest.hexdigest()
+        return sha256
 
     def _guarded(self, operation: Callable[..., T], *args: Any) -> T:
         try:

@@ -38,6 +38,8 @@ def read_rating(text: str) -> tuple[int, str] | None:
 
 
 def answers_survey(session: Session, thread_ids: list[str]) -> bool:
+    if not thread_ids:
+        return False
     return session.scalar(
         select(OutboxMail.id).where(OutboxMail.message_id.in_(thread_ids),
                                     OutboxMail.purpose == "survey")

@@ -334,9 +334,8 @@ def apply(
         return step.new_conversation()
     if mail.bounce is not None:
         return step.bounce(ticket)
-    if not verdict.is_staff and not verdict.automatic and answers_survey(
-        session, mail.thread_ids
-    ):
+    if (ticket.survey_sent_at is not None and not verdict.is_staff and not verdict.automatic
+            and answers_survey(session, mail.thread_ids)):
         answer = read_rating(mail.new_text)
         if answer is not None:
             return step.survey_answer(ticket, *answer)
