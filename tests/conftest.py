@@ -110,6 +110,14 @@ timezone = "America/Los_Angeles"
 
 
 @pytest.fixture
+def config_file(tmp_path: Path, database_url: str, sink: Sink) -> Path:
+    """The test configuration as a file, for the command line."""
+    path = tmp_path / "maild.toml"
+    path.write_text(config_text(database_url, tmp_path / "storage", sink.port))
+    return path
+
+
+@pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(START)
 

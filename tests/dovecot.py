@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs
 
 from imapclient import IMAPClient
 
-from tests.waiting import child_pids
+from tests.waiting import child_pids, wait_for
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -207,21 +206,7 @@ service anvil {{
         with open(self.root / "start.log", "ab") as log:
             subprocess.run([DOVECOT, "-c", str(self.config)], check=True,
                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while not self._accepting():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dovecot did not start; see {self.root}/dovecot.log")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        pid = self._master_pid()
-        subprocess.run([DOVECOT, "-c", str(self.config), "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while (pid is not None and _alive(pid)) or self._accepting():
-            if time.monotonic() > deadline:
-                raise RuntimeError("dovecot did not stop")
-            time.sleep(0.05)
+        wait_for(self._accepting, f"dovecot to start (see {self.root}/dovecot.log)")
 
     def crash(self) -> None:
         """SIGKILL the master and every process it started, as a crashed or rebooted
@@ -233,11 +218,7 @@ service anvil {{
         for victim in [pid, *_descendants(pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while _alive(pid) or self._accepting():
-            if time.monotonic() > deadline:
-                raise RuntimeError("dovecot did not die")
-            time.sleep(0.05)
+        wait_for(lambda: not _alive(pid) and not self._accepting(), "dovecot to die")
         (self.root / "run" / "master.pid").unlink(missing_ok=True)
 
     def restart(self) -> None:

@@ -5,27 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
-
-from maild.cli import main
-from tests.conftest import Sink, config_text
+from tests.conftest import Sink
+from tests.helpers import maild
 from tests.mailbuilder import make_mail
-
-NOW = "2026-11-23T10:00:00-08:00"
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, database_url: str, sink: Sink) -> Path:
-    path = tmp_path / "maild.toml"
-    path.write_text(config_text(database_url, tmp_path / "storage", sink.port))
-    return path
-
-
-def maild(config_file: Path, *args: str, stdin: bytes | None = None) -> Result:
-    runner = CliRunner()
-    return runner.invoke(main, ["--config", str(config_file), *args], input=stdin,
-                         env={"MAILD_NOW": NOW}, catch_exceptions=False)
 
 
 def test_ingest_exit_codes(config_file: Path, tmp_path: Path) -> None:

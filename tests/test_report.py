@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from maild.app import App
-from maild.cli import main
 from maild.clock import FixedClock
 from maild.customers import add_customer
 from maild.intake.pipeline import ingest
 from maild.report import build_report
 from maild.sweeps import run_sweeps
-from tests.conftest import Sink, config_text
+from tests.helpers import maild
 from tests.mailbuilder import make_mail, staff_reply
 from tests.test_followups import at
 
@@ -63,24 +60,15 @@ def test_the_report_over_a_story(app: App, clock: FixedClock) -> None:
     assert report["followups"] == {"nudges_sent": 4, "auto_solved": 2}
 
 
-def test_report_on_the_command_line(
-    tmp_path: Path, database_url: str, sink: Sink
-) -> None:
-    config = tmp_path / "maild.toml"
-    config.write_text(config_text(database_url, tmp_path / "storage", sink.port))
-    runner = CliRunner()
-    env = {"MAILD_NOW": "2026-11-23T18:00:00+00:00"}
-    runner.invoke(main, ["--config", str(config), "ingest", "-"], input=make_mail(), env=env)
-    runner.invoke(main, ["--config", str(config), "ingest", "-"],
-                  input=staff_reply(1, "Done.\n"), env=env)
+def test_report_on_the_command_line(config_file: Path) -> None:
+    maild(config_file, "ingest", "-", stdin=make_mail())
+    maild(config_file, "ingest", "-", stdin=staff_reply(1, "Done.\n"))
 
-    text = runner.invoke(main, ["--config", str(config), "report"], env=env)
+    text = maild(config_file, "report")
     assert text.exit_code == 0, text.output
     assert "  tickets opened 1, solved 0" in text.output
     assert "  first response: median 0.0 h, p90 0.0 h (business hours, 1 tickets)" in text.output
-    data = json.loads(runner.invoke(
-        main, ["--config", str(config), "report", "--since", "2026-11-01", "--json"], env=env
-    ).output)
+    data = json.loads(maild(config_file, "report", "--since", "2026-11-01", "--json").output)
     assert data["since"] == "2026-11-01T00:00:00-07:00"
     assert data["tickets"]["opened"] == 1
     assert data["until"] == "2026-11-24T00:00:00-08:00"  # through today, in Los Angeles

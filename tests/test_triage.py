@@ -6,17 +6,14 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from maild.app import App
-from maild.cli import main
 from maild.clock import FixedClock
 from maild.customers import add_customer
 from maild.intake.pipeline import ingest
 from maild.ticket_views import get_ticket
 from maild.triage import pick_next
 from maild.workflow import set_priority, set_status
-from tests.conftest import Sink, config_text
+from tests.helpers import maild
 from tests.mailbuilder import make_mail
 
 
@@ -69,25 +66,16 @@ def test_priority_then_tier_then_due_time_then_age(app: App, clock: FixedClock) 
     assert why.endswith(f"due sooner than #{later} (Tue 24 Nov 10:10 PST)")
 
 
-def test_overdue_is_said_and_nothing_waiting_is_said_too(
-    tmp_path: Path, database_url: str, sink: Sink
-) -> None:
-    config = tmp_path / "maild.toml"
-    config.write_text(config_text(database_url, tmp_path / "storage", sink.port))
-    runner = CliRunner()
-    env = {"MAILD_NOW": "2026-11-23T10:00:00-08:00"}
+def test_overdue_is_said_and_nothing_waiting_is_said_too(config_file: Path) -> None:
+    assert maild(config_file, "tickets", "next").output == "nothing is waiting on us\n"
 
-    empty = runner.invoke(main, ["--config", str(config), "tickets", "next"], env=env)
-    assert empty.output == "nothing is waiting on us\n"
-
-    runner.invoke(main, ["--config", str(config), "ingest", "-"], input=make_mail(), env=env)
-    late = {"MAILD_NOW": "2026-11-25T10:00:00-08:00"}
-    shown = runner.invoke(main, ["--config", str(config), "tickets", "next"], env=late)
+    maild(config_file, "ingest", "-", stdin=make_mail())
+    late = "2026-11-25T10:00:00-08:00"
+    shown = maild(config_file, "tickets", "next", now=late)
     assert shown.output.splitlines() == [
         "#1 Printer on fire (ann@customer.example)",
         "  first because: p2, free tier, first response due Tue 24 Nov 10:00 PST (overdue), "
         "waiting since Mon 23 Nov 10:00 PST; the only ticket waiting on us",
     ]
-    as_json = runner.invoke(main, ["--config", str(config), "tickets", "next", "--json"],
-                            env=late)
+    as_json = maild(config_file, "tickets", "next", "--json", now=late)
     assert json.loads(as_json.output)["id"] == 1
