@@ -270,7 +270,11 @@ class MailboxReader:
                 data = fetched.pop(uid, None)  # dropped as soon as it is stored
                 if data is None or b"BODY[]" not in data:
                     continue  # expunged by someone else since the search
-                result = ingest(self.app, data[b"BODY[]"], self.channel, self.mailbox.name)
+                raw = data[b"BODY[]"]
+                # A server that answers NIL for the body: quarantined as empty, not retried
+                # forever in front of the messages after it.
+                raw = raw if isinstance(raw, bytes) else b""
+                result = ingest(self.app, raw, self.channel, self.mailbox.name)
                 report.count(result)
                 (quarantined if result.outcome == "quarantined" else processed).append(uid)
                 if result.outcome == "stored":
