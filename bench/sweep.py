@@ -4,7 +4,8 @@ grows from 10,000 to 100,000 tickets, on SQLite (or PostgreSQL with --url).
     .venv/bin/python -m bench.sweep [--sizes 10000 30000 100000] [--url postgresql+psycopg://…]
 
 Each database holds N tickets: 90% pending and not due for days, 1% pending and due
-for their first nudge now, 9% solved long ago (due to be closed). Two figures per size:
+for their first nudge and their week-three escalation now, 9% solved long ago (due to
+be closed). Two figures per size:
 the steady-state sweep when nothing is due (what runs every minute), and the sweep
 that sends the due nudges and closes the due tickets. The ratio to the 10,000-ticket
 figure shows how each grows: 1.0 means flat, 10.0 means linear in the table size.
@@ -37,6 +38,8 @@ address = "support@example.com"
 [storage]
 url = "{url}"
 dir = "{storage}"
+[staff]
+addresses = ["dan@example.com"]
 [business_hours]
 timezone = "America/Los_Angeles"
 """
@@ -55,13 +58,15 @@ def fill(app: App, size: int) -> int:
         if kind == 0:  # due for its first nudge
             due += 1
             tickets.append({**base, "status": "pending", "pending_since": NOW - timedelta(days=4),
-                            "followup_due_at": NOW - timedelta(hours=1)})
+                            "followup_due_at": NOW - timedelta(hours=1),
+                            "sla_alert_at": NOW - timedelta(days=6)})
         elif kind < 10:  # solved long ago: due to be closed
             tickets.append({**base, "status": "solved", "solved_at": NOW - timedelta(days=10),
                             "survey_sent_at": NOW - timedelta(days=10)})
         else:
             tickets.append({**base, "status": "pending", "pending_since": NOW,
-                            "followup_due_at": NOW + timedelta(days=2)})
+                            "followup_due_at": NOW + timedelta(days=2),
+                            "sla_alert_at": NOW + timedelta(days=2)})
         participants.append({"ticket_id": n, "address": base["requester"], "role": "requester"})
         messages.append({"ticket_id": n, "message_id": f"<{uuid.uuid4().hex}@customer.example>",
                          "direction": "in", "kind": "public", "author": base["requester"],
@@ -106,9 +111,9 @@ def main() -> None:
             app = make_app(url, Path(tmp) / "storage")
             due = fill(app, size)
             busy, done = timed_sweep(app)
-            assert done["nudged"] == due, done
+            assert done["nudged"] == due and done["sla_alerts"] == due, done
             idle, quiet = timed_sweep(app)
-            assert quiet["nudged"] == 0 and quiet["close_solved_tickets"] == 0, quiet
+            assert not any(quiet.values()), quiet
             app.db.dispose()
         baseline = baseline or (idle, busy)
         print(f"{size:>8} {due:>6} {idle:>10.3f}s {idle / baseline[0]:>5.1f} "

@@ -12,6 +12,7 @@ from maild.db.migrate import upgrade
 from maild.errors import TemporaryError
 from maild.outbound.templates import Templates
 from maild.rawstore import RawStore
+from maild.sla import SlaClocks
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class App:
     attachment_store: RawStore
     templates: Templates
     calendar: BusinessCalendar
+    sla: SlaClocks
 
 
 def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
@@ -31,6 +33,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     except OSError as exc:
         raise TemporaryError(f"storage.dir {config.storage.dir}: {exc.strerror}") from exc
     db = Database(config.storage.url)
+    calendar = BusinessCalendar(config.business_hours)
     if migrate:
         upgrade(db)
     return App(
@@ -40,5 +43,6 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         raw_store=RawStore(config.storage.dir / "raw"),
         attachment_store=RawStore(config.storage.dir / "attachments", suffix=".bin"),
         templates=Templates(config.templates.dir),
-        calendar=BusinessCalendar(config.business_hours),
+        calendar=calendar,
+        sla=SlaClocks(config.sla, calendar),
     )

@@ -6,7 +6,7 @@ done in UTC, so daylight-saving changes move the windows, never the sums.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from maild.config import BusinessHoursConfig
@@ -21,7 +21,7 @@ class BusinessCalendar:
         self.zone = ZoneInfo(config.timezone)
         self.weekdays = {_WEEKDAYS.index(day) for day in config.days}
         self.start = config.start
-        self.end = config.end
+        self.end: time | str = config.end
         self.holidays = {date.fromisoformat(day) for day in config.holidays}
 
     def is_business_day(self, day: date) -> bool:
@@ -29,24 +29,40 @@ class BusinessCalendar:
 
     def window(self, day: date) -> tuple[datetime, datetime]:
         opens = datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
-        closes = datetime.combine(day, self.end, tzinfo=self.zone).astimezone(UTC)
-        return opens, closes
+        return opens, self._closes(day)
+
+    def _closes(self, day: date) -> datetime:
+        if isinstance(self.end, time):
+            return datetime.combine(day, self.end, tzinfo=self.zone).astimezone(UTC)
+        # "24:00": the next day's midnight.
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone).astimezone(UTC)
 
     @property
     def business_day_length(self) -> timedelta:
         day = date(2001, 1, 1)  # a day without a DST change
-        opens, closes = (datetime.combine(day, t) for t in (self.start, self.end))
+        opens = datetime.combine(day, self.start, tzinfo=UTC)
+        closes = (datetime.combine(day, self.end, tzinfo=UTC) if isinstance(self.end, time)
+                  else datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC))
         return closes - opens
+
+    def business_length(self, duration: Duration) -> timedelta:
+        """How much business time a business duration is: a day is one day's hours."""
+        if duration.unit == "day":
+            return duration.amount * self.business_day_length
+        if duration.unit == "week":
+            return duration.amount * len(self.weekdays) * self.business_day_length
+        return duration.wall_clock
 
     def add(self, start: datetime, duration: Duration) -> datetime:
         if not duration.business:
             return start + duration.wall_clock
-        if duration.unit == "day":
-            return self.add_business_time(start, duration.amount * self.business_day_length)
-        if duration.unit == "week":
-            days = duration.amount * len(self.weekdays)
-            return self.add_business_time(start, days * self.business_day_length)
-        return self.add_business_time(start, duration.wall_clock)
+        return self.add_business_time(start, self.business_length(duration))
+
+    def elapsed(self, start: datetime, end: datetime, business: bool) -> timedelta:
+        """Time from start to end, counted as a duration of that kind counts it."""
+        if business:
+            return self.business_time_between(start, end)
+        return max(end - start, timedelta())
 
     def add_business_time(self, start: datetime, amount: timedelta) -> datetime:
         cursor = start.astimezone(UTC)

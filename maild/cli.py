@@ -121,12 +121,13 @@ def run(obj: Context, once: bool, only: str | None) -> None:
         received, delivered = report.received, report.delivered
         closed = report.sweeps.get("close_solved_tickets", 0)
         nudged, auto_solved = report.sweeps.get("nudged", 0), report.sweeps.get("auto_solved", 0)
+        alerts = report.sweeps.get("sla_alerts", 0)
         if daemon.readers:
             click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
                        f"quarantined {received.quarantined}; ", nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
-                   f"closed {closed}")
+                   f"closed {closed}; SLA alerts {alerts}")
         if report.unreachable:
             raise TemporaryError(f"could not read mailbox(es): {', '.join(report.unreachable)}")
         return
@@ -288,7 +289,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
         if priority:
-            set_priority(ticket, priority, actor=actor, now=now)
+            set_priority(ticket, priority, actor=actor, now=now, clocks=app.sla)
         if assignee is not None:
             try:
                 who = normalise(assignee) if assignee else None
@@ -296,7 +297,8 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
                 raise PermanentError(f"--assignee: {exc}") from None
             set_assignee(ticket, who, actor=actor, now=now)
         if status:
-            set_status(ticket, status, actor=actor, now=now, detail="set by command")
+            set_status(ticket, status, actor=actor, now=now, clocks=app.sla,
+                       detail="set by command")
         click.echo(f"#{ticket.id}: {ticket.status}, {ticket.priority}, "
                    f"assignee {ticket.assignee or '-'}")
 

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -177,6 +177,9 @@ class StaffConfig(_Section):
     # (only where nobody else can reach the intake, e.g. the embedded local setup).
     verify: Literal["none", "authentication-results"] = "none"
     trusted_authserv_ids: list[str] = []
+    # Support leads: tickets unresolved past [sla] escalate_after go to them. They are
+    # staff too. None given: escalations go to the addresses above.
+    leads: list[Address] = []
 
     @model_validator(mode="after")
     def _verifier_named(self) -> StaffConfig:
@@ -187,7 +190,8 @@ class StaffConfig(_Section):
 
     def is_staff(self, address: str) -> bool:
         address = address.lower()
-        return address in self.addresses or address.rsplit("@", 1)[-1] in self.domains
+        return (address in self.addresses or address in self.leads
+                or address.rsplit("@", 1)[-1] in self.domains)
 
 
 class BusinessHoursConfig(_Section):
@@ -196,7 +200,8 @@ class BusinessHoursConfig(_Section):
         list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)
     ] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9, 0)
-    end: time = time(17, 0)
+    # "24:00" is midnight at the end of the day, for hours that run until the day is over.
+    end: time | Literal["24:00"] = time(17, 0)
     holidays: list[str] = []
 
     @field_validator("holidays")
@@ -220,7 +225,7 @@ class BusinessHoursConfig(_Section):
 
     @model_validator(mode="after")
     def _start_before_end(self) -> BusinessHoursConfig:
-        if self.start >= self.end:
+        if isinstance(self.end, time) and self.start >= self.end:
             raise ValueError("start must be before end")
         return self
 
@@ -233,9 +238,74 @@ class FollowupConfig(_Section):
     close_after_solved: DurationText = parse_duration("72 hours")
 
 
+def _wall_clock(value: Duration) -> Duration:
+    if value.business:
+        raise ValueError("must be wall-clock time, such as \"2 hours\" (not business time)")
+    return value
+
+
+WallClockDuration = Annotated[DurationText, AfterValidator(_wall_clock)]
+
+
+class SlaPolicyConfig(_Section):
+    """What a customer is promised for one severity, on some plans or on all."""
+
+    severity: Annotated[int, Field(ge=1, le=4)]
+    # Left out: every plan, and customers with no plan or no known organisation.
+    plans: list[Annotated[str, Field(min_length=1)]] | None = None
+    first_response: DurationText | None = None
+    resolution: DurationText | None = None
+
+    @model_validator(mode="after")
+    def _promises_something(self) -> SlaPolicyConfig:
+        if self.first_response is None and self.resolution is None:
+            raise ValueError("set first_response, resolution or both")
+        return self
+
+    def fits(self, severity: int, plan: str | None) -> bool:
+        return self.severity == severity and (self.plans is None or plan in self.plans)
+
+
+class InternalTargetConfig(BusinessHoursConfig):
+    """The team's own first-response target: stricter than any promise, in its own hours."""
+
+    enabled: bool = True
+    first_response: DurationText = parse_duration("1 business hour")
+    warn_before: WallClockDuration = parse_duration("15 minutes")
+    end: time | Literal["24:00"] = "24:00"
+
+
+PriorityName = Literal["p0", "p1", "p2", "p3"]
+_DEFAULT_SEVERITIES: dict[PriorityName, int] = {"p0": 1, "p1": 1, "p2": 2, "p3": 2}
+
+
 class SlaConfig(_Section):
-    first_response: DurationText = parse_duration("24 hours")
-    resolution: DurationText = parse_duration("72 hours")
+    # Each priority's severity; the policies below promise per severity.
+    severities: dict[PriorityName, Annotated[int, Field(ge=1, le=4)]] = _DEFAULT_SEVERITIES
+    # The first policy that fits a ticket's severity and its customer's plan applies.
+    policies: list[SlaPolicyConfig] = [
+        SlaPolicyConfig(severity=1, first_response=parse_duration("24 hours"),
+                        resolution=parse_duration("72 hours")),
+        SlaPolicyConfig(severity=2, first_response=parse_duration("1 business week")),
+    ]
+    # The assignee (or the staff list) is warned this long before a due time, and told
+    # again when it passes.
+    warn_before: WallClockDuration = parse_duration("2 hours")
+    # A ticket unresolved this long after it came in goes to [staff] leads: by default,
+    # once it enters its third week.
+    escalate_after: DurationText = parse_duration("14 days")
+    internal: InternalTargetConfig = InternalTargetConfig()
+
+    @field_validator("severities")
+    @classmethod
+    def _every_priority(cls, value: dict[PriorityName, int]) -> dict[PriorityName, int]:
+        return {**_DEFAULT_SEVERITIES, **value}
+
+    def severity(self, priority: str) -> int:
+        return self.severities[cast(PriorityName, priority)]
+
+    def policy(self, severity: int, plan: str | None) -> SlaPolicyConfig | None:
+        return next((p for p in self.policies if p.fits(severity, plan)), None)
 
 
 class TemplatesConfig(_Section):

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from maild.app import App
+from maild.db.loads import SWEEP_LOADS
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.workflow import record, set_status
@@ -55,7 +56,7 @@ def _follow_up(app: App, mails: Mails, ticket: Ticket, now: datetime) -> str:
         ticket.followup_due_at = next_due(app, ticket)
         return "nudged"
     mails.to_customer(ticket, "auto_solved", "auto_solved")
-    set_status(ticket, "solved", actor="maild", now=now,
+    set_status(ticket, "solved", actor="maild", now=now, clocks=app.sla,
                detail=f"no answer {followup.auto_solve_after} after it went pending")
     return "auto_solved"
 
@@ -72,6 +73,7 @@ def send_followups(app: App, batch: int = 500) -> dict[str, int]:
                 .order_by(Ticket.followup_due_at)
                 .limit(batch)
                 .with_for_update(skip_locked=True)
+                .options(*SWEEP_LOADS)
             ).all()
             mails = Mails(app, session)
             for ticket in due:

@@ -7,6 +7,8 @@ of now. Follow-ups come from the event log, so they are exact whatever restarts 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,17 +31,55 @@ def _hours(values: list[timedelta]) -> dict[str, Any]:
             "p90_hours": round(p90, 1)}
 
 
-def _attainment(pairs: list[tuple[str, bool]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Outcome:
+    """Whether one ticket met one SLA target, and what it is grouped by."""
+
+    plan: str
+    severity: int | None
+    met: bool
+
+
+def _share(values: list[bool]) -> dict[str, Any]:
+    return {"met": sum(values), "total": len(values),
+            "percent": round(100 * sum(values) / len(values), 1) if values else None}
+
+
+def _attainment(outcomes: list[Outcome]) -> dict[str, Any]:
     by_plan: dict[str, list[bool]] = {}
-    for plan, met in pairs:
-        by_plan.setdefault(plan, []).append(met)
-    every = [met for _, met in pairs]
+    by_severity: dict[str, list[bool]] = {}
+    for outcome in outcomes:
+        by_plan.setdefault(outcome.plan, []).append(outcome.met)
+        severity = str(outcome.severity) if outcome.severity is not None else "none"
+        by_severity.setdefault(severity, []).append(outcome.met)
+    return {"all": _share([o.met for o in outcomes]),
+            "by_plan": {p: _share(v) for p, v in sorted(by_plan.items())},
+            "by_severity": {s: _share(v) for s, v in sorted(by_severity.items())}}
 
-    def share(values: list[bool]) -> dict[str, Any]:
-        return {"met": sum(values), "total": len(values),
-                "percent": round(100 * sum(values) / len(values), 1) if values else None}
 
-    return {"all": share(every), "by_plan": {p: share(v) for p, v in sorted(by_plan.items())}}
+def _responded_in_time(tickets: list[Ticket], due_of: Callable[[Ticket], datetime | None],
+                       now: datetime) -> list[Outcome]:
+    """A first-response target counts once it has come due or been answered."""
+    found = []
+    for ticket in tickets:
+        due = due_of(ticket)
+        if due is None or (ticket.first_response_at is None and due > now):
+            continue
+        met = ticket.first_response_at is not None and ticket.first_response_at <= due
+        found.append(Outcome(_plan(ticket), ticket.severity, met))
+    return found
+
+
+def _resolved_in_time(tickets: list[Ticket]) -> list[Outcome]:
+    """Met when the resolution clock stopped (for the last time) before it ran out."""
+    return [
+        Outcome(_plan(t), t.severity, (t.sla_paused_at or t.solved_at) <= t.resolution_due_at)
+        for t in tickets if t.solved_at and t.resolution_due_at
+    ]
+
+
+def _plan(ticket: Ticket) -> str:
+    return ticket.customer.plan if ticket.customer and ticket.customer.plan else "none"
 
 
 def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
@@ -53,20 +93,10 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         .where(Ticket.solved_at >= since, Ticket.solved_at < until)
     ))
 
-    def plan(ticket: Ticket) -> str:
-        return (ticket.customer.plan if ticket.customer and ticket.customer.plan else "none")
-
     first_response = [calendar.business_time_between(t.created_at, t.first_response_at)
                       for t in opened if t.first_response_at]
     resolution = [calendar.business_time_between(t.created_at, t.solved_at)
                   for t in solved if t.solved_at]
-    response_sla = [
-        (plan(t), t.first_response_at is not None and t.first_response_at <= t.response_due_at)
-        for t in opened
-        if t.response_due_at and (t.first_response_at or t.response_due_at <= now)
-    ]
-    resolution_sla = [(plan(t), t.solved_at <= t.resolution_due_at)
-                      for t in solved if t.solved_at and t.resolution_due_at]
 
     backlog_tickets = list(session.scalars(
         select(Ticket).where(Ticket.status.not_in(["solved", "closed"]))
@@ -91,8 +121,15 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         "tickets": {"opened": len(opened), "solved": len(solved)},
         "first_response": _hours(first_response),
         "resolution": _hours(resolution),
-        "sla": {"first_response": _attainment(response_sla),
-                "resolution": _attainment(resolution_sla)},
+        "sla": {
+            "first_response": _attainment(
+                _responded_in_time(opened, lambda t: t.response_due_at, now)),
+            "resolution": _attainment(_resolved_in_time(solved)),
+            "internal_first_response": _attainment(
+                _responded_in_time(opened, lambda t: t.internal_response_due_at, now)),
+            "breaches": events("sla_breach"),
+            "escalations": events("escalated"),
+        },
         "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
         "followups": {"nudges_sent": events("nudged"),
                       "auto_solved": events("status", actor="maild", new="solved")},
@@ -130,7 +167,9 @@ def report_text(report: dict[str, Any]) -> str:
         if not every["total"]:
             return "nothing due yet"
         plans = ", ".join(f"{p} {v['percent']}%" for p, v in block["by_plan"].items())
-        return f"{every['percent']}% ({every['met']} of {every['total']}; {plans})"
+        severities = ", ".join(f"severity {s} {v['percent']}%"
+                               for s, v in block["by_severity"].items())
+        return f"{every['percent']}% ({every['met']} of {every['total']}; {plans}; {severities})"
 
     backlog = report["backlog"]
     csat = report["satisfaction"]
@@ -141,6 +180,10 @@ def report_text(report: dict[str, Any]) -> str:
         f"  resolution:     {hours(report['resolution'])}",
         f"  SLA first response met: {attained(report['sla']['first_response'])}",
         f"  SLA resolution met:     {attained(report['sla']['resolution'])}",
+        f"  internal first-response target met: "
+        f"{attained(report['sla']['internal_first_response'])}",
+        f"  SLA breaches told {report['sla']['breaches']}, "
+        f"tickets escalated {report['sla']['escalations']}",
         f"  backlog {backlog['total']}: "
         + ", ".join(f"{k} {v}" for k, v in backlog["by_status"].items()),
         "    by age: " + ", ".join(f"{k} {v}" for k, v in backlog["by_age"].items()),

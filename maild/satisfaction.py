@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.app import App
+from maild.db.loads import SWEEP_LOADS
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.mails import Mails
 from maild.workflow import record
@@ -54,6 +55,7 @@ def send_surveys(app: App, batch: int = 500) -> int:
             .where(Ticket.status == "solved", Ticket.survey_sent_at.is_(None))
             .limit(batch)
             .with_for_update(skip_locked=True)
+            .options(*SWEEP_LOADS)
         ).all()
         mails = Mails(app, session)
         for ticket in tickets:

@@ -7,9 +7,11 @@ import logging
 from sqlalchemy import select
 
 from maild.app import App
+from maild.db.loads import SWEEP_LOADS
 from maild.db.models import Ticket
 from maild.followups import send_followups
 from maild.satisfaction import send_surveys
+from maild.sla_alerts import send_sla_alerts
 from maild.workflow import set_status
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,14 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
                 .order_by(Ticket.solved_at)
                 .limit(batch)
                 .with_for_update(skip_locked=True)
+                .options(*SWEEP_LOADS)
             ).all()
             for ticket in tickets:
                 assert ticket.solved_at is not None
                 if app.calendar.add(ticket.solved_at, wait) > now:
                     tickets = []  # the rest were solved later: none is due
                     break
-                set_status(ticket, "closed", actor="maild", now=now,
+                set_status(ticket, "closed", actor="maild", now=now, clocks=app.sla,
                            detail=f"solved for {wait}")
                 closed += 1
         if len(tickets) < batch:
@@ -52,4 +55,5 @@ def run_sweeps(app: App) -> dict[str, int]:
     followups = send_followups(app)
     surveys = send_surveys(app)
     return {**followups, "surveys_sent": surveys,
-            "close_solved_tickets": close_solved_tickets(app)}
+            "close_solved_tickets": close_solved_tickets(app),
+            "sla_alerts": send_sla_alerts(app)}

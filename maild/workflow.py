@@ -7,8 +7,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.business_time import BusinessCalendar
-from maild.config import SlaConfig
 from maild.db.models import (
     PRIORITIES,
     STATUSES,
@@ -20,6 +18,7 @@ from maild.db.models import (
     Ticket,
 )
 from maild.errors import PermanentError
+from maild.sla import SlaClocks
 
 
 def record(
@@ -38,7 +37,7 @@ def record(
 
 
 def set_status(
-    ticket: Ticket, status: str, *, actor: str, now: datetime,
+    ticket: Ticket, status: str, *, actor: str, now: datetime, clocks: SlaClocks,
     detail: str | None = None,
 ) -> None:
     if status not in STATUSES:
@@ -63,16 +62,26 @@ def set_status(
     else:
         ticket.solved_at = None
     record(ticket, now, actor, "status", old, status, detail)
+    clocks.refresh(ticket)
 
 
 def set_priority(
-    ticket: Ticket, priority: str, *, actor: str, now: datetime
+    ticket: Ticket, priority: str, *, actor: str, now: datetime, clocks: SlaClocks
 ) -> None:
+    """A new priority may mean another severity, and so other due times."""
     if priority not in PRIORITIES:
         raise PermanentError(f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}")
     if ticket.priority != priority:
         record(ticket, now, actor, "priority", ticket.priority, priority)
         ticket.priority = priority
+        clocks.refresh(ticket)
+
+
+def first_response(ticket: Ticket, *, now: datetime, clocks: SlaClocks) -> None:
+    """A public reply from an SE: the first one stops the first-response clocks."""
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+        clocks.refresh(ticket)
 
 
 def set_assignee(
@@ -110,8 +119,7 @@ def open_ticket(
     subject: str,
     requester: str,
     now: datetime,
-    sla: SlaConfig,
-    calendar: BusinessCalendar,
+    clocks: SlaClocks,
     follow_up_of: Ticket | None = None,
 ) -> Ticket:
     ticket = Ticket(
@@ -123,8 +131,7 @@ def open_ticket(
         created_at=now,
         updated_at=now,
         nudges_sent=0,
-        response_due_at=calendar.add(now, sla.first_response),
-        resolution_due_at=calendar.add(now, sla.resolution),
+        sla_alerts_sent=[],
         follow_up_of_id=follow_up_of.id if follow_up_of else None,
     )
     ticket.participants.append(Participant(address=requester, role="requester"))
@@ -132,4 +139,5 @@ def open_ticket(
     session.flush()
     detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
     record(ticket, now, requester, "created", None, "new", detail)
+    clocks.refresh(ticket)
     return ticket

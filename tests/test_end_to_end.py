@@ -110,7 +110,7 @@ def test_the_customer_loop(desk: Desk) -> None:
     assert ack["Subject"] == "Re: [#1] Printer on fire"
     assert ack["In-Reply-To"] == "<first@customer.example>"
     assert ack["Delivered-To"] == customer
-    assert "Tuesday 24 November, 10:00 PST" in plain_text(ack)
+    assert "Monday 30 November, 10:00 PST" in plain_text(ack)
     ticket = desk.show(1)
     assert ticket["status"] == "new"
     assert ticket["messages"][1]["delivery"]["status"] == "sent"

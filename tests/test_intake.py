@@ -36,7 +36,7 @@ def test_first_mail_opens_a_new_ticket_with_an_acknowledgment(app: App) -> None:
     assert ack["direction"] == "out"
     assert ack["delivery"]["recipients"] == ["ann@customer.example"]
     assert ack["delivery"]["status"] == "queued"
-    assert ticket["response_due_at"] == "2026-11-24T18:00:00+00:00"
+    assert ticket["response_due_at"] == "2026-11-30T18:00:00+00:00"
 
 
 def test_same_message_id_twice_is_one_message(app: App) -> None:
@@ -188,7 +188,7 @@ def test_reply_to_a_closed_ticket_opens_a_linked_follow_up(app: App) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id
     with app.db.transaction() as session:
         set_status(get_ticket(session, ticket_id), "closed", actor="test",
-                   now=app.clock.now())
+                   now=app.clock.now(), clocks=app.sla)
     again = make_mail(subject="Re: Printer on fire", message_id="<later@customer.example>",
                       in_reply_to="<first@customer.example>", body="It is back.\n")
     result = ingest(app, again, "test")

@@ -53,7 +53,9 @@ def test_a_new_ticket_is_told_to_the_staff_list_with_who_the_customer_is(
                            "It is on fire.\n")
     assert "Customer: Customer Inc, tier enterprise, managed plan\n" in text
     assert "Open tickets from them: 2\n" in text
-    assert "First response due: Tuesday 24 November, 10:00 PST\n" in text
+    assert "Ticket #2, new, p2 (severity 2), not assigned yet\n" in text
+    assert "Our own first-response target: Monday 23 November, 11:00 PST\n" in text
+    assert "First response due: Monday 30 November, 10:00 PST\n" in text
     assert "#note  #status S  #priority P  #assign ADDR  #take  #solve  #hold  #cause TEXT" in text
     assert [e["kind"] for e in show(app, ticket_id)["events"]].count("notified") == 1
 
@@ -111,7 +113,8 @@ def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
     closed_id = ingest(app, make_mail(), "test").ticket_id
     assign(app, closed_id, "eve@example.com")
     with app.db.transaction() as session:
-        set_status(get_ticket(session, closed_id), "closed", actor="test", now=app.clock.now())
+        set_status(get_ticket(session, closed_id), "closed", actor="test", now=app.clock.now(),
+                   clocks=app.sla)
     follow_up = ingest(app, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
 
     [notice] = delivered(app, sink, "eve@example.com")

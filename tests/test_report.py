@@ -11,14 +11,17 @@ from maild.customers import add_customer
 from maild.intake.pipeline import ingest
 from maild.report import build_report
 from maild.sweeps import run_sweeps
+from maild.ticket_views import get_ticket
+from maild.workflow import set_priority
 from tests.helpers import maild
 from tests.mailbuilder import make_mail, staff_reply
 from tests.test_followups import at
 
 
 def story(app: App, clock: FixedClock) -> None:
-    """Monday 10:00: three tickets. Two answered the same day, one a day late; one of the
-    answered is solved by the customer's silence two weeks later."""
+    """Monday 10:00: three tickets. One of severity 1 (24 hours to a first response) is
+    answered a day and two hours later; one of severity 2 (a business week) two hours
+    later; the third never. Both answered are solved by the customers' silence."""
     with app.db.transaction() as session:
         add_customer(app, session, "Managed Co", domains=["managed.example"], plan="managed")
     quick = ingest(app, make_mail(sender="a@managed.example", message_id="<a@x>"),
@@ -26,6 +29,9 @@ def story(app: App, clock: FixedClock) -> None:
     slow = ingest(app, make_mail(sender="b@managed.example", message_id="<b@x>"),
                   "test").ticket_id
     ingest(app, make_mail(sender="c@other.example", message_id="<c@x>"), "test")
+    with app.db.transaction() as session:
+        set_priority(get_ticket(session, slow), "p1", actor="test", now=clock.now(),
+                     clocks=app.sla)
     clock.set(at(11, 23, 12))  # two business hours later
     ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
                           message_id="<r1@example.com>", in_reply_to="<a@x>",
@@ -52,8 +58,16 @@ def test_the_report_over_a_story(app: App, clock: FixedClock) -> None:
     # 2 business hours, and 10 (Monday 10:00-17:00, Tuesday 9:00-12:00).
     assert report["first_response"] == {"count": 2, "median_hours": 6.0, "p90_hours": 10.0}
     sla = report["sla"]["first_response"]
-    assert sla["all"] == {"met": 1, "total": 3, "percent": 33.3}
+    assert sla["all"] == {"met": 1, "total": 3, "percent": 33.3}  # the third came due unanswered
     assert sla["by_plan"]["managed"] == {"met": 1, "total": 2, "percent": 50.0}
+    assert sla["by_severity"] == {"1": {"met": 0, "total": 1, "percent": 0.0},
+                                  "2": {"met": 1, "total": 2, "percent": 50.0}}
+    # Severity 1's 72 hours to resolve: stopped when it went pending, 26 hours in.
+    assert report["sla"]["resolution"]["by_severity"] == {
+        "1": {"met": 1, "total": 1, "percent": 100.0}}
+    # Our own hour, 09:00-24:00 UTC: 10:00 in Los Angeles is 18:00 UTC, due 19:00 UTC.
+    assert report["sla"]["internal_first_response"]["all"] == {
+        "met": 0, "total": 3, "percent": 0.0}
     assert report["backlog"]["total"] == 1
     assert report["backlog"]["by_status"]["new"] == 1
     assert report["backlog"]["by_age"]["over 3 weeks"] == 0

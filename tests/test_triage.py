@@ -27,9 +27,9 @@ def change(app: App, ticket_id: int, *, priority: str | None = None,
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
         if priority:
-            set_priority(ticket, priority, actor="test", now=app.clock.now())
+            set_priority(ticket, priority, actor="test", now=app.clock.now(), clocks=app.sla)
         if status:
-            set_status(ticket, status, actor="test", now=app.clock.now())
+            set_status(ticket, status, actor="test", now=app.clock.now(), clocks=app.sla)
 
 
 def first(app: App) -> tuple[int, str]:
@@ -56,25 +56,25 @@ def test_priority_then_tier_then_due_time_then_age(app: App, clock: FixedClock) 
     change(app, urgent, status="pending")  # waiting on the customer: not ours to work
     ticket_id, why = first(app)
     assert ticket_id == enterprise
-    assert why.startswith("p2, enterprise tier, first response due Tue 24 Nov 10:05 PST")
+    assert why.startswith("p2, enterprise tier, first response due Mon 30 Nov 10:05 PST")
     assert why.endswith(f"higher tier than #{oldest} (free)")
 
     change(app, enterprise, status="on_hold")
     later = open_ticket(app, "dee@small.example", 4)
     ticket_id, why = first(app)
     assert ticket_id == oldest
-    assert why.endswith(f"due sooner than #{later} (Tue 24 Nov 10:10 PST)")
+    assert why.endswith(f"due sooner than #{later} (Mon 30 Nov 10:10 PST)")
 
 
 def test_overdue_is_said_and_nothing_waiting_is_said_too(config_file: Path) -> None:
     assert maild(config_file, "tickets", "next").output == "nothing is waiting on us\n"
 
     maild(config_file, "ingest", "-", stdin=make_mail())
-    late = "2026-11-25T10:00:00-08:00"
+    late = "2026-12-01T10:00:00-08:00"
     shown = maild(config_file, "tickets", "next", now=late)
     assert shown.output.splitlines() == [
         "#1 Printer on fire (ann@customer.example)",
-        "  first because: p2, free tier, first response due Tue 24 Nov 10:00 PST (overdue), "
+        "  first because: p2, free tier, first response due Mon 30 Nov 10:00 PST (overdue), "
         "waiting since Mon 23 Nov 10:00 PST; the only ticket waiting on us",
     ]
     as_json = maild(config_file, "tickets", "next", "--json", now=late)

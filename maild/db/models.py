@@ -110,8 +110,18 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     solved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SLA (maild/sla.py): the severity its priority maps to, what its policy promises,
+    # and the team's own first-response target. The resolution clock stops while the
+    # ticket waits on someone else (since sla_paused_at).
+    severity: Mapped[int | None] = mapped_column(Integer)
     response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    internal_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The next warning, breach notice or escalation to send, and the ones already sent.
+    sla_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    sla_alerts_sent: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     nudges_sent: Mapped[int] = mapped_column(Integer, default=0)
     # While pending: since when, and when the next nudge or the auto-solve is due (NULL
     # until the scheduler has computed it in business time).

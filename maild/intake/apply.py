@@ -19,6 +19,7 @@ from maild.outbound.mails import Mails
 from maild.satisfaction import answers_survey, read_rating
 from maild.workflow import (
     add_participant,
+    first_response,
     open_ticket,
     record,
     set_assignee,
@@ -75,7 +76,7 @@ class _Apply:
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
         ticket = open_ticket(
             self.session, subject=self.mail.subject, requester=requester, now=self.now,
-            sla=self.app.config.sla, calendar=self.app.calendar, follow_up_of=follow_up_of,
+            clocks=self.app.sla, follow_up_of=follow_up_of,
         )
         ticket.mailbox = self.mailbox or (follow_up_of.mailbox if follow_up_of else None)
         return ticket
@@ -208,8 +209,9 @@ class _Apply:
         self._store(ticket, direction="out", kind="public", body=mail.new_text)
         set_assignee(ticket, mail.sender.address, actor=mail.sender.address,
                      now=self.now)
-        ticket.first_response_at = self.now
+        first_response(ticket, now=self.now, clocks=self.app.sla)
         set_status(ticket, "pending", actor=mail.sender.address, now=self.now,
+                   clocks=self.app.sla,
                    detail="opened by staff writing to the customer")
         return Applied(ticket.id, "ticket opened by staff for the customer")
 
@@ -237,7 +239,7 @@ class _Apply:
             return Applied(ticket.id, f"automatic reply stored ({self.verdict.automatic})")
         add_participant(ticket, sender, "cc")
         set_status(ticket, "open", actor=sender, now=self.now,
-                   detail="customer replied")
+                   clocks=self.app.sla, detail="customer replied")
         notified = self._notify(ticket, message, f"{self._who()} replied:")
         return Applied(ticket.id, "customer reply", notified)
 
@@ -293,13 +295,12 @@ class _Apply:
                 self.mails.relay(ticket, reply, recipients)
                 self.queued += 1
             summary.append(f"relayed to {len(recipients)}")
-            if ticket.first_response_at is None:
-                ticket.first_response_at = self.now
+            first_response(ticket, now=self.now, clocks=self.app.sla)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
             if commands.status is None:
                 set_status(ticket, "pending", actor=se, now=self.now,
-                           detail="staff replied")
+                           clocks=self.app.sla, detail="staff replied")
         self._run_commands(ticket, commands)
         return Applied(ticket.id, ", ".join(summary), self.queued)
 
@@ -312,13 +313,14 @@ class _Apply:
     def _run_commands(self, ticket: Ticket, commands: Commands) -> None:
         se = self.mail.sender.address
         if commands.priority:
-            set_priority(ticket, commands.priority, actor=se, now=self.now)
+            set_priority(ticket, commands.priority, actor=se, now=self.now,
+                         clocks=self.app.sla)
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)
         if commands.status:
             set_status(ticket, commands.status, actor=se, now=self.now,
-                       detail="command in a staff reply")
+                       clocks=self.app.sla, detail="command in a staff reply")
         if commands.cause:
             record(ticket, self.now, se, "cause", ticket.cause, commands.cause)
             ticket.cause = commands.cause

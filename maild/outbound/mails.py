@@ -95,7 +95,7 @@ class Mails:
     def acknowledgment(self, ticket: Ticket, answering: Message) -> OutboxMail:
         return self.to_customer(ticket, "ack", "ack", answering=answering,
                                 auto_submitted="auto-replied",
-                                message=answering, sla=self.app.config.sla)
+                                message=answering)
 
     def relay(self, ticket: Ticket, reply: Message, recipients: list[str]) -> OutboxMail:
         """An SE's public reply, sent to the customer from the support address."""
@@ -160,6 +160,30 @@ class Mails:
         )
         return self._queue(mail, "notify", ticket)
 
+    def to_staff(
+        self, ticket: Ticket, template: str, purpose: str, recipients: list[str], *,
+        cc: list[str] | None = None, **context: Any,
+    ) -> OutboxMail:
+        """An automatic mail to the team about a ticket (an SLA warning, an escalation), in
+        the ticket's thread, so that replying to it answers the customer."""
+        rendered = self.app.templates.render(template, self._context(ticket, **context))
+        references = thread_ids(ticket)
+        mail = OutgoingMail(
+            sender=self._desk(ticket),
+            to=[Party(address) for address in recipients],
+            cc=[Party(address) for address in cc or []],
+            reply_to=self._desk(ticket),
+            subject=tag_subject(rendered.subject, ticket.id),
+            text=rendered.text,
+            html=rendered.html,
+            message_id=self._message_id(ticket),
+            date=self.app.clock.now(),
+            in_reply_to=references[-1] if references else None,
+            references=references,
+            auto_submitted="auto-generated",
+        )
+        return self._queue(mail, purpose, ticket)
+
     def to_customer(
         self, ticket: Ticket, template: str, purpose: str, *,
         answering: Message | None = None, auto_submitted: str = "auto-generated",
@@ -212,7 +236,7 @@ class Mails:
     def welcome(self, customer: Customer, contact: str) -> OutboxMail:
         rendered = self.app.templates.render(
             "welcome", self._context(None, customer=customer, contact=contact,
-                                     sla=self.app.config.sla)
+                                     promises=self.app.sla.promises(customer.plan))
         )
         mail = OutgoingMail(
             sender=self._desk(None),

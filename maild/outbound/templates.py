@@ -8,6 +8,7 @@ An operator's template directory is searched before the shipped one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from maild.errors import ConfigError
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 TEMPLATE_NAMES = [
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
+    "sla_alert", "escalation",
 ]
 
 
@@ -41,6 +43,21 @@ def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
+def _format_span(value: timedelta) -> str:
+    """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
+    minutes = int(abs(value.total_seconds()) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes and not days:
+        parts.append(f"{minutes} min")
+    return " ".join(parts) or "less than a minute"
+
+
 class Templates:
     def __init__(self, override_dir: Path | None = None) -> None:
         directories = [d for d in (override_dir, SHIPPED_TEMPLATES) if d is not None]
@@ -51,6 +68,7 @@ class Templates:
         self._html = Environment(loader=loader, undefined=StrictUndefined, autoescape=True)
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
+            environment.filters["span"] = _format_span
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:

@@ -1,0 +1,85 @@
+"""Telling the team before an SLA due time passes, when it has passed, and escalating a
+ticket unresolved into its third week to the leads.
+
+What is due lives in the database (`sla_alert_at`, planned by sla.py); the sweep claims
+due tickets with FOR UPDATE SKIP LOCKED and, in one transaction, queues the mail and
+records the alert as sent, so a restart or a second scheduler never sends one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+
+from maild.app import App
+from maild.db.loads import SWEEP_LOADS
+from maild.db.models import Ticket
+from maild.outbound.mails import Mails
+from maild.sla import Alert, worth_telling
+from maild.workflow import record
+
+log = logging.getLogger(__name__)
+
+
+def _staff_for(app: App, ticket: Ticket) -> list[str]:
+    return [ticket.assignee] if ticket.assignee else list(app.config.staff.addresses)
+
+
+def _alert(app: App, mails: Mails, ticket: Ticket, due: list[Alert], now: datetime) -> int:
+    sent = 0
+    told = worth_telling(due)
+    slipping = [a for a in told if a.stage in ("warning", "breach")]
+    if slipping:
+        recipients = _staff_for(app, ticket)
+        if recipients:
+            mails.to_staff(ticket, "sla_alert", "sla_alert", recipients,
+                           alerts=slipping, now=now)
+            sent += 1
+        for alert in slipping:
+            record(ticket, now, "maild", f"sla_{alert.stage}",
+                   detail=f"{alert.target} due {alert.due.isoformat()}; told "
+                          f"{', '.join(recipients) or 'nobody (no staff addresses)'}")
+    if any(a.stage == "escalation" for a in told):
+        leads = list(app.config.staff.leads) or list(app.config.staff.addresses)
+        copied = [a for a in _staff_for(app, ticket) if a not in leads]
+        if leads:
+            mails.to_staff(ticket, "escalation", "escalation", leads, cc=copied, now=now,
+                           escalate_after=app.config.sla.escalate_after)
+            sent += 1
+        ticket.escalated_at = now
+        record(ticket, now, "maild", "escalated",
+               detail=f"unresolved after {app.config.sla.escalate_after}; told "
+                      f"{', '.join(leads) or 'nobody (no leads or staff addresses)'}")
+    # Warnings passed over for their breach count as sent too: they are never news again.
+    ticket.sla_alerts_sent = [*(ticket.sla_alerts_sent or []), *(a.key for a in due)]
+    return sent
+
+
+def send_sla_alerts(app: App, batch: int = 500) -> int:
+    now = app.clock.now()
+    sent = 0
+    while True:
+        with app.db.transaction() as session:
+            tickets = session.scalars(
+                select(Ticket)
+                .where(Ticket.sla_alert_at <= now)
+                .order_by(Ticket.sla_alert_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+                .options(*SWEEP_LOADS)
+            ).all()
+            mails = Mails(app, session)
+            for ticket in tickets:
+                # Planned afresh: the policies may have changed since (a new config, an upgrade).
+                app.sla.refresh(ticket)
+                due = app.sla.due_alerts(ticket, now)
+                if due:
+                    sent += _alert(app, mails, ticket, due, now)
+                app.sla.refresh(ticket)
+        if len(tickets) < batch:
+            break
+    if sent:
+        log.info("SLA: %d alerts sent", sent)
+    return sent
