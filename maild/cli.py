@@ -259,13 +259,28 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
                f"requester {data['requester']}, assignee {data['assignee'] or '-'}")
     if data["organization"]:
         click.echo(f"organization {data['organization']} ({data['tier']}, {data['plan'] or '-'})")
-    click.echo(f"created {data['created_at']}, first response due {data['response_due_at']}")
+    click.echo(f"created {data['created_at']}, severity {data['severity'] or '-'}")
+    click.echo(_sla_line(data))
     for message in data["messages"]:
         delivery = message["delivery"]
         sent = f" [{delivery['status']}]" if delivery else ""
         click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
                    f"{message['author']}{sent}")
         click.echo(message["body"])
+
+
+def _sla_line(data: dict[str, Any]) -> str:
+    if data["first_response_at"]:
+        parts = [f"first response {data['first_response_at']}"]
+    else:
+        parts = [f"first response due {data['response_due_at'] or '-'} "
+                 f"(our target {data['internal_response_due_at'] or '-'})"]
+    resolution = data["resolution_due_at"] or "-"
+    paused = f", paused since {data['sla_paused_at']}" if data["sla_paused_at"] else ""
+    parts.append(f"resolution due {resolution}{paused}")
+    if data["escalated_at"]:
+        parts.append(f"escalated {data['escalated_at']}")
+    return "SLA: " + "; ".join(parts)
 
 
 @tickets.command("set")
