@@ -257,3 +257,7 @@ class QuarantinedMail(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(10), default="held")  # held | released
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # `maild quarantine replay`: how often, when last, and what became of it.
+    replays: Mapped[int | None] = mapped_column(Integer, default=0)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)

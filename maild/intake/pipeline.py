@@ -50,14 +50,16 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
 
 
 def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
-    """Set a message aside with its reason; the same message set aside again is one entry."""
+    """Set a message aside with its reason; the same message set aside again is one
+    entry, with the latest reason (after a replay, the one that still holds)."""
     with app.db.transaction() as session:
         held = session.scalar(
-            select(QuarantinedMail.id).where(
+            select(QuarantinedMail).where(
                 QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == "held"
             )
         )
         if held is not None:
+            held.reason = reason
             return IngestResult("quarantined", reason)
         session.add(
             QuarantinedMail(

@@ -1,0 +1,123 @@
+"""The quarantine: mail that could not be processed, kept with its reason, and the way
+back once the cause is fixed (a config change, a new maild version).
+
+Replaying a message runs it through the intake again from its raw bytes, exactly as
+if it had just arrived on its original channel. A message that now goes through is
+released, with what became of it; one that fails again stays held with its new reason.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.app import App
+from maild.db.models import QuarantinedMail
+from maild.errors import NotFound, PermanentError
+from maild.intake.pipeline import IngestResult, ingest
+
+PREVIEW_BYTES = 64 * 1024  # enough for the headers of any sane message
+
+
+@dataclass(frozen=True)
+class Replayed:
+    entry_id: int
+    result: IngestResult
+
+
+def held(session: Session, *, everything: bool = False) -> list[QuarantinedMail]:
+    query = select(QuarantinedMail).order_by(QuarantinedMail.id)
+    if not everything:
+        query = query.where(QuarantinedMail.status == "held")
+    return list(session.scalars(query))
+
+
+def get_entry(session: Session, entry_id: int) -> QuarantinedMail:
+    entry = session.get(QuarantinedMail, entry_id)
+    if entry is None:
+        raise NotFound(f"there is no quarantined message {entry_id}")
+    return entry
+
+
+def headers_preview(app: App, entry: QuarantinedMail) -> dict[str, str]:
+    """From, To, Subject, Date and Message-ID as the sender wrote them, for a quick look.
+
+    Read leniently from the head of the raw bytes: a message in quarantine may well be
+    one that the full parser chokes on.
+    """
+    path = app.raw_store.path_for(entry.raw_sha256)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(PREVIEW_BYTES)
+    except OSError as exc:
+        return {"error": f"raw message missing from storage: {exc.strerror}"}
+    head = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    try:
+        parsed = email.message_from_bytes(head, policy=email.policy.compat32)
+    except Exception as exc:  # the stdlib parser on truly hostile input
+        return {"error": f"headers unreadable: {exc!r}"}
+    preview = {}
+    for name in ("From", "To", "Subject", "Date", "Message-ID"):
+        value = parsed.get(name)
+        if value is not None:
+            preview[name.lower()] = " ".join(str(value).split())[:300]
+    return preview
+
+
+def entry_json(app: App, entry: QuarantinedMail) -> dict[str, Any]:
+    path = app.raw_store.path_for(entry.raw_sha256)
+    return {
+        "id": entry.id,
+        "status": entry.status,
+        "reason": entry.reason,
+        "channel": entry.channel,
+        "received_at": entry.received_at.isoformat(),
+        "raw_sha256": entry.raw_sha256,
+        "raw_path": str(path),
+        "size": path.stat().st_size if path.exists() else None,
+        "replays": entry.replays or 0,
+        "replayed_at": entry.replayed_at.isoformat() if entry.replayed_at else None,
+        "released_at": entry.released_at.isoformat() if entry.released_at else None,
+        "outcome": entry.outcome,
+        "headers": headers_preview(app, entry),
+    }
+
+
+def _mailbox_of(app: App, channel: str) -> str | None:
+    """An IMAP channel ("imap:support") names the mailbox its ticket belongs to."""
+    name = channel.removeprefix("imap:") if channel.startswith("imap:") else None
+    return name if app.config.mailbox(name) is not None else None
+
+
+def replay(app: App, entry_id: int) -> Replayed:
+    """Run one held message through the intake again. TemporaryError leaves it held."""
+    with app.db.transaction() as session:
+        entry = get_entry(session, entry_id)
+        if entry.status != "held":
+            raise PermanentError(f"quarantined message {entry_id} was already released")
+        sha256, channel = entry.raw_sha256, entry.channel
+    try:
+        raw = app.raw_store.get(sha256)
+    except OSError as exc:
+        raise PermanentError(
+            f"quarantined message {entry_id}: its raw bytes are missing from storage "
+            f"({exc.strerror}); restore {app.raw_store.path_for(sha256)} first"
+        ) from None
+    result = ingest(app, raw, channel, _mailbox_of(app, channel))
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        entry = get_entry(session, entry_id)
+        entry.replays = (entry.replays or 0) + 1
+        entry.replayed_at = now
+        if result.outcome == "stored":
+            entry.status, entry.released_at = "released", now
+            entry.outcome = f"stored on ticket #{result.ticket_id}: {result.reason}"
+        elif result.outcome == "duplicate":
+            entry.status, entry.released_at = "released", now
+            entry.outcome = f"a duplicate of {result.message_id}, already stored"
+    return Replayed(entry_id, result)
