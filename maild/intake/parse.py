@@ -8,10 +8,12 @@ import email.policy
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
+from mimetypes import guess_type
 
 from inscriptis import get_text
 
@@ -19,6 +21,8 @@ from maild.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.errors import PermanentError
 from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.replies import new_text
+from maild.intake.tnef import is_tnef
+from maild.intake.tnef import unpack as unpack_tnef
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 
@@ -107,44 +111,98 @@ def decode_text_part(part: Message) -> str:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             text = payload.decode("windows-1252", errors="replace")
-    return text.replace("\r\n", "\n").replace("\x00", "")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
 def html_to_text(html: str) -> str:
     return get_text(html).strip()
 
 
-def _body_and_attachments(message: Message) -> tuple[str, list[Attachment]]:
+def _parts(message: Message) -> Iterator[Message]:
+    """The leaf parts in order; a forwarded message (message/rfc822) is one leaf."""
+    stack = [message]
+    while stack:
+        part = stack.pop()
+        if part.get_content_type() != "message/rfc822" and part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+            continue
+        yield part
+
+
+@dataclass(frozen=True)
+class _Content:
+    body: str  # what the author wrote (quoted history still in it)
+    forwarded: list[str]  # forwarded messages, each as the SE should read it
+    attachments: list[Attachment]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(t for t in [self.body, *self.forwarded] if t)
+
+
+def _forwarded(part: Message) -> _Content:
+    """A forwarded message as the SE should read it: who, when, what, then its text."""
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message):
+        return _Content("", [], [])
+    content = _content(inner)
+    lines = ["---------- Forwarded message ----------"]
+    for name in ("From", "Date", "Subject", "To"):
+        value = _header(inner, name)
+        if value:
+            lines.append(f"{name}: {' '.join(value.split())}")
+    return _Content("\n".join(lines) + "\n\n" + content.text, [], content.attachments)
+
+
+def _attachment(filename: str, content_type: str, data: bytes) -> Attachment:
+    return Attachment(filename=_safe_filename(filename), content_type=content_type,
+                      size=len(data), data=data)
+
+
+def _content(message: Message) -> _Content:
     plain: str | None = None
     html: str | None = None
+    forwarded: list[str] = []
+    carried = ""  # the text a winmail.dat carried, for mail whose body is only that
     attachments: list[Attachment] = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
+    for part in _parts(message):
         content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            inner = _forwarded(part)
+            forwarded.append(inner.body)
+            attachments += inner.attachments
+            continue
         disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         filename = part.get_filename()
         if disposition == "attachment" or (filename and content_type not in ("text/plain",)):
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
-            attachments.append(
-                Attachment(
-                    filename=_safe_filename(str(filename or "unnamed")),
-                    content_type=content_type,
-                    size=len(data),
-                    data=data,
-                )
-            )
+            unpacked = unpack_tnef(data) if is_tnef(content_type, str(filename or "")) else None
+            if unpacked is not None:
+                carried = carried or unpacked.text
+                attachments += [_attachment(name, guess_type(name)[0] or
+                                            "application/octet-stream", content)
+                                for name, content in unpacked.files]
+            if unpacked is None or not unpacked.files:  # nothing found: keep it as it came
+                attachments.append(_attachment(str(filename or "unnamed"), content_type, data))
             continue
-        if content_type == "text/plain" and plain is None:
+        if part.get_content_maintype() == "multipart" and plain is None:
+            # A multipart without a boundary cannot be split: its words are still words.
+            plain = decode_text_part(part)
+        elif content_type == "text/plain" and plain is None:
             plain = decode_text_part(part)
         elif content_type == "text/html" and html is None:
             html = decode_text_part(part)
     if plain is not None and plain.strip():
-        return plain.strip(), attachments
-    if html is not None:
-        return html_to_text(html), attachments
-    return (plain or "").strip(), attachments
+        body = plain.strip()
+    elif html is not None:
+        body = html_to_text(html)
+    else:
+        body = (plain or "").strip() or carried
+    return _Content(body, forwarded, attachments)
 
 
 def _safe_filename(name: str) -> str:
@@ -176,9 +234,20 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
 def parse(raw: bytes) -> ParsedMail:
     if not raw.strip():
         raise ParseError("the message is empty")
+    try:
+        return _parse(raw)
+    except RecursionError:
+        raise ParseError("MIME parts nested too deeply to read") from None
+
+
+def _parse(raw: bytes) -> ParsedMail:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
 
+    if len(_all_headers(message, "From")) > 1:
+        # Which one is the sender? Mail systems disagree, and that is how authenticity
+        # checks are fooled; RFC 5322 allows exactly one.
+        raise ParseError("more than one From header")
     from_value = _header(message, "From")
     senders = parse_mailboxes([from_value]) if from_value else []
     if not senders:
@@ -198,7 +267,7 @@ def parse(raw: bytes) -> ParsedMail:
         message_id = f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
         own = False
 
-    text, attachments = _body_and_attachments(message)
+    content = _content(message)
     headers = {
         name: _header(message, name)
         for name in (
@@ -223,12 +292,12 @@ def parse(raw: bytes) -> ParsedMail:
         date=_date(_header(message, "Date")),
         in_reply_to=_message_ids(_header(message, "In-Reply-To")),
         references=_message_ids(_header(message, "References")),
-        text=text,
-        new_text=new_text(text),
+        text=content.text,
+        new_text="\n\n".join(t for t in [new_text(content.body), *content.forwarded] if t),
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
-        attachments=attachments,
-        bounce=_bounce(message, text, senders[0].address, _header(message, "Subject")),
+        attachments=content.attachments,
+        bounce=_bounce(message, content.text, senders[0].address, _header(message, "Subject")),
         authentication_results=[" ".join(v.split())
                                 for v in _all_headers(message, "Authentication-Results")],
     )

@@ -1,0 +1,69 @@
+"""The hostile corpus (tests/corpus/): every file ends as a ticket message or in the
+quarantine with a reason, its raw bytes kept, and the intake goes on."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from maild.app import App, build_app
+from maild.clock import FixedClock
+from maild.config import parse_config
+from maild.db.models import Message, QuarantinedMail
+from maild.intake.pipeline import ingest
+from tests.conftest import config_text
+from tests.helpers import show
+
+CORPUS = Path(__file__).parent / "corpus"
+EXPECTED: dict[str, dict[str, Any]] = tomllib.loads((CORPUS / "expected.toml").read_text())
+
+
+def test_every_corpus_file_has_an_expectation_and_every_expectation_a_file() -> None:
+    assert sorted(p.name for p in CORPUS.glob("*.eml")) == sorted(EXPECTED)
+
+
+@pytest.fixture
+def corpus_app(tmp_path: Path, database_url: str, clock: FixedClock) -> Any:
+    text = config_text(database_url, tmp_path / "storage", 2526)
+    text = text.replace("[storage]\n", "[storage]\nmax_attachment_bytes = 16384\n")
+    app = build_app(parse_config(text), clock)
+    yield app
+    app.db.dispose()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_file(name: str, corpus_app: App) -> None:
+    expected = EXPECTED[name]
+    raw = (CORPUS / name).read_bytes()
+
+    result = ingest(corpus_app, raw, "corpus")
+
+    assert result.outcome == expected["outcome"], result.reason
+    kept = [p for p in (corpus_app.config.storage.dir / "raw").rglob("*.eml")
+            if p.read_bytes() == raw]
+    assert kept, "the raw bytes must be kept, whatever became of the message"
+    with corpus_app.db.transaction() as session:
+        held = session.scalars(select(QuarantinedMail)).all()
+        stored = session.scalars(select(Message).where(Message.direction == "in")).all()
+    if expected["outcome"] == "quarantined":
+        assert [q.raw_sha256 for q in held] == [kept[0].stem]
+        assert expected["reason"] in held[0].reason
+        assert stored == []
+        return
+    assert held == []
+    assert result.ticket_id is not None
+    ticket = show(corpus_app, result.ticket_id)
+    [message] = [m for m in ticket["messages"] if m["message_id"] == result.message_id]
+    if "subject" in expected:
+        assert ticket["subject"] == expected["subject"]
+    for text in expected.get("body", []):
+        assert text in message["body"]
+    for text in expected.get("not_in_body", []):
+        assert text not in message["body"]
+    if "attachments" in expected:
+        seen = [[a["filename"], a["sha256"] is not None] for a in message["attachments"]]
+        assert seen == expected["attachments"]
