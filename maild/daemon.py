@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from maild.app import App
-from maild.channels.imap.reader import DrainReport, MailboxReader
+from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
@@ -124,6 +124,9 @@ class Daemon:
         for reader in self.readers:
             try:
                 drained = reader.drain_once()
+            except MailboxBusy as exc:
+                log.info("%s; leaving it to that one", exc)
+                continue
             except TemporaryError as exc:
                 log.warning("%s", exc)
                 report.unreachable.append(reader.mailbox.name)

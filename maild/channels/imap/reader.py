@@ -31,6 +31,7 @@ from maild.channels.imap.state import last_uid_for, remember_last_uid
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, ingest, quarantine
+from maild.leases import lease_for
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ CONFIRM_SECONDS = 1.0
 # Partial fetches of a message too large to hold in memory.
 CHUNK_BYTES = 1024 * 1024
 BACKOFF_CAP_SECONDS = 300.0
+# A standby reader asks for the mailbox's lease this often; the holder checks it still
+# has it at least this often while idling, and before each batch.
+LEASE_RETRY_SECONDS = 2.0
+LEASE_CHECK_SECONDS = 5.0
 RECOVERABLE: tuple[type[BaseException], ...] = (TemporaryError, *CONNECTION_FAULTS)
 
 
@@ -100,6 +105,10 @@ def _announced_meanwhile(client: IMAPClient) -> bool:
     return announced
 
 
+class MailboxBusy(TemporaryError):
+    """Another maild holds the mailbox's lease and reads it."""
+
+
 class MailboxReader:
     def __init__(
         self,
@@ -115,36 +124,63 @@ class MailboxReader:
         self.tokens = token_source(mailbox, app.clock)
         self.channel = f"imap:{mailbox.name}"
         self.name = f"mailbox {mailbox.name}"
+        # One reader per mailbox across every maild sharing the database.
+        self.lease = lease_for(app.db.url, app.config.storage.dir, f"mailbox-{mailbox.name}")
+        self._standing_by = False
 
     # --- the daemon's loop ----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Read until `stop` is set. Never returns early for a transient fault."""
-        while not stop.is_set():
-            try:
-                self._serve(stop)
-            except RECOVERABLE as exc:
-                delay = self.backoff.next_delay()
-                said = describe(exc)
-                if not said.startswith(self.name):
-                    said = f"{self.name}: {said}"
-                log.warning("%s; trying again in %.1f s", said, delay)
-                stop.wait(delay)
-            except Exception:
-                delay = self.backoff.next_delay()
-                log.exception("%s: unexpected failure; trying again in %.1f s", self.name, delay)
-                stop.wait(delay)
+        try:
+            while not stop.is_set():
+                if self._take_lease(stop):
+                    self._serve_safely(stop)
+        finally:
+            self.lease.release()
+
+    def _take_lease(self, stop: threading.Event) -> bool:
+        if self.lease.try_acquire():
+            if self._standing_by:
+                log.info("%s: the other reader is gone; taking over", self.name)
+                self._standing_by = False
+            return True
+        if not self._standing_by:
+            log.info("%s: another maild is reading it; standing by", self.name)
+            self._standing_by = True
+        stop.wait(LEASE_RETRY_SECONDS)
+        return False
+
+    def _serve_safely(self, stop: threading.Event) -> None:
+        try:
+            self._serve(stop)
+        except RECOVERABLE as exc:
+            delay = self.backoff.next_delay()
+            said = describe(exc)
+            if not said.startswith(self.name):
+                said = f"{self.name}: {said}"
+            log.warning("%s; trying again in %.1f s", said, delay)
+            stop.wait(delay)
+        except Exception:
+            delay = self.backoff.next_delay()
+            log.exception("%s: unexpected failure; trying again in %.1f s", self.name, delay)
+            stop.wait(delay)
 
     def drain_once(self) -> DrainReport:
         """`maild run --once`: everything waiting in the folder now, then log out."""
-        session = open_session(self.mailbox, self.tokens)
+        if not self.lease.try_acquire():
+            raise MailboxBusy(f"{self.name}: another maild is reading it")
         try:
-            last_uid = self._open_folder(session.client)
-            return self._drain(session.client, threading.Event(), last_uid, rescan=True)
-        except CONNECTION_FAULTS as exc:
-            raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
+            session = open_session(self.mailbox, self.tokens)
+            try:
+                last_uid = self._open_folder(session.client)
+                return self._drain(session.client, threading.Event(), last_uid, rescan=True)
+            except CONNECTION_FAULTS as exc:
+                raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
+            finally:
+                session.close()
         finally:
-            session.close()
+            self.lease.release()
 
     def _serve(self, stop: threading.Event) -> None:
         session = open_session(self.mailbox, self.tokens)
@@ -163,7 +199,8 @@ class MailboxReader:
                 report.handled,
             )
             confirm = True
-            while not stop.is_set() and not self._login_expired(session):
+            while (not stop.is_set() and not self._login_expired(session)
+                   and self._still_ours()):
                 if idle:
                     if not _announced_meanwhile(client):
                         self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
@@ -178,6 +215,13 @@ class MailboxReader:
                 confirm = confirm or report.handled > 0
         finally:
             session.close()
+
+    def _still_ours(self) -> bool:
+        if self.lease.held():
+            return True
+        log.warning("%s: no longer ours to read (the database session holding it ended); "
+                    "stopping, to take it again or leave it to another maild", self.name)
+        return False
 
     def _login_expired(self, session: Session) -> bool:
         if session.expires_at is None or self.app.clock.now() < session.expires_at:
@@ -208,8 +252,13 @@ class MailboxReader:
         """
         client.idle()
         renew_at = time.monotonic() + (seconds or self.mailbox.idle_renew_seconds)
+        check_lease_at = time.monotonic() + LEASE_CHECK_SECONDS
         try:
             while not stop.is_set() and time.monotonic() < renew_at:
+                if time.monotonic() >= check_lease_at:
+                    if not self.lease.held():
+                        return
+                    check_lease_at = time.monotonic() + LEASE_CHECK_SECONDS
                 started = time.monotonic()
                 responses = client.idle_check(timeout=IDLE_SLICE_SECONDS)
                 if any(_announces_mail(r) for r in responses):
@@ -249,7 +298,7 @@ class MailboxReader:
                 return report
             self._set_aside_too_large(client, uid, sizes.pop(uid), report)
         for batch in plan_batches(sizes, self.mailbox.batch_messages, self.mailbox.batch_bytes):
-            if stop.is_set():
+            if stop.is_set() or not self.lease.held():
                 break
             handled = self._ingest_batch(client, batch, stop, report)
             if handled:

@@ -1,0 +1,105 @@
+"""Two `maild run` processes on one database and one mailbox: one reads it while the
+other stands by; when the reader is killed the other takes over within seconds, and no
+ticket, message or mail is lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Sink, config_text, mailbox_toml
+from tests.mailbuilder import make_mail
+from tests.waiting import wait_for
+
+MAILD = [sys.executable, "-m", "maild"]
+
+
+class Daemons:
+    def __init__(self, tmp_path: Path, database_url: str, sink: Sink, account: Any) -> None:
+        self.config = tmp_path / "maild.toml"
+        self.config.write_text(config_text(database_url, tmp_path / "storage", sink.port,
+                                           mailbox_toml(account)))
+        self.env = {**os.environ, "MAILD_CONFIG": str(self.config),
+                    "MAILD_TEST_IMAP_SUPPORT": account.password}
+        self.tmp = tmp_path
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        with open(self.log(name), "ab") as log:
+            self.processes[name] = subprocess.Popen([*MAILD, "run"], env=self.env, stderr=log)
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def said(self, name: str, text: str) -> bool:
+        return self.log(name).exists() and text in self.log(name).read_text()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            process.wait(timeout=60)
+
+    def tickets(self) -> list[dict[str, Any]]:
+        listed = subprocess.run([*MAILD, "tickets", "export"], env=self.env,
+                                capture_output=True, check=True)
+        return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
+def customer_mail(n: int) -> bytes:
+    return make_mail(sender=f"c{n}@customer.example", subject=f"Question {n}",
+                     message_id=f"<q{n}@customer.example>")
+
+
+def acknowledgments(sink: Sink) -> dict[str, set[str]]:
+    """The Message-IDs each customer was sent. A kill between the relay's acceptance and
+    the outbox's record may send one mail twice, but always as the same Message-ID."""
+    sent: dict[str, set[str]] = defaultdict(set)
+    for mail in sink.messages():
+        if str(mail["Delivered-To"]).startswith("c"):
+            sent[str(mail["Delivered-To"])].add(str(mail["Message-ID"]))
+    return sent
+
+
+def test_two_daemons_share_a_mailbox_and_the_survivor_takes_over(
+    tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
+) -> None:
+    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    for n in range(20):
+        imap_account.append(customer_mail(n))
+    daemons.start("a")
+    wait_for(lambda: daemons.said("a", "reading INBOX"), "the first daemon to read")
+    daemons.start("b")
+    try:
+        wait_for(lambda: daemons.said("b", "another maild is reading it; standing by"),
+                 "the second daemon to stand by")
+        wait_for(lambda: imap_account.count("Processed") == 20, "the first 20 to be filed")
+
+        # The reader dies in the middle of a stream of mail; the standby takes over.
+        for n in range(20, 30):
+            imap_account.append(customer_mail(n))
+        daemons.processes["a"].send_signal(signal.SIGKILL)
+        daemons.processes["a"].wait(timeout=10)
+        for n in range(30, 40):
+            imap_account.append(customer_mail(n))
+        wait_for(lambda: daemons.said("b", "the other reader is gone; taking over"),
+                 "the standby to take over", timeout=20)
+        wait_for(lambda: imap_account.count("Processed") == 40, "all 40 to be filed",
+                 timeout=30)
+        wait_for(lambda: len(acknowledgments(sink)) == 40, "40 acknowledgments", timeout=30)
+    finally:
+        daemons.stop_all()
+
+    tickets = daemons.tickets()
+    assert sorted(t["subject"] for t in tickets) == sorted(f"Question {n}" for n in range(40))
+    assert all(len([m for m in t["messages"] if m["direction"] == "in"]) == 1 for t in tickets)
+    doubled = {who: ids for who, ids in acknowledgments(sink).items() if len(ids) > 1}
+    assert doubled == {}
+    assert imap_account.count("INBOX") == 0
