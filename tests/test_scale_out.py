@@ -30,9 +30,10 @@ class Daemons:
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, now: str | None = None) -> None:
+        env = {**self.env, "MAILD_NOW": now} if now else self.env
         with open(self.log(name), "ab") as log:
-            self.processes[name] = subprocess.Popen([*MAILD, "run"], env=self.env, stderr=log)
+            self.processes[name] = subprocess.Popen([*MAILD, "run"], env=env, stderr=log)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"

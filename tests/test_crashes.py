@@ -1,0 +1,89 @@
+"""`maild run` SIGKILLed again and again at random points while it drains a mailbox and
+sends mail, then run to the end: every message is stored exactly once and every mail it
+caused is sent, once, or twice under the same Message-ID when the kill fell between the
+relay's acceptance and the outbox's record."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select
+
+from maild.db.models import OutboxMail
+from maild.outbound.sender import CLAIM_LEASE
+from tests.conftest import Sink
+from tests.mailbuilder import make_mail
+from tests.test_scale_out import Daemons
+from tests.waiting import wait_for
+
+CONVERSATIONS = 80
+REPLIES = 20
+KILLS = 8
+
+
+def outbox_by_purpose_and_status(database_url: str) -> dict[tuple[str, str], int]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return {(purpose, status): count for purpose, status, count in connection.execute(
+                select(OutboxMail.purpose, OutboxMail.status, func.count())
+                .group_by(OutboxMail.purpose, OutboxMail.status))}
+    finally:
+        engine.dispose()
+
+
+def test_killed_at_random_points_stores_everything_once_and_sends_everything(
+    tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
+) -> None:
+    for n in range(CONVERSATIONS):
+        imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Question {n}",
+                                      message_id=f"<q{n}@customer.example>"))
+    for n in range(REPLIES):
+        imap_account.append(make_mail(sender=f"c{n}@customer.example",
+                                      subject=f"Re: Question {n}",
+                                      message_id=f"<r{n}@customer.example>",
+                                      in_reply_to=f"<q{n}@customer.example>",
+                                      body="More detail.\n"))
+    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    chance = random.Random(20261123)
+    interrupted = 0
+    for round_number in range(KILLS):
+        name = f"run{round_number}"
+        daemons.start(name)
+        wait_for(lambda: daemons.said(name, "maild running"), "the daemon to start")
+        time.sleep(chance.uniform(0.05, 0.6))  # a random moment: the point of the test
+        daemons.processes[name].send_signal(signal.SIGKILL)
+        daemons.processes[name].wait(timeout=10)
+        interrupted += daemons.said(name, "stored <") and imap_account.count("INBOX") > 0
+
+    # Mail a killed sender had claimed is free again once its claim runs out (five
+    # minutes): the last run starts just past that, on the injected clock.
+    daemons.start("last", now=(datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=1))
+                  .isoformat())
+    try:
+        wait_for(lambda: imap_account.count("INBOX") == 0, "the mailbox to be drained",
+                 timeout=60)
+        wait_for(lambda: set(outbox_by_purpose_and_status(database_url))
+                 <= {("ack", "sent"), ("notify", "sent")}, "every mail to be sent", timeout=60)
+    finally:
+        daemons.stop_all()
+
+    tickets = daemons.tickets()
+    assert len(tickets) == CONVERSATIONS
+    received = [m["message_id"] for t in tickets for m in t["messages"] if m["direction"] == "in"]
+    assert sorted(received) == sorted([f"<q{n}@customer.example>" for n in range(CONVERSATIONS)]
+                                      + [f"<r{n}@customer.example>" for n in range(REPLIES)])
+    assert outbox_by_purpose_and_status(database_url) == {
+        ("ack", "sent"): CONVERSATIONS, ("notify", "sent"): CONVERSATIONS + REPLIES}
+    sent: dict[str, set[str]] = defaultdict(set)
+    for mail in sink.messages():
+        sent[str(mail["Delivered-To"])].add(str(mail["Message-ID"]))
+    assert all(len(sent[f"c{n}@customer.example"]) == 1 for n in range(CONVERSATIONS))
+    assert len(sent["dan@example.com"]) == CONVERSATIONS + REPLIES
+    assert interrupted >= 3, "the kills must land while mail is being drained"
