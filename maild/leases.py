@@ -124,8 +124,9 @@ class FileLease:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for an operator's look
+        with contextlib.suppress(OSError):  # who holds it, for an operator's look; a full
+            os.ftruncate(fd, 0)              # disk must not cost the lease
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return True
 

@@ -56,7 +56,7 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
     for round_number in range(KILLS):
         name = f"run{round_number}"
         daemons.start(name)
-        wait_for(lambda: daemons.said(name, "maild running"), "the daemon to start")
+        wait_for(lambda name=name: daemons.said(name, "maild running"), "the daemon to start")
         time.sleep(chance.uniform(0.05, 0.6))  # a random moment: the point of the test
         daemons.processes[name].send_signal(signal.SIGKILL)
         daemons.processes[name].wait(timeout=10)

@@ -140,7 +140,15 @@ class MailboxReader:
             self.lease.release()
 
     def _take_lease(self, stop: threading.Event) -> bool:
-        if self.lease.try_acquire():
+        try:
+            taken = self.lease.try_acquire()
+        except Exception as exc:  # the lock file's disk, say: try again, never die
+            delay = self.backoff.next_delay()
+            log.warning("%s: cannot take the lease to read it (%s); trying again in %.1f s",
+                        self.name, exc, delay)
+            stop.wait(delay)
+            return False
+        if taken:
             if self._standing_by:
                 log.info("%s: the other reader is gone; taking over", self.name)
                 self._standing_by = False
