@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
 
-from maild.app import App
+from maild.app import App, build_app
 from maild.cli import main
 from maild.ticket_views import get_ticket, ticket_json
 
@@ -24,3 +26,28 @@ def maild(config_file: Path, *args: str, stdin: bytes | None = None, now: str = 
 def show(app: App, ticket_id: int) -> dict[str, Any]:
     with app.db.transaction() as session:
         return ticket_json(get_ticket(session, ticket_id))
+
+
+T = TypeVar("T")
+
+
+def at_once(app: App, work: Callable[[App], T], processes: int = 2) -> list[T]:
+    """`work` run by several schedulers of their own at the same moment, as several
+    maild processes on one database would; what each returned."""
+    schedulers = [build_app(app.config, app.clock) for _ in range(processes)]
+    results: list[T] = []
+    start = threading.Barrier(processes)
+
+    def run(scheduler: App) -> None:
+        start.wait()
+        results.append(work(scheduler))
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for scheduler in schedulers:
+        scheduler.db.dispose()
+    assert len(results) == processes, "a scheduler failed; see its traceback above"
+    return results

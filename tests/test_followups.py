@@ -3,7 +3,6 @@ closed 72 hours later. Stories told with the injected clock, never by sleeping."
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,7 @@ from maild.clock import FixedClock
 from maild.followups import send_followups
 from maild.intake.pipeline import ingest
 from maild.sweeps import close_solved_tickets, run_sweeps
-from tests.helpers import show
+from tests.helpers import at_once, show
 from tests.mailbuilder import make_mail, staff_reply
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -147,22 +146,7 @@ def test_two_schedulers_at_once_send_every_nudge_exactly_once(
     run_sweeps(app)
     clock.set(at(12, 1, 16))
 
-    schedulers = [build_app(app.config, clock) for _ in range(2)]
-    results: list[dict[str, int]] = []
-    start = threading.Barrier(2)
-
-    def sweep(scheduler: App) -> None:
-        start.wait()
-        results.append(send_followups(scheduler, batch=5))
-
-    threads = [threading.Thread(target=sweep, args=(s,)) for s in schedulers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for scheduler in schedulers:
-        scheduler.db.dispose()
-
+    results = at_once(app, lambda scheduler: send_followups(scheduler, batch=5))
     assert sum(r["nudged"] for r in results) == 40
     assert all(len(system_mails(app, t)) == 1 for t in tickets)
 

@@ -5,7 +5,6 @@ Stories told with the injected clock, never by sleeping."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -27,7 +26,7 @@ from maild.sweeps import run_sweeps
 from maild.ticket_views import get_ticket
 from maild.workflow import set_priority
 from tests.conftest import Sink, config_text
-from tests.helpers import maild, show
+from tests.helpers import at_once, maild, show
 from tests.mailbuilder import make_mail, plain_text, staff_reply
 from tests.test_followups import at
 
@@ -334,22 +333,7 @@ def test_two_schedulers_at_once_send_every_alert_exactly_once(
         ingest(desk, make_mail(sender=f"c{n}@customer.example",
                                message_id=f"<m{n}@customer.example>"), "test")
     clock.set(at(11, 23, 10, 50))
-    schedulers = [build_app(desk.config, clock) for _ in range(2)]
-    results: list[int] = []
-    start = threading.Barrier(2)
-
-    def sweep(scheduler: App) -> None:
-        start.wait()
-        results.append(send_sla_alerts(scheduler, batch=4))
-
-    threads = [threading.Thread(target=sweep, args=(s,)) for s in schedulers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for scheduler in schedulers:
-        scheduler.db.dispose()
-
+    results = at_once(desk, lambda scheduler: send_sla_alerts(scheduler, batch=4))
     assert sum(results) == 30
     with desk.db.transaction() as session:
         per_ticket = [t for (t,) in session.execute(

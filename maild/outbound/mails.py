@@ -142,30 +142,16 @@ class Mails:
     ) -> OutboxMail:
         """Tells the assignee (or the staff list) what the customer wrote, in the ticket's
         thread, so that replying to it answers the customer."""
-        rendered = self.app.templates.render("notify", self._context(
-            ticket, message=message, **context
-        ))
-        mail = OutgoingMail(
-            sender=self._desk(ticket),
-            to=[Party(address) for address in recipients],
-            reply_to=self._desk(ticket),
-            subject=tag_subject(rendered.subject, ticket.id),
-            text=rendered.text,
-            html=rendered.html,
-            message_id=self._message_id(ticket),
-            date=self.app.clock.now(),
-            in_reply_to=message.message_id,
-            references=thread_ids(ticket),
-            auto_submitted="auto-generated",
-        )
-        return self._queue(mail, "notify", ticket)
+        return self.to_staff(ticket, "notify", "notify", recipients, message=message,
+                             in_reply_to=message.message_id, **context)
 
     def to_staff(
         self, ticket: Ticket, template: str, purpose: str, recipients: list[str], *,
-        cc: list[str] | None = None, **context: Any,
+        cc: list[str] | None = None, in_reply_to: str | None = None, **context: Any,
     ) -> OutboxMail:
-        """An automatic mail to the team about a ticket (an SLA warning, an escalation), in
-        the ticket's thread, so that replying to it answers the customer."""
+        """An automatic mail to the team about a ticket (a notification, an SLA warning, an
+        escalation), in the ticket's thread, so that replying to it answers the customer.
+        It answers `in_reply_to`, by default the conversation's latest mail."""
         rendered = self.app.templates.render(template, self._context(ticket, **context))
         references = thread_ids(ticket)
         mail = OutgoingMail(
@@ -178,7 +164,7 @@ class Mails:
             html=rendered.html,
             message_id=self._message_id(ticket),
             date=self.app.clock.now(),
-            in_reply_to=references[-1] if references else None,
+            in_reply_to=in_reply_to or (references[-1] if references else None),
             references=references,
             auto_submitted="auto-generated",
         )
