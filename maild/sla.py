@@ -30,7 +30,6 @@ from maild.durations import Duration
 
 WAITING_ON_US = ("new", "open")
 RESOLVED = ("solved", "closed")
-TARGETS = ("internal_response", "first_response", "resolution")
 
 
 @dataclass(frozen=True)
