@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 
 from maild.app import App, build_app
@@ -23,6 +25,9 @@ PG_URL = os.environ.get(
     "MAILD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 START = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # a Monday, 10:00 in Los Angeles
+
+# Hypothesis keeps caches; they belong in the temp directory, not in the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "maild-hypothesis")
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ from maild.intake.pipeline import ingest
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
 SMALL_CORPUS = [p.read_bytes() for p in CORPUS if p.stat().st_size < 20_000]
 
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=True,
+# Derandomized: the same examples every run, so no example database is kept on disk.
+PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
