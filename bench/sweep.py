@@ -3,11 +3,11 @@ grows from 10,000 to 100,000 tickets, on SQLite (or PostgreSQL with --url).
 
     .venv/bin/python -m bench.sweep [--sizes 10000 30000 100000] [--url postgresql+psycopg://…]
 
-Each database holds N tickets: 90% pending and not due for days, 1% pending and due
+Each database holds N tickets: 85% pending and not due for days, 1% pending and due
 for their first nudge and their week-three escalation now, 9% solved long ago (due to
-be closed). Two figures per size:
-the steady-state sweep when nothing is due (what runs every minute), and the sweep
-that sends the due nudges and closes the due tickets. The ratio to the 10,000-ticket
+be closed), 5% solved yesterday (still waiting to be closed, as on any live desk). Two
+figures per size: the steady-state sweep when nothing is due (what runs every minute),
+and the sweep that sends the due nudges and closes the due tickets. The ratio to the 10,000-ticket
 figure shows how each grows: 1.0 means flat, 10.0 means linear in the table size.
 """
 
@@ -63,6 +63,9 @@ def fill(app: App, size: int) -> int:
         elif kind < 10:  # solved long ago: due to be closed
             tickets.append({**base, "status": "solved", "solved_at": NOW - timedelta(days=10),
                             "survey_sent_at": NOW - timedelta(days=10)})
+        elif kind < 15:  # solved yesterday: still inside close_after_solved
+            tickets.append({**base, "status": "solved", "solved_at": NOW - timedelta(days=1),
+                            "survey_sent_at": NOW - timedelta(days=1)})
         else:
             tickets.append({**base, "status": "pending", "pending_since": NOW,
                             "followup_due_at": NOW + timedelta(days=2),

@@ -39,10 +39,7 @@ class BusinessCalendar:
 
     @property
     def business_day_length(self) -> timedelta:
-        day = date(2001, 1, 1)  # a day without a DST change
-        opens = datetime.combine(day, self.start, tzinfo=UTC)
-        closes = (datetime.combine(day, self.end, tzinfo=UTC) if isinstance(self.end, time)
-                  else datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC))
+        opens, closes = self.window(date(2001, 1, 1))  # a day without a DST change
         return closes - opens
 
     def business_length(self, duration: Duration) -> timedelta:

@@ -103,6 +103,10 @@ class SlaClocks:
             self._resolution_due(ticket.created_at, policy.resolution, stopped)
             if policy is not None and policy.resolution is not None else None
         )
+        self.plan_alerts(ticket)
+
+    def plan_alerts(self, ticket: Ticket) -> None:
+        """When the ticket's next unsent alert is due (its due times as they stand)."""
         sent = set(ticket.sla_alerts_sent or [])
         ticket.sla_alert_at = min(
             (alert.at for alert in self.alerts(ticket) if alert.key not in sent), default=None

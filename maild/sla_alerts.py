@@ -77,7 +77,7 @@ def send_sla_alerts(app: App, batch: int = 500) -> int:
                 due = app.sla.due_alerts(ticket, now)
                 if due:
                     sent += _alert(app, mails, ticket, due, now)
-                app.sla.refresh(ticket)
+                    app.sla.plan_alerts(ticket)
         if len(tickets) < batch:
             break
     if sent:

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 
 from maild.app import App
-from maild.db.loads import SWEEP_LOADS
+from maild.db.loads import CLOSE_LOADS
 from maild.db.models import Ticket
 from maild.followups import send_followups
 from maild.satisfaction import send_surveys
@@ -20,31 +20,39 @@ log = logging.getLogger(__name__)
 def close_solved_tickets(app: App, batch: int = 500) -> int:
     """Solved tickets become closed (final) once `followup.close_after_solved` has passed.
 
-    Oldest solved first, batch after batch: the first one not yet due ends the sweep,
-    since every ticket after it was solved later still.
+    Oldest solved first: the first one not yet due ends the sweep, since every ticket
+    after it was solved later still. Due-ness is decided from (id, solved_at) alone, so
+    the minute-by-minute sweep over tickets still inside their wait reads no more.
     """
     now = app.clock.now()
     wait = app.config.followup.close_after_solved
     closed = 0
     while True:
         with app.db.transaction() as session:
-            tickets = session.scalars(
-                select(Ticket)
+            candidates = session.execute(
+                select(Ticket.id, Ticket.solved_at)
                 .where(Ticket.status == "solved", Ticket.solved_at.is_not(None))
                 .order_by(Ticket.solved_at)
                 .limit(batch)
+            ).all()
+            due: list[int] = []
+            for ticket_id, solved_at in candidates:
+                if solved_at is None or app.calendar.add(solved_at, wait) > now:
+                    break  # the rest were solved later: none is due
+                due.append(ticket_id)
+            if not due:
+                break
+            tickets = session.scalars(
+                select(Ticket)
+                .where(Ticket.id.in_(due), Ticket.status == "solved")
                 .with_for_update(skip_locked=True)
-                .options(*SWEEP_LOADS)
+                .options(*CLOSE_LOADS)
             ).all()
             for ticket in tickets:
-                assert ticket.solved_at is not None
-                if app.calendar.add(ticket.solved_at, wait) > now:
-                    tickets = []  # the rest were solved later: none is due
-                    break
                 set_status(ticket, "closed", actor="maild", now=now, clocks=app.sla,
                            detail=f"solved for {wait}")
-                closed += 1
-        if len(tickets) < batch:
+            closed += len(tickets)
+        if len(due) < batch or not tickets:  # none claimed: another scheduler has them
             break
     if closed:
         log.info("closed %d solved tickets", closed)

@@ -15,3 +15,9 @@ SWEEP_LOADS = (
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
 )
+
+# What closing a ticket reads: the event log it writes to and the SLA clocks it stops.
+CLOSE_LOADS = (
+    selectinload(Ticket.events),
+    selectinload(Ticket.customer),
+)

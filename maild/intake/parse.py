@@ -139,7 +139,11 @@ class _Content:
 
     @property
     def text(self) -> str:
-        return "\n\n".join(t for t in [self.body, *self.forwarded] if t)
+        return _paragraphs(self.body, *self.forwarded)
+
+
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(t for t in texts if t)
 
 
 def _forwarded(part: Message) -> _Content:
@@ -293,7 +297,7 @@ def _parse(raw: bytes) -> ParsedMail:
         in_reply_to=_message_ids(_header(message, "In-Reply-To")),
         references=_message_ids(_header(message, "References")),
         text=content.text,
-        new_text="\n\n".join(t for t in [new_text(content.body), *content.forwarded] if t),
+        new_text=_paragraphs(new_text(content.body), *content.forwarded),
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=content.attachments,
