@@ -1,18 +1,21 @@
 """One intake path for every channel: parse → dedupe → classify → thread → apply.
 
-The raw bytes are made durable first; everything after that happens in one
-transaction, outbox mail included. A message that cannot be processed is
-quarantined with its reason and never stops the caller.
+The raw bytes are made durable first; everything after that happens in the database
+transaction of the batch the message came in, outbox mail included, each message in a
+savepoint of its own. A message that cannot be processed is quarantined with its
+reason, within the same batch, and never stops the caller or the messages after it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, union_all
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from maild.app import App
@@ -37,11 +40,11 @@ class IngestResult:
 
 def _is_known(session: Session, message_id: str) -> bool:
     """DESIGN.md rule 1: a Message-ID maild already stored, received or sent."""
-    return (
-        session.scalar(select(Message.id).where(Message.message_id == message_id)) is not None
-        or session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == message_id))
-        is not None
-    )
+    known = union_all(
+        select(Message.id).where(Message.message_id == message_id),
+        select(OutboxMail.id).where(OutboxMail.message_id == message_id),
+    ).limit(1)
+    return session.execute(known).first() is not None
 
 
 def _duplicate(mail: ParsedMail) -> IngestResult:
@@ -49,49 +52,116 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
     return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
-def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
-    """Set a message aside with its reason; the same message set aside again is one
-    entry, with the latest reason (after a replay, the one that still holds)."""
-    with app.db.transaction() as session:
-        held = session.scalar(
-            select(QuarantinedMail).where(
-                QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == "held"
-            )
+def _set_aside(session: Session, raw_sha256: str, channel: str, reason: str,
+               app: App) -> IngestResult:
+    """The same message set aside again is one entry, with the latest reason (after a
+    replay, the one that still holds)."""
+    held = session.scalar(
+        select(QuarantinedMail).where(
+            QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == "held"
         )
-        if held is not None:
-            held.reason = reason
-            return IngestResult("quarantined", reason)
-        session.add(
-            QuarantinedMail(
-                raw_sha256=raw_sha256,
-                channel=channel,
-                reason=reason,
-                received_at=app.clock.now(),
-                status="held",
-            )
+    )
+    if held is not None:
+        held.reason = reason
+        return IngestResult("quarantined", reason)
+    session.add(
+        QuarantinedMail(
+            raw_sha256=raw_sha256,
+            channel=channel,
+            reason=reason,
+            received_at=app.clock.now(),
+            status="held",
         )
+    )
     log.warning("quarantined %s from %s: %s", raw_sha256[:12], channel, reason)
     return IngestResult("quarantined", reason)
 
 
-def _process(
-    app: App, raw_sha256: str, channel: str, mailbox: str | None, mail: ParsedMail
-) -> IngestResult:
-    verdict = classify(mail, app.config)
-    if verdict.loop:
-        raise PermanentError(f"mail loop: {verdict.loop}")
+def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
+    """Set a message aside with its reason, in a transaction of its own."""
     with app.db.transaction() as session:
-        if _is_known(session, mail.message_id):
+        return _set_aside(session, raw_sha256, channel, reason, app)
+
+
+def _is_connection_fault(exc: DBAPIError) -> bool:
+    """The database is away: the message is not at fault, and the batch is retried."""
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+class IntakeBatch:
+    """Messages of one channel taken in one transaction (see `intake_batch`)."""
+
+    def __init__(self, app: App, session: Session, channel: str, mailbox: str | None) -> None:
+        self.app = app
+        self.session = session
+        self.channel = channel
+        self.mailbox = mailbox
+
+    def ingest(self, raw: bytes) -> IngestResult:
+        """Take one raw message. Raises TemporaryError only when it could not be kept or
+        the database is away; the batch's transaction is then not to be committed as a
+        whole, but what came before is sound."""
+        raw_sha256 = self.app.raw_store.put(raw)
+        try:
+            mail = parse(raw)
+        except PermanentError as exc:
+            return self._quarantine(raw_sha256, str(exc))
+        except Exception as exc:  # the stdlib parser on truly hostile input
+            log.exception("parsing %s failed", raw_sha256[:12])
+            return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
+
+        try:
+            with self.session.begin_nested():
+                return self._process(raw_sha256, mail)
+        except IntegrityError:
+            # Another process stored the same Message-ID between our check and our insert.
+            if _is_known(self.session, mail.message_id):
+                return _duplicate(mail)
+            raise TemporaryError("a constraint failed while storing; will retry") from None
+        except DBAPIError as exc:
+            if _is_connection_fault(exc):
+                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+            log.exception("storing %s failed", mail.message_id)
+            return self._quarantine(raw_sha256, f"internal error while storing: {exc.orig!r}")
+        except TemporaryError:
+            raise
+        except PermanentError as exc:
+            return self._quarantine(raw_sha256, str(exc))
+        except Exception as exc:
+            log.exception("processing %s failed", mail.message_id)
+            return self._quarantine(raw_sha256,
+                                    f"internal error while processing: {exc!r}")
+
+    def _quarantine(self, raw_sha256: str, reason: str) -> IngestResult:
+        return _set_aside(self.session, raw_sha256, self.channel, reason, self.app)
+
+    def _process(self, raw_sha256: str, mail: ParsedMail) -> IngestResult:
+        verdict = classify(mail, self.app.config)
+        if verdict.loop:
+            raise PermanentError(f"mail loop: {verdict.loop}")
+        if _is_known(self.session, mail.message_id):
             return _duplicate(mail)
-        threading = find_ticket(session, mail, verdict.is_staff)
-        applied = apply(app, session, mail, verdict, threading, raw_sha256, channel, mailbox)
-    log.info(
-        "stored %s on ticket #%s (%s; %s)",
-        mail.message_id, applied.ticket_id, threading.reason, applied.summary,
-    )
-    return IngestResult(
-        "stored", applied.summary, applied.ticket_id, mail.message_id, applied.outbox_queued
-    )
+        threading = find_ticket(self.session, mail, verdict.is_staff)
+        applied = apply(self.app, self.session, mail, verdict, threading, raw_sha256,
+                        self.channel, self.mailbox)
+        log.info(
+            "stored %s on ticket #%s (%s; %s)",
+            mail.message_id, applied.ticket_id, threading.reason, applied.summary,
+        )
+        return IngestResult(
+            "stored", applied.summary, applied.ticket_id, mail.message_id,
+            applied.outbox_queued,
+        )
+
+
+@contextmanager
+def intake_batch(app: App, channel: str, mailbox: str | None = None
+                 ) -> Iterator[IntakeBatch]:
+    """One transaction for many messages, each in a savepoint of its own: one bad
+    message is quarantined alone, and the batch costs one commit. Nothing of the batch
+    counts until the block ends without an exception."""
+    with app.db.transaction() as session:
+        yield IntakeBatch(app, session, channel, mailbox)
 
 
 def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:
@@ -99,28 +169,5 @@ def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> In
 
     `mailbox` names the [[mailboxes]] entry it was read from, if any.
     """
-    raw_sha256 = app.raw_store.put(raw)
-    try:
-        mail = parse(raw)
-    except PermanentError as exc:
-        return quarantine(app, raw_sha256, channel, str(exc))
-    except Exception as exc:  # the stdlib parser on truly hostile input
-        log.exception("parsing %s failed", raw_sha256[:12])
-        return quarantine(app, raw_sha256, channel, f"unparseable message: {exc!r}")
-
-    try:
-        return _process(app, raw_sha256, channel, mailbox, mail)
-    except IntegrityError:
-        # Another process stored the same Message-ID between our check and our commit.
-        with app.db.transaction() as session:
-            if _is_known(session, mail.message_id):
-                return _duplicate(mail)
-        raise TemporaryError("a constraint failed while storing; will retry") from None
-    except TemporaryError:
-        raise
-    except PermanentError as exc:
-        return quarantine(app, raw_sha256, channel, str(exc))
-    except Exception as exc:
-        log.exception("processing %s failed", mail.message_id)
-        return quarantine(app, raw_sha256, channel, f"internal error while processing: {exc!r}")
-
+    with intake_batch(app, channel, mailbox) as batch:
+        return batch.ingest(raw)

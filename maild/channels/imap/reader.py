@@ -30,7 +30,7 @@ from maild.channels.imap.session import (
 from maild.channels.imap.state import last_uid_for, remember_last_uid
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
-from maild.intake.pipeline import IngestResult, ingest, quarantine
+from maild.intake.pipeline import IngestResult, intake_batch, quarantine
 from maild.leases import lease_for
 
 log = logging.getLogger(__name__)
@@ -317,10 +317,12 @@ class MailboxReader:
     def _ingest_batch(
         self, client: IMAPClient, batch: list[int], stop: threading.Event, report: DrainReport
     ) -> list[int]:
+        """Store a batch in one transaction, then file away what it committed. A fault
+        part-way (the disk, say) still commits and files away the messages before it."""
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        processed: list[int] = []
-        quarantined: list[int] = []
-        try:
+        results: list[tuple[int, IngestResult]] = []
+        fault: TemporaryError | None = None
+        with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
             for uid in batch:
                 if stop.is_set():
                     break
@@ -331,15 +333,21 @@ class MailboxReader:
                 # A server that answers NIL for the body: quarantined as empty, not retried
                 # forever in front of the messages after it.
                 raw = raw if isinstance(raw, bytes) else b""
-                result = ingest(self.app, raw, self.channel, self.mailbox.name)
-                report.count(result)
-                (quarantined if result.outcome == "quarantined" else processed).append(uid)
-                if result.outcome == "stored":
-                    self.on_stored(result)
-        finally:
-            # Whatever is committed is filed away, even when a later message hit a fault.
-            file_away(client, processed, self.mailbox.processed_folder)
-            file_away(client, quarantined, self.mailbox.quarantine_folder)
+                try:
+                    results.append((uid, intake.ingest(raw)))
+                except TemporaryError as exc:
+                    fault = exc
+                    break
+        for _, result in results:
+            report.count(result)
+            if result.outcome == "stored":
+                self.on_stored(result)
+        processed = [uid for uid, result in results if result.outcome != "quarantined"]
+        quarantined = [uid for uid, result in results if result.outcome == "quarantined"]
+        file_away(client, processed, self.mailbox.processed_folder)
+        file_away(client, quarantined, self.mailbox.quarantine_folder)
+        if fault is not None:
+            raise fault
         return processed + quarantined
 
     def _set_aside_too_large(

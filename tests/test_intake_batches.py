@@ -1,0 +1,80 @@
+"""A batch of messages is one transaction with a savepoint per message: one commit for
+the lot, and a message that fails half-way leaves nothing of itself behind."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select
+
+from maild.app import App
+from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
+from maild.intake.pipeline import intake_batch
+from maild.outbound.templates import Templates
+from tests.mailbuilder import make_mail
+
+SHIPPED_ACK = (Path(__file__).resolve().parent.parent / "templates" / "ack.txt.j2").read_text()
+
+
+def _with_ack_failing_for(app: App, tmp_path: Path, subject: str) -> App:
+    """An operator's acknowledgment template with a mistake that only one ticket meets:
+    the failure comes after the ticket and its message were written."""
+    directory = tmp_path / "operator-templates"
+    directory.mkdir()
+    (directory / "ack.txt.j2").write_text(
+        SHIPPED_ACK + f'{{% if ticket.subject == "{subject}" %}}{{{{ ticket.no_such_field }}}}'
+        "{% endif %}\n"
+    )
+    return dataclasses.replace(app, templates=Templates(directory))
+
+
+def _count(app: App, model: Any) -> int:
+    with app.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_a_batch_commits_once_and_a_failure_half_way_leaves_nothing_of_it(
+    app: App, tmp_path: Path
+) -> None:
+    app = _with_ack_failing_for(app, tmp_path, "Boom")
+    commits: list[int] = []
+    event.listen(app.db.engine, "commit", lambda connection: commits.append(1))
+    mails = [
+        make_mail(f"c{n}@customer.example", subject="Boom" if n == 2 else f"Question {n}",
+                  message_id=f"<m{n}@customer.example>")
+        for n in range(5)
+    ]
+
+    with intake_batch(app, "test") as batch:
+        results = [batch.ingest(raw) for raw in mails]
+
+    assert [r.outcome for r in results] == ["stored", "stored", "quarantined", "stored",
+                                            "stored"]
+    assert "no_such_field" in results[2].reason
+    assert len(commits) == 1
+    # Tickets, messages and acknowledgments of the other four only: the failed one's
+    # ticket and message, written before its acknowledgment failed, were rolled back.
+    assert _count(app, Ticket) == 4
+    assert _count(app, Message) == 8
+    with app.db.transaction() as session:
+        purposes = session.scalars(select(OutboxMail.purpose)).all()
+        assert sorted(purposes) == ["ack"] * 4 + ["notify"] * 4
+        assert session.scalar(select(Message).where(
+            Message.message_id == "<m2@customer.example>")) is None
+        held = session.scalars(select(QuarantinedMail)).one()
+        assert "no_such_field" in held.reason
+        assert app.raw_store.get(held.raw_sha256) == mails[2]
+
+
+def test_nothing_of_a_batch_counts_when_it_does_not_end(app: App) -> None:
+    try:
+        with intake_batch(app, "test") as batch:
+            batch.ingest(make_mail(message_id="<kept-for-later@customer.example>"))
+            raise ConnectionError("the IMAP connection dropped before the batch ended")
+    except ConnectionError:
+        pass
+
+    assert _count(app, Ticket) == 0
+    assert _count(app, OutboxMail) == 0
