@@ -16,19 +16,9 @@ from maild.errors import TemporaryError
 T = TypeVar("T")
 
 
-def _open_new(path: Path) -> IO[bytes]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "wb")
-
-
 def _sync(handle: IO[bytes]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
-
-
-def _move_into_place(temporary: Path, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temporary, path)
 
 
 class RawStore:
@@ -38,6 +28,27 @@ class RawStore:
     def __init__(self, directory: Path, suffix: str = ".eml") -> None:
         self.directory = directory
         self.suffix = suffix
+        self._made: set[Path] = set()  # directories known to exist: no mkdir per message
+
+    def _make_directory(self, path: Path) -> None:
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
+
+    def _in_directory(self, path: Path, operation: Callable[[], T]) -> T:
+        self._make_directory(path.parent)
+        try:
+            return operation()
+        except FileNotFoundError:  # the directory was removed behind our back
+            self._made.discard(path.parent)
+            self._make_directory(path.parent)
+            return operation()
+
+    def _open_new(self, path: Path) -> IO[bytes]:
+        return self._in_directory(path, lambda: open(path, "wb"))
+
+    def _move_into_place(self, temporary: Path, path: Path) -> None:
+        self._in_directory(path, lambda: os.replace(temporary, path))
 
     def path_for(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256[2:4] / f"{sha256}{self.suffix}"
@@ -63,7 +74,7 @@ class RawStore:
         digest = hashlib.sha256()
         temporary = self.directory / f"incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            handle = self._guarded(_open_new, temporary)
+            handle = self._guarded(self._open_new, temporary)
             with handle:
                 for chunk in chunks:
                     if known is None:
@@ -71,7 +82,7 @@ class RawStore:
                     self._guarded(handle.write, chunk)
                 self._guarded(_sync, handle)
             sha256 = known or digest.hexdigest()
-            self._guarded(_move_into_place, temporary, self.path_for(sha256))
+            self._guarded(self._move_into_place, temporary, self.path_for(sha256))
         finally:
             with contextlib.suppress(OSError):  # the fault being raised matters more
                 temporary.unlink(missing_ok=True)

@@ -133,6 +133,9 @@ def open_ticket(
         nudges_sent=0,
         sla_alerts_sent=[],
         follow_up_of_id=follow_up_of.id if follow_up_of else None,
+        # A new ticket has none yet: said here, its first append loads nothing.
+        messages=[],
+        events=[],
     )
     ticket.participants.append(Participant(address=requester, role="requester"))
     session.add(ticket)

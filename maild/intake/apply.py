@@ -98,6 +98,7 @@ class _Apply:
             channel=self.channel,
             automatic=self.verdict.automatic,
             attachments=[self._keep(attachment) for attachment in self.mail.attachments],
+            outbox=None,  # it came in: no delivery of ours to look up
         )
         ticket.messages.append(message)
         ticket.updated_at = self.now

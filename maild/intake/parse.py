@@ -23,6 +23,7 @@ from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.replies import new_text
 from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
+from maild.mailpolicy import READING
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 
@@ -245,7 +246,7 @@ def parse(raw: bytes) -> ParsedMail:
 
 
 def _parse(raw: bytes) -> ParsedMail:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    message = email.message_from_bytes(raw, policy=READING)
     assert isinstance(message, EmailMessage)
 
     if len(_all_headers(message, "From")) > 1:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
+
+from maild.mailpolicy import WRITING
 
 _TAG = re.compile(r"\[#(\d+)\]")
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
@@ -74,7 +75,7 @@ def _address(party: Party) -> Address:
 
 
 def render_mail(mail: OutgoingMail) -> bytes:
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=WRITING)
     message["From"] = _address(mail.sender)
     message["To"] = [_address(p) for p in mail.to]
     if mail.cc:

@@ -88,6 +88,7 @@ class Mails:
             body=text.strip(),
             channel="outbox",
             attachments=[],
+            outbox=None,  # set when its mail is queued, without a query for it
         )
         ticket.messages.append(message)
         return message

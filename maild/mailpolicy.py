@@ -1,0 +1,55 @@
+"""email's modern policies, without two costs that dominate reading and writing mail.
+
+- `HeaderRegistry` builds a new header class with `type()` every time a header is set
+  or read; the class for a header name never changes, so it is made once.
+- `policy.default` parses a header's value again on every read. A part's Content-Type is
+  read many times (type, charset, filename, disposition), and mail repeats the same
+  values, so a parsed value is kept. Parsed headers are immutable: sharing them is safe.
+
+Behaviour is exactly that of `email.policy.default` (reading) and `email.policy.SMTP`
+(writing); only the repeated work is gone.
+"""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import HeaderRegistry
+from email.policy import EmailPolicy
+from functools import lru_cache
+from typing import Any
+
+_LINE_BREAKS = re.compile(r"\r|\n")
+# Longer values are parsed each time rather than kept.
+_CACHED_VALUE_CHARS = 998
+
+
+class _HeaderClasses(HeaderRegistry):
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            made = self._classes[key] = super().__getitem__(key)
+        return made
+
+
+_HEADERS = _HeaderClasses()
+
+
+@lru_cache(maxsize=4096)
+def _parsed(name: str, value: str) -> Any:
+    return _HEADERS(name, value)
+
+
+class _ReadingPolicy(EmailPolicy):
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if hasattr(value, "name") or len(value) > _CACHED_VALUE_CHARS:
+            return super().header_fetch_parse(name, value)
+        return _parsed(name, _LINE_BREAKS.sub("", value))
+
+
+READING = _ReadingPolicy(header_factory=_HEADERS)
+WRITING = EmailPolicy(header_factory=_HEADERS, linesep="\r\n")
