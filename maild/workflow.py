@@ -121,6 +121,7 @@ def open_ticket(
     now: datetime,
     clocks: SlaClocks,
     follow_up_of: Ticket | None = None,
+    mailbox: str | None = None,
 ) -> Ticket:
     ticket = Ticket(
         subject=subject or "(no subject)",
@@ -138,9 +139,10 @@ def open_ticket(
         events=[],
     )
     ticket.participants.append(Participant(address=requester, role="requester"))
+    ticket.mailbox = mailbox
     session.add(ticket)
-    session.flush()
     detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
     record(ticket, now, requester, "created", None, "new", detail)
     clocks.refresh(ticket)
+    session.flush()  # its number is in everything written about it from here on
     return ticket

@@ -74,12 +74,11 @@ class _Apply:
         ]
 
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
-        ticket = open_ticket(
+        return open_ticket(
             self.session, subject=self.mail.subject, requester=requester, now=self.now,
             clocks=self.app.sla, follow_up_of=follow_up_of,
+            mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
-        ticket.mailbox = self.mailbox or (follow_up_of.mailbox if follow_up_of else None)
-        return ticket
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
         if self.verdict.unverified_staff:
