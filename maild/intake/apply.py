@@ -113,7 +113,8 @@ class _Apply:
             kept["note"] = ("larger than storage.max_attachment_bytes: kept only in the raw "
                             "message, not relayed")
         else:
-            kept["sha256"] = self.app.attachment_store.put(attachment.data)
+            kept["sha256"] = attachment.stored_sha256 or self.app.attachment_store.put(
+                attachment.data)
         return kept
 
     def _acknowledge(self, ticket: Ticket, message: Message) -> int:

@@ -8,7 +8,7 @@ import email.policy
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -20,6 +20,7 @@ from inscriptis import get_text
 from maild.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.errors import PermanentError
 from maild.intake.bounces import Bounce, read_bounce
+from maild.intake.large import STORED_PART, Skeleton, StoredPart
 from maild.intake.replies import new_text
 from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
@@ -41,6 +42,8 @@ class Attachment:
     content_type: str
     size: int
     data: bytes = field(default=b"", repr=False, compare=False)
+    # Set when a large part was streamed to the attachment store instead (see large.py).
+    stored_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,10 @@ def _attachment(filename: str, content_type: str, data: bytes) -> Attachment:
                       size=len(data), data=data)
 
 
-def _content(message: Message) -> _Content:
+_NOTHING_STORED: Mapping[str, StoredPart] = {}
+
+
+def _content(message: Message, stored: Mapping[str, StoredPart] = _NOTHING_STORED) -> _Content:
     plain: str | None = None
     html: str | None = None
     forwarded: list[str] = []
@@ -183,6 +189,13 @@ def _content(message: Message) -> _Content:
         disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         filename = part.get_filename()
         if disposition == "attachment" or (filename and content_type not in ("text/plain",)):
+            kept = stored.get(str(part.get(STORED_PART, "")).strip())
+            if kept is not None:
+                attachments.append(Attachment(
+                    filename=_safe_filename(str(filename or "unnamed")),
+                    content_type=content_type, size=kept.size, stored_sha256=kept.sha256,
+                ))
+                continue
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
             unpacked = unpack_tnef(data) if is_tnef(content_type, str(filename or "")) else None
@@ -236,17 +249,20 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
         return None
 
 
-def parse(raw: bytes) -> ParsedMail:
-    if not raw.strip():
+def parse(raw: bytes, *, large: Skeleton | None = None, raw_sha256: str | None = None
+          ) -> ParsedMail:
+    """`large`: the skeleton of `raw` whose large parts are already stored; then `raw`
+    is not needed in memory, only its SHA-256."""
+    if large is None and not raw.strip():
         raise ParseError("the message is empty")
     try:
-        return _parse(raw)
+        return _parse(raw, large, raw_sha256)
     except RecursionError:
         raise ParseError("MIME parts nested too deeply to read") from None
 
 
-def _parse(raw: bytes) -> ParsedMail:
-    message = email.message_from_bytes(raw, policy=READING)
+def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> ParsedMail:
+    message = email.message_from_bytes(large.raw if large else raw, policy=READING)
     assert isinstance(message, EmailMessage)
 
     if len(_all_headers(message, "From")) > 1:
@@ -269,10 +285,11 @@ def _parse(raw: bytes) -> ParsedMail:
     if message_ids:
         message_id, own = message_ids[0], True
     else:
-        message_id = f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
+        digest = raw_sha256 or hashlib.sha256(raw).hexdigest()
+        message_id = f"<{digest}@no-message-id.maild>"
         own = False
 
-    content = _content(message)
+    content = _content(message, large.stored if large else _NOTHING_STORED)
     headers = {
         name: _header(message, name)
         for name in (

@@ -9,7 +9,7 @@ reason, within the same batch, and never stops the caller or the messages after 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +23,7 @@ from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
 from maild.intake.classify import classify
+from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.thread import find_ticket
 
@@ -102,8 +103,29 @@ class IntakeBatch:
         the database is away; the batch's transaction is then not to be committed as a
         whole, but what came before is sound."""
         raw_sha256 = self.app.raw_store.put(raw)
+        return self._take(raw_sha256, lambda: parse(raw))
+
+    def ingest_stored(self, raw_sha256: str) -> IngestResult:
+        """Take a message already in the raw store, written there piece by piece because
+        it is large: its large attachments are streamed to the attachment store rather
+        than decoded in memory (maild/intake/large.py)."""
+        path = self.app.raw_store.path_for(raw_sha256)
         try:
-            mail = parse(raw)
+            large = skeleton(path, self.app.attachment_store)
+        except OSError as exc:
+            raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
+        if large is not None:
+            return self._take(raw_sha256,
+                              lambda: parse(b"", large=large, raw_sha256=raw_sha256))
+        try:
+            raw = self.app.raw_store.get(raw_sha256)
+        except OSError as exc:
+            raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
+        return self._take(raw_sha256, lambda: parse(raw))
+
+    def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
+        try:
+            mail = parsing()
         except PermanentError as exc:
             return self._quarantine(raw_sha256, str(exc))
         except Exception as exc:  # the stdlib parser on truly hostile input

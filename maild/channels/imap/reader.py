@@ -43,6 +43,10 @@ IDLE_SLICE_SECONDS = 1.0
 CONFIRM_SECONDS = 1.0
 # Partial fetches of a message too large to hold in memory.
 CHUNK_BYTES = 1024 * 1024
+# A message larger than this goes to disk in partial fetches and is read from there, its
+# large attachments streamed (maild/intake/large.py): memory stays flat whatever comes.
+STREAM_BYTES = 4 * 1024 * 1024
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 BACKOFF_CAP_SECONDS = 300.0
 # A standby reader asks for the mailbox's lease this often; the holder checks it still
 # has it at least this often while idling, and before each batch.
@@ -308,32 +312,42 @@ class MailboxReader:
         for batch in plan_batches(sizes, self.mailbox.batch_messages, self.mailbox.batch_bytes):
             if stop.is_set() or not self.lease.held():
                 break
-            handled = self._ingest_batch(client, batch, stop, report)
+            handled = self._ingest_batch(client, batch, sizes, stop, report)
             if handled:
                 report.last_uid = max(report.last_uid, *handled)
                 remember_last_uid(self.app, self.mailbox.name, report.last_uid)
         return report
 
     def _ingest_batch(
-        self, client: IMAPClient, batch: list[int], stop: threading.Event, report: DrainReport
+        self, client: IMAPClient, batch: list[int], sizes: dict[int, int],
+        stop: threading.Event, report: DrainReport,
     ) -> list[int]:
         """Store a batch in one transaction, then file away what it committed. A fault
         part-way (the disk, say) still commits and files away the messages before it."""
-        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        streamed = {uid for uid in batch if sizes[uid] > STREAM_BYTES}
+        whole = [uid for uid in batch if uid not in streamed]
+        fetched = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
         results: list[tuple[int, IngestResult]] = []
         fault: TemporaryError | None = None
         with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
             for uid in batch:
                 if stop.is_set():
                     break
-                data = fetched.pop(uid, None)  # dropped as soon as it is stored
-                if data is None or b"BODY[]" not in data:
-                    continue  # expunged by someone else since the search
-                raw = data[b"BODY[]"]
-                # A server that answers NIL for the body: quarantined as empty, not retried
-                # forever in front of the messages after it.
-                raw = raw if isinstance(raw, bytes) else b""
                 try:
+                    if uid in streamed:
+                        raw_sha256 = self.app.raw_store.put_chunks(
+                            self._chunks(client, uid, sizes[uid]))
+                        if raw_sha256 == EMPTY_SHA256:
+                            continue  # expunged by someone else since the search
+                        results.append((uid, intake.ingest_stored(raw_sha256)))
+                        continue
+                    data = fetched.pop(uid, None)  # dropped as soon as it is stored
+                    if data is None or b"BODY[]" not in data:
+                        continue  # expunged by someone else since the search
+                    raw = data[b"BODY[]"]
+                    # A server that answers NIL for the body: quarantined as empty, not
+                    # retried forever in front of the messages after it.
+                    raw = raw if isinstance(raw, bytes) else b""
                     results.append((uid, intake.ingest(raw)))
                 except TemporaryError as exc:
                     fault = exc
