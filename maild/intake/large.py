@@ -84,15 +84,15 @@ def _read_header_block(source: IO[bytes]) -> list[bytes]:
 
 
 def _decoded(encoded_lines: Iterator[bytes]) -> Iterator[bytes]:
-    pending = b""
+    pending = bytearray()
     for line in encoded_lines:
         pending += _WHITESPACE.sub(b"", line)
         if len(pending) >= _DECODE_CHUNK:
             usable = len(pending) - len(pending) % 4
             yield base64.b64decode(pending[:usable], validate=True)
-            pending = pending[usable:]
+            del pending[:usable]
     if pending:
-        yield base64.b64decode(pending + b"=" * (-len(pending) % 4), validate=True)
+        yield base64.b64decode(bytes(pending) + b"=" * (-len(pending) % 4), validate=True)
 
 
 class _Pass:

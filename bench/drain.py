@@ -1,0 +1,372 @@
+"""Backlog drain against a private Dovecot on loopback, next to the floor of the job
+measured in the same run.
+
+    .venv/bin/python -m bench.drain                       # everything, as in bench/README.md
+    .venv/bin/python -m bench.drain --sizes 2000 --skip memory,scale,postgres   # quicker
+
+Floor: a bare imapclient FETCH (batches of 50) of the same mailbox, each message parsed
+with `email.message_from_bytes(policy=default)` and one SQLite INSERT committed per
+message (Python's sqlite3 as it comes: rollback journal, synchronous=FULL).
+maild: `MailboxReader.drain_once`, a fresh process per drain, every message stored on a
+ticket (or quarantined with its reason) and its acknowledgment in the outbox.
+Each maild drain runs in a child process, so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.mailbox import backlog, config_environment, config_text, fill
+from maild.channels.sink import start_sink
+from tests.dovecot import Account, Dovecot, free_port
+
+FETCH_BATCH = 50
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+# --- the floor ---------------------------------------------------------------------------
+
+def floor_drain(account: Account, database: Path) -> float:
+    """Bare imapclient + email + sqlite3, one committed INSERT per message. Seconds."""
+    connection = sqlite3.connect(database)
+    connection.execute("CREATE TABLE mail (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE,"
+                       " sender TEXT, subject TEXT, raw BLOB)")
+    connection.commit()
+    started = time.perf_counter()
+    client = account.client()
+    client.select_folder("INBOX", readonly=True)
+    uids = client.search()
+    for start in range(0, len(uids), FETCH_BATCH):
+        for data in client.fetch(uids[start:start + FETCH_BATCH], ["BODY.PEEK[]"]).values():
+            raw = data[b"BODY[]"]
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            connection.execute(
+                "INSERT INTO mail (message_id, sender, subject, raw) VALUES (?, ?, ?, ?)",
+                (str(message["Message-ID"]), str(message["From"]), str(message["Subject"]),
+                 raw),
+            )
+            connection.commit()
+    client.logout()
+    seconds = time.perf_counter() - started
+    connection.close()
+    return seconds
+
+
+# --- maild, in a child process -------------------------------------------------------------
+
+def peak_rss_mb() -> float:
+    """This process's own high-water mark. Not ru_maxrss: Linux carries that across
+    exec, so a child would report the peak of the benchmark that forked it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def run_worker(spec: dict[str, Any]) -> None:
+    """The child: one drain (or one outbox delivery), figures as JSON on stdout."""
+    import logging
+
+    from maild.app import build_app
+    from maild.channels.imap.reader import MailboxReader
+    from maild.clock import SystemClock
+    from maild.config import parse_config
+    from maild.outbound.sender import Sender
+
+    logging.disable(logging.WARNING)
+    app = build_app(parse_config(spec["config"], spec["environment"]), SystemClock())
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    if spec["job"] == "drain":
+        report = MailboxReader(app, app.config.mailboxes[spec["mailbox"]]).drain_once()
+        result.update(stored=report.stored, duplicates=report.duplicates,
+                      quarantined=report.quarantined)
+    else:
+        sent = 0
+        while True:
+            delivered = Sender(app).deliver_due(limit=500)
+            if not delivered.attempted:
+                break
+            sent += delivered.sent
+        result.update(sent=sent)
+    result["seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = peak_rss_mb()
+    app.db.dispose()
+    print(json.dumps(result))
+
+
+def worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.drain", "--worker", json.dumps(spec)],
+        stdout=subprocess.PIPE, text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a benchmark worker failed with exit code {process.returncode}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+class Bench:
+    def __init__(self, dovecot: Dovecot, workdir: Path, sink_port: int) -> None:
+        self.dovecot = dovecot
+        self.workdir = workdir
+        self.sink_port = sink_port
+        self.runs = 0
+
+    def setup(self, url: str | None, accounts: list[Account]) -> dict[str, Any]:
+        self.runs += 1
+        directory = self.workdir / f"run{self.runs}"
+        url = url or f"sqlite:///{directory}/maild.db"
+        return {
+            "config": config_text(url, str(directory / "storage"), self.sink_port, accounts),
+            "environment": config_environment(accounts),
+        }
+
+    def drain(self, spec: dict[str, Any], mailbox: int = 0) -> dict[str, Any]:
+        return finish(worker({**spec, "job": "drain", "mailbox": mailbox}))
+
+    def filled(self, messages: list[bytes]) -> Account:
+        account = self.dovecot.add_account()
+        fill(account, "INBOX", messages)
+        return account
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds
+
+
+def line(label: str, count: int, seconds: float, floor_rate: float | None = None,
+         extra: str = "") -> float:
+    value = rate(count, seconds)
+    ratio = f" = {value / floor_rate:4.2f} of the floor" if floor_rate else ""
+    print(f"  {label:44s} {value:8.0f} msg/s{ratio}{extra}")
+    return value
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+def drain_section(bench: Bench, sizes: list[int]) -> dict[int, float]:
+    """Backlog drain into an empty SQLite database; returns maild's rate per size."""
+    rates = {}
+    for size in sizes:
+        messages = backlog(size)
+        account = bench.filled(messages)
+        print(f"backlog of {size} messages, {sum(map(len, messages)) / 1e6:.1f} MB")
+        floor_seconds = floor_drain(account, bench.workdir / f"floor{size}.db")
+        floor_rate = line("floor (FETCH + parse + INSERT/commit)", size, floor_seconds)
+        spec = bench.setup(None, [account])
+        result = bench.drain(spec)
+        rates[size] = line(
+            "maild (ticket, ack in the outbox)", size, result["seconds"], floor_rate,
+            f"; {result['stored']} stored, {result['quarantined']} quarantined, "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB",
+        )
+        if size == max(sizes):
+            outbound_section(bench, spec, result["stored"])
+    return rates
+
+
+def outbound_section(bench: Bench, spec: dict[str, Any], stored: int) -> None:
+    """The outbox the drain left → the SMTP sink; floor: smtplib sending the same bytes
+    over one connection."""
+    import smtplib
+
+    from maild.app import build_app
+    from maild.clock import SystemClock
+    from maild.config import parse_config
+    from maild.db.models import OutboxMail
+
+    app = build_app(parse_config(spec["config"], spec["environment"]), SystemClock())
+    with app.db.transaction() as session:
+        rows = [(r.mail_from, list(r.recipients), app.raw_store.get(r.raw_sha256))
+                for r in session.query(OutboxMail).filter_by(status="queued")]
+    app.db.dispose()
+    started = time.perf_counter()
+    client = smtplib.SMTP("127.0.0.1", bench.sink_port)
+    for mail_from, recipients, raw in rows:
+        client.sendmail(mail_from, recipients, raw)
+    client.quit()
+    floor_rate = line("outbound floor (smtplib, one connection)", len(rows),
+                      time.perf_counter() - started)
+    result = finish(worker({**spec, "job": "send"}))
+    line("maild outbox -> sink (claimed, sent, recorded)", result["sent"], result["seconds"],
+         floor_rate, f"; {len(rows)} queued")
+
+
+def memory_section(bench: Bench, count: int, big: int) -> None:
+    messages = backlog(count, big_attachments=big)
+    account = bench.filled(messages)
+    del messages
+    result = bench.drain(bench.setup(None, [account]))
+    print(f"memory: {count} messages, {big} with a 25 MB attachment")
+    line("maild", count, result["seconds"], None,
+         f"; peak RSS {result['peak_rss_mb']:.0f} MB (limit 150 MB)")
+
+
+def prefill(url: str, messages: int) -> None:
+    """A database that already holds `messages` messages: 4 per ticket, 250 tickets per
+    customer address, an acknowledgment in the outbox per ticket."""
+    from sqlalchemy import insert
+
+    from maild.db.database import Database
+    from maild.db.migrate import upgrade
+    from maild.db.models import Event, Message, OutboxMail, Participant, Ticket
+
+    database = Database(url)
+    upgrade(database)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    tickets = messages // 4
+    chunk = 20_000
+    with database.engine.begin() as connection:
+        for first in range(1, tickets + 1, chunk):
+            ids = range(first, min(first + chunk, tickets + 1))
+            when = [at + timedelta(minutes=i) for i in ids]
+            connection.execute(insert(Ticket), [
+                {"id": i, "subject": f"Old question {i}", "status": "closed", "priority": "p2",
+                 "requester": f"old{i % 1000}@past{i % 97}.example", "created_at": w,
+                 "updated_at": w, "nudges_sent": 0, "sla_alerts_sent": []}
+                for i, w in zip(ids, when, strict=True)])
+            connection.execute(insert(Participant), [
+                {"ticket_id": i, "address": f"old{i % 1000}@past{i % 97}.example",
+                 "role": "requester"} for i in ids])
+            connection.execute(insert(Event), [
+                {"ticket_id": i, "at": w, "actor": "maild", "kind": "created", "new": "new"}
+                for i, w in zip(ids, when, strict=True)])
+            rows = []
+            for i, w in zip(ids, when, strict=True):
+                for k in range(4):
+                    rows.append({
+                        "id": i * 4 + k, "ticket_id": i, "message_id": f"<old{i}.{k}@past>",
+                        "direction": "in" if k % 2 == 0 else "out",
+                        "kind": "system" if k == 1 else "public",
+                        "author": f"old{i % 1000}@past{i % 97}.example",
+                        "created_at": w + timedelta(minutes=k), "subject": f"Old question {i}",
+                        "body": "Hello,\n\nAn old question.\n" * 8, "channel": "imap:box0",
+                        "attachments": []})
+            connection.execute(insert(Message), rows)
+            connection.execute(insert(OutboxMail), [
+                {"ticket_id": i, "message_row_id": i * 4 + 1, "purpose": "ack",
+                 "message_id": f"<maild.{i}.old@example.com>", "mail_from": "support@example.com",
+                 "recipients": [f"old{i % 1000}@past{i % 97}.example"], "raw_sha256": "0" * 64,
+                 "status": "sent", "attempts": 1, "next_attempt_at": w, "created_at": w}
+                for i, w in zip(ids, when, strict=True)])
+    if database.is_postgresql:
+        with database.engine.begin() as connection:
+            for table in ("tickets", "messages", "outbox", "participants", "events"):
+                connection.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))")
+                connection.exec_driver_sql(f"ANALYZE {table}")
+    else:
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+    database.dispose()
+
+
+def scale_section(bench: Bench, size: int, existing: int, empty_rate: float) -> None:
+    account = bench.filled(backlog(size))
+    spec = bench.setup(None, [account])
+    url = spec["config"].split('url = "', 1)[1].split('"', 1)[0]
+    started = time.perf_counter()
+    prefill(url, existing)
+    print(f"scale: {size} messages into a database holding {existing:,} messages "
+          f"(filled in {time.perf_counter() - started:.0f} s)")
+    result = bench.drain(spec)
+    full_rate = line("maild into the full database", size, result["seconds"])
+    print(f"  = {full_rate / empty_rate:.2f} of the empty-database rate ({empty_rate:.0f} msg/s)")
+
+
+def reset_postgres() -> None:
+    from maild.db.database import Database
+
+    database = Database(POSTGRES_URL)
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+    database.dispose()
+
+
+def migrate(url: str) -> None:
+    from maild.db.database import Database
+    from maild.db.migrate import upgrade
+
+    database = Database(url)
+    upgrade(database)
+    database.dispose()
+
+
+def postgres_section(bench: Bench, size: int) -> None:
+    print(f"PostgreSQL ({POSTGRES_URL.split('@')[1]}), {size} messages")
+    messages = backlog(size)
+    reset_postgres()
+    account = bench.filled(messages)
+    floor_seconds = floor_drain(account, bench.workdir / f"pgfloor{size}.db")
+    floor_rate = line("floor (FETCH + parse + SQLite INSERT)", size, floor_seconds)
+    one = bench.drain(bench.setup(POSTGRES_URL, [account]))
+    line("maild, one daemon", size, one["seconds"], floor_rate)
+
+    reset_postgres()
+    halves = [bench.filled(messages[:size // 2]), bench.filled(messages[size // 2:])]
+    spec = bench.setup(POSTGRES_URL, halves)
+    migrate(POSTGRES_URL)  # before the race, not by both daemons at once
+    started = time.perf_counter()
+    both = [worker({**spec, "job": "drain", "mailbox": i}) for i in range(2)]
+    results = [finish(p) for p in both]
+    line("maild, two daemons, a mailbox each", size, time.perf_counter() - started,
+         floor_rate, f"; {sum(r['stored'] for r in results)} stored")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000,10000")
+    parser.add_argument("--memory-messages", type=int, default=10_000)
+    parser.add_argument("--big-attachments", type=int, default=10)
+    parser.add_argument("--scale-existing", type=int, default=1_000_000)
+    parser.add_argument("--skip", default="", help="comma-separated: memory,scale,postgres")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"maild drain benchmark, {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}")
+    dovecot = Dovecot()
+    dovecot.start()
+    with tempfile.TemporaryDirectory(prefix="maild-bench-") as tmp:
+        workdir = Path(tmp)
+        sink_port = free_port()
+        sink = start_sink("127.0.0.1", sink_port, workdir / "sink")
+        try:
+            bench = Bench(dovecot, workdir, sink_port)
+            rates = drain_section(bench, sizes)
+            if "memory" not in skip:
+                memory_section(bench, args.memory_messages, args.big_attachments)
+            if "scale" not in skip:
+                scale_section(bench, sizes[0], args.scale_existing, rates[sizes[0]])
+            if "postgres" not in skip:
+                postgres_section(bench, sizes[0])
+        finally:
+            sink.stop()
+            dovecot.close()
+
+
+if __name__ == "__main__":
+    main()
