@@ -28,19 +28,22 @@ class RawStore:
     def __init__(self, directory: Path, suffix: str = ".eml") -> None:
         self.directory = directory
         self.suffix = suffix
-        self._made: set[Path] = set()  # directories known to exist: no mkdir per message
+        # Directories known to exist, so that a message costs no mkdir; at most 65,793,
+        # kept as short strings.
+        self._made: set[str] = set()
 
     def _make_directory(self, path: Path) -> None:
-        if path not in self._made:
+        key = str(path)
+        if key not in self._made:
             path.mkdir(parents=True, exist_ok=True)
-            self._made.add(path)
+            self._made.add(key)
 
     def _in_directory(self, path: Path, operation: Callable[[], T]) -> T:
         self._make_directory(path.parent)
         try:
             return operation()
         except FileNotFoundError:  # the directory was removed behind our back
-            self._made.discard(path.parent)
+            self._made.discard(str(path.parent))
             self._make_directory(path.parent)
             return operation()
 

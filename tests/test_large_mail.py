@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import shutil
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -139,3 +140,17 @@ def test_a_sender_naming_a_stored_part_gains_nothing(app: App) -> None:
     kept = attachments_of(app, "<first@customer.example>")
     assert app.attachment_store.get(kept[0]["sha256"]) == b"what I really sent"
 
+
+
+def test_the_raw_store_writes_on_when_its_directories_are_removed(tmp_path: Path) -> None:
+    """It remembers which directories it made, so that a message costs no mkdir; an
+    operator who moves storage aside while it runs must not make it fail for good."""
+    store = RawStore(tmp_path / "raw")
+    first = store.put(b"first")
+    shutil.rmtree(tmp_path / "raw")
+
+    second = store.put(b"second")
+    again = store.put(b"first")
+
+    assert (store.get(second), store.get(again)) == (b"second", b"first")
+    assert again == first
