@@ -1,13 +1,11 @@
-"""IMAP intake against a private Dovecot on loopback: push latency and backlog drain,
-each next to a floor measured in the same run.
+"""Push latency against a private Dovecot on loopback, next to a floor measured in the
+same run (the backlog drain is bench/drain.py).
 
-    .venv/bin/python -m bench.imap [--messages 2000] [--latency-samples 100]
+    .venv/bin/python -m bench.latency [--samples 200]
 
-Latency: a message appended by another connection → maild's acknowledgment accepted
-by an SMTP sink, with IDLE on; floor: the same append → the IDLE notification seen by
-a bare imapclient. Drain: a backlog of N mixed messages → stored tickets with their
-acknowledgments queued; floor: bare imapclient FETCH + email.message_from_bytes of the
-same messages. Ratios are maild's rate over the floor's (1.0 = as fast as the floor).
+A message appended by another connection → maild's acknowledgment accepted by an SMTP
+sink, with IDLE on; floor: the same append → the IDLE notification seen by a bare
+imapclient.
 """
 
 from __future__ import annotations
@@ -16,84 +14,20 @@ import argparse
 import email
 import email.policy
 import random
-import resource
 import statistics
 import tempfile
 import threading
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
 from maild.app import App, build_app
-from maild.channels.imap.reader import MailboxReader
 from maild.clock import SystemClock
 from maild.config import parse_config
 from maild.daemon import Daemon
 from tests.dovecot import Account, Dovecot, free_port
 from tests.mailbuilder import make_mail
-
-FETCH_BATCH = 50
-
-
-def backlog(count: int) -> list[bytes]:
-    """A realistic mix: new questions, replies in their threads, HTML-only mail,
-    attachments, and a few auto-replies."""
-    messages = []
-    for n in range(count):
-        customer = f"Customer {n % 300} <c{n % 300}@customer{n % 40}.example>"
-        kind = n % 10
-        if kind < 5:
-            raw = make_mail(customer, subject=f"Question {n}", message_id=f"<q{n}@bench>",
-                            body="Hello,\n\nSomething is wrong.\n" * 20)
-        elif kind < 7:
-            raw = make_mail(customer, subject=f"Re: Question {n - 2}",
-                            message_id=f"<r{n}@bench>", in_reply_to=f"<q{n - 2}@bench>",
-                            body="More details.\n\nOn Mon, Support wrote:\n> Hello\n" * 5)
-        elif kind < 9:
-            raw = make_mail(customer, subject=f"HTML {n}", message_id=f"<h{n}@bench>",
-                            html="<p>Hello <b>team</b></p>" * 50)
-        else:
-            raw = make_mail(customer, subject=f"Out of office {n}", message_id=f"<o{n}@bench>",
-                            headers={"Auto-Submitted": "auto-replied"})
-        if n % 25 == 0:
-            raw = with_attachment(raw, n)
-        messages.append(raw)
-    return messages
-
-
-def with_attachment(raw: bytes, n: int) -> bytes:
-    """The same mail with a 60 KB PDF-like attachment."""
-    message = email.message_from_bytes(raw, policy=email.policy.SMTP)
-    assert isinstance(message, EmailMessage)
-    if message.is_multipart():
-        message.make_mixed()
-    message.add_attachment(bytes(range(256)) * 240, maintype="application", subtype="pdf",
-                           filename=f"invoice-{n}.pdf")
-    return message.as_bytes()
-
-
-def fill(account: Account, folder: str, messages: list[bytes]) -> None:
-    client = account.client()
-    if not client.folder_exists(folder):
-        client.create_folder(folder)
-    for start in range(0, len(messages), 200):
-        client.multiappend(folder, messages[start:start + 200])
-    client.logout()
-
-
-def floor_drain(account: Account, folder: str) -> float:
-    """Bare imapclient: FETCH every message in batches and parse it. Seconds."""
-    started = time.perf_counter()
-    client = account.client()
-    client.select_folder(folder, readonly=True)
-    uids = client.search()
-    for start in range(0, len(uids), FETCH_BATCH):
-        for data in client.fetch(uids[start:start + FETCH_BATCH], ["BODY.PEEK[]"]).values():
-            email.message_from_bytes(data[b"BODY[]"], policy=email.policy.default)
-    client.logout()
-    return time.perf_counter() - started
 
 
 def make_app(workdir: Path, account: Account, sink_port: int) -> App:
@@ -195,8 +129,7 @@ def maild_latency(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
 
     dovecot = Dovecot()
@@ -205,48 +138,24 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="maild-bench-") as tmp:
             workdir = Path(tmp)
-            print(f"IMAP intake on Dovecot, loopback; {args.messages} messages, "
-                  f"{args.latency_samples} latency samples")
-
-            account = dovecot.add_account()
-            messages = backlog(args.messages)
-            fill(account, "Baseline", messages)
-            fill(account, "INBOX", messages)
-            size = sum(len(m) for m in messages)
-            print(f"backlog: {size / 1e6:.1f} MB")
-
-            floor_seconds = floor_drain(account, "Baseline")
-            app = make_app(workdir / "drain", account, sink.port)
-            started = time.perf_counter()
-            report = MailboxReader(app, app.config.mailboxes[0]).drain_once()
-            maild_seconds = time.perf_counter() - started
-            app.db.dispose()
-            floor_rate = args.messages / floor_seconds
-            maild_rate = args.messages / maild_seconds
-            print(f"drain floor (FETCH + parse):      {floor_rate:8.0f} msg/s")
-            print(f"drain maild (stored, ack queued): {maild_rate:8.0f} msg/s "
-                  f"= {maild_rate / floor_rate:.2f} of the floor "
-                  f"({report.stored} stored, {report.quarantined} quarantined)")
-
-            floor = floor_latency(dovecot.add_account(), args.latency_samples)
+            print(f"IDLE push latency on Dovecot, loopback; {args.samples} messages each")
+            floor = floor_latency(dovecot.add_account(), args.samples)
             account = dovecot.add_account()
             app = make_app(workdir / "latency", account, sink.port)
-            measured = maild_latency(app, account, sink, args.latency_samples, 0.5)
+            measured = maild_latency(app, account, sink, args.samples, 0.5)
             app.db.dispose()
             account = dovecot.add_account()
             app = make_app(workdir / "back-to-back", account, sink.port)
-            back_to_back = maild_latency(app, account, sink, args.latency_samples, 0.0)
+            back_to_back = maild_latency(app, account, sink, args.samples, 0.0)
             app.db.dispose()
             for name, values in (("IDLE notice floor", floor),
                                  ("append -> ack in sink", measured),
                                  ("same, back to back", back_to_back)):
-                print(f"latency {name:22s} p50 {percentile(values, 0.5) * 1000:7.1f} ms   "
+                print(f"{name:22s} p50 {percentile(values, 0.5) * 1000:7.1f} ms   "
                       f"p95 {percentile(values, 0.95) * 1000:7.1f} ms   "
                       f"max {max(values) * 1000:7.1f} ms")
-            print(f"latency p50 = {statistics.median(measured) / statistics.median(floor):.1f}"
+            print(f"p50 = {statistics.median(measured) / statistics.median(floor):.2f}"
                   " x the IDLE notice floor")
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"peak RSS of this process: {peak:.0f} MB")
     finally:
         sink.controller.stop()
         dovecot.close()
