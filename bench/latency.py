@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from bench.mailbox import config_environment, config_text
 from maild.app import App, build_app
 from maild.clock import SystemClock
 from maild.config import parse_config
@@ -31,26 +32,9 @@ from tests.mailbuilder import make_mail
 
 
 def make_app(workdir: Path, account: Account, sink_port: int) -> App:
-    text = f"""
-[support]
-address = "support@example.com"
-[storage]
-url = "sqlite:///{workdir}/maild.db"
-dir = "{workdir}/storage"
-[outbound]
-port = {sink_port}
-poll_seconds = 0.2
-auto_replies_per_hour = 1000
-[[mailboxes]]
-name = "support"
-host = "127.0.0.1"
-port = {account.server.port}
-security = "none"
-username = "{account.username}"
-password_env = "BENCH_IMAP_PASSWORD"
-"""
-    return build_app(parse_config(text, {"BENCH_IMAP_PASSWORD": account.password}),
-                     SystemClock())
+    text = config_text(f"sqlite:///{workdir}/maild.db", str(workdir / "storage"), sink_port,
+                       [account])
+    return build_app(parse_config(text, config_environment([account])), SystemClock())
 
 
 class TimingSink:

@@ -66,8 +66,9 @@ def _headers(lines: list[bytes]) -> tuple[str, str, str]:
     """Content type, boundary (for a multipart) and transfer encoding of a header block."""
     parsed = BytesHeaderParser(policy=READING).parsebytes(b"".join(lines))
     content_type = parsed.get_content_type()
-    boundary = parsed.get_boundary() or "" if parsed.get_content_maintype() == "multipart" \
-        else ""
+    boundary = ""
+    if parsed.get_content_maintype() == "multipart":
+        boundary = parsed.get_boundary() or ""
     encoding = str(parsed.get("Content-Transfer-Encoding", "")).strip().lower()
     return content_type, boundary, encoding
 

@@ -100,8 +100,8 @@ class IntakeBatch:
 
     def ingest(self, raw: bytes) -> IngestResult:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
-        the database is away; the batch's transaction is then not to be committed as a
-        whole, but what came before is sound."""
+        the database is away; this message is then left as if never seen, and the
+        messages before it in the batch may still be committed."""
         raw_sha256 = self.app.raw_store.put(raw)
         return self._take(raw_sha256, lambda: parse(raw))
 
