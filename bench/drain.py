@@ -133,6 +133,7 @@ class Bench:
         directory = self.workdir / f"run{self.runs}"
         url = url or f"sqlite:///{directory}/maild.db"
         return {
+            "url": url,
             "config": config_text(url, str(directory / "storage"), self.sink_port, accounts),
             "environment": config_environment(accounts),
         }
@@ -281,9 +282,8 @@ def prefill(url: str, messages: int) -> None:
 def scale_section(bench: Bench, size: int, existing: int, empty_rate: float) -> None:
     account = bench.filled(backlog(size))
     spec = bench.setup(None, [account])
-    url = spec["config"].split('url = "', 1)[1].split('"', 1)[0]
     started = time.perf_counter()
-    prefill(url, existing)
+    prefill(spec["url"], existing)
     print(f"scale: {size} messages into a database holding {existing:,} messages "
           f"(filled in {time.perf_counter() - started:.0f} s)")
     result = bench.drain(spec)

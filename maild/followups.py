@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
-
 from maild.app import App
-from maild.db.loads import SWEEP_LOADS
+from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.workflow import record, set_status
@@ -34,13 +32,10 @@ def next_due(app: App, ticket: Ticket) -> datetime:
 def _schedule_new(app: App, batch: int) -> None:
     """Tickets that just went pending get their first due time."""
     with app.db.transaction() as session:
-        for ticket in session.scalars(
-            select(Ticket)
-            .where(Ticket.status == "pending", Ticket.followup_due_at.is_(None),
-                   Ticket.pending_since.is_not(None))
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ):
+        for ticket in session.scalars(claim_tickets(
+            Ticket.status == "pending", Ticket.followup_due_at.is_(None),
+            Ticket.pending_since.is_not(None), limit=batch,
+        )):
             ticket.followup_due_at = next_due(app, ticket)
 
 
@@ -67,14 +62,10 @@ def send_followups(app: App, batch: int = 500) -> dict[str, int]:
     done = {"nudged": 0, "auto_solved": 0}
     while True:
         with app.db.transaction() as session:
-            due = session.scalars(
-                select(Ticket)
-                .where(Ticket.status == "pending", Ticket.followup_due_at <= now)
-                .order_by(Ticket.followup_due_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-                .options(*SWEEP_LOADS)
-            ).all()
+            due = session.scalars(claim_tickets(
+                Ticket.status == "pending", Ticket.followup_due_at <= now,
+                order_by=Ticket.followup_due_at, limit=batch, loads=SWEEP_LOADS,
+            )).all()
             mails = Mails(app, session)
             for ticket in due:
                 done[_follow_up(app, mails, ticket, now)] += 1

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.app import App
-from maild.db.loads import SWEEP_LOADS
+from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.mails import Mails
 from maild.workflow import record
@@ -50,13 +50,10 @@ def answers_survey(session: Session, thread_ids: list[str]) -> bool:
 def send_surveys(app: App, batch: int = 500) -> int:
     now = app.clock.now()
     with app.db.transaction() as session:
-        tickets = session.scalars(
-            select(Ticket)
-            .where(Ticket.status == "solved", Ticket.survey_sent_at.is_(None))
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-            .options(*SWEEP_LOADS)
-        ).all()
+        tickets = session.scalars(claim_tickets(
+            Ticket.status == "solved", Ticket.survey_sent_at.is_(None),
+            limit=batch, loads=SWEEP_LOADS,
+        )).all()
         mails = Mails(app, session)
         for ticket in tickets:
             ticket.survey_sent_at = now

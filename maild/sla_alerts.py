@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
-
 from maild.app import App
-from maild.db.loads import SWEEP_LOADS
+from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.sla import Alert, worth_telling
@@ -62,14 +60,10 @@ def send_sla_alerts(app: App, batch: int = 500) -> int:
     sent = 0
     while True:
         with app.db.transaction() as session:
-            tickets = session.scalars(
-                select(Ticket)
-                .where(Ticket.sla_alert_at <= now)
-                .order_by(Ticket.sla_alert_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-                .options(*SWEEP_LOADS)
-            ).all()
+            tickets = session.scalars(claim_tickets(
+                Ticket.sla_alert_at <= now,
+                order_by=Ticket.sla_alert_at, limit=batch, loads=SWEEP_LOADS,
+            )).all()
             mails = Mails(app, session)
             for ticket in tickets:
                 # Planned afresh: the policies may have changed since (a new config, an upgrade).

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 
 from maild.app import App
-from maild.db.loads import CLOSE_LOADS
+from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.followups import send_followups
 from maild.satisfaction import send_surveys
@@ -42,12 +42,9 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
                 due.append(ticket_id)
             if not due:
                 break
-            tickets = session.scalars(
-                select(Ticket)
-                .where(Ticket.id.in_(due), Ticket.status == "solved")
-                .with_for_update(skip_locked=True)
-                .options(*CLOSE_LOADS)
-            ).all()
+            tickets = session.scalars(claim_tickets(
+                Ticket.id.in_(due), Ticket.status == "solved", loads=CLOSE_LOADS,
+            )).all()
             for ticket in tickets:
                 set_status(ticket, "closed", actor="maild", now=now, clocks=app.sla,
                            detail=f"solved for {wait}")

@@ -1,7 +1,11 @@
-"""Relationships loaded together with a batch of tickets: one query each, not one per ticket."""
+"""The tickets a sweep acts on: claimed with SKIP LOCKED, and their relationships loaded
+with the batch, one query each rather than one per ticket."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import selectinload
 
 from maild.db.models import Message, Ticket
@@ -21,3 +25,19 @@ CLOSE_LOADS = (
     selectinload(Ticket.events),
     selectinload(Ticket.customer),
 )
+
+
+def claim_tickets(
+    *conditions: ColumnElement[bool],
+    order_by: Any = None,
+    limit: int | None = None,
+    loads: tuple[Any, ...] = (),
+) -> Select[tuple[Ticket]]:
+    """Tickets to act on, locked for this transaction. Rows another scheduler holds are
+    skipped, never waited for: two sweeps at once share the work without doing it twice."""
+    query = select(Ticket).where(*conditions)
+    if order_by is not None:
+        query = query.order_by(order_by)
+    if limit is not None:
+        query = query.limit(limit)
+    return query.with_for_update(skip_locked=True).options(*loads)

@@ -53,8 +53,8 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
     return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
-def _set_aside(session: Session, raw_sha256: str, channel: str, reason: str,
-               app: App) -> IngestResult:
+def _set_aside(app: App, session: Session, raw_sha256: str, channel: str, reason: str
+               ) -> IngestResult:
     """The same message set aside again is one entry, with the latest reason (after a
     replay, the one that still holds)."""
     held = session.scalar(
@@ -81,7 +81,7 @@ def _set_aside(session: Session, raw_sha256: str, channel: str, reason: str,
 def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
     """Set a message aside with its reason, in a transaction of its own."""
     with app.db.transaction() as session:
-        return _set_aside(session, raw_sha256, channel, reason, app)
+        return _set_aside(app, session, raw_sha256, channel, reason)
 
 
 def _is_connection_fault(exc: DBAPIError) -> bool:
@@ -112,16 +112,11 @@ class IntakeBatch:
         path = self.app.raw_store.path_for(raw_sha256)
         try:
             large = skeleton(path, self.app.attachment_store)
+            raw = b"" if large is not None else path.read_bytes()  # the pass gave up
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        if large is not None:
-            return self._take(raw_sha256,
-                              lambda: parse(b"", large=large, raw_sha256=raw_sha256))
-        try:
-            raw = self.app.raw_store.get(raw_sha256)
-        except OSError as exc:
-            raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        return self._take(raw_sha256, lambda: parse(raw))
+        return self._take(raw_sha256,
+                          lambda: parse(raw, large=large, raw_sha256=raw_sha256))
 
     def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
         try:
@@ -155,7 +150,7 @@ class IntakeBatch:
                                     f"internal error while processing: {exc!r}")
 
     def _quarantine(self, raw_sha256: str, reason: str) -> IngestResult:
-        return _set_aside(self.session, raw_sha256, self.channel, reason, self.app)
+        return _set_aside(self.app, self.session, raw_sha256, self.channel, reason)
 
     def _process(self, raw_sha256: str, mail: ParsedMail) -> IngestResult:
         verdict = classify(mail, self.app.config)

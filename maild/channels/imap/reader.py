@@ -9,6 +9,7 @@ fault of the connection ends in a reconnect after a capped, jittered backoff.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -46,7 +47,7 @@ CHUNK_BYTES = 1024 * 1024
 # A message larger than this goes to disk in partial fetches and is read from there, its
 # large attachments streamed (maild/intake/large.py): memory stays flat whatever comes.
 STREAM_BYTES = 4 * 1024 * 1024
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # what a message expunged meanwhile leaves
 BACKOFF_CAP_SECONDS = 300.0
 # A standby reader asks for the mailbox's lease this often; the holder checks it still
 # has it at least this often while idling, and before each batch.
