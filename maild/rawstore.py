@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -23,7 +24,11 @@ def _sync(handle: IO[bytes]) -> None:
 
 class RawStore:
     """Files named by the SHA-256 of their content (raw mail; attachments with `.bin`):
-    nothing a sender wrote ever becomes part of a path."""
+    nothing a sender wrote ever becomes part of a path.
+
+    A file is only ever at its name once its bytes are on disk (written to a temporary
+    file, synced, then moved), so a name that exists can be trusted after a crash.
+    """
 
     def __init__(self, directory: Path, suffix: str = ".eml") -> None:
         self.directory = directory
@@ -31,6 +36,8 @@ class RawStore:
         # Directories known to exist, so that a message costs no mkdir; at most 65,793,
         # kept as short strings.
         self._made: set[str] = set()
+        self._local = threading.local()  # this thread's open batch (see `batch`)
+        self._numbers = itertools.count()
 
     def _make_directory(self, path: Path) -> None:
         key = str(path)
@@ -56,10 +63,49 @@ class RawStore:
     def path_for(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256[2:4] / f"{sha256}{self.suffix}"
 
+    def _pending(self) -> dict[str, Path] | None:
+        """This thread's batch: the temporary file of each SHA-256 put in it."""
+        pending: dict[str, Path] | None = getattr(self._local, "pending", None)
+        return pending
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Files put in the block are written at once and made durable together as it
+        ends: the disk is waited on once per batch instead of once per file, which is
+        most of what storing a small message costs. They are readable by `get` in the
+        block, at their names once it ends, and gone if it fails. The caller commits
+        what refers to them only after the block (a batch inside a batch is the outer
+        one)."""
+        if self._pending() is not None:
+            yield
+            return
+        pending: dict[str, Path] = {}
+        self._local.pending = pending
+        try:
+            yield
+            self._settle(pending)
+        finally:
+            self._local.pending = None
+            for temporary in pending.values():  # moved into place, or never to be
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
+
+    def _settle(self, pending: dict[str, Path]) -> None:
+        for temporary in pending.values():
+            with self._guarded(open, temporary, "rb") as handle:
+                self._guarded(os.fsync, handle.fileno())
+        for sha256, temporary in pending.items():
+            self._guarded(self._move_into_place, temporary, self.path_for(sha256))
+
     def put(self, raw: bytes) -> str:
-        """Store the bytes durably and return their SHA-256; storing twice is free."""
+        """Store the bytes durably and return their SHA-256; storing twice is free. In
+        a `batch`, durably means once the batch ends."""
         sha256 = hashlib.sha256(raw).hexdigest()
-        if self.path_for(sha256).exists():
+        pending = self._pending()
+        if pending is not None and sha256 in pending or self.path_for(sha256).exists():
+            return sha256
+        if pending is not None:
+            pending[sha256] = self._write_temporary([raw], sync=False)
             return sha256
         return self._write([raw], known=sha256)
 
@@ -72,24 +118,35 @@ class RawStore:
         return self._write(chunks)
 
     def _write(self, chunks: Iterable[bytes], known: str | None = None) -> str:
-        """Write to a temporary file, then move it to the name of its hash (`known`
-        when the caller has already computed it: the per-message path hashes once)."""
-        digest = hashlib.sha256()
-        temporary = self.directory / f"incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+        """Write to a synced temporary file, then move it to the name of its hash
+        (`known` when the caller has already computed it: a message is hashed once)."""
+        digest = None if known else hashlib.sha256()
+        temporary = self._write_temporary(chunks, sync=True, digest=digest)
         try:
-            handle = self._guarded(self._open_new, temporary)
-            with handle:
-                for chunk in chunks:
-                    if known is None:
-                        digest.update(chunk)
-                    self._guarded(handle.write, chunk)
-                self._guarded(_sync, handle)
-            sha256 = known or digest.hexdigest()
+            sha256 = known or digest.hexdigest()  # type: ignore[union-attr]
             self._guarded(self._move_into_place, temporary, self.path_for(sha256))
         finally:
             with contextlib.suppress(OSError):  # the fault being raised matters more
                 temporary.unlink(missing_ok=True)
         return sha256
+
+    def _write_temporary(self, chunks: Iterable[bytes], *, sync: bool,
+                         digest: Any = None) -> Path:
+        name = f"incoming.{os.getpid()}.{threading.get_ident()}.{next(self._numbers)}.tmp"
+        temporary = self.directory / name
+        try:
+            with self._guarded(self._open_new, temporary) as handle:
+                for chunk in chunks:
+                    if digest is not None:
+                        digest.update(chunk)
+                    self._guarded(handle.write, chunk)
+                if sync:
+                    self._guarded(_sync, handle)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the fault being raised matters more
+                temporary.unlink(missing_ok=True)
+            raise
+        return temporary
 
     def _guarded(self, operation: Callable[..., T], *args: Any) -> T:
         try:
@@ -99,4 +156,7 @@ class RawStore:
             raise TemporaryError(f"cannot store raw mail under {self.directory}: {reason}") from exc
 
     def get(self, sha256: str) -> bytes:
+        pending = self._pending()
+        if pending is not None and sha256 in pending:
+            return pending[sha256].read_bytes()
         return self.path_for(sha256).read_bytes()

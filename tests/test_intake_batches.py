@@ -4,10 +4,13 @@ the lot, and a message that fails half-way leaves nothing of itself behind."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from maild.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
@@ -78,3 +81,31 @@ def test_nothing_of_a_batch_counts_when_it_does_not_end(app: App) -> None:
 
     assert _count(app, Ticket) == 0
     assert _count(app, OutboxMail) == 0
+
+
+def test_the_files_of_a_batch_are_on_disk_before_its_commit(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw mail and acknowledgments are synced together as the batch ends, not one by
+    one, and still before the commit that refers to them."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    on_disk_at_commit: list[bool] = []
+
+    def check(connection: Any) -> None:
+        with Session(connection) as session:
+            names = [*session.scalars(select(Message.raw_sha256).where(
+                Message.raw_sha256.is_not(None))),
+                *session.scalars(select(OutboxMail.raw_sha256))]
+        on_disk_at_commit.append(len(names) == 15 and all(
+            app.raw_store.path_for(name).exists() for name in names))
+
+    with intake_batch(app, "test") as batch:
+        for n in range(5):
+            batch.ingest(make_mail(f"c{n}@customer.example", subject=f"Question {n}",
+                                   message_id=f"<m{n}@customer.example>"))
+        assert synced == []
+        event.listen(app.db.engine, "commit", check)
+    assert on_disk_at_commit == [True]
+    assert len(synced) == 15  # 5 messages, 5 acknowledgments, 5 notifications

@@ -176,8 +176,10 @@ def intake_batch(app: App, channel: str, mailbox: str | None = None
                  ) -> Iterator[IntakeBatch]:
     """One transaction for many messages, each in a savepoint of its own: one bad
     message is quarantined alone, and the batch costs one commit. Nothing of the batch
-    counts until the block ends without an exception."""
-    with app.db.transaction() as session:
+    counts until the block ends without an exception. The files it stores are made
+    durable together as it ends, before the commit that refers to them."""
+    with app.db.transaction() as session, app.raw_store.batch(), \
+            app.attachment_store.batch():
         yield IntakeBatch(app, session, channel, mailbox)
 
 

@@ -1,0 +1,60 @@
+"""The raw store: content-addressed files, at their name only once they are on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from maild.rawstore import RawStore
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every fsync the store asks for, still done for real."""
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    return calls
+
+
+def test_a_file_put_alone_is_synced_before_it_has_its_name(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
+    store = RawStore(tmp_path / "raw")
+    sha256 = store.put(b"one message")
+    assert sha256 == hashlib.sha256(b"one message").hexdigest()
+    assert store.path_for(sha256).read_bytes() == b"one message"
+    assert len(fsyncs) == 1
+
+
+def test_a_batch_waits_on_the_disk_once_as_it_ends(tmp_path: Path, fsyncs: list[int]) -> None:
+    store = RawStore(tmp_path / "raw")
+    with store.batch():
+        names = [store.put(f"message {n}".encode()) for n in range(5)]
+        assert store.put(b"message 0") == names[0]  # twice in one batch: one file
+        assert fsyncs == []
+        assert not any(store.path_for(name).exists() for name in names)
+        assert store.get(names[3]) == b"message 3"  # readable before it is durable
+    assert len(fsyncs) == 5
+    assert [store.get(name) for name in names] == [f"message {n}".encode() for n in range(5)]
+    assert not list((tmp_path / "raw").glob("*.tmp"))
+
+
+def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = RawStore(tmp_path / "raw")
+    kept = store.put(b"stored before")
+    with pytest.raises(RuntimeError), store.batch():
+        lost = store.put(b"stored in the failed batch")
+        assert store.put(b"stored before") == kept
+        raise RuntimeError("the transaction of the batch failed")
+    assert not store.path_for(lost).exists()
+    assert store.get(kept) == b"stored before"
+    assert not list((tmp_path / "raw").glob("*.tmp"))
