@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
 from maild.db.models import (
@@ -106,11 +106,15 @@ def takes_part(ticket: Ticket, address: str) -> bool:
 
 
 def customer_for(session: Session, address: str) -> Customer | None:
-    contact = session.scalar(select(CustomerContact).where(CustomerContact.address == address))
-    if contact is not None:
-        return contact.customer
-    domain = session.get(CustomerDomain, address.rsplit("@", 1)[-1])
-    return domain.customer if domain is not None else None
+    """The customer a contact address names, else the one owning its domain: one query."""
+    named = union_all(
+        select(CustomerContact.customer_id, literal(0).label("rank"))
+        .where(CustomerContact.address == address),
+        select(CustomerDomain.customer_id, literal(1).label("rank"))
+        .where(CustomerDomain.domain == address.rsplit("@", 1)[-1]),
+    ).order_by("rank").limit(1)
+    customer_id = session.scalar(named)
+    return session.get(Customer, customer_id) if customer_id is not None else None
 
 
 def open_ticket(

@@ -295,3 +295,21 @@ def test_customer_organisation_is_recognised_by_domain(app: App) -> None:
     ticket = show(app, ingest(app, make_mail(), "test").ticket_id)
     assert (ticket["organization"], ticket["tier"], ticket["plan"]) == (
         "Customer Inc", "enterprise", "managed")
+
+
+def test_a_contact_address_names_its_customer_before_the_domain_does(app: App) -> None:
+    """A consultant writing from a client's domain works for someone else."""
+    with app.db.transaction() as session:
+        add_customer(app, session, "Customer Inc", domains=["customer.example"])
+        add_customer(app, session, "Partner Ltd", domains=["partner.example"],
+                     contacts=["consultant@customer.example"])
+    by_contact = show(app, ingest(app, make_mail(sender="consultant@customer.example"),
+                                  "test").ticket_id)
+    by_domain = show(app, ingest(app, make_mail(sender="someone@customer.example",
+                                                message_id="<two@customer.example>"),
+                                 "test").ticket_id)
+    unknown = show(app, ingest(app, make_mail(sender="who@elsewhere.example",
+                                              message_id="<three@elsewhere.example>"),
+                               "test").ticket_id)
+    assert [by_contact["organization"], by_domain["organization"], unknown["organization"]] == [
+        "Partner Ltd", "Customer Inc", None]

@@ -117,18 +117,24 @@ class _Apply:
                 attachment.data)
         return kept
 
-    def _acknowledge(self, ticket: Ticket, message: Message) -> int:
-        """Queue the acknowledgment unless this requester already got enough of them lately."""
-        limit = self.app.config.outbound.auto_replies_per_hour
-        recent = self.session.scalar(
+    def _automatic_mails_lately(self, requester: str) -> int:
+        """How many automatic mails `requester` got from us in the last hour. Asked
+        before the new ticket is written: with nothing waiting to be written, asking
+        costs no write of its own."""
+        return self.session.scalar(
             select(func.count(Message.id))
             .join(Ticket, Message.ticket_id == Ticket.id)
             .where(
-                Ticket.requester == ticket.requester,
+                Ticket.requester == requester,
                 Message.kind == "system",
                 Message.created_at >= self.now - timedelta(hours=1),
             )
         ) or 0
+
+    def _acknowledge(self, ticket: Ticket, message: Message, recent: int) -> int:
+        """Queue the acknowledgment unless this requester already got enough automatic
+        mail lately (`recent`)."""
+        limit = self.app.config.outbound.auto_replies_per_hour
         if recent >= limit:
             record(ticket, self.now, "maild", "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
@@ -191,11 +197,12 @@ class _Apply:
             [m.address for m in mail.to]
         ):
             return self.staff_brings_in_customer()
+        recent = self._automatic_mails_lately(mail.sender.address)
         ticket = self._open_ticket(mail.sender.address)
         for address in self._others(recipients):
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
-        acknowledged = self._acknowledge(ticket, message)
+        acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(ticket, message, f"New ticket from {self._who()}:")
         summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
         return Applied(ticket.id, summary, acknowledged + notified)
@@ -217,13 +224,14 @@ class _Apply:
         return Applied(ticket.id, "ticket opened by staff for the customer")
 
     def follow_up(self, closed: Ticket) -> Applied:
+        recent = self._automatic_mails_lately(self.mail.sender.address)
         ticket = self._open_ticket(self.mail.sender.address, follow_up_of=closed)
         for address in closed.cc:
             add_participant(ticket, address, "cc")
         if closed.assignee:
             set_assignee(ticket, closed.assignee, actor="maild", now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        acknowledged = self._acknowledge(ticket, message)
+        acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(
             ticket, message,
             f"{self._who()} wrote again after ticket #{closed.id} was closed; "
