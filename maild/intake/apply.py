@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from maild.app import App
@@ -30,6 +30,17 @@ from maild.workflow import (
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
+
+
+_AUTOMATIC_MAILS_SINCE = (
+    select(func.count(Message.id))
+    .join(Ticket, Message.ticket_id == Ticket.id)
+    .where(
+        Ticket.requester == bindparam("requester"),
+        Message.kind == "system",
+        Message.created_at >= bindparam("since", type_=Message.created_at.type),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -119,17 +130,11 @@ class _Apply:
 
     def _automatic_mails_lately(self, requester: str) -> int:
         """How many automatic mails `requester` got from us in the last hour. Asked
-        before the new ticket is written: with nothing waiting to be written, asking
-        costs no write of its own."""
-        return self.session.scalar(
-            select(func.count(Message.id))
-            .join(Ticket, Message.ticket_id == Ticket.id)
-            .where(
-                Ticket.requester == requester,
-                Message.kind == "system",
-                Message.created_at >= self.now - timedelta(hours=1),
-            )
-        ) or 0
+        before the new ticket is written, on the connection: nothing of this message is
+        written yet, and every message before it is (see pipeline._is_known)."""
+        return self.session.connection().execute(
+            _AUTOMATIC_MAILS_SINCE, {"requester": requester, "since": self.now - timedelta(hours=1)}
+        ).scalar_one()
 
     def _acknowledge(self, ticket: Ticket, message: Message, recent: int) -> int:
         """Queue the acknowledgment unless this requester already got enough automatic

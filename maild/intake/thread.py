@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
@@ -13,6 +13,17 @@ from maild.intake.parse import ParsedMail
 from maild.workflow import takes_part
 
 _TAG = re.compile(r"\[#(\d{1,9})\]")
+
+
+# The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
+# (rank 1; a welcome mail belongs to no ticket).
+_TICKETS_OF: CompoundSelect[tuple[str, int, int]] = union_all(
+    select(Message.message_id, Message.ticket_id, literal(0).label("rank"))
+    .where(Message.message_id.in_(bindparam("ids", expanding=True))),
+    select(OutboxMail.message_id, OutboxMail.ticket_id, literal(1).label("rank"))
+    .where(OutboxMail.message_id.in_(bindparam("ids", expanding=True)),
+           OutboxMail.ticket_id.is_not(None)),
+).order_by("rank")
 
 
 @dataclass(frozen=True)
@@ -26,15 +37,10 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
     if not ids:
         return None
     found: dict[str, int] = {}
-    for message_id, ticket_id in session.execute(
-        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
-    ):
-        found[message_id] = ticket_id
-    for message_id, outbox_ticket_id in session.execute(
-        select(OutboxMail.message_id, OutboxMail.ticket_id).where(OutboxMail.message_id.in_(ids))
-    ):
-        if outbox_ticket_id is not None:  # a welcome mail belongs to no ticket
-            found.setdefault(message_id, outbox_ticket_id)
+    # On the connection, without the ORM's flush: nothing of this message is written
+    # yet, and every message before it is (see pipeline._is_known).
+    for message_id, ticket_id, _rank in session.connection().execute(_TICKETS_OF, {"ids": ids}):
+        found.setdefault(message_id, ticket_id)  # a message's own ticket before its mail's
     for message_id in ids:  # nearest first: In-Reply-To, then References from the end
         if message_id in found:
             ticket = session.get(Ticket, found[message_id], with_for_update=True)
