@@ -5,6 +5,11 @@
 - `policy.default` parses a header's value again on every read. A part's Content-Type is
   read many times (type, charset, filename, disposition), and mail repeats the same
   values, so a parsed value is kept. Parsed headers are immutable: sharing them is safe.
+- Writing parses every value set and folds it again for the bytes. The mail maild writes
+  repeats most of its headers (its own From and Reply-To, Auto-Submitted, the MIME
+  headers of every part), so a value set is parsed, and a header folded, once. A
+  header's folding depends only on its name, its parse tree (made from its text) and
+  the policy, so the text stands for the tree.
 
 Behaviour is exactly that of `email.policy.default` (reading) and `email.policy.SMTP`
 (writing); only the repeated work is gone.
@@ -51,5 +56,26 @@ class _ReadingPolicy(EmailPolicy):
         return _parsed(name, _LINE_BREAKS.sub("", value))
 
 
+def _cacheable(value: str) -> bool:
+    return len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
+
+
+class _WritingPolicy(EmailPolicy):
+    def header_store_parse(self, name: str, value: Any) -> Any:
+        if type(value) is str and _cacheable(value):
+            return (name, _parsed(name, value))
+        return super().header_store_parse(name, value)  # the checks on anything else
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if hasattr(value, "name") and _cacheable(value):
+            return _folded(self, name, value)
+        return super().fold_binary(name, value)
+
+
+@lru_cache(maxsize=4096)
+def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
+    return EmailPolicy.fold_binary(policy, name, value)
+
+
 READING = _ReadingPolicy(header_factory=_HEADERS)
-WRITING = EmailPolicy(header_factory=_HEADERS, linesep="\r\n")
+WRITING = _WritingPolicy(header_factory=_HEADERS, linesep="\r\n")

@@ -69,19 +69,24 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     return f"[#{ticket_id}] {bare}".strip()
 
 
-def _address(party: Party) -> Address:
-    username, _, domain = party.address.rpartition("@")
-    return Address(display_name=one_line(party.name), username=username, domain=domain)
+def _addresses(*parties: Party) -> str:
+    """As `Address` writes them, quoted where needed: the text that an Address header
+    would be parsed from anyway, and that the writing policy parses once."""
+    return ", ".join(
+        str(Address(display_name=one_line(p.name), username=p.address.rpartition("@")[0],
+                    domain=p.address.rpartition("@")[2]))
+        for p in parties
+    )
 
 
 def render_mail(mail: OutgoingMail) -> bytes:
     message = EmailMessage(policy=WRITING)
-    message["From"] = _address(mail.sender)
-    message["To"] = [_address(p) for p in mail.to]
+    message["From"] = _addresses(mail.sender)
+    message["To"] = _addresses(*mail.to)
     if mail.cc:
-        message["Cc"] = [_address(p) for p in mail.cc]
+        message["Cc"] = _addresses(*mail.cc)
     if mail.reply_to:
-        message["Reply-To"] = _address(mail.reply_to)
+        message["Reply-To"] = _addresses(mail.reply_to)
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.date)
     message["Message-ID"] = mail.message_id

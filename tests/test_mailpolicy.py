@@ -1,0 +1,67 @@
+"""maild's email policies do what the standard ones do, only once per repeated value."""
+
+from __future__ import annotations
+
+import email.policy
+import random
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+import pytest
+
+from maild.outbound import compose
+from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
+
+NAMES = [
+    "", "Ann", "Zoë Müller", 'Ann "the boss" O\'Neil', "Smith, John", "back\\slash",
+    "a (comment) and <angle> and @ and ; and :", "日本語の名前", "x" * 120,
+    "Ünïcödé " * 12,
+]
+
+
+def _mail(n: int, name: str) -> OutgoingMail:
+    return OutgoingMail(
+        sender=Party("support@example.com", name),
+        to=[Party(f"ann{n}@customer.example", name)],
+        cc=[Party(f"cc{k}@customer.example", name if k % 2 else "") for k in range(6)],
+        reply_to=Party("support@example.com", "Support"),
+        subject=f"[#{n}] {name} " + "a long subject that must be folded " * 4,
+        text=f"Hello {name},\n\nünïcödé body\n",
+        html=f"<p>Hello {name}</p>",
+        message_id=f"<maild.{n}.abc@example.com>",
+        date=datetime(2026, 11, 23, 18, n % 60, tzinfo=UTC),
+        in_reply_to="<first@customer.example>",
+        references=[f"<ref{k}.{'y' * 30}@customer.example>" for k in range(25)],
+        auto_submitted="auto-replied",
+        attachments=[OutgoingAttachment(f"Rechnung {name}.pdf", "application/pdf",
+                                        b"%PDF" * 100)],
+    )
+
+
+def _rendered(mail: OutgoingMail) -> bytes:
+    random.seed(7)  # the same multipart boundaries
+    return render_mail(mail)
+
+
+@pytest.mark.parametrize("n", range(len(NAMES)))
+def test_mail_is_written_byte_for_byte_as_the_standard_policy_writes_it(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mail = _mail(n, NAMES[n])
+    ours = [_rendered(mail), _rendered(mail)]  # the second from what the first cached
+    monkeypatch.setattr(compose, "WRITING", email.policy.SMTP)
+    assert ours == [_rendered(mail)] * 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_address_header_is_written_as_from_its_address_object(name: str) -> None:
+    """The text an address header is set from parses to what the Address would give."""
+    party = Party("ann.o-neil+tag@customer.example", name)
+    by_text = EmailMessage(policy=email.policy.SMTP)
+    by_text["To"] = compose._addresses(party, party)
+    by_object = EmailMessage(policy=email.policy.SMTP)
+    by_object["To"] = [Address(display_name=compose.one_line(name),
+                               addr_spec="ann.o-neil+tag@customer.example")] * 2
+    assert by_text.as_bytes() == by_object.as_bytes()
+    assert [a.display_name for a in by_text["To"].addresses] == [compose.one_line(name)] * 2
