@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, literal, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
     PRIORITIES,
@@ -30,9 +30,13 @@ def record(
     new: str | None = None,
     detail: str | None = None,
 ) -> None:
-    ticket.events.append(
-        Event(at=now, actor=actor, kind=kind, old=old, new=new, detail=detail)
-    )
+    # Linked from the event's side: appending to ticket.events would first load every
+    # event the ticket has, only to add one.
+    event = Event(ticket=ticket, at=now, actor=actor, kind=kind, old=old, new=new,
+                  detail=detail)
+    session = object_session(ticket)
+    if session is not None:
+        session.add(event)
     ticket.updated_at = now
 
 

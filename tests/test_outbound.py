@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from maild.app import App, build_app
 from maild.clock import FixedClock
@@ -111,6 +111,18 @@ def test_acknowledgment_delivered_to_the_sink_threads_under_the_customer_mail(
     ticket = show(app, ticket_id)
     assert ticket["messages"][1]["delivery"]["status"] == "sent"
     assert any(e["kind"] == "delivered" for e in ticket["events"])
+
+
+def test_recording_a_delivery_does_not_read_the_ticket_history(app: App, sink: Sink) -> None:
+    """A long-running ticket has a long audit log; a delivery adds one line to it."""
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    statements: list[str] = []
+    event.listen(app.db.engine, "before_cursor_execute",
+                 lambda *args: statements.append(args[2]))
+    assert Sender(app).deliver_due().sent == 1
+    assert not [s for s in statements if s.lstrip().startswith("SELECT")
+                and "FROM events" in s]
+    assert [e["kind"] for e in show(app, ticket_id)["events"]][-1] == "delivered"
 
 
 def test_relay_carries_the_se_name_and_the_thread(app: App, sink: Sink) -> None:
