@@ -22,8 +22,10 @@ from tests.mailbuilder import make_mail
 from tests.test_scale_out import Daemons
 from tests.waiting import wait_for
 
-CONVERSATIONS = 80
-REPLIES = 20
+# Enough mail that the kills land while it is drained and sent (a run drains a few
+# hundred messages a second).
+CONVERSATIONS = 160
+REPLIES = 40
 KILLS = 8
 
 
@@ -57,7 +59,7 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
         name = f"run{round_number}"
         daemons.start(name)
         wait_for(lambda name=name: daemons.said(name, "maild running"), "the daemon to start")
-        time.sleep(chance.uniform(0.05, 0.6))  # a random moment: the point of the test
+        time.sleep(chance.uniform(0.02, 0.4))  # a random moment: the point of the test
         daemons.processes[name].send_signal(signal.SIGKILL)
         daemons.processes[name].wait(timeout=10)
         interrupted += daemons.said(name, "stored <") and imap_account.count("INBOX") > 0
