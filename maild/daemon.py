@@ -75,6 +75,7 @@ class Daemon:
         problems = self.app.templates.check(TEMPLATE_NAMES)
         if problems:  # refuse to start rather than fail on the first customer's mail
             raise ConfigError([f"templates: {problem}" for problem in problems])
+        self._remove_stale_temporaries()
         listener = scheduler = sender_thread = None
         reader_threads: list[threading.Thread] = []
         try:
@@ -118,8 +119,16 @@ class Daemon:
                 scheduler.shutdown(wait=True)
             log.info("maild stopped")
 
+    def _remove_stale_temporaries(self) -> None:
+        for store in (self.app.raw_store, self.app.attachment_store):
+            removed = store.remove_stale_temporaries()
+            if removed:
+                log.info("removed %d temporary file(s) a stopped maild left in %s",
+                         removed, store.directory)
+
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
+        self._remove_stale_temporaries()
         report = OnceReport()
         for reader in self.readers:
             try:

@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -15,6 +16,7 @@ from typing import IO, Any, TypeVar
 from maild.errors import TemporaryError
 
 T = TypeVar("T")
+_TEMPORARY_PREFIX = "incoming."
 
 
 def _sync(handle: IO[bytes]) -> None:
@@ -120,10 +122,11 @@ class RawStore:
     def _write(self, chunks: Iterable[bytes], known: str | None = None) -> str:
         """Write to a synced temporary file, then move it to the name of its hash
         (`known` when the caller has already computed it: a message is hashed once)."""
-        digest = None if known else hashlib.sha256()
-        temporary = self._write_temporary(chunks, sync=True, digest=digest)
+        digest = hashlib.sha256()
+        temporary = self._write_temporary(chunks, sync=True,
+                                          each_chunk=None if known else digest.update)
         try:
-            sha256 = known or digest.hexdigest()  # type: ignore[union-attr]
+            sha256 = known or digest.hexdigest()
             self._guarded(self._move_into_place, temporary, self.path_for(sha256))
         finally:
             with contextlib.suppress(OSError):  # the fault being raised matters more
@@ -131,14 +134,14 @@ class RawStore:
         return sha256
 
     def _write_temporary(self, chunks: Iterable[bytes], *, sync: bool,
-                         digest: Any = None) -> Path:
-        name = f"incoming.{os.getpid()}.{threading.get_ident()}.{next(self._numbers)}.tmp"
+                         each_chunk: Callable[[bytes], object] | None = None) -> Path:
+        name = f"{_TEMPORARY_PREFIX}{os.getpid()}.{threading.get_ident()}.{next(self._numbers)}.tmp"
         temporary = self.directory / name
         try:
             with self._guarded(self._open_new, temporary) as handle:
                 for chunk in chunks:
-                    if digest is not None:
-                        digest.update(chunk)
+                    if each_chunk is not None:
+                        each_chunk(chunk)
                     self._guarded(handle.write, chunk)
                 if sync:
                     self._guarded(_sync, handle)
@@ -154,6 +157,21 @@ class RawStore:
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
             raise TemporaryError(f"cannot store raw mail under {self.directory}: {reason}") from exc
+
+    def remove_stale_temporaries(self, older_than_seconds: float = 3600) -> int:
+        """Remove the temporary files a killed process left behind; returns how many.
+
+        A live writer touches its file at least once per batch, which takes seconds, so
+        one untouched for an hour belongs to no one, even with another maild writing
+        here. File times are the kernel's, hence its clock rather than maild's."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.directory.glob(f"{_TEMPORARY_PREFIX}*.tmp"):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def get(self, sha256: str) -> bytes:
         pending = self._pending()

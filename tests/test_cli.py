@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from tests.conftest import Sink
@@ -123,9 +125,13 @@ def test_check_reports_each_server(config_file: Path) -> None:
     assert "ok   outbound SMTP" in result.output
 
 
-def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink) -> None:
+def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: Path) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
+    left = tmp_path / "storage" / "raw" / "incoming.4242.1.7.tmp"  # a killed maild's
+    left.write_bytes(b"half a batch")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
     result = maild(config_file, "run", "--once")
+    assert not left.exists()
     assert result.exit_code == 0, result.output
     assert "delivered 2" in result.output  # the acknowledgment, and the SE's notification
     assert sorted(m["Delivered-To"] for m in sink.messages()) == [

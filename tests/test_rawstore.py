@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,18 @@ def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not store.path_for(lost).exists()
     assert store.get(kept) == b"stored before"
     assert not list((tmp_path / "raw").glob("*.tmp"))
+
+
+def test_temporary_files_a_killed_process_left_are_removed_once_stale(tmp_path: Path) -> None:
+    store = RawStore(tmp_path / "raw")
+    kept = store.put(b"a stored message")
+    left = tmp_path / "raw" / "incoming.4242.1.7.tmp"  # a SIGKILL in the middle of a batch
+    left.write_bytes(b"half a batch")
+    an_hour_ago = time.time() - 3700
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    with store.batch():
+        store.put(b"being written right now")
+        assert store.remove_stale_temporaries() == 1
+    assert not left.exists()
+    assert store.get(kept) == b"a stored message"
+    assert store.get(hashlib.sha256(b"being written right now").hexdigest())
