@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 
 from maild.app import App
 from maild.clock import FixedClock
@@ -240,6 +242,34 @@ def test_acknowledgments_to_one_address_are_limited_per_hour(
     assert [m["kind"] for m in show(app, silent)["messages"]] == ["public"]
     assert any(e["kind"] == "ack_withheld" for e in show(app, silent)["events"])
     assert len(show(app, later)["messages"]) == 2
+
+
+def test_recent_automatic_mail_is_counted_from_the_requesters_own_tickets(app: App) -> None:
+    """Counted for every new ticket, so read by index from the requester's recently
+    touched tickets: never by going through the whole desk's mail of the last hour,
+    which grows with its traffic."""
+    if app.db.is_postgresql:
+        pytest.skip("SQLite's plan is fixed by its indexes; PostgreSQL's by statistics")
+    counts: list[tuple[str, Any]] = []
+
+    def listener(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        if "count(messages.id)" in statement:
+            counts.append((statement, parameters))
+
+    event.listen(app.db.engine, "before_cursor_execute", listener)
+    try:
+        ingest(app, make_mail(), "test")
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", listener)
+    [(statement, parameters)] = counts
+    with app.db.engine.connect() as connection:
+        plan = [row[3] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert [step.split(" USING ")[1] for step in plan] == [
+        "COVERING INDEX ix_tickets_requester_updated_at (requester=? AND updated_at>?)",
+        "COVERING INDEX ix_messages_ticket_id_kind_created_at "
+        "(ticket_id=? AND kind=? AND created_at>?)"], plan
 
 
 def test_invalid_sender_is_quarantined_with_the_reason(app: App) -> None:

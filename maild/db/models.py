@@ -94,14 +94,19 @@ class CustomerContact(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    # The scheduler's two questions: which pending tickets are due, which are unscheduled.
-    __table_args__ = (Index("ix_tickets_status_followup_due_at", "status", "followup_due_at"),)
+    __table_args__ = (
+        # The scheduler's two questions: which pending tickets are due, which are unscheduled.
+        Index("ix_tickets_status_followup_due_at", "status", "followup_due_at"),
+        # A requester's tickets; those touched lately first of all (their recent
+        # automatic mail, counted for every new ticket).
+        Index("ix_tickets_requester_updated_at", "requester", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
     priority: Mapped[str] = mapped_column(String(2), default="p2")
-    requester: Mapped[str] = mapped_column(String(320), index=True)
+    requester: Mapped[str] = mapped_column(String(320))
     assignee: Mapped[str | None] = mapped_column(String(320))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     follow_up_of_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
@@ -171,7 +176,10 @@ class Message(Base):
     """
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_kind_created_at", "kind", "created_at"),)
+    # A ticket's messages of a kind since a moment: its recent automatic mail.
+    __table_args__ = (
+        Index("ix_messages_ticket_id_kind_created_at", "ticket_id", "kind", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)

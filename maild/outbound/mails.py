@@ -76,14 +76,18 @@ class Mails:
         )
 
     def _system_message(self, ticket: Ticket, message_id: str, subject: str, text: str) -> Message:
+        """The automatic mail kept in the ticket's thread. It touches the ticket: the count
+        of a requester's recent automatic mail relies on that (intake/apply.py)."""
         desk = self._desk(ticket)
+        now = self.app.clock.now()
+        ticket.updated_at = max(ticket.updated_at, now)
         message = Message(
             message_id=message_id,
             direction="out",
             kind="system",
             author=desk.address,
             author_name=desk.name,
-            created_at=self.app.clock.now(),
+            created_at=now,
             subject=subject,
             body=text.strip(),
             channel="outbox",
