@@ -104,7 +104,7 @@ class RawStore:
         a `batch`, durably means once the batch ends."""
         sha256 = hashlib.sha256(raw).hexdigest()
         pending = self._pending()
-        if pending is not None and sha256 in pending or self.path_for(sha256).exists():
+        if (pending is not None and sha256 in pending) or self.path_for(sha256).exists():
             return sha256
         if pending is not None:
             pending[sha256] = self._write_temporary([raw], sync=False)
