@@ -172,12 +172,12 @@ def open_ticket(
         nudges_sent=0,
         sla_alerts_sent=[],
         follow_up_of_id=follow_up_of.id if follow_up_of else None,
+        mailbox=mailbox,
         # A new ticket has none yet: said here, its first append loads nothing.
         messages=[],
         events=[],
     )
     ticket.participants.append(Participant(address=requester, role="requester"))
-    ticket.mailbox = mailbox
     session.add(ticket)
     detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
     record(ticket, now, requester, "created", None, "new", detail)

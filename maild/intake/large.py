@@ -105,7 +105,7 @@ class _Pass:
 
     def run(self) -> Skeleton:
         header = _read_header_block(self.source)
-        content_type, boundary, _ = _headers(header)
+        _, boundary, _ = _headers(header)
         if not boundary:
             raise _Unsupported("not a multipart message")
         self.out += header

@@ -252,7 +252,8 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
 def parse(raw: bytes, *, large: Skeleton | None = None, raw_sha256: str | None = None
           ) -> ParsedMail:
     """`large`: the skeleton of `raw` whose large parts are already stored; then `raw`
-    is not needed in memory, only its SHA-256."""
+    is not needed in memory, only its SHA-256 (given when known: it is not computed
+    again)."""
     if large is None and not raw.strip():
         raise ParseError("the message is empty")
     try:

@@ -1,9 +1,10 @@
 """One intake path for every channel: parse → dedupe → classify → thread → apply.
 
-The raw bytes are made durable first; everything after that happens in the database
-transaction of the batch the message came in, outbox mail included, each message in a
-savepoint of its own. A message that cannot be processed is quarantined with its
-reason, within the same batch, and never stops the caller or the messages after it.
+The raw bytes are stored first, and on disk before the batch they came in commits;
+everything after that happens in the database transaction of that batch, outbox mail
+included, each message in a savepoint of its own. A message that cannot be processed
+is quarantined with its reason, within the same batch, and never stops the caller or
+the messages after it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class IntakeBatch:
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
         raw_sha256 = self.app.raw_store.put(raw)
-        return self._take(raw_sha256, lambda: parse(raw))
+        return self._take(raw_sha256, lambda: parse(raw, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because

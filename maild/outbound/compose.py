@@ -69,14 +69,15 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     return f"[#{ticket_id}] {bare}".strip()
 
 
+def _address(party: Party) -> str:
+    username, _, domain = party.address.rpartition("@")
+    return str(Address(display_name=one_line(party.name), username=username, domain=domain))
+
+
 def _addresses(*parties: Party) -> str:
     """As `Address` writes them, quoted where needed: the text that an Address header
     would be parsed from anyway, and that the writing policy parses once."""
-    return ", ".join(
-        str(Address(display_name=one_line(p.name), username=p.address.rpartition("@")[0],
-                    domain=p.address.rpartition("@")[2]))
-        for p in parties
-    )
+    return ", ".join(_address(p) for p in parties)
 
 
 def render_mail(mail: OutgoingMail) -> bytes:
