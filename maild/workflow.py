@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, literal, select, union_all, update
+from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
@@ -162,6 +162,7 @@ def open_ticket(
     mailbox: str | None = None,
 ) -> Ticket:
     ticket = Ticket(
+        id=next_ticket_number(session),
         subject=subject or "(no subject)",
         status="new",
         priority="p2",
@@ -182,5 +183,21 @@ def open_ticket(
     detail = f"follow-up of #{follow_up_of.id}" if follow_up_of else None
     record(ticket, now, requester, "created", None, "new", detail)
     clocks.refresh(ticket)
-    session.flush()  # its number is in everything written about it from here on
     return ticket
+
+
+def next_ticket_number(session: Session) -> int:
+    """A new ticket's number, known before it is written: it is in everything written
+    about the ticket from the start (the acknowledgment's subject and Message-ID).
+
+    PostgreSQL draws it from the column's sequence. SQLite hands out the next rowid
+    itself, the largest plus one; every maild transaction there holds the write lock
+    from its start (BEGIN IMMEDIATE), so no one else can take that number first."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(_NEXT_FROM_SEQUENCE).scalar_one())
+    return int(connection.execute(_LARGEST).scalar_one() or 0) + 1
+
+
+_NEXT_FROM_SEQUENCE = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")))
+_LARGEST = select(func.max(Ticket.id))

@@ -31,6 +31,8 @@ from maild.workflow import (
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
 
+_RESOLVED = ("solved", "closed")
+
 
 # A ticket is touched whenever an automatic mail goes into its thread (Mails), so the
 # requester's tickets touched since then hold them all: the count reads those few, by
@@ -182,12 +184,17 @@ class _Apply:
         return 1
 
     def _open_tickets(self, ticket: Ticket) -> int:
-        """Unresolved tickets of the same organisation (or, without one, the same person)."""
-        same = (Ticket.customer_id == ticket.customer_id if ticket.customer_id is not None
+        """Unresolved tickets of the same organisation (or, without one, the same person),
+        this one included. The others are counted on the connection: this ticket may not
+        be written yet, and every other one is (see pipeline._is_known)."""
+        customer = ticket.customer
+        same = (Ticket.customer_id == customer.id if customer is not None
                 else Ticket.requester == ticket.requester)
-        return self.session.scalar(
-            select(func.count(Ticket.id)).where(same, Ticket.status.not_in(["solved", "closed"]))
-        ) or 0
+        others = self.session.connection().execute(
+            select(func.count(Ticket.id)).where(
+                same, Ticket.id != ticket.id, Ticket.status.not_in(_RESOLVED))
+        ).scalar_one()
+        return int(others) + (ticket.status not in _RESOLVED)
 
     def _who(self) -> str:
         sender = self.mail.sender

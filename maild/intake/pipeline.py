@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from maild.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail
+from maild.db.new_rows import write_new_rows
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
 from maild.intake.classify import classify
@@ -136,7 +137,11 @@ class IntakeBatch:
 
         try:
             with self.session.begin_nested():
-                return self._process(raw_sha256, mail)
+                result = self._process(raw_sha256, mail)
+                # A new conversation only adds rows: written without the unit of work,
+                # which costs a new ticket more than anything else the intake does.
+                write_new_rows(self.session)
+                return result
         except IntegrityError:
             # Another process stored the same Message-ID between our check and our insert.
             if _is_known(self.session, mail.message_id):
