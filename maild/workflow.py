@@ -191,12 +191,14 @@ def next_ticket_number(session: Session) -> int:
     about the ticket from the start (the acknowledgment's subject and Message-ID).
 
     PostgreSQL draws it from the column's sequence. SQLite hands out the next rowid
-    itself, the largest plus one; every maild transaction there holds the write lock
-    from its start (BEGIN IMMEDIATE), so no one else can take that number first."""
+    itself, the largest plus one, here counting the tickets not yet written; every
+    maild transaction there holds the write lock from its start (BEGIN IMMEDIATE), so
+    no one else can take that number first."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return int(connection.execute(_NEXT_FROM_SEQUENCE).scalar_one())
-    return int(connection.execute(_LARGEST).scalar_one() or 0) + 1
+    unwritten = [t.id for t in session.new if isinstance(t, Ticket) and t.id is not None]
+    return max([connection.execute(_LARGEST).scalar_one() or 0, *unwritten]) + 1
 
 
 _NEXT_FROM_SEQUENCE = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")))

@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from maild.app import App
+from maild.db.core_flush import flush_with_core
 from maild.db.models import Message, OutboxMail, QuarantinedMail
-from maild.db.new_rows import write_new_rows
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
 from maild.intake.classify import classify
@@ -138,9 +138,9 @@ class IntakeBatch:
         try:
             with self.session.begin_nested():
                 result = self._process(raw_sha256, mail)
-                # A new conversation only adds rows: written without the unit of work,
-                # which costs a new ticket more than anything else the intake does.
-                write_new_rows(self.session)
+                # Written with Core: the unit of work cost a message more than anything
+                # else the intake does (maild/db/core_flush.py).
+                flush_with_core(self.session)
                 return result
         except IntegrityError:
             # Another process stored the same Message-ID between our check and our insert.
