@@ -10,6 +10,11 @@
   headers of every part), so a value set is parsed, and a header folded, once. A
   header's folding depends only on its name, its parse tree (made from its text) and
   the policy, so the text stands for the tree.
+- The headers unique to each mail (its Subject, Message-ID, In-Reply-To and
+  References) are mostly plain: printable ASCII words with single spaces, nothing that
+  reads as an encoded word. Folding such a value gives back its text, so it is kept as
+  text, as a header read from bytes is: `email` writes it as it stands (refolding it
+  only if it is too long for a line), and parses it only if something reads it.
 
 Behaviour is exactly that of `email.policy.default` (reading) and `email.policy.SMTP`
 (writing); only the repeated work is gone.
@@ -60,11 +65,31 @@ def _cacheable(value: str) -> bool:
     return len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
 
 
+_PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*"
+_PLAIN_BY_NAME = {  # Message-ID has a grammar of its own, and email reformats others
+    "subject": _PLAIN,
+    "in-reply-to": _PLAIN,
+    "references": _PLAIN,
+    "message-id": re.compile(f"<{_DOT_ATOM}@{_DOT_ATOM}>"),
+}
+
+
+def _is_plain(name: str, value: str) -> bool:
+    """A value email would write as it stands. One too long for a line it refolds
+    itself, as it does a header read from bytes."""
+    plain = _PLAIN_BY_NAME.get(name.lower())
+    return plain is not None and "=?" not in value and plain.fullmatch(value) is not None
+
+
 class _WritingPolicy(EmailPolicy):
     def header_store_parse(self, name: str, value: Any) -> Any:
+        if type(value) is str and _is_plain(name, value):
+            return (name, value)
         if type(value) is str and _cacheable(value):
             return (name, _parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
+
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if hasattr(value, "name") and _cacheable(value):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import random
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import format_datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from maild.mailpolicy import WRITING
 from maild.outbound import compose
 from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
 
@@ -65,3 +70,47 @@ def test_an_address_header_is_written_as_from_its_address_object(name: str) -> N
                                addr_spec="ann.o-neil+tag@customer.example")] * 2
     assert by_text.as_bytes() == by_object.as_bytes()
     assert [a.display_name for a in by_text["To"].addresses] == [compose.one_line(name)] * 2
+
+
+_PLAIN_HEADERS = ["Subject", "Date", "Message-ID", "In-Reply-To", "References"]
+_ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+_IDS = st.from_regex(r"<[a-z0-9.]{1,30}@[a-z0-9.]{1,20}>", fullmatch=True)
+_VALUES = st.one_of(
+    st.text(_ASCII, max_size=90),
+    st.lists(_IDS, min_size=1, max_size=5).map(" ".join),
+    st.datetimes(timezones=st.just(UTC)).map(format_datetime),
+    st.text(st.sampled_from("=?Ququtf-8 abc"), max_size=40),
+    st.from_regex(r"[a-z ]{0,10}=\?utf-8\?q\?[a-z_]{1,10}\?=[a-z ]{0,10}", fullmatch=True),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(_PLAIN_HEADERS), value=_VALUES)
+def test_a_header_unique_to_a_mail_is_written_as_the_standard_policy_writes_it(
+    name: str, value: str
+) -> None:
+    """Those kept as text when plain (maild/mailpolicy.py), and any value at all."""
+    ours, standard = EmailMessage(policy=WRITING), EmailMessage(policy=email.policy.SMTP)
+    ours[name] = value
+    standard[name] = value
+    assert ours.as_bytes() == standard.as_bytes()
+
+
+def test_a_part_holding_a_boundary_line_keeps_it_as_text() -> None:
+    """Each process writes all its mail with the same two boundaries: no text can end a
+    part early, because quoted-printable writes every "=" as "=3D"."""
+    probe = render_mail(_mail(0, ""))
+    boundaries = {line[2:].rstrip(b"-").decode() for line in probe.split(b"\r\n")
+                  if line.startswith(b"--==")}
+    text = "".join(f"--{b}\n--{b}--\n" for b in sorted(boundaries)) + "the end\n"
+    mail = dataclasses.replace(_mail(0, ""), text=text, html=f"<pre>{text}</pre>")
+
+    parsed = email.message_from_bytes(render_mail(mail), policy=email.policy.default)
+
+    assert isinstance(parsed, EmailMessage)
+    assert [part.get_content_type() for part in parsed.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html",
+        "application/pdf"]
+    body = parsed.get_body(("plain",))
+    assert body is not None and body.get_content().replace("\r\n", "\n") == text
+    assert len(boundaries) == 2

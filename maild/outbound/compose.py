@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,19 @@ from email.utils import format_datetime
 from maild.mailpolicy import WRITING
 
 _TAG = re.compile(r"\[#(\d+)\]")
+
+
+def _boundary() -> str:
+    return f"{'=' * 15}{secrets.randbelow(10 ** 19):019d}=="
+
+
+# A boundary has only to be absent from the parts it separates, and every part maild
+# writes is quoted-printable or base64: neither can hold a line starting "--=" or two
+# "=" in a row. So each process draws its two boundaries once (in email's own format),
+# rather than email drawing one per mail and compiling a regular expression to search
+# the whole mail for it; and the headers naming them are parsed and folded once.
+_ALTERNATIVE = _boundary()
+_MIXED = _boundary()
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
 
 
@@ -105,7 +119,10 @@ def render_mail(mail: OutgoingMail) -> bytes:
         message["X-Auto-Response-Suppress"] = "All"
     message.set_content(mail.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     if mail.html is not None:
+        message.make_alternative(boundary=_ALTERNATIVE)
         message.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if mail.attachments:
+        message.make_mixed(boundary=_MIXED)
     for attachment in mail.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         if not subtype or maintype == "multipart":
