@@ -136,10 +136,12 @@ class IntakeBatch:
             return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
 
         try:
-            with self.session.begin_nested():
+            # A message's rows are written once, at its end, with Core: the unit of work
+            # cost a message more than anything else the intake does (core_flush.py).
+            # Until then nothing is flushed: what the step reads through the ORM is
+            # stored rows, and a loaded collection shows the step's own additions too.
+            with self.session.begin_nested(), self.session.no_autoflush:
                 result = self._process(raw_sha256, mail)
-                # Written with Core: the unit of work cost a message more than anything
-                # else the intake does (maild/db/core_flush.py).
                 flush_with_core(self.session)
                 return result
         except IntegrityError:
