@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maild.intake.replies import new_text
+from maild.intake.replies import _PARSER, latest_reply, new_text
 
 CASES = {
     "gmail": (
@@ -55,3 +55,11 @@ def test_new_text(name: str) -> None:
 def test_a_message_that_is_all_quote_keeps_its_text() -> None:
     text = "> only a quote\n> nothing new\n"
     assert new_text(text) != ""
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_library_is_read_with_its_regular_expressions_built_once(name: str) -> None:
+    text = CASES[name][0]
+    signed = f"{text}\n\nBest regards,\nAnn\n\nSent from my iPhone\n"
+    for sample in (text, signed, "Hi\n\n" + "_" * 30 + "\nFrom: x\n" + text):
+        assert latest_reply(sample) == _PARSER.parse_reply(sample)

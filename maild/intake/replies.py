@@ -11,8 +11,24 @@ from __future__ import annotations
 import re
 
 from mailparser_reply import EmailReplyParser
+from mailparser_reply.parser import EmailMessage as ReplyText
 
 _PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+# EmailReplyParser builds its three regular expressions again for every text it reads
+# (joining the patterns of six languages each time); they depend on the languages only,
+# so they are built once here and handed to each text, as its dataclass fields allow.
+_PROBE = ReplyText(text="", languages=list(_PARSER.languages))
+_REGEXES = {
+    "_header_regex": _PROBE.HEADER_REGEX,
+    "_disclaimers_regex": _PROBE.DISCLAIMERS_REGEX,
+    "_signature_regex": _PROBE.SIGNATURE_REGEX,
+}
+
+
+def latest_reply(text: str) -> str | None:
+    """What `_PARSER.parse_reply(text)` gives."""
+    return ReplyText(text=text, languages=list(_PARSER.languages), **_REGEXES).read(
+    ).latest_reply
 
 # "On Mon, 1 Dec 2026 at 10:00, Ann <ann@x> wrote:" (possibly folded over two
 # lines by the client), "Le lun. 1 déc. 2026 à 10:00, Ann a écrit :",
@@ -65,7 +81,7 @@ def new_text(text: str) -> str:
     if below is not None:
         return below
     try:
-        parsed = _PARSER.parse_reply(text=text)
+        parsed = latest_reply(text)
     except Exception:  # a third-party parser must never take a message down with it
         parsed = text
     candidate = _drop_quoted_tail(_cut_at_attribution(parsed or "")).strip()
