@@ -19,6 +19,8 @@ a child taken out of a collection (the unit of work would delete the orphan).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table, Update, bindparam, inspect
@@ -39,6 +41,45 @@ _UPDATES: dict[Table, Update] = {
 _Keys = dict[InstanceState[Any], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What writing a row of one class needs to know of its mapping, worked out once."""
+
+    table: Table
+    columns: tuple[tuple[str, str, bool], ...]  # attribute, column, None is a value
+    column_of: dict[str, str]  # attribute -> column
+    primary_key: tuple[str, ...]  # attributes, in the table's order
+    # many-to-one: relationship, and each (column here, attribute of the parent)
+    parents: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    # one-to-many: relationship, whether a list, and each (attribute here, child column)
+    children: tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...]
+
+
+@cache
+def _plan(mapper: Mapper[Any]) -> _Plan:
+    columns = tuple((prop.key, prop.columns[0].key, prop.columns[0].type.should_evaluate_none)
+                    for prop in mapper.column_attrs)
+    parents, children = [], []
+    for relationship in mapper.relationships:
+        pairs = relationship.local_remote_pairs or ()
+        if relationship.direction is RelationshipDirection.MANYTOONE:
+            parents.append((relationship.key, tuple(
+                (str(local.key), relationship.mapper.get_property_by_column(remote).key)
+                for local, remote in pairs)))
+        elif relationship.direction is RelationshipDirection.ONETOMANY:
+            children.append((relationship.key, bool(relationship.uselist), tuple(
+                (mapper.get_property_by_column(local).key, str(remote.key))
+                for local, remote in pairs)))
+    return _Plan(
+        table=cast(Table, mapper.local_table),
+        columns=columns,
+        column_of={attribute: column for attribute, column, _ in columns},
+        primary_key=tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key),
+        parents=tuple(parents),
+        children=tuple(children),
+    )
+
+
 def flush_with_core(session: Session) -> bool:
     """Write the session's new and changed objects and detach them; False, having
     written nothing, when there is nothing to write or something it does not write."""
@@ -51,107 +92,94 @@ def flush_with_core(session: Session) -> bool:
     # Parents before children, and within a table in the order they were added, as the
     # unit of work does: a thread's messages are read back in the order of their ids.
     states = sorted([*new, *changed], key=lambda state: (
-        _TABLE_ORDER[_table(state.mapper)], state.key is not None, state.insert_order or 0))
+        _TABLE_ORDER[_plan(state.mapper).table], state.key is not None,
+        state.insert_order or 0))
     keys: _Keys = {state: {} for state in new}
     connection = session.connection()
     for state in states:
-        mapper = state.mapper
+        plan = _plan(state.mapper)
         if state.key is None:
-            result = connection.execute(_INSERTS[_table(mapper)],
-                                        _new_row(state, mapper, keys[state]))
-            for column, value in zip(mapper.primary_key, result.inserted_primary_key or (),
-                                     strict=True):
-                set_committed_value(state.obj(), mapper.get_property_by_column(column).key,
-                                    value)
+            result = connection.execute(_INSERTS[plan.table], _new_row(state, plan, keys[state]))
+            for attribute, value in zip(plan.primary_key, result.inserted_primary_key or (),
+                                        strict=True):
+                set_committed_value(state.obj(), attribute, value)
         else:
-            changes = _changes(state, mapper)
+            changes = _changes(state, plan)
             if changes:
                 # The identity holds the key in the table's order: one table per class.
                 changes.update({f"_key_{n}": value for n, value in enumerate(state.key[1])})
-                connection.execute(_UPDATES[_table(mapper)], changes)
-        _hand_key_to_children(state, mapper, keys)
+                connection.execute(_UPDATES[plan.table], changes)
+        _hand_key_to_children(state, plan, keys)
     for state in states:
         if state.obj() in session:
             session.expunge(state.obj())
     return True
 
 
-def _table(mapper: Mapper[Any]) -> Table:
-    return cast(Table, mapper.local_table)
-
-
 def _removes_children(state: InstanceState[Any]) -> bool:
-    return any(
-        state.attrs[relationship.key].history.deleted
-        for relationship in state.mapper.relationships
-        if relationship.direction is RelationshipDirection.ONETOMANY
-    )
+    return any(state.attrs[relationship].history.deleted
+               for relationship, _, _ in _plan(state.mapper).children
+               if relationship in state.committed_state)
 
 
-def _new_row(state: InstanceState[Any], mapper: Mapper[Any], keys: dict[str, Any]
-             ) -> dict[str, Any]:
+def _new_row(state: InstanceState[Any], plan: _Plan, keys: dict[str, Any]) -> dict[str, Any]:
     """The columns as the unit of work would send them: unset ones and None left to the
     column's default, except where the type stores None as a value (JSON)."""
     values = state.dict
     row: dict[str, Any] = {}
-    for prop in mapper.column_attrs:
-        if prop.key not in values:
-            continue
-        value = values[prop.key]
-        column = prop.columns[0]
-        if value is None and not column.type.should_evaluate_none:
-            continue
-        row[column.key] = value
-    row.update(_parent_keys(state, mapper, changed_only=False))
+    for attribute, column, none_is_a_value in plan.columns:
+        if attribute in values:
+            value = values[attribute]
+            if value is not None or none_is_a_value:
+                row[column] = value
+    row.update(_parent_keys(state, plan, changed_only=False))
     row.update(keys)
     return row
 
 
-def _changes(state: InstanceState[Any], mapper: Mapper[Any]) -> dict[str, Any]:
-    """The columns of a stored row whose value changed, and their new values."""
+def _changes(state: InstanceState[Any], plan: _Plan) -> dict[str, Any]:
+    """The columns of a stored row whose value changed, and their new values: of the
+    attributes set since it was loaded, those whose value differs."""
     changes: dict[str, Any] = {}
-    for prop in mapper.column_attrs:
-        history = state.attrs[prop.key].history
+    for attribute in state.committed_state:
+        column = plan.column_of.get(attribute)
+        if column is None:
+            continue
+        history = state.attrs[attribute].history
         if history.added and history.added != history.deleted:
-            changes[prop.columns[0].key] = history.added[0]
-    changes.update(_parent_keys(state, mapper, changed_only=True))
+            changes[column] = history.added[0]
+    changes.update(_parent_keys(state, plan, changed_only=True))
     return changes
 
 
-def _parent_keys(state: InstanceState[Any], mapper: Mapper[Any], *, changed_only: bool
+def _parent_keys(state: InstanceState[Any], plan: _Plan, *, changed_only: bool
                  ) -> dict[str, Any]:
     """Foreign keys from the objects this one points to."""
     keys: dict[str, Any] = {}
-    for relationship in mapper.relationships:
-        if relationship.direction is not RelationshipDirection.MANYTOONE:
+    for relationship, pairs in plan.parents:
+        if changed_only and (relationship not in state.committed_state
+                             or not state.attrs[relationship].history.added):
             continue
-        if changed_only and not state.attrs[relationship.key].history.added:
-            continue
-        parent = state.dict.get(relationship.key)
-        for local, remote in relationship.local_remote_pairs or ():
+        parent = state.dict.get(relationship)
+        for column, parent_attribute in pairs:
             if parent is None:
                 if changed_only:
-                    keys[str(local.key)] = None
+                    keys[column] = None
                 continue
             # getattr: a stored parent's key may be expired (after a savepoint rolled back)
-            keys[str(local.key)] = getattr(
-                parent, inspect(parent).mapper.get_property_by_column(remote).key)
+            keys[column] = getattr(parent, parent_attribute)
     return keys
 
 
-def _hand_key_to_children(state: InstanceState[Any], mapper: Mapper[Any], keys: _Keys
-                          ) -> None:
+def _hand_key_to_children(state: InstanceState[Any], plan: _Plan, keys: _Keys) -> None:
     """A one-to-many collection whose new children do not point back: their foreign key."""
-    for relationship in mapper.relationships:
-        if relationship.direction is not RelationshipDirection.ONETOMANY:
-            continue
-        children = state.dict.get(relationship.key)
+    for relationship, uselist, pairs in plan.children:
+        children = state.dict.get(relationship)
         if children is None:
             continue
-        for child in children if relationship.uselist else [children]:
+        for child in children if uselist else [children]:
             child_state = inspect(child)
             if child_state not in keys:
                 continue
-            for local, remote in relationship.local_remote_pairs or ():
-                key = mapper.get_property_by_column(local).key
-                keys[child_state][str(remote.key)] = getattr(state.obj(), key)
+            for attribute, child_column in pairs:
+                keys[child_state][child_column] = getattr(state.obj(), attribute)
