@@ -191,15 +191,23 @@ def next_ticket_number(session: Session) -> int:
     about the ticket from the start (the acknowledgment's subject and Message-ID).
 
     PostgreSQL draws it from the column's sequence. SQLite hands out the next rowid
-    itself, the largest plus one, here counting the tickets not yet written; every
-    maild transaction there holds the write lock from its start (BEGIN IMMEDIATE), so
-    no one else can take that number first."""
+    itself, the largest plus one; every maild transaction there holds the write lock
+    from its start (BEGIN IMMEDIATE), so no one else can take a number meanwhile, and
+    the largest is asked once per transaction, then counted on (a message rolled back
+    leaves a gap, as a sequence does)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return int(connection.execute(_NEXT_FROM_SEQUENCE).scalar_one())
-    unwritten = [t.id for t in session.new if isinstance(t, Ticket) and t.id is not None]
-    return max([connection.execute(_LARGEST).scalar_one() or 0, *unwritten]) + 1
+    transaction = session.get_transaction()
+    handed_out = session.info.get(_HANDED_OUT)
+    if handed_out is not None and handed_out[0] is transaction:
+        number = handed_out[1] + 1
+    else:
+        number = int(connection.execute(_LARGEST).scalar_one() or 0) + 1
+    session.info[_HANDED_OUT] = (transaction, number)
+    return number
 
 
+_HANDED_OUT = "maild.last_ticket_number"
 _NEXT_FROM_SEQUENCE = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")))
 _LARGEST = select(func.max(Ticket.id))
