@@ -73,20 +73,28 @@ class ParsedMail:
         return ids
 
 
-def _header(message: Message, name: str) -> str:
-    """A header as text; a header the parser cannot decode degrades to its raw form."""
-    try:
-        value = message.get(name)
-    except Exception:  # email's header classes raise several types on broken input
-        value = None
-        for key, raw in message.raw_items():
-            if key.lower() == name.lower():
-                value = raw
-                break
-    if value is None:
-        return ""
-    text = str(value).replace("\x00", "")  # PostgreSQL text cannot hold NUL
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+class _Headers:
+    """A message's headers as text, each by its first value, as `Message.get` reads it.
+    `get` goes through every header for each name asked; this goes through them once."""
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self._first: dict[str, tuple[str, str]] = {}
+        for name, raw in message.raw_items():
+            self._first.setdefault(name.lower(), (name, raw))
+
+    def __getitem__(self, name: str) -> str:
+        """The header as text, "" when absent; one the parser cannot decode degrades to
+        its raw form."""
+        found = self._first.get(name.lower())
+        if found is None:
+            return ""
+        try:
+            value = self._message.policy.header_fetch_parse(*found)
+        except Exception:  # email's header classes raise several types on broken input
+            value = found[1]
+        text = str(value).replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
 
 
 def _all_headers(message: Message, name: str) -> list[str]:
@@ -158,8 +166,9 @@ def _forwarded(part: Message) -> _Content:
         return _Content("", [], [])
     content = _content(inner)
     lines = ["---------- Forwarded message ----------"]
+    headers = _Headers(inner)
     for name in ("From", "Date", "Subject", "To"):
-        value = _header(inner, name)
+        value = headers[name]
         if value:
             lines.append(f"{name}: {' '.join(value.split())}")
     return _Content("\n".join(lines) + "\n\n" + content.text, [], content.attachments)
@@ -270,7 +279,8 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
         # Which one is the sender? Mail systems disagree, and that is how authenticity
         # checks are fooled; RFC 5322 allows exactly one.
         raise ParseError("more than one From header")
-    from_value = _header(message, "From")
+    header = _Headers(message)
+    from_value = header["From"]
     senders = parse_mailboxes([from_value]) if from_value else []
     if not senders:
         if not from_value:
@@ -282,7 +292,7 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
             raise ParseError(f"invalid sender: {exc}") from None
         raise ParseError(f"invalid sender: {from_value!r} names no address")
 
-    message_ids = _message_ids(_header(message, "Message-ID"))
+    message_ids = _message_ids(header["Message-ID"])
     if message_ids:
         message_id, own = message_ids[0], True
     else:
@@ -292,7 +302,7 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
 
     content = _content(message, large.stored if large else _NOTHING_STORED)
     headers = {
-        name: _header(message, name)
+        name: header[name]
         for name in (
             "auto-submitted",
             "precedence",
@@ -308,19 +318,19 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
     return ParsedMail(
         message_id=message_id,
         has_own_message_id=own,
-        subject=" ".join(_header(message, "Subject").split()),
+        subject=" ".join(header["Subject"].split()),
         sender=senders[0],
         to=parse_mailboxes(_all_headers(message, "To")),
         cc=parse_mailboxes(_all_headers(message, "Cc")),
-        date=_date(_header(message, "Date")),
-        in_reply_to=_message_ids(_header(message, "In-Reply-To")),
-        references=_message_ids(_header(message, "References")),
+        date=_date(header["Date"]),
+        in_reply_to=_message_ids(header["In-Reply-To"]),
+        references=_message_ids(header["References"]),
         text=content.text,
         new_text=_paragraphs(new_text(content.body), *content.forwarded),
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=content.attachments,
-        bounce=_bounce(message, content.text, senders[0].address, _header(message, "Subject")),
+        bounce=_bounce(message, content.text, senders[0].address, header["Subject"]),
         authentication_results=[" ".join(v.split())
                                 for v in _all_headers(message, "Authentication-Results")],
     )
