@@ -24,7 +24,13 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table, Update, bindparam, inspect
-from sqlalchemy.orm import InstanceState, Mapper, RelationshipDirection, Session
+from sqlalchemy.orm import (
+    InstanceState,
+    Mapper,
+    RelationshipDirection,
+    Session,
+    make_transient,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 
 from maild.db.models import Base
@@ -111,8 +117,7 @@ def flush_with_core(session: Session) -> bool:
                 connection.execute(_UPDATES[plan.table], changes)
         _hand_key_to_children(state, plan, keys)
     for state in states:
-        if state.obj() in session:
-            session.expunge(state.obj())
+        make_transient(state.obj())  # out of the session, one by one: no cascade to walk
     return True
 
 
