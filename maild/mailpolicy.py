@@ -90,7 +90,6 @@ class _WritingPolicy(EmailPolicy):
             return (name, _parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
-
     def fold_binary(self, name: str, value: Any) -> bytes:
         if hasattr(value, "name") and _cacheable(value):
             return _folded(self, name, value)

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from maild.mailpolicy import WRITING
 
 _TAG = re.compile(r"\[#(\d+)\]")
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
 
 
 def _boundary() -> str:
@@ -21,13 +22,13 @@ def _boundary() -> str:
 
 
 # A boundary has only to be absent from the parts it separates, and every part maild
-# writes is quoted-printable or base64: neither can hold a line starting "--=" or two
-# "=" in a row. So each process draws its two boundaries once (in email's own format),
-# rather than email drawing one per mail and compiling a regular expression to search
-# the whole mail for it; and the headers naming them are parsed and folded once.
+# writes is quoted-printable, which never holds two "=" in a row, or base64, which never
+# holds a "-"; a boundary line starts "--==". So each process draws its two boundaries
+# once (in email's own format), rather than email drawing one per mail and compiling a
+# regular expression to search the whole mail for it; and the headers naming them are
+# parsed and folded once.
 _ALTERNATIVE = _boundary()
 _MIXED = _boundary()
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
