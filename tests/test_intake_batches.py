@@ -109,3 +109,48 @@ def test_the_files_of_a_batch_are_on_disk_before_its_commit(
         event.listen(app.db.engine, "commit", check)
     assert on_disk_at_commit == [True]
     assert len(synced) == 15  # 5 messages, 5 acknowledgments, 5 notifications
+
+
+def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) -> None:
+    """Another process commits the same Message-ID after this one found it unknown and
+    before it writes the message: the INSERT fails, the message's savepoint is rolled
+    back, and it is recognised as the duplicate it is. The other process is a second
+    connection that commits its row just as this one is about to insert."""
+    if not app.db.is_postgresql:
+        pytest.skip("SQLite lets one writer in at a time: the race cannot happen there")
+    raw = make_mail(message_id="<raced@customer.example>")
+    raced: list[bool] = []
+
+    def the_other_process_first(connection: Any, cursor: Any, statement: str,
+                                *args: Any) -> None:
+        if raced or not statement.startswith("INSERT INTO messages"):
+            return
+        raced.append(True)
+        with app.db.engine.connect() as other, Session(other) as session:
+            ticket = Ticket(subject="Stored elsewhere", status="new", priority="p2",
+                            requester="ann@customer.example", created_at=app.clock.now(),
+                            updated_at=app.clock.now(), nudges_sent=0)
+            ticket.messages.append(Message(
+                message_id="<raced@customer.example>", direction="in", kind="public",
+                author="ann@customer.example", created_at=app.clock.now(),
+                subject="Stored elsewhere", body="", channel="test", attachments=[]))
+            session.add(ticket)
+            session.commit()
+
+    event.listen(app.db.engine, "before_cursor_execute", the_other_process_first)
+    try:
+        with intake_batch(app, "test") as batch:
+            result = batch.ingest(raw)
+            after = batch.ingest(make_mail(message_id="<next@customer.example>",
+                                           subject="Next question"))
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", the_other_process_first)
+
+    assert raced == [True]
+    assert result.outcome == "duplicate"
+    assert after.outcome == "stored"
+    with app.db.transaction() as session:
+        assert sorted(session.scalars(select(Ticket.subject))) == [
+            "Next question", "Stored elsewhere"]
+        assert session.scalar(select(func.count()).select_from(Message).where(
+            Message.message_id == "<raced@customer.example>")) == 1
