@@ -84,10 +84,11 @@ def _is_plain(name: str, value: str) -> bool:
 
 class _WritingPolicy(EmailPolicy):
     def header_store_parse(self, name: str, value: Any) -> Any:
-        if type(value) is str and _is_plain(name, value):
-            return (name, value)
-        if type(value) is str and _cacheable(value):
-            return (name, _parsed(name, value))
+        if type(value) is str:
+            if _is_plain(name, value):
+                return (name, value)
+            if _cacheable(value):
+                return (name, _parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:

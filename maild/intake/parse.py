@@ -74,35 +74,32 @@ class ParsedMail:
 
 
 class _Headers:
-    """A message's headers as text, each by its first value, as `Message.get` reads it.
-    `get` goes through every header for each name asked; this goes through them once."""
+    """A message's headers as text: the first value of a name as `Message.get` reads it,
+    or every value as it came. `get` goes through every header for each name asked;
+    this goes through them once."""
 
     def __init__(self, message: Message) -> None:
         self._message = message
-        self._first: dict[str, tuple[str, str]] = {}
+        self._by_name: dict[str, list[tuple[str, str]]] = {}
         for name, raw in message.raw_items():
-            self._first.setdefault(name.lower(), (name, raw))
+            self._by_name.setdefault(name.lower(), []).append((name, raw))
 
     def __getitem__(self, name: str) -> str:
         """The header as text, "" when absent; one the parser cannot decode degrades to
         its raw form."""
-        found = self._first.get(name.lower())
-        if found is None:
+        found = self._by_name.get(name.lower())
+        if not found:
             return ""
         try:
-            value = self._message.policy.header_fetch_parse(*found)
+            value = self._message.policy.header_fetch_parse(*found[0])
         except Exception:  # email's header classes raise several types on broken input
-            value = found[1]
+            value = found[0][1]
         text = str(value).replace("\x00", "")  # PostgreSQL text cannot hold NUL
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
 
-
-def _all_headers(message: Message, name: str) -> list[str]:
-    values = []
-    for key, raw in message.raw_items():
-        if key.lower() == name.lower():
-            values.append(str(raw))
-    return values
+    def every(self, name: str) -> list[str]:
+        """Every value of the header, unparsed."""
+        return [str(raw) for _, raw in self._by_name.get(name.lower(), [])]
 
 
 def _message_ids(value: str) -> list[str]:
@@ -275,11 +272,11 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
     message = email.message_from_bytes(large.raw if large else raw, policy=READING)
     assert isinstance(message, EmailMessage)
 
-    if len(_all_headers(message, "From")) > 1:
+    header = _Headers(message)
+    if len(header.every("From")) > 1:
         # Which one is the sender? Mail systems disagree, and that is how authenticity
         # checks are fooled; RFC 5322 allows exactly one.
         raise ParseError("more than one From header")
-    header = _Headers(message)
     from_value = header["From"]
     senders = parse_mailboxes([from_value]) if from_value else []
     if not senders:
@@ -320,8 +317,8 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
         has_own_message_id=own,
         subject=" ".join(header["Subject"].split()),
         sender=senders[0],
-        to=parse_mailboxes(_all_headers(message, "To")),
-        cc=parse_mailboxes(_all_headers(message, "Cc")),
+        to=parse_mailboxes(header.every("To")),
+        cc=parse_mailboxes(header.every("Cc")),
         date=_date(header["Date"]),
         in_reply_to=_message_ids(header["In-Reply-To"]),
         references=_message_ids(header["References"]),
@@ -332,5 +329,5 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
         attachments=content.attachments,
         bounce=_bounce(message, content.text, senders[0].address, header["Subject"]),
         authentication_results=[" ".join(v.split())
-                                for v in _all_headers(message, "Authentication-Results")],
+                                for v in header.every("Authentication-Results")],
     )

@@ -51,7 +51,7 @@ def _is_known(session: Session, message_id: str) -> bool:
     """DESIGN.md rule 1: a Message-ID maild already stored, received or sent.
 
     Asked on the connection, without the ORM's flush first: every message before this
-    one is written (each ends with its savepoint), and a lookup asked for every message
+    one is written (each writes its rows as it ends), and a lookup asked for every message
     costs a seventh of the same query through the ORM (22 against 150 µs)."""
     return session.connection().execute(_KNOWN, {"message_id": message_id}).first() is not None
 
