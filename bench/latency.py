@@ -127,11 +127,11 @@ def main() -> None:
             account = dovecot.add_account()
             app = make_app(workdir / "latency", account, sink.port)
             measured = maild_latency(app, account, sink, args.samples, 0.5)
-            app.db.dispose()
+            app.close()
             account = dovecot.add_account()
             app = make_app(workdir / "back-to-back", account, sink.port)
             back_to_back = maild_latency(app, account, sink, args.samples, 0.0)
-            app.db.dispose()
+            app.close()
             for name, values in (("IDLE notice floor", floor),
                                  ("append -> ack in sink", measured),
                                  ("same, back to back", back_to_back)):

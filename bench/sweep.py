@@ -117,7 +117,7 @@ def main() -> None:
             assert done["nudged"] == due and done["sla_alerts"] == due, done
             idle, quiet = timed_sweep(app)
             assert not any(quiet.values()), quiet
-            app.db.dispose()
+            app.close()
         baseline = baseline or (idle, busy)
         print(f"{size:>8} {due:>6} {idle:>10.3f}s {idle / baseline[0]:>5.1f} "
               f"{busy:>9.2f}s {busy / baseline[1]:>5.1f}")

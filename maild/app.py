@@ -10,6 +10,7 @@ from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import upgrade
 from maild.errors import TemporaryError
+from maild.intake.parser_process import ParserProcess
 from maild.outbound.templates import Templates
 from maild.rawstore import RawStore
 from maild.sla import SlaClocks
@@ -25,6 +26,11 @@ class App:
     templates: Templates
     calendar: BusinessCalendar
     sla: SlaClocks
+    parser: ParserProcess
+
+    def close(self) -> None:
+        self.parser.close()
+        self.db.dispose()
 
 
 def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
@@ -45,4 +51,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         templates=Templates(config.templates.dir),
         calendar=calendar,
         sla=SlaClocks(config.sla, calendar),
+        parser=ParserProcess(config.intake.parse_in_second_process),
     )

@@ -35,7 +35,7 @@ class Context:
 
     def close(self) -> None:
         if self._app is not None:
-            self._app.db.dispose()
+            self._app.close()
             self._app = None
 
     def config(self) -> Config:

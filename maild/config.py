@@ -308,6 +308,17 @@ class SlaConfig(_Section):
         return next((p for p in self.policies if p.fits(severity, plan)), None)
 
 
+def _more_than_one_cpu() -> bool:
+    return len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else (
+        (os.cpu_count() or 1) > 1)
+
+
+class IntakeConfig(_Section):
+    # Parse a batch's mail in a second process while this one stores it; worth it only
+    # with a second CPU to run on.
+    parse_in_second_process: bool = Field(default_factory=_more_than_one_cpu)
+
+
 class TemplatesConfig(_Section):
     dir: Path | None = None
 
@@ -325,6 +336,7 @@ class Config(_Section):
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
     followup: FollowupConfig = FollowupConfig()
     sla: SlaConfig = SlaConfig()
+    intake: IntakeConfig = IntakeConfig()
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
     mailboxes: list[MailboxConfig] = []

@@ -138,7 +138,7 @@ def app(config: Config, clock: FixedClock) -> Iterator[App]:
     try:
         yield application
     finally:
-        application.db.dispose()
+        application.close()
 
 
 @pytest.fixture(scope="session")

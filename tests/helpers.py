@@ -48,6 +48,6 @@ def at_once(app: App, work: Callable[[App], T], processes: int = 2) -> list[T]:
     for thread in threads:
         thread.join(timeout=60)
     for scheduler in schedulers:
-        scheduler.db.dispose()
+        scheduler.close()
     assert len(results) == processes, "a scheduler failed; see its traceback above"
     return results

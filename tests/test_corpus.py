@@ -32,7 +32,7 @@ def corpus_app(tmp_path: Path, database_url: str, clock: FixedClock) -> Any:
     text = text.replace("[storage]\n", "[storage]\nmax_attachment_bytes = 16384\n")
     app = build_app(parse_config(text), clock)
     yield app
-    app.db.dispose()
+    app.close()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

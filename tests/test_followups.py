@@ -79,7 +79,7 @@ def test_nothing_is_sent_twice_across_a_restart(app: App, clock: FixedClock) -> 
         assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0, "surveys_sent": 0,
                                          "close_solved_tickets": 0, "sla_alerts": 0}
     finally:
-        restarted.db.dispose()
+        restarted.close()
     assert len(system_mails(app, ticket_id)) == 1
 
 
@@ -194,4 +194,4 @@ def test_a_holiday_is_not_a_business_day_for_nudges(app: App, clock: FixedClock)
         clock.set(at(12, 28, 16))
         assert run_sweeps(festive)["nudged"] == 1
     finally:
-        festive.db.dispose()
+        festive.close()

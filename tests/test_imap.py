@@ -52,7 +52,7 @@ def make_app(
 
     yield build
     for app in built:
-        app.db.dispose()
+        app.close()
 
 
 def password_env(account: Any, name: str = "support") -> dict[str, str]:

@@ -54,7 +54,7 @@ def reading_app(database_url: str, tmp_path: Path, sink: Sink, clock: FixedClock
                        mailbox_toml(imap_account))
     app = build_app(parse_config(text, password_env(imap_account)), clock)
     yield app
-    app.db.dispose()
+    app.close()
 
 
 def attachments_of(app: App, message_id: str) -> list[dict[str, Any]]:

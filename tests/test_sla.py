@@ -70,7 +70,7 @@ def make_app(
 
     yield build
     for app in built:
-        app.db.dispose()
+        app.close()
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_a_warning_before_the_internal_target_then_the_breach_each_once(
         clock.set(at(11, 23, 11, 30))
         assert send_sla_alerts(restarted) == 0
     finally:
-        restarted.db.dispose()
+        restarted.close()
     breach = alert_mails(desk, sink)[-1]
     assert breach["Subject"] == "[#1] SLA breached: Printer on fire"
     assert plain_text(breach).startswith(

@@ -46,7 +46,7 @@ def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
         yield Listening(app, port, listener, results)
     finally:
         listener.stop()
-        app.db.dispose()
+        app.close()
 
 
 def test_accepted_mail_is_already_a_ticket(listening: Listening) -> None:

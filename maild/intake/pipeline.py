@@ -9,8 +9,10 @@ the messages after it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +29,7 @@ from maild.intake.apply import apply
 from maild.intake.classify import classify
 from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
+from maild.intake.parser_process import Verdict
 from maild.intake.thread import find_ticket
 
 log = logging.getLogger(__name__)
@@ -105,12 +108,37 @@ class IntakeBatch:
         self.session = session
         self.channel = channel
         self.mailbox = mailbox
+        self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
+
+    def parse_ahead(self, raws: Sequence[bytes]) -> None:
+        """These messages come next in this batch: have the parser process start on
+        them, so that each is parsed by the time `ingest` takes it. A lone message is
+        parsed here, as it comes: handing it over would only add to its wait."""
+        if len(raws) < 2:
+            return
+        for raw in raws:
+            raw_sha256 = hashlib.sha256(raw).hexdigest()
+            if raw_sha256 not in self._ahead:
+                future = self.app.parser.submit(raw, raw_sha256)
+                if future is None:
+                    return
+                self._ahead[raw_sha256] = future
+
+    def forget_ahead(self) -> None:
+        """Stop parsing what the batch will not take (a stop, a fault part-way)."""
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
 
     def ingest(self, raw: bytes) -> IngestResult:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
         raw_sha256 = self.app.raw_store.put(raw)
+        ahead = self._ahead.pop(raw_sha256, None)
+        if ahead is not None:
+            return self._take(raw_sha256,
+                              lambda: self.app.parser.result(ahead, raw, raw_sha256))
         return self._take(raw_sha256, lambda: parse(raw, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
@@ -194,7 +222,11 @@ def intake_batch(app: App, channel: str, mailbox: str | None = None
     durable together as it ends, before the commit that refers to them."""
     with app.db.transaction() as session, app.raw_store.batch(), \
             app.attachment_store.batch():
-        yield IntakeBatch(app, session, channel, mailbox)
+        batch = IntakeBatch(app, session, channel, mailbox)
+        try:
+            yield batch
+        finally:
+            batch.forget_ahead()
 
 
 def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:

@@ -331,6 +331,8 @@ class MailboxReader:
         results: list[tuple[int, IngestResult]] = []
         fault: TemporaryError | None = None
         with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
+            intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
+                                if isinstance(data.get(b"BODY[]"), bytes)])
             for uid in batch:
                 if stop.is_set():
                     break
