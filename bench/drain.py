@@ -104,7 +104,7 @@ def run_worker(spec: dict[str, Any]) -> None:
         result.update(sent=sent)
     result["seconds"] = time.perf_counter() - started
     result["peak_rss_mb"] = peak_rss_mb()
-    app.db.dispose()
+    app.close()
     print(json.dumps(result))
 
 
@@ -205,12 +205,13 @@ def outbound_section(bench: Bench, spec: dict[str, Any], stored: int) -> None:
     from maild.clock import SystemClock
     from maild.config import parse_config
     from maild.db.models import OutboxMail
+    from maild.outbound.outbox import mail_bytes
 
     app = build_app(parse_config(spec["config"], spec["environment"]), SystemClock())
     with app.db.transaction() as session:
-        rows = [(r.mail_from, list(r.recipients), app.raw_store.get(r.raw_sha256))
+        rows = [(r.mail_from, list(r.recipients), mail_bytes(r.raw, r.raw_sha256, app.raw_store))
                 for r in session.query(OutboxMail).filter_by(status="queued")]
-    app.db.dispose()
+    app.close()
     started = time.perf_counter()
     client = smtplib.SMTP("127.0.0.1", bench.sink_port)
     for mail_from, recipients, raw in rows:

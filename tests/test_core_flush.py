@@ -3,6 +3,7 @@ would have written, and a savepoint rolled back after them leaves nothing behind
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -50,8 +51,13 @@ def _rows(session: Session, ticket_id: int) -> dict[str, Any]:
     def columns(row: Any) -> dict[str, Any]:
         values = {c.key: getattr(row, c.key) for c in inspect(row).mapper.column_attrs
                   if c.key not in _KEYS | _UNIQUE}
+        if isinstance(values.get("raw"), bytes):  # an outgoing mail: its own Message-ID,
+            # and the copy's it answers
+            values["raw"] = re.sub(rb"<copy\d+@", b"<copy@", values["raw"].replace(
+                row.message_id.encode(), b"<ID>"))
         return {key: value.replace(f"#{ticket_id}", "#N") if isinstance(value, str)
-                else value for key, value in values.items()}
+                else value.replace(f"#{ticket_id}".encode(), b"#N")
+                if isinstance(value, bytes) else value for key, value in values.items()}
 
     ticket = session.get(Ticket, ticket_id)
     assert ticket is not None

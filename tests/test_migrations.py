@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from maild.db.database import Database
-from maild.db.migrate import upgrade
+from maild.db.migrate import downgrade, upgrade
 from maild.db.models import Base
 
 
@@ -19,3 +24,40 @@ def test_migrations_match_the_models(database_url: str) -> None:
     finally:
         database.dispose()
     assert differences == []
+
+
+def _outbox_row(connection: Connection, n: int, **columns: object) -> None:
+    values = {"purpose": "ack", "message_id": f"<m{n}@example.com>", "mail_from": "s@x.example",
+              "recipients": '["a@x.example"]', "status": "queued", "attempts": 0,
+              "next_attempt_at": "2026-11-23 10:00:00.000000",
+              "created_at": "2026-11-23 10:00:00.000000", **columns}
+    connection.execute(text(f"INSERT INTO outbox ({', '.join(values)}) VALUES "
+                            f"({', '.join(':' + k for k in values)})"), values)
+
+
+def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: str) -> None:
+    database = Database(database_url)
+    try:
+        upgrade(database, "0009")
+        with database.engine.begin() as connection:
+            _outbox_row(connection, 1, raw_sha256="ab" * 32)  # queued by the older version
+        upgrade(database)
+        with database.engine.begin() as connection:
+            assert connection.execute(text("SELECT raw, raw_sha256 FROM outbox")).one() == (
+                None, "ab" * 32)
+            _outbox_row(connection, 2, raw=b"queued in its row")
+        with pytest.raises(IntegrityError), database.engine.begin() as connection:
+            _outbox_row(connection, 3)  # kept nowhere
+
+        with pytest.raises(RuntimeError, match="1 queued mail is kept only in the outbox"):
+            downgrade(database, "0009")
+
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE outbox SET status = 'sent'"))
+        downgrade(database, "0009")
+        with database.engine.begin() as connection:
+            kept = dict(connection.execute(text("SELECT message_id, raw_sha256 FROM outbox")).all())
+    finally:
+        database.dispose()
+    assert kept == {"<m1@example.com>": "ab" * 32,
+                    "<m2@example.com>": hashlib.sha256(b"queued in its row").hexdigest()}

@@ -20,6 +20,7 @@ from maild.customers import add_customer
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
 from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
+from maild.outbound.outbox import INLINE_BYTES
 from maild.outbound.sender import Sender
 from tests.conftest import Sink, free_port
 from tests.helpers import show
@@ -194,7 +195,7 @@ def test_temporary_refusal_is_retried_with_backoff_then_fails_visibly(
     assert delivery["status"] == "failed"
     assert "451" in delivery["error"]
     assert any(e["kind"] == "delivery_failed" for e in ticket["events"])
-    app.db.dispose()
+    app.close()
 
 
 @pytest.mark.parametrize("refusing_relay", ["550 5.1.1 no such user"], indirect=True)
@@ -208,7 +209,7 @@ def test_permanent_refusal_fails_at_once(
     assert Sender(app).deliver_due().failed == 1
     assert relay.attempts == 1
     assert "550" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
-    app.db.dispose()
+    app.close()
 
 
 def test_relay_down_defers_and_delivers_when_it_is_back(
@@ -222,8 +223,8 @@ def test_relay_down_defers_and_delivers_when_it_is_back(
     clock.advance(timedelta(minutes=1))
     assert Sender(back).deliver_due().sent == 1
     assert len(sink.files()) == 1
-    app.db.dispose()
-    back.db.dispose()
+    app.close()
+    back.close()
 
 
 def test_a_claimed_mail_is_not_sent_twice_while_its_lease_runs(app: App, sink: Sink) -> None:
@@ -256,19 +257,60 @@ def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
     assert "customer.example" in plain_text(welcome)
 
 
-def test_mail_whose_raw_file_is_gone_fails_at_once_and_says_why(app: App, sink: Sink) -> None:
+def _large_relay(app: App) -> tuple[int, bytes]:
+    """A ticket whose SE reply carries an attachment too large for an outbox row."""
     ticket_id = ingest(app, make_mail(), "test").ticket_id
+    assert ticket_id is not None
+    report = bytes(range(256)) * (INLINE_BYTES // 256 + 1)
+    reply = email.message_from_bytes(
+        make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                  message_id="<dan-big@example.com>", in_reply_to="<first@customer.example>",
+                  body="The full log is attached.\n"), policy=email.policy.SMTP)
+    assert isinstance(reply, EmailMessage)
+    reply.add_attachment(report, maintype="application", subtype="octet-stream",
+                         filename="full.log")
+    ingest(app, reply.as_bytes(), "test")
+    return ticket_id, report
+
+
+def test_small_mail_is_kept_in_its_row_and_large_mail_in_the_raw_store(
+    app: App, sink: Sink
+) -> None:
+    _, report = _large_relay(app)
     with app.db.transaction() as session:
-        row = session.scalars(select(OutboxMail)).one()
+        rows = {r.purpose: (r.raw, r.raw_sha256, r.message_id)
+                for r in session.scalars(select(OutboxMail))}
+    assert set(rows) == {"ack", "reply"}
+    ack_raw, ack_file, ack_id = rows["ack"]
+    assert ack_raw is not None and ack_file is None
+    relay_raw, relay_file, relay_id = rows["reply"]
+    assert relay_raw is None and relay_file is not None
+    assert len(app.raw_store.get(relay_file)) > INLINE_BYTES
+
+    assert Sender(app).deliver_due().sent == 2
+
+    assert [f for f in sink.files() if f.read_bytes().endswith(ack_raw)]
+    sent = {str(m["Message-ID"]): m for m in sink.messages()}
+    assert set(sent) == {ack_id, relay_id}
+    [attached] = list(sent[relay_id].iter_attachments())
+    assert attached.get_content() == report
+
+
+def test_mail_whose_raw_file_is_gone_fails_at_once_and_says_why(app: App, sink: Sink) -> None:
+    ticket_id, _ = _large_relay(app)
+    with app.db.transaction() as session:
+        row = session.scalars(select(OutboxMail).where(OutboxMail.purpose == "reply")).one()
+        assert row.raw_sha256 is not None
         app.raw_store.path_for(row.raw_sha256).unlink()  # e.g. a partial restore of a backup
 
     report = Sender(app).deliver_due()
 
-    assert (report.failed, report.deferred) == (1, 0)
-    delivery = show(app, ticket_id)["messages"][1]["delivery"]
-    assert delivery["status"] == "failed"
-    assert "missing from storage" in delivery["error"]
-    assert sink.files() == []
+    assert (report.sent, report.failed, report.deferred) == (1, 1, 0)  # the ack went
+    [relay] = [m for m in show(app, ticket_id)["messages"] if m["direction"] == "out"
+               and m["kind"] == "public"]
+    assert relay["delivery"]["status"] == "failed"
+    assert "missing from storage" in relay["delivery"]["error"]
+    assert [f for f in sink.files() if b"full.log" in f.read_bytes()] == []
 
 
 class _ClosesAfterFirstMail:
@@ -301,7 +343,7 @@ def test_relay_hanging_up_mid_batch_is_reconnected_for_the_rest(
         report = Sender(app).deliver_due()
     finally:
         controller.stop()
-        app.db.dispose()
+        app.close()
 
     assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
     assert sorted(relay.accepted) == ["c1@customer.example", "c2@customer.example"]

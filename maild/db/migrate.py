@@ -20,11 +20,20 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
-def upgrade(database: Database) -> None:
+def upgrade(database: Database, revision: str = "head") -> None:
     config = _alembic_config()
     with database.engine.connect() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
+        connection.commit()
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Back to an older revision, before running an older maild on this database."""
+    config = _alembic_config()
+    with database.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
         connection.commit()
 
 

@@ -8,10 +8,12 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -204,7 +206,10 @@ class OutboxMail(Base):
     """A mail to deliver, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        CheckConstraint("raw IS NOT NULL OR raw_sha256 IS NOT NULL", name="ck_outbox_raw_kept"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -213,7 +218,10 @@ class OutboxMail(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
-    raw_sha256: Mapped[str] = mapped_column(String(64))
+    # The mail's bytes: in the row when small (outbox.INLINE_BYTES: an acknowledgment, a
+    # notification), else a file of the raw store named by its SHA-256.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(10), default="queued")  # queued | sent | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -10,6 +10,19 @@ from maild.db.models import Message, OutboxMail
 from maild.outbound.compose import OutgoingMail, render_mail
 from maild.rawstore import RawStore
 
+# Mail up to this size is kept in its outbox row, written with the change that caused
+# it; larger mail (a relayed reply with its attachments) is a file of the raw store.
+INLINE_BYTES = 256 * 1024
+
+
+def mail_bytes(raw: bytes | None, raw_sha256: str | None, raw_store: RawStore) -> bytes:
+    """The bytes of a queued mail, from its row or its file; OSError when the file is
+    gone."""
+    if raw is not None:
+        return raw
+    assert raw_sha256 is not None  # the table's check constraint
+    return raw_store.get(raw_sha256)
+
 
 def queue_mail(
     session: Session,
@@ -22,13 +35,15 @@ def queue_mail(
     message: Message | None = None,
 ) -> OutboxMail:
     raw = render_mail(mail)
+    inline = len(raw) <= INLINE_BYTES
     row = OutboxMail(
         ticket_id=ticket_id,
         purpose=purpose,
         message_id=mail.message_id,
         mail_from=mail.sender.address,
         recipients=mail.recipients,
-        raw_sha256=raw_store.put(raw),
+        raw=raw if inline else None,
+        raw_sha256=None if inline else raw_store.put(raw),
         status="queued",
         attempts=0,
         next_attempt_at=now,

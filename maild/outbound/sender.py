@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select, update
 from maild.app import App
 from maild.db.models import OutboxMail, Ticket
 from maild.errors import PermanentError
+from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
 from maild.workflow import record, record_on
 
@@ -56,7 +57,8 @@ class _Claimed:
     id: int
     mail_from: str
     recipients: list[str]
-    raw_sha256: str
+    raw: bytes | None
+    raw_sha256: str | None
     attempts: int
 
 
@@ -79,7 +81,8 @@ class Sender:
                 row.attempts += 1
                 row.next_attempt_at = now + CLAIM_LEASE
             return [
-                _Claimed(r.id, r.mail_from, list(r.recipients), r.raw_sha256, r.attempts)
+                _Claimed(r.id, r.mail_from, list(r.recipients), r.raw, r.raw_sha256,
+                         r.attempts)
                 for r in rows
             ]
 
@@ -106,7 +109,7 @@ class Sender:
             while waiting:
                 mail = waiting.pop(0)
                 try:
-                    raw = self.app.raw_store.get(mail.raw_sha256)
+                    raw = mail_bytes(mail.raw, mail.raw_sha256, self.app.raw_store)
                 except OSError as exc:  # no retry brings back a file that is gone
                     self._failed(mail, PermanentError(
                         f"the mail is missing from storage ({exc.strerror})"), report)
