@@ -119,7 +119,7 @@ def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) 
     """Another process commits the same Message-ID after this one found it unknown and
     before it writes the message: the INSERT fails, the message's savepoint is rolled
     back, and it is recognised as the duplicate it is. The other process is a second
-    connection that commits its row just as this one is about to insert."""
+    connection that commits its row just as this one has found the Message-ID unknown."""
     if not app.db.is_postgresql:
         pytest.skip("SQLite lets one writer in at a time: the race cannot happen there")
     raw = make_mail(message_id="<raced@customer.example>")
@@ -127,8 +127,8 @@ def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) 
 
     def the_other_process_first(connection: Any, cursor: Any, statement: str,
                                 *args: Any) -> None:
-        if raced or not statement.startswith("INSERT INTO messages"):
-            return
+        if raced or not (statement.startswith("SELECT messages.id") and "UNION" in statement):
+            return  # not the check for a known Message-ID
         raced.append(True)
         with app.db.engine.connect() as other, Session(other) as session:
             ticket = Ticket(subject="Stored elsewhere", status="new", priority="p2",
@@ -141,14 +141,14 @@ def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) 
             session.add(ticket)
             session.commit()
 
-    event.listen(app.db.engine, "before_cursor_execute", the_other_process_first)
+    event.listen(app.db.engine, "after_cursor_execute", the_other_process_first)
     try:
         with intake_batch(app, "test") as batch:
             result = batch.ingest(raw)
             after = batch.ingest(make_mail(message_id="<next@customer.example>",
                                            subject="Next question"))
     finally:
-        event.remove(app.db.engine, "before_cursor_execute", the_other_process_first)
+        event.remove(app.db.engine, "after_cursor_execute", the_other_process_first)
 
     assert raced == [True]
     assert result.outcome == "duplicate"

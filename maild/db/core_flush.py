@@ -1,4 +1,4 @@
-"""A step's changes written with Core statements instead of the unit of work.
+"""A step's changes written with plain statements instead of the unit of work.
 
 A new ticket is six rows (the ticket, its requester, its first event, the customer's
 message, the acknowledgment kept in the thread and its outbox entry); a customer's
@@ -8,8 +8,9 @@ intake writes such a set for every message of a backlog.
 
 `flush_with_core` writes what the session holds the way the unit of work would: the
 tables in the order of their foreign keys; new rows INSERTed with each foreign key taken
-from the related object, and None or unset columns left to their defaults; stored rows
-UPDATEd in the columns whose value changed, by primary key. Then the session lets go of
+from the related object, and None or unset columns left to their defaults, each sent
+straight to the driver (driver_inserts.py); stored rows UPDATEd with Core in the columns
+whose value changed, by primary key. Then the session lets go of
 every object it wrote: nothing later in the batch holds them, and whatever needs one
 again loads it from the database.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, bindparam, inspect
+from sqlalchemy import Table, Update, bindparam, inspect
 from sqlalchemy.orm import (
     InstanceState,
     Mapper,
@@ -33,10 +34,10 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
+from maild.db.driver_inserts import insert_row
 from maild.db.models import Base
 
 _TABLE_ORDER = {table: index for index, table in enumerate(Base.metadata.sorted_tables)}
-_INSERTS: dict[Table, Insert] = {table: table.insert() for table in _TABLE_ORDER}
 # SET takes the columns a statement's parameters name; the key comes in as _key_N.
 _UPDATES: dict[Table, Update] = {
     table: table.update().where(*[column == bindparam(f"_key_{n}")
@@ -105,10 +106,9 @@ def flush_with_core(session: Session) -> bool:
     for state in states:
         plan = _plan(state.mapper)
         if state.key is None:
-            result = connection.execute(_INSERTS[plan.table], _new_row(state, plan, keys[state]))
-            for attribute, value in zip(plan.primary_key, result.inserted_primary_key or (),
-                                        strict=True):
-                set_committed_value(state.obj(), attribute, value)
+            [attribute] = plan.primary_key
+            set_committed_value(state.obj(), attribute, insert_row(
+                connection, plan.table, _new_row(state, plan, keys[state])))
         else:
             changes = _changes(state, plan)
             if changes:

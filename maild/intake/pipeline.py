@@ -164,8 +164,9 @@ class IntakeBatch:
             return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
 
         try:
-            # A message's rows are written once, at its end, with Core: the unit of work
-            # cost a message more than anything else the intake does (core_flush.py).
+            # A message's rows are written once, at its end, as plain statements: the
+            # unit of work cost a message more than anything else the intake does
+            # (core_flush.py).
             # Until then nothing is flushed: what the step reads through the ORM is
             # stored rows, and a loaded collection shows the step's own additions too.
             with self.session.begin_nested(), self.session.no_autoflush:
