@@ -49,14 +49,22 @@ class _HeaderClasses(HeaderRegistry):
 _HEADERS = _HeaderClasses()
 
 
-@lru_cache(maxsize=4096)
+# Values that are new in nearly every mail: kept, they would only push out the ones that
+# repeat (the desk's address, a customer's, Content-Type), at a few KB each.
+_NEVER_REPEATED = frozenset({"message-id", "date", "subject", "references", "in-reply-to",
+                             "received", "dkim-signature", "arc-seal",
+                             "arc-message-signature", "arc-authentication-results"})
+
+
+@lru_cache(maxsize=1024)
 def _parsed(name: str, value: str) -> Any:
     return _HEADERS(name, value)
 
 
 class _ReadingPolicy(EmailPolicy):
     def header_fetch_parse(self, name: str, value: Any) -> Any:
-        if hasattr(value, "name") or len(value) > _CACHED_VALUE_CHARS:
+        if hasattr(value, "name") or len(value) > _CACHED_VALUE_CHARS \
+                or name.lower() in _NEVER_REPEATED:
             return super().header_fetch_parse(name, value)
         return _parsed(name, _LINE_BREAKS.sub("", value))
 

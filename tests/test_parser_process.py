@@ -61,8 +61,7 @@ def _same(a: ParsedMail | str, b: ParsedMail | str) -> bool:
 
 
 def _parser_pids(parent: int | None = None) -> set[int]:
-    """The children of `parent` (this process) started by multiprocessing's spawn (not
-    its resource tracker)."""
+    """The parser processes `parent` (this process) started."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -74,7 +73,7 @@ def _parser_pids(parent: int | None = None) -> set[int]:
             continue
         parent_pid = next(int(line.split()[1]) for line in status.splitlines()
                       if line.startswith("PPid:"))
-        if parent_pid == (parent or os.getpid()) and b"spawn_main" in command:
+        if parent_pid == (parent or os.getpid()) and b"maild.intake.parser_process" in command:
             found.add(int(entry.name))
     return found
 

@@ -14,15 +14,18 @@ intake faster, never different.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import os
+import pickle
+import queue
+import subprocess
+import sys
 import threading
-import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
+from multiprocessing.connection import Connection
 
 from maild.errors import PermanentError
 from maild.intake.parse import ParsedMail, parse
@@ -53,37 +56,125 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
-_collected = _Collect()  # in the parser process, every record; none is written there
-
-
-def _start_worker(level: int, parent: int) -> None:
-    root = logging.getLogger()
-    root.handlers[:] = [_collected]
-    root.setLevel(level)
-    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
-
-
-def _end_with(parent: int) -> None:
-    """Exit once the process that started this one is gone (killed, say): its queue
-    would never tell, since this end holds both sides of the pipe."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(0)
-
-
-def _parse_there(raw: bytes, raw_sha256: str) -> Verdict:
-    _collected.records = []
+def _parse_there(raw: bytes, raw_sha256: str, collected: _Collect) -> Verdict:
+    collected.records = []
     try:
-        return Verdict(parse(raw, raw_sha256=raw_sha256), None, _collected.records)
+        return Verdict(parse(raw, raw_sha256=raw_sha256), None, collected.records)
     except PermanentError as exc:
-        return Verdict(None, exc, _collected.records)
+        return Verdict(None, exc, collected.records)
     except Exception:  # not a verdict: parsed again in the intake, which reports it
-        return Verdict(None, None, _collected.records)
+        return Verdict(None, None, collected.records)
 
 
-def _note_start(started: threading.Event, done: Future[Verdict]) -> None:
-    if not done.cancelled() and done.exception() is None:
-        started.set()
+def serve() -> None:
+    """The parser process: verdicts for mail, in the order it comes, until maild closes
+    its end of the pipe (or dies, which closes it too)."""
+    requests_fd, verdicts_fd, level = (int(arg) for arg in sys.argv[1:4])
+    requests = Connection(requests_fd, writable=False)
+    verdicts = Connection(verdicts_fd, readable=False)
+    collected = _Collect()
+    root = logging.getLogger()
+    root.handlers[:] = [collected]  # nothing is written here; the intake logs it all
+    root.setLevel(level)
+    while True:
+        try:
+            raw, raw_sha256 = requests.recv()
+        except EOFError:
+            return
+        verdict = _parse_there(raw, raw_sha256, collected)
+        try:
+            verdicts.send(verdict)
+        except (pickle.PicklingError, TypeError, AttributeError):  # cannot cross back
+            verdicts.send(Verdict(None, None, []))
+
+
+class _ParserGone(Exception):
+    """The parser process ended before it gave this verdict."""
+
+
+_WORKER_COMMAND = "from maild.intake.parser_process import serve; serve()"
+
+
+class _Worker:
+    """One parser process and the two threads that talk to it: one hands it mail as it
+    can take it (the intake never waits on a full pipe), one gives each verdict to the
+    mail's future, in order."""
+
+    def __init__(self, level: int) -> None:
+        self.started = threading.Event()  # a first verdict came back
+        self.gone = False
+        self._waiting: queue.SimpleQueue[tuple[Future[Verdict], bytes, str] | None] = (
+            queue.SimpleQueue())
+        self._in_flight: collections.deque[Future[Verdict]] = collections.deque()
+        self._lock = threading.Lock()
+        # Pipe(duplex=False) gives the reading end, then the writing end.
+        its_requests, requests = multiprocessing.Pipe(duplex=False)
+        verdicts, its_verdicts = multiprocessing.Pipe(duplex=False)
+        # Its own interpreter, importing nothing but the parser: not a fork of a process
+        # with threads, and not the half of maild a spawned child would import again.
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_COMMAND, str(its_requests.fileno()),
+             str(its_verdicts.fileno()), str(level)],
+            pass_fds=(its_requests.fileno(), its_verdicts.fileno()), stdin=subprocess.DEVNULL,
+            # The very modules this process imports, wherever they came from.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        its_requests.close()
+        its_verdicts.close()
+        self._requests = requests
+        self._verdicts = verdicts
+        self._feeder = threading.Thread(target=self._feed, name="parser-feed", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="parser-read", daemon=True)
+        self._feeder.start()
+        self._reader.start()
+
+    def submit(self, raw: bytes, raw_sha256: str) -> Future[Verdict]:
+        future: Future[Verdict] = Future()
+        self._waiting.put((future, raw, raw_sha256))
+        return future
+
+    def _feed(self) -> None:
+        while (item := self._waiting.get()) is not None:
+            future, raw, raw_sha256 = item
+            if not future.set_running_or_notify_cancel():
+                continue  # the intake parsed it itself
+            with self._lock:
+                if self.gone:
+                    future.set_exception(_ParserGone())
+                    continue
+                self._in_flight.append(future)
+            try:
+                self._requests.send((raw, raw_sha256))
+            except OSError:  # it died: the reader fails what is in flight
+                pass
+        self._requests.close()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                verdict = self._verdicts.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self._in_flight.popleft()
+            self.started.set()
+            future.set_result(verdict)
+        with self._lock:
+            self.gone = True
+            in_flight, self._in_flight = list(self._in_flight), collections.deque()
+        for future in in_flight:
+            future.set_exception(_ParserGone())
+        self._verdicts.close()
+
+    def close(self) -> None:
+        self._waiting.put(None)
+        self._feeder.join(timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
 
 
 class ParserProcess:
@@ -95,8 +186,7 @@ class ParserProcess:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._executor: ProcessPoolExecutor | None = None
-        self._started = threading.Event()  # a first mail came back from this executor
+        self._worker: _Worker | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -105,38 +195,33 @@ class ParserProcess:
         with self._lock:
             if not self.enabled or self._closed:
                 return None
-            if self._executor is None:
-                # spawn, not fork: the daemon has threads, and a forked child would inherit
-                # their locks in whatever state they were.
-                self._executor = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker,
-                    initargs=(logging.getLogger().getEffectiveLevel(), os.getpid()),
-                )
-                self._started = threading.Event()
-            try:
-                future = self._executor.submit(_parse_there, raw, raw_sha256)
-            except (BrokenProcessPool, RuntimeError):
-                self._replace(self._executor)
-                return None
-            future.add_done_callback(partial(_note_start, self._started))
-            return future
+            if self._worker is not None and self._worker.gone:
+                self._worker.close()
+                if not self._worker.started.is_set():
+                    log.warning("the parser process ended before its first mail; parsing "
+                                "in this process from now on")
+                    self.enabled = False
+                    return None
+                self._worker = None
+            if self._worker is None:
+                try:
+                    self._worker = _Worker(logging.getLogger().getEffectiveLevel())
+                except OSError as exc:
+                    log.warning("cannot start the parser process (%s); parsing here", exc)
+                    return None
+            return self._worker.submit(raw, raw_sha256)
 
     def result(self, future: Future[Verdict], raw: bytes, raw_sha256: str) -> ParsedMail:
         """The mail `submit` started parsing, or its PermanentError raised."""
-        if not future.done() and (future.cancel() or not self._started.is_set()):
+        worker = self._worker
+        if not future.done() and (future.cancel() or worker is None
+                                  or not worker.started.is_set()):
             return parse(raw, raw_sha256=raw_sha256)  # sooner here than waiting
         try:
             verdict = future.result()
-        except BrokenProcessPool:
+        except _ParserGone:
             log.warning("the parser process ended unexpectedly; parsing here, and starting "
                         "a new one for the next batch")
-            with self._lock:
-                if self._executor is not None:
-                    self._replace(self._executor)
-            return parse(raw, raw_sha256=raw_sha256)
-        except Exception:  # the verdict could not cross back (pickling)
             return parse(raw, raw_sha256=raw_sha256)
         for record in verdict.records:
             logging.getLogger(record.name).handle(record)
@@ -146,16 +231,9 @@ class ParserProcess:
             return parse(raw, raw_sha256=raw_sha256)
         return verdict.mail
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """Drop a broken executor (called with the lock held); the next submit starts
-        a new process."""
-        if self._executor is broken:
-            self._executor = None
-            broken.shutdown(wait=False, cancel_futures=True)
-
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
