@@ -309,8 +309,9 @@ class SlaConfig(_Section):
 
 
 def _more_than_one_cpu() -> bool:
-    return len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else (
-        (os.cpu_count() or 1) > 1)
+    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may run on
+        return len(os.sched_getaffinity(0)) > 1
+    return (os.cpu_count() or 1) > 1
 
 
 class IntakeConfig(_Section):

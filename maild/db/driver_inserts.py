@@ -36,7 +36,9 @@ class _Insert:
     returning: bool
 
 
-_PREPARED: dict[tuple[Dialect, Table, frozenset[str]], _Insert] = {}
+# By the kind of dialect rather than the instance: every engine of one URL scheme
+# compiles alike, and tests make an engine each.
+_PREPARED: dict[tuple[str, str, str, Table, frozenset[str]], _Insert] = {}
 
 
 def _prepare(dialect: Dialect, table: Table, columns: frozenset[str]) -> _Insert:
@@ -69,10 +71,11 @@ def insert_row(connection: Connection, table: Table, row: Mapping[str, Any]) -> 
     """INSERT `row` (column key -> value; columns left out get their defaults) and
     return the new row's primary key (its single column)."""
     dialect = connection.dialect
-    key = (dialect, table, frozenset(row))
+    columns = frozenset(row)
+    key = (dialect.name, dialect.driver, dialect.paramstyle, table, columns)
     insert = _PREPARED.get(key)
     if insert is None:
-        insert = _PREPARED[key] = _prepare(dialect, table, key[2])
+        insert = _PREPARED[key] = _prepare(dialect, table, columns)
     values = dict(row)
     for column, default, call in insert.defaults:
         values[column] = default(None) if call else default
