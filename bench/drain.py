@@ -32,6 +32,7 @@ from typing import Any
 from bench.mailbox import backlog, config_environment, config_text, fill
 from maild.channels.sink import start_sink
 from tests.dovecot import Account, Dovecot, free_port
+from tests.processes import parser_pids
 
 FETCH_BATCH = 50
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -78,18 +79,7 @@ def peak_rss_mb(pid: int | str = "self") -> float:
 
 def parser_process_peak_rss_mb() -> float:
     """The high-water mark of this process's parser process (0 when it has none)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"PPid:\t{os.getpid()}\n" in status and b"maild.intake.parser_process" in command:
-            total += peak_rss_mb(entry.name)
-    return total
+    return sum(peak_rss_mb(pid) for pid in parser_pids())
 
 
 def run_worker(spec: dict[str, Any]) -> None:

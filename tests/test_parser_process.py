@@ -28,6 +28,7 @@ from maild.intake.parser_process import ParserProcess
 from maild.intake.pipeline import intake_batch
 from tests.conftest import config_text
 from tests.mailbuilder import make_mail
+from tests.processes import parser_pids
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
 
@@ -60,24 +61,6 @@ def _same(a: ParsedMail | str, b: ParsedMail | str) -> bool:
     return a == b and [x.data for x in a.attachments] == [x.data for x in b.attachments]
 
 
-def _parser_pids(parent: int | None = None) -> set[int]:
-    """The parser processes `parent` (this process) started."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent_pid = next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("PPid:"))
-        if parent_pid == (parent or os.getpid()) and b"maild.intake.parser_process" in command:
-            found.add(int(entry.name))
-    return found
-
-
 @pytest.fixture
 def parser() -> Iterator[ParserProcess]:
     process = ParserProcess(enabled=True)
@@ -93,7 +76,7 @@ def test_every_corpus_mail_gets_the_same_verdict_over_there_as_here(
         raw = path.read_bytes()
         here, there = _here(raw), _there(parser, raw)
         assert _same(here, there), path.name
-    assert _parser_pids(), "the mail must have been parsed in another process"
+    assert parser_pids(), "the mail must have been parsed in another process"
 
 
 def _logs_a_warning(n: int) -> bytes:
@@ -154,7 +137,7 @@ def test_a_killed_parser_process_loses_no_mail_and_is_replaced(
 ) -> None:
     raws = [path.read_bytes() for path in CORPUS[:10]]
     _there(parser, raws[0])  # the process is up
-    [pid] = _parser_pids()
+    [pid] = parser_pids()
     futures = [parser.submit(raw, _sha(raw)) for raw in raws]
     os.kill(pid, signal.SIGKILL)
 
@@ -170,20 +153,20 @@ def test_a_killed_parser_process_loses_no_mail_and_is_replaced(
     assert "the parser process ended unexpectedly" in caplog.text
     assert _same(_there(parser, raws[1]), _here(raws[1]))
     deadline = time.monotonic() + 10
-    while pid in _parser_pids() and time.monotonic() < deadline:
+    while pid in parser_pids() and time.monotonic() < deadline:
         time.sleep(0.05)  # the killed one is reaped by the pool's own thread
-    assert _parser_pids() and pid not in _parser_pids()
+    assert parser_pids() and pid not in parser_pids()
 
 
 def test_a_closed_parser_process_is_gone_and_takes_no_more_mail() -> None:
     process = ParserProcess(enabled=True)
     raw = CORPUS[0].read_bytes()
     _there(process, raw)
-    assert _parser_pids()
+    assert parser_pids()
 
     process.close()
 
-    assert not _parser_pids()
+    assert not parser_pids()
     assert process.submit(raw, _sha(raw)) is None
 
 
@@ -204,7 +187,7 @@ def test_the_parser_process_ends_when_maild_is_killed() -> None:
                           stdout=subprocess.PIPE, text=True) as maild:
         try:
             assert maild.stdout is not None and maild.stdout.readline() == "parsed\n"
-            [orphan] = _parser_pids(maild.pid)
+            [orphan] = parser_pids(maild.pid)
         finally:
             maild.kill()
 
@@ -226,7 +209,7 @@ def _take_batch(app: App, raws: list[bytes]) -> list[tuple[object, ...]]:
         with intake_batch(app, "imap", "support") as batch:
             batch.parse_ahead(raws)
             results = [batch.ingest(raw) for raw in raws]
-        parsed_elsewhere = bool(_parser_pids())
+        parsed_elsewhere = bool(parser_pids())
     finally:
         app.close()
     assert parsed_elsewhere == app.parser.enabled
@@ -253,7 +236,7 @@ def test_a_lone_message_is_parsed_here(tmp_path: Path, clock: FixedClock) -> Non
         with intake_batch(app, "imap", "support") as batch:
             batch.parse_ahead([CORPUS[0].read_bytes()])
             result = batch.ingest(CORPUS[0].read_bytes())
-        assert not _parser_pids()
+        assert not parser_pids()
     finally:
         app.close()
     assert result.outcome in ("stored", "quarantined")
