@@ -18,7 +18,6 @@ import collections
 import logging
 import multiprocessing
 import os
-import pickle
 import queue
 import subprocess
 import sys
@@ -83,8 +82,10 @@ def serve() -> None:
             return
         verdict = _parse_there(raw, raw_sha256, collected)
         try:
-            verdicts.send(verdict)
-        except (pickle.PicklingError, TypeError, AttributeError):  # cannot cross back
+            verdicts.send(verdict)  # pickled whole before a byte is written
+        except OSError:  # maild is gone
+            return
+        except Exception:  # it cannot cross back (pickling): the intake parses it itself
             verdicts.send(Verdict(None, None, []))
 
 
@@ -155,6 +156,8 @@ class _Worker:
                 verdict = self._verdicts.recv()
             except (EOFError, OSError):
                 break
+            except Exception:  # read whole but not unpickled: the intake parses it itself
+                verdict = Verdict(None, None, [])
             with self._lock:
                 future = self._in_flight.popleft()
             self.started.set()
