@@ -61,16 +61,20 @@ def _parsed(name: str, value: str) -> Any:
     return _HEADERS(name, value)
 
 
+def _cacheable(name: str, value: str) -> bool:
+    """Worth keeping parsed or folded: one short line, of a header whose values repeat.
+    Both directions ask this, so that neither fills the caches with dates and IDs."""
+    return (len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
+            and name.lower() not in _NEVER_REPEATED)
+
+
 class _ReadingPolicy(EmailPolicy):
     def header_fetch_parse(self, name: str, value: Any) -> Any:
-        if hasattr(value, "name") or len(value) > _CACHED_VALUE_CHARS \
-                or name.lower() in _NEVER_REPEATED:
-            return super().header_fetch_parse(name, value)
-        return _parsed(name, _LINE_BREAKS.sub("", value))
-
-
-def _cacheable(value: str) -> bool:
-    return len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
+        if not hasattr(value, "name"):
+            unfolded = _LINE_BREAKS.sub("", value)
+            if _cacheable(name, unfolded):
+                return _parsed(name, unfolded)
+        return super().header_fetch_parse(name, value)
 
 
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
@@ -95,17 +99,17 @@ class _WritingPolicy(EmailPolicy):
         if type(value) is str:
             if _is_plain(name, value):
                 return (name, value)
-            if _cacheable(value):
+            if _cacheable(name, value):
                 return (name, _parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
-        if hasattr(value, "name") and _cacheable(value):
+        if hasattr(value, "name") and _cacheable(name, value):
             return _folded(self, name, value)
         return super().fold_binary(name, value)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
     return EmailPolicy.fold_binary(policy, name, value)
 

@@ -10,9 +10,9 @@ intake writes such a set for every message of a backlog.
 tables in the order of their foreign keys; new rows INSERTed with each foreign key taken
 from the related object, and None or unset columns left to their defaults, each sent
 straight to the driver (driver_inserts.py); stored rows UPDATEd with Core in the columns
-whose value changed, by primary key. Then the session lets go of
-every object it wrote: nothing later in the batch holds them, and whatever needs one
-again loads it from the database.
+whose value changed, by primary key. Then the session lets go of every object it wrote:
+nothing later in the batch holds them, and whatever needs one again loads it from the
+database.
 
 It declines, writing nothing, when the session holds anything else: a row to delete, or
 a child taken out of a collection (the unit of work would delete the orphan).

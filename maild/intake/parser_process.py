@@ -113,15 +113,22 @@ class _Worker:
         verdicts, its_verdicts = multiprocessing.Pipe(duplex=False)
         # Its own interpreter, importing nothing but the parser: not a fork of a process
         # with threads, and not the half of maild a spawned child would import again.
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_COMMAND, str(its_requests.fileno()),
-             str(its_verdicts.fileno()), str(level)],
-            pass_fds=(its_requests.fileno(), its_verdicts.fileno()), stdin=subprocess.DEVNULL,
-            # The very modules this process imports, wherever they came from.
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-        )
-        its_requests.close()
-        its_verdicts.close()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_COMMAND, str(its_requests.fileno()),
+                 str(its_verdicts.fileno()), str(level)],
+                pass_fds=(its_requests.fileno(), its_verdicts.fileno()),
+                stdin=subprocess.DEVNULL,
+                # The very modules this process imports, wherever they came from.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+        except BaseException:
+            for end in (requests, verdicts):
+                end.close()
+            raise
+        finally:
+            its_requests.close()
+            its_verdicts.close()
         self._requests = requests
         self._verdicts = verdicts
         self._feeder = threading.Thread(target=self._feed, name="parser-feed", daemon=True)
@@ -209,7 +216,7 @@ class ParserProcess:
             if self._worker is None:
                 try:
                     self._worker = _Worker(logging.getLogger().getEffectiveLevel())
-                except OSError as exc:
+                except (OSError, subprocess.SubprocessError) as exc:
                     log.warning("cannot start the parser process (%s); parsing here", exc)
                     return None
             return self._worker.submit(raw, raw_sha256)
