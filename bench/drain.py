@@ -86,7 +86,7 @@ def run_worker(spec: dict[str, Any]) -> None:
     """The child: one drain (or one outbox delivery), figures as JSON on stdout."""
     import logging
 
-    from maild.app import build_app
+    from maild.runtime.app import build_app
     from maild.channels.imap.reader import MailboxReader
     from maild.clock import SystemClock
     from maild.config import parse_config
@@ -217,7 +217,7 @@ def outbound_section(bench: Bench, spec: dict[str, Any], stored: int) -> None:
     over one connection."""
     import smtplib
 
-    from maild.app import build_app
+    from maild.runtime.app import build_app
     from maild.clock import SystemClock
     from maild.config import parse_config
     from maild.db.models import OutboxMail

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from maild.durations import Duration, parse_duration
+from maild.tickets.durations import Duration, parse_duration
 from maild.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/maild.toml")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.channels.sink import start_sink
 from maild.clock import FixedClock
 from maild.config import Config, parse_config

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.cli import main
-from maild.ticket_views import get_ticket, ticket_json
+from maild.tickets.views import get_ticket, ticket_json
 
 # Monday 23 November 2026, 10:00 in Los Angeles: the start of every story.
 NOW = "2026-11-23T10:00:00-08:00"

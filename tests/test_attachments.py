@@ -8,7 +8,7 @@ import email.policy
 import hashlib
 from email.message import EmailMessage
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
 from tests.conftest import Sink

@@ -3,7 +3,7 @@ marking that delivery failed, never opening a ticket or answering."""
 
 from __future__ import annotations
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
 from tests.conftest import Sink

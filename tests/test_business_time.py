@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from maild.business_time import BusinessCalendar
+from maild.tickets.business_time import BusinessCalendar
 from maild.config import BusinessHoursConfig
-from maild.durations import parse_duration
+from maild.tickets.durations import parse_duration
 
 LA = ZoneInfo("America/Los_Angeles")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from tests.helpers import show
 from tests.mailbuilder import make_mail

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from maild.config import load_config, parse_config
-from maild.durations import Duration
+from maild.tickets.durations import Duration
 from maild.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import Message, QuarantinedMail

@@ -12,7 +12,7 @@ from sqlalchemy.sql.expression import (
     SavepointClause,
 )
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import QuarantinedMail
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.driver_inserts import insert_row
 from maild.db.models import Event, Message, OutboxMail, Ticket
 from maild.errors import TemporaryError

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from maild.app import App, build_app
-from maild.backoff import Backoff
+from maild.runtime.app import App, build_app
+from maild.runtime.backoff import Backoff
 from maild.channels.imap.folders import file_away
 from maild.channels.imap.reader import MailboxReader, plan_batches
 from maild.channels.imap.session import MailboxLoginFailed, MailboxUnreachable
@@ -296,7 +296,7 @@ def test_each_mailbox_answers_from_its_own_address(
     support.append(make_mail(subject="Help", message_id="<help@customer.example>"))
     feedback.append(make_mail(subject="Idea", message_id="<idea@customer.example>",
                               to="feedback@example.com"))
-    from maild.daemon import Daemon
+    from maild.runtime.daemon import Daemon
 
     report = Daemon(app).run_once()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
 from tests.conftest import Sink

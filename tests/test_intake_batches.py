@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
 from maild.intake.pipeline import intake_batch
 from maild.outbound.templates import Templates

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.intake.pipeline import ingest
 

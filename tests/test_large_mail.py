@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.channels.imap.reader import STREAM_BYTES
 from maild.clock import FixedClock
 from maild.config import parse_config
@@ -23,7 +23,7 @@ from maild.db.models import Message
 from maild.intake.large import STORED_PART, skeleton
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest, intake_batch
-from maild.rawstore import RawStore
+from maild.db.rawstore import RawStore
 from tests.conftest import Sink, config_text, mailbox_toml
 from tests.mailbuilder import make_mail
 from tests.test_imap import password_env, reader_for

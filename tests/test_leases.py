@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from maild.leases import AdvisoryLease, lease_for
+from maild.runtime.leases import AdvisoryLease, lease_for
 from tests.conftest import using_postgresql
 from tests.waiting import wait_for
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from maild.leases import lease_for
+from maild.runtime.leases import lease_for
 lease = lease_for(sys.argv[1], Path(sys.argv[2]), "mailbox-support")
 assert lease.try_acquire()
 print("held", flush=True)

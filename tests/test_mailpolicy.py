@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.mailpolicy import WRITING
+from maild.mail.policy import WRITING
 from maild.outbound import compose
 from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
 

@@ -13,10 +13,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import Config
-from maild.customers import add_customer
+from maild.tickets.customers import add_customer
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
 from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject

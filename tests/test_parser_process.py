@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.errors import PermanentError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.rawstore import RawStore
+from maild.db.rawstore import RawStore
 
 
 @pytest.fixture

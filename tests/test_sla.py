@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
-from maild.customers import add_customer
+from maild.tickets.customers import add_customer
 from maild.db.models import OutboxMail
 from maild.errors import ConfigError
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
-from maild.sla_alerts import send_sla_alerts
-from maild.sweeps import run_sweeps
-from maild.ticket_views import get_ticket
-from maild.workflow import set_priority
+from maild.tickets.alerts import send_sla_alerts
+from maild.runtime.sweeps import run_sweeps
+from maild.tickets.views import get_ticket
+from maild.tickets.service import set_priority
 from tests.conftest import Sink, config_text
 from tests.helpers import at_once, maild, show
 from tests.mailbuilder import make_mail, plain_text, staff_reply

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, ingest
 

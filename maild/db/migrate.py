@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 
 from maild.db.database import Database
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def _alembic_config() -> AlembicConfig:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.intake.classify import Verdict
@@ -16,8 +16,8 @@ from maild.intake.commands import Commands, parse_commands
 from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
-from maild.satisfaction import answers_survey, read_rating
-from maild.workflow import (
+from maild.tickets.surveys import answers_survey, read_rating
+from maild.tickets.service import (
     add_participant,
     first_response,
     open_ticket,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from maild.addresses import local_part
+from maild.mail.addresses import local_part
 from maild.config import Config
 from maild.intake.authenticity import staff_unverified
 from maild.intake.parse import ParsedMail

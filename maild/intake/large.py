@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO
 
 from maild.errors import TemporaryError
-from maild.mailpolicy import READING
-from maild.rawstore import RawStore
+from maild.mail.policy import READING
+from maild.db.rawstore import RawStore
 
 # Names the part a pass stored, by a token only that pass knows: a sender who writes
 # this header into a mail gains nothing.

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.core_flush import flush_with_core
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.intake.parse import ParsedMail
-from maild.workflow import takes_part
+from maild.tickets.service import takes_part
 
 _TAG = re.compile(r"\[#(\d{1,9})\]")
 

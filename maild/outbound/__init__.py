@@ -1,0 +1,1 @@
+"""Mail maild writes: templates, composition, the outbox and the sender."""

@@ -11,7 +11,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from maild.mailpolicy import WRITING
+from maild.mail.policy import WRITING
 
 _TAG = re.compile(r"\[#(\d+)\]")
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import Customer, Message, OutboxMail, Ticket
 from maild.outbound.compose import (
     OutgoingAttachment,

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
-from maild.workflow import record, record_on
+from maild.tickets.service import record, record_on
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import MailboxState
 
 log = logging.getLogger(__name__)

@@ -6,13 +6,13 @@ import logging
 
 from sqlalchemy import select
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
-from maild.followups import send_followups
-from maild.satisfaction import send_surveys
-from maild.sla_alerts import send_sla_alerts
-from maild.workflow import set_status
+from maild.tickets.followups import send_followups
+from maild.tickets.surveys import send_surveys
+from maild.tickets.alerts import send_sla_alerts
+from maild.tickets.service import set_status
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from maild.config import BusinessHoursConfig
-from maild.durations import Duration
+from maild.tickets.durations import Duration
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS_SEARCHED = 3 * 366

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
-from maild.workflow import record, set_status
+from maild.tickets.service import record, set_status
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from maild.app import App, build_app
+from maild.runtime.app import App, build_app
 from maild.clock import clock_from_env
 from maild.config import Config, load_config
 from maild.db.models import PRIORITIES, STATUSES
@@ -113,7 +113,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @handles_errors
 def run(obj: Context, once: bool, only: str | None) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    from maild.daemon import ROLES, Daemon
+    from maild.runtime.daemon import ROLES, Daemon
 
     daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES)
     if once:
@@ -203,7 +203,7 @@ def tickets() -> None:
 @click.pass_obj
 @handles_errors
 def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
-    from maild.ticket_views import list_tickets, ticket_json
+    from maild.tickets.views import list_tickets, ticket_json
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -222,8 +222,8 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
 @handles_errors
 def tickets_next(obj: Context, as_json: bool) -> None:
     """The one ticket to work on now (priority, tier, SLA due time, age), and why."""
-    from maild.ticket_views import ticket_json
-    from maild.triage import pick_next
+    from maild.tickets.views import ticket_json
+    from maild.tickets.triage import pick_next
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -246,7 +246,7 @@ def tickets_next(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 @handles_errors
 def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
-    from maild.ticket_views import get_ticket, ticket_json
+    from maild.tickets.views import get_ticket, ticket_json
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -293,9 +293,9 @@ def _sla_line(data: dict[str, Any]) -> str:
 @handles_errors
 def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
                 assignee: str | None, actor: str) -> None:
-    from maild.addresses import InvalidAddress, normalise
-    from maild.ticket_views import get_ticket
-    from maild.workflow import set_assignee, set_priority, set_status
+    from maild.mail.addresses import InvalidAddress, normalise
+    from maild.tickets.views import get_ticket
+    from maild.tickets.service import set_assignee, set_priority, set_status
 
     if status is None and priority is None and assignee is None:
         raise PermanentError("nothing to change: give --status, --priority or --assignee")
@@ -328,8 +328,8 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     """Add an internal note (never sent to anyone)."""
     from maild.db.models import Message
     from maild.outbound.compose import new_message_id
-    from maild.ticket_views import get_ticket
-    from maild.workflow import record
+    from maild.tickets.views import get_ticket
+    from maild.tickets.service import record
 
     app = obj.app()
     now = app.clock.now()
@@ -350,7 +350,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
 @handles_errors
 def tickets_export(obj: Context) -> None:
     """Every ticket with its messages, one JSON object per line."""
-    from maild.ticket_views import export_tickets
+    from maild.tickets.views import export_tickets
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -372,7 +372,7 @@ def quarantine() -> None:
 @click.pass_obj
 @handles_errors
 def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
-    from maild.quarantine import entry_json, held
+    from maild.intake.quarantine import entry_json, held
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -398,7 +398,7 @@ def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
 @click.pass_obj
 @handles_errors
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
-    from maild.quarantine import entry_json, get_entry
+    from maild.intake.quarantine import entry_json, get_entry
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -435,7 +435,7 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
     Exit 0 when every one was stored, 65 when some are still quarantined, 75 when some
     could not be tried (storage or database unavailable).
     """
-    from maild.quarantine import held, replay
+    from maild.intake.quarantine import held, replay
 
     if bool(entry_ids) == everything:
         raise PermanentError("name the messages to replay, or give --all")
@@ -486,7 +486,7 @@ def customers() -> None:
 @handles_errors
 def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
                   plan: str | None, contacts: tuple[str, ...], welcome: bool) -> None:
-    from maild.customers import add_customer
+    from maild.tickets.customers import add_customer
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -506,7 +506,7 @@ def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
 @click.pass_obj
 @handles_errors
 def customers_list(obj: Context, as_json: bool) -> None:
-    from maild.customers import customer_json, list_customers
+    from maild.tickets.customers import customer_json, list_customers
 
     app = obj.app()
     with app.db.transaction() as session:
@@ -548,7 +548,7 @@ def report(obj: Context, since: datetime | None, until: datetime | None, as_json
     """First-response and resolution times, SLA attainment, backlog, follow-ups."""
     from datetime import timedelta
 
-    from maild.report import build_report, report_text
+    from maild.tickets.report import build_report, report_text
 
     app = obj.app()
     now = app.clock.now()
@@ -570,7 +570,7 @@ def report(obj: Context, since: datetime | None, until: datetime | None, as_json
 @handles_errors
 def check(obj: Context) -> None:
     """Validate the configuration and reach every configured server."""
-    from maild.checks import run_checks
+    from maild.runtime.checks import run_checks
 
     config = obj.config()
     results = run_checks(config, clock_from_env())

@@ -13,11 +13,11 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.mails import Mails
-from maild.workflow import record
+from maild.tickets.service import record
 
 log = logging.getLogger(__name__)
 

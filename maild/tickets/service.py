@@ -18,7 +18,7 @@ from maild.db.models import (
     Ticket,
 )
 from maild.errors import PermanentError
-from maild.sla import SlaClocks
+from maild.tickets.sla import SlaClocks
 
 
 def record(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.app import App
+from maild.runtime.app import App
 from maild.db.models import QuarantinedMail
 from maild.errors import NotFound, PermanentError
 from maild.intake.pipeline import IngestResult, ingest

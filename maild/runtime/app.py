@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from maild.business_time import BusinessCalendar
+from maild.tickets.business_time import BusinessCalendar
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
@@ -12,8 +12,8 @@ from maild.db.migrate import upgrade
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
 from maild.outbound.templates import Templates
-from maild.rawstore import RawStore
-from maild.sla import SlaClocks
+from maild.db.rawstore import RawStore
+from maild.tickets.sla import SlaClocks
 
 
 @dataclass(frozen=True)

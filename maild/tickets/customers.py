@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.addresses import InvalidAddress, normalise
-from maild.app import App
+from maild.mail.addresses import InvalidAddress, normalise
+from maild.runtime.app import App
 from maild.db.models import TIERS, Customer, CustomerContact, CustomerDomain
 from maild.errors import PermanentError
 from maild.outbound.mails import Mails
-from maild.ticket_views import iso
+from maild.tickets.views import iso
 
 
 def add_customer(

@@ -1,0 +1,1 @@
+"""Internet mail formats shared by the intake and outbound: addresses, headers, policies."""
