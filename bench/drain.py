@@ -86,11 +86,11 @@ def run_worker(spec: dict[str, Any]) -> None:
     """The child: one drain (or one outbox delivery), figures as JSON on stdout."""
     import logging
 
-    from maild.runtime.app import build_app
     from maild.channels.imap.reader import MailboxReader
     from maild.clock import SystemClock
     from maild.config import parse_config
     from maild.outbound.sender import Sender
+    from maild.runtime.app import build_app
 
     logging.disable(logging.WARNING)
     app = build_app(parse_config(spec["config"], spec["environment"]), SystemClock())
@@ -217,11 +217,11 @@ def outbound_section(bench: Bench, spec: dict[str, Any], stored: int) -> None:
     over one connection."""
     import smtplib
 
-    from maild.runtime.app import build_app
     from maild.clock import SystemClock
     from maild.config import parse_config
     from maild.db.models import OutboxMail
     from maild.outbound.outbox import mail_bytes
+    from maild.runtime.app import build_app
 
     app = build_app(parse_config(spec["config"], spec["environment"]), SystemClock())
     with app.db.transaction() as session:

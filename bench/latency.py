@@ -23,9 +23,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from bench.mailbox import config_environment, config_text
-from maild.runtime.app import App, build_app
 from maild.clock import SystemClock
 from maild.config import parse_config
+from maild.runtime.app import App, build_app
 from maild.runtime.daemon import Daemon
 from tests.dovecot import Account, Dovecot, free_port
 from tests.mailbuilder import make_mail

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import Message, Participant, Ticket
+from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import run_sweeps
 
 NOW = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Los Angeles

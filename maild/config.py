@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from maild.tickets.durations import Duration, parse_duration
 from maild.errors import ConfigError
+from maild.tickets.durations import Duration, parse_duration
 
 DEFAULT_CONFIG_PATH = Path("config/maild.toml")
 

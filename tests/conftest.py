@@ -16,10 +16,10 @@ import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 
-from maild.runtime.app import App, build_app
 from maild.channels.sink import start_sink
 from maild.clock import FixedClock
 from maild.config import Config, parse_config
+from maild.runtime.app import App, build_app
 
 PG_URL = os.environ.get(
     "MAILD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
 
-from maild.runtime.app import App, build_app
 from maild.cli import main
+from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
 
 # Monday 23 November 2026, 10:00 in Los Angeles: the start of every story.

@@ -8,9 +8,9 @@ import email.policy
 import hashlib
 from email.message import EmailMessage
 
-from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
+from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from maild.runtime.app import App
 from maild.config import Config
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
+from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail, plain_text

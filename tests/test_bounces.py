@@ -3,9 +3,9 @@ marking that delivery failed, never opening a ticket or answering."""
 
 from __future__ import annotations
 
-from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
+from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from maild.tickets.business_time import BusinessCalendar
 from maild.config import BusinessHoursConfig
+from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.durations import parse_duration
 
 LA = ZoneInfo("America/Los_Angeles")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from maild.runtime.app import App
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App
 from tests.helpers import show
 from tests.mailbuilder import make_mail
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from maild.config import load_config, parse_config
-from maild.tickets.durations import Duration
 from maild.errors import ConfigError
+from maild.tickets.durations import Duration
 
 ROOT = Path(__file__).resolve().parent.parent
 

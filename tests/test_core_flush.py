@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
-from maild.tickets.customers import add_customer
 from maild.db.core_flush import flush_with_core
 from maild.db.models import Customer, Event, Message, OutboxMail, Participant, Ticket
 from maild.outbound.mails import Mails
+from maild.runtime.app import App
+from maild.tickets.customers import add_customer
 from maild.tickets.service import add_participant, open_ticket, record, set_status
 
 _KEYS = {"id", "ticket_id", "message_row_id"}

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import Message, QuarantinedMail
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App, build_app
 from tests.conftest import config_text
 from tests.helpers import show
 

@@ -12,8 +12,8 @@ from sqlalchemy.sql.expression import (
     SavepointClause,
 )
 
-from maild.runtime.app import App
 from maild.db.models import QuarantinedMail
+from maild.runtime.app import App
 
 
 def test_savepoints_are_the_statements_sqlalchemy_would_compile(app: App) -> None:

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from maild.runtime.app import App
 from maild.db.driver_inserts import insert_row
 from maild.db.models import Event, Message, OutboxMail, Ticket
 from maild.errors import TemporaryError
+from maild.runtime.app import App
 
 _MADE_UNIQUE = {"id", "message_id"}
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
-from maild.tickets.followups import send_followups
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
+from maild.tickets.followups import send_followups
 from tests.helpers import at_once, show
 from tests.mailbuilder import make_mail, staff_reply
 

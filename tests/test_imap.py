@@ -14,8 +14,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from maild.runtime.app import App, build_app
-from maild.runtime.backoff import Backoff
 from maild.channels.imap.folders import file_away
 from maild.channels.imap.reader import MailboxReader, plan_batches
 from maild.channels.imap.session import MailboxLoginFailed, MailboxUnreachable
@@ -31,6 +29,8 @@ from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App, build_app
+from maild.runtime.backoff import Backoff
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy

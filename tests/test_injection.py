@@ -6,9 +6,9 @@ from __future__ import annotations
 import email
 import email.policy
 
-from maild.runtime.app import App
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
+from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.mailbuilder import make_mail
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from maild.runtime.app import App
 from maild.clock import FixedClock
-from maild.tickets.customers import add_customer
 from maild.db.models import QuarantinedMail
 from maild.intake.pipeline import ingest
-from maild.tickets.views import get_ticket
+from maild.runtime.app import App
+from maild.tickets.customers import add_customer
 from maild.tickets.service import set_status
+from maild.tickets.views import get_ticket
 from tests.helpers import show
 from tests.mailbuilder import make_mail, staff_reply
 

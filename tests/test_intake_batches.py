@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
 from maild.intake.pipeline import intake_batch
 from maild.outbound.templates import Templates
+from maild.runtime.app import App
 from tests.mailbuilder import make_mail
 
 SHIPPED_ACK = (Path(__file__).resolve().parent.parent / "templates" / "ack.txt.j2").read_text()

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
 SMALL_CORPUS = [p.read_bytes() for p in CORPUS if p.stat().st_size < 20_000]

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from maild.runtime.app import App, build_app
 from maild.channels.imap.reader import STREAM_BYTES
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import Message
+from maild.db.rawstore import RawStore
 from maild.intake.large import STORED_PART, skeleton
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest, intake_batch
-from maild.db.rawstore import RawStore
+from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, mailbox_toml
 from tests.mailbuilder import make_mail
 from tests.test_imap import password_env, reader_for

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from maild.runtime.app import App
-from maild.tickets.customers import add_customer
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
-from maild.tickets.views import get_ticket
+from maild.runtime.app import App
+from maild.tickets.customers import add_customer
 from maild.tickets.service import set_assignee, set_status
+from maild.tickets.views import get_ticket
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail, plain_text

@@ -13,15 +13,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import Config
-from maild.tickets.customers import add_customer
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
 from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
 from maild.outbound.outbox import INLINE_BYTES
 from maild.outbound.sender import Sender
+from maild.runtime.app import App, build_app
+from maild.tickets.customers import add_customer
 from tests.conftest import Sink, free_port
 from tests.helpers import show
 from tests.mailbuilder import make_mail, plain_text

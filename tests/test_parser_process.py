@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.errors import PermanentError
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import ParserProcess
 from maild.intake.pipeline import intake_batch
+from maild.runtime.app import App, build_app
 from tests.conftest import config_text
 from tests.mailbuilder import make_mail
 from tests.processes import parser_pids

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maild.runtime.app import App
 from maild.clock import FixedClock
-from maild.tickets.customers import add_customer
 from maild.intake.pipeline import ingest
-from maild.tickets.report import build_report
+from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
-from maild.tickets.views import get_ticket
+from maild.tickets.customers import add_customer
+from maild.tickets.report import build_report
 from maild.tickets.service import set_priority
+from maild.tickets.views import get_ticket
 from tests.helpers import maild
 from tests.mailbuilder import make_mail, staff_reply
 from tests.test_followups import at

@@ -7,12 +7,12 @@ import itertools
 
 import pytest
 
-from maild.runtime.app import App
 from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App
+from maild.runtime.sweeps import run_sweeps
 from maild.tickets.report import build_report
 from maild.tickets.surveys import read_rating
-from maild.runtime.sweeps import run_sweeps
 from tests.helpers import show
 from tests.mailbuilder import make_mail
 from tests.test_followups import at

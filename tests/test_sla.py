@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from maild.runtime.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import parse_config
-from maild.tickets.customers import add_customer
 from maild.db.models import OutboxMail
 from maild.errors import ConfigError
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
-from maild.tickets.alerts import send_sla_alerts
+from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import run_sweeps
-from maild.tickets.views import get_ticket
+from maild.tickets.alerts import send_sla_alerts
+from maild.tickets.customers import add_customer
 from maild.tickets.service import set_priority
+from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
 from tests.helpers import at_once, maild, show
 from tests.mailbuilder import make_mail, plain_text, staff_reply

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from maild.runtime.app import App, build_app
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
 from maild.intake.pipeline import IngestResult
+from maild.runtime.app import App, build_app
 from tests.conftest import free_port, using_postgresql
 from tests.helpers import show
 from tests.mailbuilder import make_mail

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from maild.runtime.app import App
 from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
+from maild.runtime.app import App
 from maild.runtime.sweeps import close_solved_tickets
 from tests.helpers import show
 from tests.mailbuilder import make_mail, staff_reply

@@ -6,13 +6,13 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from maild.runtime.app import App
 from maild.clock import FixedClock
-from maild.tickets.customers import add_customer
 from maild.intake.pipeline import ingest
-from maild.tickets.views import get_ticket
-from maild.tickets.triage import pick_next
+from maild.runtime.app import App
+from maild.tickets.customers import add_customer
 from maild.tickets.service import set_priority, set_status
+from maild.tickets.triage import pick_next
+from maild.tickets.views import get_ticket
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
 

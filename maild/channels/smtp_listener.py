@@ -10,9 +10,9 @@ from collections.abc import Callable
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from maild.runtime.app import App
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, ingest
+from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
 

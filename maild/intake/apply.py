@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.intake.classify import Verdict
@@ -16,7 +15,7 @@ from maild.intake.commands import Commands, parse_commands
 from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
-from maild.tickets.surveys import answers_survey, read_rating
+from maild.runtime.app import App
 from maild.tickets.service import (
     add_participant,
     first_response,
@@ -26,6 +25,7 @@ from maild.tickets.service import (
     set_priority,
     set_status,
 )
+from maild.tickets.surveys import answers_survey, read_rating
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from maild.mail.addresses import local_part
 from maild.config import Config
 from maild.intake.authenticity import staff_unverified
 from maild.intake.parse import ParsedMail
+from maild.mail.addresses import local_part
 
 _DAEMON_SENDERS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
 

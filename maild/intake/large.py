@@ -23,9 +23,9 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import IO
 
+from maild.db.rawstore import RawStore
 from maild.errors import TemporaryError
 from maild.mail.policy import READING
-from maild.db.rawstore import RawStore
 
 # Names the part a pass stored, by a token only that pass knows: a sender who writes
 # this header into a mail gains nothing.

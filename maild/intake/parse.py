@@ -17,13 +17,13 @@ from mimetypes import guess_type
 
 from inscriptis import get_text
 
-from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.errors import PermanentError
 from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.large import STORED_PART, Skeleton, StoredPart
 from maild.intake.replies import new_text
 from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
+from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.mail.policy import READING
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")

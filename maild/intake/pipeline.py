@@ -21,7 +21,6 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.core_flush import flush_with_core
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError
@@ -31,6 +30,7 @@ from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import Verdict
 from maild.intake.thread import find_ticket
+from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.models import QuarantinedMail
 from maild.errors import NotFound, PermanentError
 from maild.intake.pipeline import IngestResult, ingest
+from maild.runtime.app import App
 
 PREVIEW_BYTES = 64 * 1024  # enough for the headers of any sane message
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.models import Customer, Message, OutboxMail, Ticket
 from maild.outbound.compose import (
     OutgoingAttachment,
@@ -17,6 +16,7 @@ from maild.outbound.compose import (
     tag_subject,
 )
 from maild.outbound.outbox import queue_mail
+from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
 

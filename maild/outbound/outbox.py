@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail
-from maild.outbound.compose import OutgoingMail, render_mail
 from maild.db.rawstore import RawStore
+from maild.outbound.compose import OutgoingMail, render_mail
 
 # Mail up to this size is kept in its outbox row, written with the change that caused
 # it; larger mail (a relayed reply with its attachments) is a file of the raw store.

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
-from maild.runtime.app import App
 from maild.db.models import OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
+from maild.runtime.app import App
 from maild.tickets.service import record, record_on
 
 log = logging.getLogger(__name__)

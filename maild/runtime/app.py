@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from maild.tickets.business_time import BusinessCalendar
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import upgrade
+from maild.db.rawstore import RawStore
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
 from maild.outbound.templates import Templates
-from maild.db.rawstore import RawStore
+from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.sla import SlaClocks
 
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from maild.runtime.app import App
 from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
 from maild.outbound.sender import DeliveryReport, Sender
 from maild.outbound.templates import TEMPLATE_NAMES
+from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 
 log = logging.getLogger(__name__)

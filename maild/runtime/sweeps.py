@@ -6,13 +6,13 @@ import logging
 
 from sqlalchemy import select
 
-from maild.runtime.app import App
 from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
-from maild.tickets.followups import send_followups
-from maild.tickets.surveys import send_surveys
+from maild.runtime.app import App
 from maild.tickets.alerts import send_sla_alerts
+from maild.tickets.followups import send_followups
 from maild.tickets.service import set_status
+from maild.tickets.surveys import send_surveys
 
 log = logging.getLogger(__name__)
 

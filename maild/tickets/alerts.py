@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from maild.runtime.app import App
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
-from maild.tickets.sla import Alert, worth_telling
+from maild.runtime.app import App
 from maild.tickets.service import record
+from maild.tickets.sla import Alert, worth_telling
 
 log = logging.getLogger(__name__)
 

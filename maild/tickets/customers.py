@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.mail.addresses import InvalidAddress, normalise
-from maild.runtime.app import App
 from maild.db.models import TIERS, Customer, CustomerContact, CustomerDomain
 from maild.errors import PermanentError
+from maild.mail.addresses import InvalidAddress, normalise
 from maild.outbound.mails import Mails
+from maild.runtime.app import App
 from maild.tickets.views import iso
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.tickets.business_time import BusinessCalendar
 from maild.db.models import STATUSES, Event, Ticket
+from maild.tickets.business_time import BusinessCalendar
 
 AGE_BUCKETS = (("under 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("1-3 weeks", 21),
                ("over 3 weeks", None))

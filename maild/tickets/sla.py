@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from maild.tickets.business_time import BusinessCalendar
 from maild.config import SlaConfig, SlaPolicyConfig
 from maild.db.models import Ticket
+from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.durations import Duration
 
 WAITING_ON_US = ("new", "open")

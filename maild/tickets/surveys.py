@@ -13,10 +13,10 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.runtime.app import App
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.mails import Mails
+from maild.runtime.app import App
 from maild.tickets.service import record
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from maild.runtime.app import App
-from maild.runtime.backoff import Backoff
 from maild.channels.imap.folders import ensure_folder, file_away
 from maild.channels.imap.session import (
     CONNECTION_FAULTS,
@@ -32,6 +30,8 @@ from maild.channels.imap.state import last_uid_for, remember_last_uid
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, intake_batch, quarantine
+from maild.runtime.app import App
+from maild.runtime.backoff import Backoff
 from maild.runtime.leases import lease_for
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from maild.runtime.app import App
 from maild.db.models import MailboxState
+from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
 

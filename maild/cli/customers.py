@@ -1,0 +1,64 @@
+"""`maild customers …`: registering organisations and their contacts."""
+
+from __future__ import annotations
+
+import click
+
+from maild.cli.context import (
+    Context,
+    handles_errors,
+    print_json,
+)
+
+
+@click.group()
+def customers() -> None:
+    """Organisations we support."""
+
+
+@customers.command("add")
+@click.argument("name")
+@click.option("--domain", "domains", multiple=True, help="Mail domain (repeatable).")
+@click.option("--tier", default="free", show_default=True,
+              type=click.Choice(["pre-sales", "enterprise", "team", "free", "open-source",
+                                 "internal"]))
+@click.option("--plan")
+@click.option("--contact", "contacts", multiple=True, help="Contact address (repeatable).")
+@click.option("--welcome", is_flag=True, help="Send the welcome mail (only ever once).")
+@click.pass_obj
+@handles_errors
+def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
+                  plan: str | None, contacts: tuple[str, ...], welcome: bool) -> None:
+    from maild.tickets.customers import add_customer
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        customer, welcomed = add_customer(
+            app, session, name, domains=list(domains), tier=tier, plan=plan,
+            contacts=list(contacts), welcome=welcome,
+        )
+        already = welcome and not welcomed
+        click.echo(f"customer {customer.name}: {customer.tier}, "
+                   f"{', '.join(d.domain for d in customer.domains) or 'no domains'}"
+                   + ("; welcome mail queued" if welcomed else "")
+                   + ("; already welcomed, not sent again" if already else ""))
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def customers_list(obj: Context, as_json: bool) -> None:
+    from maild.tickets.customers import customer_json, list_customers
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        found = [customer_json(c) for c in list_customers(session)]
+    if as_json:
+        print_json(found)
+        return
+    for c in found:
+        click.echo(f"{c['name']:<30} {c['tier']:<12} {c['plan'] or '-':<12} "
+                   f"{', '.join(c['domains'])}")
+
+

@@ -1,0 +1,73 @@
+"""`maild db upgrade`, `maild report` and `maild check`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+
+from maild.cli.context import (
+    Context,
+    handles_errors,
+    print_json,
+)
+from maild.clock import clock_from_env
+
+
+@click.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+@handles_errors
+def db_upgrade(obj: Context) -> None:
+    """Create or migrate the schema to the current version."""
+    app = obj.app(migrate=True)
+    click.echo(f"database at {app.db.engine.url.render_as_string(hide_password=True)} is current")
+
+
+@click.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day (in the business time zone); default: 30 days ago.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
+              help="The day after the last one; default: tomorrow (the report runs to today).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def report(obj: Context, since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """First-response and resolution times, SLA attainment, backlog, follow-ups."""
+    from datetime import timedelta
+
+    from maild.tickets.report import build_report, report_text
+
+    app = obj.app()
+    now = app.clock.now()
+    zone = app.calendar.zone
+    tomorrow = datetime.combine(now.astimezone(zone).date() + timedelta(days=1),
+                                datetime.min.time(), tzinfo=zone)
+    end = until.replace(tzinfo=zone) if until else tomorrow  # through today
+    start = since.replace(tzinfo=zone) if since else end - timedelta(days=30)
+    with app.db.transaction() as session:
+        built = build_report(session, app.calendar, start, end, now)
+    if as_json:
+        print_json(built)
+    else:
+        click.echo(report_text(built))
+
+
+@click.command()
+@click.pass_obj
+@handles_errors
+def check(obj: Context) -> None:
+    """Validate the configuration and reach every configured server."""
+    from maild.runtime.checks import run_checks
+
+    config = obj.config()
+    results = run_checks(config, clock_from_env())
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+    if not all(r.ok for r in results):
+        sys.exit(1)

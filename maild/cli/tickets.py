@@ -1,0 +1,184 @@
+"""`maild tickets …`: list, show, pick, change, annotate and export tickets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from maild.cli.context import (
+    Context,
+    handles_errors,
+    print_json,
+)
+from maild.db.models import PRIORITIES, STATUSES
+from maild.errors import PermanentError
+
+
+@click.group()
+def tickets() -> None:
+    """List, show and change tickets."""
+
+
+@tickets.command("list")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
+    from maild.tickets.views import list_tickets, ticket_json
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        found = [ticket_json(t, with_messages=False) for t in list_tickets(session, status)]
+    if as_json:
+        print_json(found)
+        return
+    for t in found:
+        click.echo(f"#{t['id']:<5} {t['status']:<8} {t['priority']} "
+                   f"{t['requester']:<32} {t['subject']}")
+
+
+@tickets.command("next")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_next(obj: Context, as_json: bool) -> None:
+    """The one ticket to work on now (priority, tier, SLA due time, age), and why."""
+    from maild.tickets.triage import pick_next
+    from maild.tickets.views import ticket_json
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        pick = pick_next(session, app.calendar.zone, app.clock.now())
+        found = None if pick is None else {**ticket_json(pick.ticket, with_messages=False),
+                                           "why": pick.why}
+    if as_json:
+        print_json(found)
+        return
+    if found is None:
+        click.echo("nothing is waiting on us")
+        return
+    click.echo(f"#{found['id']} {found['subject']} ({found['requester']})")
+    click.echo(f"  first because: {found['why']}")
+
+
+@tickets.command("show")
+@click.argument("ticket_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handles_errors
+def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
+    from maild.tickets.views import get_ticket, ticket_json
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        data = ticket_json(get_ticket(session, ticket_id))
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"#{data['id']} {data['subject']}")
+    click.echo(f"status {data['status']}, priority {data['priority']}, "
+               f"requester {data['requester']}, assignee {data['assignee'] or '-'}")
+    if data["organization"]:
+        click.echo(f"organization {data['organization']} ({data['tier']}, {data['plan'] or '-'})")
+    click.echo(f"created {data['created_at']}, severity {data['severity'] or '-'}")
+    click.echo(_sla_line(data))
+    for message in data["messages"]:
+        delivery = message["delivery"]
+        sent = f" [{delivery['status']}]" if delivery else ""
+        click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
+                   f"{message['author']}{sent}")
+        click.echo(message["body"])
+
+
+def _sla_line(data: dict[str, Any]) -> str:
+    if data["first_response_at"]:
+        parts = [f"first response {data['first_response_at']}"]
+    else:
+        parts = [f"first response due {data['response_due_at'] or '-'} "
+                 f"(our target {data['internal_response_due_at'] or '-'})"]
+    resolution = data["resolution_due_at"] or "-"
+    paused = f", paused since {data['sla_paused_at']}" if data["sla_paused_at"] else ""
+    parts.append(f"resolution due {resolution}{paused}")
+    if data["escalated_at"]:
+        parts.append(f"escalated {data['escalated_at']}")
+    return "SLA: " + "; ".join(parts)
+
+
+@tickets.command("set")
+@click.argument("ticket_id", type=int)
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--priority", type=click.Choice(PRIORITIES))
+@click.option("--assignee", help="Mail address of the SE, or '' to unassign.")
+@click.option("--actor", default="operator", show_default=True, help="Who made the change.")
+@click.pass_obj
+@handles_errors
+def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
+                assignee: str | None, actor: str) -> None:
+    from maild.mail.addresses import InvalidAddress, normalise
+    from maild.tickets.service import set_assignee, set_priority, set_status
+    from maild.tickets.views import get_ticket
+
+    if status is None and priority is None and assignee is None:
+        raise PermanentError("nothing to change: give --status, --priority or --assignee")
+    app = obj.app()
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        if priority:
+            set_priority(ticket, priority, actor=actor, now=now, clocks=app.sla)
+        if assignee is not None:
+            try:
+                who = normalise(assignee) if assignee else None
+            except InvalidAddress as exc:
+                raise PermanentError(f"--assignee: {exc}") from None
+            set_assignee(ticket, who, actor=actor, now=now)
+        if status:
+            set_status(ticket, status, actor=actor, now=now, clocks=app.sla,
+                       detail="set by command")
+        click.echo(f"#{ticket.id}: {ticket.status}, {ticket.priority}, "
+                   f"assignee {ticket.assignee or '-'}")
+
+
+@tickets.command("note")
+@click.argument("ticket_id", type=int)
+@click.argument("text")
+@click.option("--author", default="operator", show_default=True)
+@click.pass_obj
+@handles_errors
+def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
+    """Add an internal note (never sent to anyone)."""
+    from maild.db.models import Message
+    from maild.outbound.compose import new_message_id
+    from maild.tickets.service import record
+    from maild.tickets.views import get_ticket
+
+    app = obj.app()
+    now = app.clock.now()
+    with app.db.transaction() as session:
+        ticket = get_ticket(session, ticket_id)
+        ticket.messages.append(Message(
+            message_id=new_message_id(app.config.support.domain, ticket.id),
+            direction="out", kind="internal", author=author, created_at=now,
+            subject=ticket.subject, body=text.strip(), channel="cli",
+            attachments=[],
+        ))
+        record(ticket, now, author, "note")
+    click.echo(f"#{ticket_id}: note added")
+
+
+@tickets.command("export")
+@click.pass_obj
+@handles_errors
+def tickets_export(obj: Context) -> None:
+    """Every ticket with its messages, one JSON object per line."""
+    from maild.tickets.views import export_tickets
+
+    app = obj.app()
+    with app.db.transaction() as session:
+        for data in export_tickets(session):
+            click.echo(json.dumps(data, ensure_ascii=False))
+
+
