@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,25 +38,6 @@ def _prepare_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _plain_savepoints(engine: Engine) -> None:
-    """Savepoint statements sent as the text they compile to. SQLAlchemy compiles a
-    savepoint clause afresh every time (it has no cache key), which costs more than the
-    statement itself, and the intake takes one savepoint per message."""
-    dialect = engine.dialect
-    quote = dialect.identifier_preparer.quote
-
-    def statement(verb: str) -> Callable[[Connection, str], None]:
-        def run(connection: Connection, name: str) -> None:
-            connection.exec_driver_sql(f"{verb} {quote(name)}")
-        return run
-
-    dialect.do_savepoint = statement("SAVEPOINT")  # type: ignore[method-assign,assignment]
-    dialect.do_release_savepoint = statement(  # type: ignore[method-assign,assignment]
-        "RELEASE SAVEPOINT")
-    dialect.do_rollback_to_savepoint = statement(  # type: ignore[method-assign,assignment]
-        "ROLLBACK TO SAVEPOINT")
-
-
 def create_database_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -66,7 +47,6 @@ def create_database_engine(url: str) -> Engine:
         _prepare_sqlite(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    _plain_savepoints(engine)
     return engine
 
 

@@ -21,7 +21,6 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from maild.db.core_flush import flush_with_core
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
@@ -164,14 +163,12 @@ class IntakeBatch:
             return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
 
         try:
-            # A message's rows are written once, at its end, as plain statements: the
-            # unit of work cost a message more than anything else the intake does
-            # (core_flush.py).
-            # Until then nothing is flushed: what the step reads through the ORM is
+            # A message's rows are written once, at its end, by one flush of the unit of
+            # work. Until then nothing is flushed: what the step reads through the ORM is
             # stored rows, and a loaded collection shows the step's own additions too.
             with self.session.begin_nested(), self.session.no_autoflush:
                 result = self._process(raw_sha256, mail)
-                flush_with_core(self.session)
+                self.session.flush()
                 return result
         except IntegrityError:
             # Another process stored the same Message-ID between our check and our insert.
