@@ -1,12 +1,14 @@
 """A loopback TCP proxy that can cut or freeze a connection when the client sends a
 given command: real network faults at exact protocol moments (a connection dropped
-in the middle of a FETCH, a server that stops answering a MOVE)."""
+in the middle of a FETCH, a server that stops answering a MOVE), or hold a command
+back while something else happens on the server (mail landing as a SEARCH runs)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 from tests.dovecot import free_port
 
@@ -17,6 +19,10 @@ class TcpProxy:
         self.port = free_port()
         self.cut_on: bytes | None = None  # drop both sides when the client sends this
         self.freeze_on: bytes | None = None  # stop forwarding (both ways) from then on
+        # When the client sends `hold_on`, `while_held` runs before the server reads it.
+        self.hold_on: bytes | None = None
+        self.while_held: Callable[[], None] = lambda: None
+        self.sent = bytearray()  # everything the clients sent, in order
         self.tripped = threading.Event()
         self.connections = 0
         self._sockets: list[socket.socket] = []
@@ -52,6 +58,12 @@ class TcpProxy:
                 self.cut_on = None
                 self.tripped.set()
                 break
+            if from_client:
+                self.sent += data
+            if from_client and self.hold_on and self.hold_on in data:
+                self.hold_on = None
+                self.while_held()
+                self.tripped.set()
             if from_client and self.freeze_on and self.freeze_on in data:
                 self.freeze_on = None
                 self.tripped.set()

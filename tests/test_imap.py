@@ -424,6 +424,35 @@ def test_connection_dropped_while_idling(
         wait_for(lambda: tickets(app), "mail after the reconnect")
 
 
+def test_mail_announced_with_a_search_answer_is_read_without_waiting(
+    make_app: Callable[..., App], imap_account: Any, proxy: TcpProxy
+) -> None:
+    # Dovecot runs a SEARCH on the session's view as of its previous command, so mail
+    # that lands just before the SEARCH reaches it is not among the results: it is
+    # announced with the SEARCH's answer, and never again by a later IDLE. With IDLE
+    # renewed every 29 minutes, only noticing it at once reads it within the wait below.
+    app = make_app(mailbox_toml(imap_account, port=proxy.port, poll_seconds=3600,
+                                idle_renew_seconds=1740),
+                   environ=password_env(imap_account))
+    with RunningReader(app):
+        # The second IDLE is the long one: the first is the short round after starting.
+        wait_for(lambda: proxy.sent.count(b" IDLE\r\n") >= 2, "the reader to settle in IDLE")
+        proxy.while_held = lambda: imap_account.append(
+            make_mail(subject="Landed during the search", message_id="<race@customer.example>"))
+        proxy.hold_on = b"SEARCH"
+        # Wake the reader with mail its search skips (flagged \Deleted): that search,
+        # which finds nothing to read, is the one the next mail lands under.
+        appender = imap_account.client()
+        try:
+            appender.append("INBOX", make_mail(subject="Deleted already"), flags=[b"\\Deleted"])
+        finally:
+            appender.logout()
+        wait_for(proxy.tripped.is_set, "the search the mail lands under")
+        wait_for(lambda: tickets(app), "the mail that landed during the search")
+    assert [t.subject for t in tickets(app)] == ["Landed during the search"]
+    assert proxy.connections == 1
+
+
 def test_a_silent_hang_is_noticed_by_the_liveness_check(
     make_app: Callable[..., App], imap_account: Any, proxy: TcpProxy
 ) -> None:

@@ -11,35 +11,9 @@ from __future__ import annotations
 import re
 
 from mailparser_reply import EmailReplyParser
-from mailparser_reply.parser import EmailMessage as ReplyText
 
+# Built once: the languages are settled here, not per message.
 _PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
-# EmailReplyParser builds its three regular expressions again for every text it reads
-# (joining the patterns of six languages each time); they depend on the languages only,
-# so they are built once here and handed to each text, as its dataclass fields allow.
-_PROBE = ReplyText(text="", languages=list(_PARSER.languages))
-
-
-def _tried_at_line_starts(expression: re.Pattern[str]) -> re.Pattern[str]:
-    """The same expression, tried only where a line starts or a newline stands. Each
-    alternative of the library's header expression begins with "^" (multiline) or a
-    newline, so no match can begin elsewhere; the engine then skips the other positions
-    at once instead of trying a dozen alternatives at every character, which was most
-    of reading a reply (the tests compare the result with the library's own)."""
-    return re.compile(r"(?=^|\n)(?:" + expression.pattern + ")", expression.flags)
-
-
-_REGEXES = {
-    "_header_regex": _tried_at_line_starts(_PROBE.HEADER_REGEX),
-    "_disclaimers_regex": _PROBE.DISCLAIMERS_REGEX,
-    "_signature_regex": _PROBE.SIGNATURE_REGEX,
-}
-
-
-def latest_reply(text: str) -> str | None:
-    """What `_PARSER.parse_reply(text)` gives."""
-    return ReplyText(text=text, languages=list(_PARSER.languages), **_REGEXES).read(
-    ).latest_reply
 
 # "On Mon, 1 Dec 2026 at 10:00, Ann <ann@x> wrote:" (possibly folded over two
 # lines by the client), "Le lun. 1 déc. 2026 à 10:00, Ann a écrit :",
@@ -92,7 +66,7 @@ def new_text(text: str) -> str:
     if below is not None:
         return below
     try:
-        parsed = latest_reply(text)
+        parsed = _PARSER.parse_reply(text)
     except Exception:  # a third-party parser must never take a message down with it
         parsed = text
     candidate = _drop_quoted_tail(_cut_at_attribution(parsed or "")).strip()

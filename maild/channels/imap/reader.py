@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 IDLE_SLICE_SECONDS = 1.0
 # Mail that arrives between a command and the IDLE after it is not announced by every
 # server (Dovecot 2.3 waits for its 30 s check), so the first IDLE after handling mail
-# ends this soon, and the search after it finds what slipped in.
+# ends this soon, and the SELECT after it finds what slipped in.
 CONFIRM_SECONDS = 1.0
 # Partial fetches of a message too large to hold in memory.
 CHUNK_BYTES = 1024 * 1024
@@ -98,16 +99,17 @@ def _announces_mail(response: tuple[object, ...]) -> bool:
     return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
 
 
-def _announced_meanwhile(client: IMAPClient) -> bool:
-    """Did the server announce new mail alongside an answer to another command?
+def _arrivals(selected: dict[bytes, Any]) -> tuple[int, int]:
+    """What a SELECT answer says about mail landed: UIDNEXT moves on with every new
+    message (RFC 3501 requires it in the answer); a server that leaves it out is judged
+    by its message count, which filing away also changes (a search for nothing)."""
+    if b"UIDNEXT" in selected:
+        return int(selected[b"UIDNEXT"]), 0
+    return 0, int(selected[b"EXISTS"])
 
-    Mail that arrives while a SEARCH runs is announced with the SEARCH answer, and a
-    later IDLE does not announce it again. imaplib keeps such untagged responses; no
-    public API of imapclient returns them, hence the reach into its connection.
-    """
-    pending = client._imap.untagged_responses
-    announced = bool(pending.pop("EXISTS", None)) | bool(pending.pop("RECENT", None))
-    return announced
+
+class FolderRenumbered(TemporaryError):
+    """The folder's UIDVALIDITY changed under the reader: read it again from the start."""
 
 
 class MailboxBusy(TemporaryError):
@@ -186,7 +188,7 @@ class MailboxReader:
         try:
             session = open_session(self.mailbox, self.tokens)
             try:
-                last_uid = self._open_folder(session.client)
+                last_uid, _ = self._open_folder(session.client)
                 return self._drain(session.client, threading.Event(), last_uid, rescan=True)
             except CONNECTION_FAULTS as exc:
                 raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
@@ -199,7 +201,8 @@ class MailboxReader:
         session = open_session(self.mailbox, self.tokens)
         try:
             client = session.client
-            last_uid = self._open_folder(client)
+            last_uid, selected = self._open_folder(client)
+            uidvalidity, seen = int(selected[b"UIDVALIDITY"]), _arrivals(selected)
             # Anything still in the folder is unread, or was stored and not yet filed away.
             report = self._drain(client, stop, last_uid, rescan=True)
             last_uid = report.last_uid
@@ -215,9 +218,16 @@ class MailboxReader:
             while (not stop.is_set() and not self._login_expired(session)
                    and self._still_ours()):
                 if idle:
-                    if not _announced_meanwhile(client):
+                    # Mail that lands while another command runs is announced with that
+                    # command's answer and never again (a SEARCH's, say: the search did
+                    # not see it), so before each wait the folder is selected afresh:
+                    # its answer tells whether anything landed since the last look.
+                    now = self._look_again(client, uidvalidity)
+                    if now == seen:
                         self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
                         confirm = False
+                        continue
+                    seen = now
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
@@ -244,13 +254,24 @@ class MailboxReader:
 
     # --- folders and state ------------------------------------------------------------------
 
-    def _open_folder(self, client: IMAPClient) -> int:
-        """Select the folder; the last UID handled in it, or 0 if it was renumbered."""
+    def _open_folder(self, client: IMAPClient) -> tuple[int, dict[bytes, Any]]:
+        """Select the folder; the last UID handled in it (0 if it was renumbered), and
+        the server's answer to the SELECT."""
         ensure_folder(client, self.mailbox.processed_folder)
         ensure_folder(client, self.mailbox.quarantine_folder)
         selected = client.select_folder(self.mailbox.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity)
+        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity), \
+            selected
+
+    def _look_again(self, client: IMAPClient, uidvalidity: int) -> tuple[int, int]:
+        """Select the folder again: the server brings the session up to date and answers
+        with the whole state (imapclient returns all of that answer), so nothing that
+        landed before it goes unseen, whatever earlier answers carried."""
+        selected = client.select_folder(self.mailbox.folder)
+        if int(selected[b"UIDVALIDITY"]) != uidvalidity:
+            raise FolderRenumbered(f"{self.name}: {self.mailbox.folder} was renumbered")
+        return _arrivals(selected)
 
     # --- waiting ------------------------------------------------------------------------------
 
@@ -282,7 +303,6 @@ class MailboxReader:
                     return
         finally:
             client.idle_done()
-        client.noop()
 
     # --- draining -----------------------------------------------------------------------------
 
@@ -291,7 +311,6 @@ class MailboxReader:
     ) -> DrainReport:
         """Ingest the messages after `last_uid`, in batches; with `rescan`, every message
         in the folder (left there by a crash or a failed move, or renumbered)."""
-        _announced_meanwhile(client)  # what this search finds needs no announcement
         if rescan:
             uids = client.search(["NOT", "DELETED"])
         else:
