@@ -1,4 +1,4 @@
-"""Threading (DESIGN.md rules 1–4) and the status transitions, through the real pipeline."""
+"""Threading (docs/design.md rules 1–4) and the status transitions, through the real pipeline."""
 
 from __future__ import annotations
 

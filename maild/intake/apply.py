@@ -1,4 +1,4 @@
-"""Applying a threaded mail to its ticket: who wrote it decides what happens (DESIGN.md)."""
+"""Applying a threaded mail to its ticket: who wrote it decides what happens (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ _KNOWN = union_all(
 
 
 def _is_known(session: Session, message_id: str) -> bool:
-    """DESIGN.md rule 1: a Message-ID maild already stored, received or sent.
+    """docs/design.md rule 1: a Message-ID maild already stored, received or sent.
 
     Asked on the connection, without the ORM's flush first: every message before this
     one is written (each writes its rows as it ends), and a lookup asked for every message

@@ -1,4 +1,4 @@
-"""Which ticket a mail belongs to (DESIGN.md, threading rules 2–4)."""
+"""Which ticket a mail belongs to (docs/design.md, threading rules 2–4)."""
 
 from __future__ import annotations
 

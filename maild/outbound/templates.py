@@ -3,12 +3,17 @@
 A template's text starts with a "Subject: …" line and a blank line; the rest is
 the body. `NAME.txt.j2` is required, `NAME.html.j2` is optional (autoescaped).
 An operator's template directory is searched before the shipped one.
+
+The shipped templates are package data: `maild/shipped_templates` links to the
+repository's top-level `templates/`, and a built wheel carries the files, so they
+are found wherever maild is installed and whatever directory it runs in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ from jinja2 import (
 
 from maild.errors import ConfigError
 
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = [
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
     "sla_alert", "escalation",

@@ -1,6 +1,6 @@
 """`maild tickets next`: the one ticket to work on now, and why it comes first.
 
-Order (DESIGN.md): priority, then the customer's tier, then the SLA due time (the first
+Order (docs/design.md): priority, then the customer's tier, then the SLA due time (the first
 response while there is none, else the resolution), then age. Only tickets whose next
 step is ours count: new and open.
 """
