@@ -9,6 +9,7 @@ from maild.cli.context import (
     handles_errors,
     print_json,
 )
+from maild.tickets.model import DEFAULT_TIER, TIERS
 
 
 @click.group()
@@ -19,9 +20,7 @@ def customers() -> None:
 @customers.command("add")
 @click.argument("name")
 @click.option("--domain", "domains", multiple=True, help="Mail domain (repeatable).")
-@click.option("--tier", default="free", show_default=True,
-              type=click.Choice(["pre-sales", "enterprise", "team", "free", "open-source",
-                                 "internal"]))
+@click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice(TIERS))
 @click.option("--plan")
 @click.option("--contact", "contacts", multiple=True, help="Contact address (repeatable).")
 @click.option("--welcome", is_flag=True, help="Send the welcome mail (only ever once).")

@@ -12,8 +12,8 @@ from maild.cli.context import (
     handles_errors,
     print_json,
 )
-from maild.db.models import PRIORITIES, STATUSES
 from maild.errors import PermanentError
+from maild.tickets.model import PRIORITIES, STATUSES
 
 
 @click.group()

@@ -16,6 +16,7 @@ from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import RESOLVED
 from maild.tickets.service import (
     add_participant,
     first_response,
@@ -30,8 +31,6 @@ from maild.tickets.surveys import answers_survey, read_rating
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
-
-_RESOLVED = ("solved", "closed")
 
 
 # A ticket is touched whenever an automatic mail goes into its thread (Mails), so the
@@ -192,9 +191,9 @@ class _Apply:
                 else Ticket.requester == ticket.requester)
         others = self.session.connection().execute(
             select(func.count(Ticket.id)).where(
-                same, Ticket.id != ticket.id, Ticket.status.not_in(_RESOLVED))
+                same, Ticket.id != ticket.id, Ticket.status.not_in(RESOLVED))
         ).scalar_one()
-        return int(others) + (ticket.status not in _RESOLVED)
+        return int(others) + (ticket.status not in RESOLVED)
 
     def _who(self) -> str:
         sender = self.mail.sender

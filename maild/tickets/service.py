@@ -8,8 +8,6 @@ from sqlalchemy import bindparam, func, insert, literal, select, union_all, upda
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
-    PRIORITIES,
-    STATUSES,
     Customer,
     CustomerContact,
     CustomerDomain,
@@ -18,6 +16,7 @@ from maild.db.models import (
     Ticket,
 )
 from maild.errors import PermanentError
+from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, STATUSES
 from maild.tickets.sla import SlaClocks
 
 
@@ -165,7 +164,7 @@ def open_ticket(
         id=next_ticket_number(session),
         subject=subject or "(no subject)",
         status="new",
-        priority="p2",
+        priority=DEFAULT_PRIORITY,
         requester=requester,
         customer=customer_for(session, requester),
         created_at=now,
