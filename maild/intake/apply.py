@@ -26,6 +26,7 @@ from maild.tickets.service import (
     set_priority,
     set_status,
 )
+from maild.tickets.staff import staff_recipients
 from maild.tickets.surveys import answers_survey, read_rating
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
@@ -157,11 +158,9 @@ class _Apply:
         """Tell the assignee, or while there is none the staff list, what the customer wrote."""
         if not self.app.config.staff.notify:
             return 0
-        staff = [ticket.assignee] if ticket.assignee else list(self.app.config.staff.addresses)
-        # The author needs no copy of their own mail, unless someone else wrote it in
-        # their name: then they most of all must hear of it.
-        recipients = [a for a in staff
-                      if a != self.mail.sender.address or self.verdict.unverified_staff]
+        recipients = staff_recipients(ticket, self.app.config.staff,
+                                      author=self.mail.sender.address,
+                                      impersonated=bool(self.verdict.unverified_staff))
         if not recipients:
             return 0
         customer_replies = sum(
