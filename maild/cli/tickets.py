@@ -151,7 +151,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     """Add an internal note (never sent to anyone)."""
     from maild.db.models import Message
-    from maild.outbound.compose import new_message_id
+    from maild.mail.message_id import new_message_id
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maild.db.models import Customer, Message, OutboxMail, Ticket
+from maild.mail.message_id import new_message_id
 from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
     Party,
-    new_message_id,
     tag_subject,
 )
 from maild.outbound.outbox import queue_mail
