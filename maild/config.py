@@ -139,10 +139,6 @@ class MailboxConfig(_Section):
             raise ValueError("folder, processed_folder and quarantine_folder must differ")
         return self
 
-    @property
-    def uses_oauth2(self) -> bool:
-        return self.password_env is None
-
 
 class OutboundConfig(_Section):
     host: str = "127.0.0.1"
