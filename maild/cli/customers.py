@@ -7,6 +7,7 @@ import click
 from maild.cli.context import (
     Context,
     handles_errors,
+    json_option,
     print_json,
 )
 from maild.tickets.model import DEFAULT_TIER, TIERS
@@ -44,15 +45,13 @@ def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
 
 
 @customers.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def customers_list(obj: Context, as_json: bool) -> None:
     from maild.tickets.customers import customer_json, list_customers
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        found = [customer_json(c) for c in list_customers(session)]
+    found = obj.read(lambda app, session: [customer_json(c) for c in list_customers(session)])
     if as_json:
         print_json(found)
         return
