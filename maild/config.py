@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from maild.errors import ConfigError
+from maild.mail.addresses import domain_of
 from maild.tickets.durations import Duration, parse_duration
 from maild.tickets.model import Priority
 
@@ -71,7 +72,7 @@ class SupportConfig(_Section):
 
     @property
     def domain(self) -> str:
-        return self.address.rsplit("@", 1)[1]
+        return domain_of(self.address)
 
 
 class StorageConfig(_Section):
@@ -188,7 +189,7 @@ class StaffConfig(_Section):
     def is_staff(self, address: str) -> bool:
         address = address.lower()
         return (address in self.addresses or address in self.leads
-                or address.rsplit("@", 1)[-1] in self.domains)
+                or domain_of(address) in self.domains)
 
 
 class BusinessHoursConfig(_Section):

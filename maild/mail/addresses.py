@@ -59,6 +59,10 @@ def local_part(address: str) -> str:
     return address.rsplit("@", 1)[0]
 
 
+def domain_of(address: str) -> str:
+    return address.rsplit("@", 1)[-1]
+
+
 # The local parts machines report on mail from: bounces, delivery and DMARC reports.
 MAILER_DAEMONS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
 
