@@ -16,7 +16,7 @@ from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
-from maild.tickets.model import RESOLVED
+from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
     add_participant,
     first_response,
@@ -100,7 +100,7 @@ class _Apply:
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
         if self.verdict.unverified_staff:
-            record(ticket, self.now, "maild", "staff_unverified",
+            record(ticket, self.now, SYSTEM_ACTOR, "staff_unverified",
                    detail=f"{self.mail.message_id} {self.verdict.unverified_staff}")
         message = Message(
             message_id=self.mail.message_id,
@@ -148,7 +148,7 @@ class _Apply:
         mail lately (`recent`)."""
         limit = self.app.config.outbound.auto_replies_per_hour
         if recent >= limit:
-            record(ticket, self.now, "maild", "ack_withheld",
+            record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
         self.mails.acknowledgment(ticket, message)
@@ -178,7 +178,7 @@ class _Apply:
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
         )
-        record(ticket, self.now, "maild", "notified", detail=", ".join(recipients))
+        record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
         return 1
 
     def _open_tickets(self, ticket: Ticket) -> int:
@@ -244,7 +244,7 @@ class _Apply:
         for address in closed.cc:
             add_participant(ticket, address, "cc")
         if closed.assignee:
-            set_assignee(ticket, closed.assignee, actor="maild", now=self.now)
+            set_assignee(ticket, closed.assignee, actor=SYSTEM_ACTOR, now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(

@@ -16,6 +16,7 @@ from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
 from maild.outbound.smtp import connect
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record, record_on
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Sender:
                  "error": f"refused for some recipients: {refused}" if refused else None},
             ).one()
             if ticket_id is not None:
-                record_on(session, ticket_id, now, "maild", "delivered", new=message_id,
+                record_on(session, ticket_id, now, SYSTEM_ACTOR, "delivered", new=message_id,
                           detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
@@ -158,5 +159,5 @@ class Sender:
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)
                 assert ticket is not None
-                record(ticket, now, "maild", "delivery_failed", new=row.message_id,
+                record(ticket, now, SYSTEM_ACTOR, "delivery_failed", new=row.message_id,
                        detail=decision.reason)

@@ -15,6 +15,7 @@ from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 from maild.tickets.sla import Alert, worth_telling
 from maild.tickets.staff import escalation_recipients, staff_recipients
@@ -33,7 +34,7 @@ def _alert(app: App, mails: Mails, ticket: Ticket, due: list[Alert], now: dateti
                            alerts=slipping, now=now)
             sent += 1
         for alert in slipping:
-            record(ticket, now, "maild", f"sla_{alert.stage}",
+            record(ticket, now, SYSTEM_ACTOR, f"sla_{alert.stage}",
                    detail=f"{alert.target} due {alert.due.isoformat()}; told "
                           f"{', '.join(recipients) or 'nobody (no staff addresses)'}")
     if any(a.stage == "escalation" for a in told):
@@ -43,7 +44,7 @@ def _alert(app: App, mails: Mails, ticket: Ticket, due: list[Alert], now: dateti
                            escalate_after=app.config.sla.escalate_after)
             sent += 1
         ticket.escalated_at = now
-        record(ticket, now, "maild", "escalated",
+        record(ticket, now, SYSTEM_ACTOR, "escalated",
                detail=f"unresolved after {app.config.sla.escalate_after}; told "
                       f"{', '.join(leads) or 'nobody (no leads or staff addresses)'}")
     # Warnings passed over for their breach count as sent too: they are never news again.

@@ -25,3 +25,7 @@ DEFAULT_PRIORITY: Priority = "p2"
 # Highest first: triage ranks by this order after the priority.
 TIERS = ("pre-sales", "enterprise", "team", "free", "open-source", "internal")
 DEFAULT_TIER = "free"
+
+# The actor of the events maild writes for what it does itself (nudges, auto-solves,
+# notifications): the report tells its changes from people's by this name.
+SYSTEM_ACTOR = "maild"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Event, Ticket
 from maild.tickets.business_time import BusinessCalendar
-from maild.tickets.model import RESOLVED, STATUSES
+from maild.tickets.model import RESOLVED, STATUSES, SYSTEM_ACTOR
 
 AGE_BUCKETS = (("under 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("1-3 weeks", 21),
                ("over 3 weeks", None))
@@ -133,7 +133,7 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         },
         "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
         "followups": {"nudges_sent": events("nudged"),
-                      "auto_solved": events("status", actor="maild", new="solved")},
+                      "auto_solved": events("status", actor=SYSTEM_ACTOR, new="solved")},
         "satisfaction": _satisfaction(session, since, until),
     }
 
