@@ -27,7 +27,9 @@ from pydantic import (
 )
 
 from maild.errors import ConfigError
+from maild.mail.addresses import domain_of
 from maild.tickets.durations import Duration, parse_duration
+from maild.tickets.model import Priority
 
 DEFAULT_CONFIG_PATH = Path("config/maild.toml")
 
@@ -70,7 +72,7 @@ class SupportConfig(_Section):
 
     @property
     def domain(self) -> str:
-        return self.address.rsplit("@", 1)[1]
+        return domain_of(self.address)
 
 
 class StorageConfig(_Section):
@@ -138,10 +140,6 @@ class MailboxConfig(_Section):
             raise ValueError("folder, processed_folder and quarantine_folder must differ")
         return self
 
-    @property
-    def uses_oauth2(self) -> bool:
-        return self.password_env is None
-
 
 class OutboundConfig(_Section):
     host: str = "127.0.0.1"
@@ -191,7 +189,7 @@ class StaffConfig(_Section):
     def is_staff(self, address: str) -> bool:
         address = address.lower()
         return (address in self.addresses or address in self.leads
-                or address.rsplit("@", 1)[-1] in self.domains)
+                or domain_of(address) in self.domains)
 
 
 class BusinessHoursConfig(_Section):
@@ -275,13 +273,12 @@ class InternalTargetConfig(BusinessHoursConfig):
     end: time | Literal["24:00"] = "24:00"
 
 
-PriorityName = Literal["p0", "p1", "p2", "p3"]
-_DEFAULT_SEVERITIES: dict[PriorityName, int] = {"p0": 1, "p1": 1, "p2": 2, "p3": 2}
+_DEFAULT_SEVERITIES: dict[Priority, int] = {"p0": 1, "p1": 1, "p2": 2, "p3": 2}
 
 
 class SlaConfig(_Section):
     # Each priority's severity; the policies below promise per severity.
-    severities: dict[PriorityName, Annotated[int, Field(ge=1, le=4)]] = _DEFAULT_SEVERITIES
+    severities: dict[Priority, Annotated[int, Field(ge=1, le=4)]] = _DEFAULT_SEVERITIES
     # The first policy that fits a ticket's severity and its customer's plan applies.
     policies: list[SlaPolicyConfig] = [
         SlaPolicyConfig(severity=1, first_response=parse_duration("24 hours"),
@@ -298,11 +295,11 @@ class SlaConfig(_Section):
 
     @field_validator("severities")
     @classmethod
-    def _every_priority(cls, value: dict[PriorityName, int]) -> dict[PriorityName, int]:
+    def _every_priority(cls, value: dict[Priority, int]) -> dict[Priority, int]:
         return {**_DEFAULT_SEVERITIES, **value}
 
     def severity(self, priority: str) -> int:
-        return self.severities[cast(PriorityName, priority)]
+        return self.severities[cast(Priority, priority)]
 
     def policy(self, severity: int, plan: str | None) -> SlaPolicyConfig | None:
         return next((p for p in self.policies if p.fits(severity, plan)), None)

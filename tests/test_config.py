@@ -96,9 +96,9 @@ display_name = "Example Feedback"
     support, feedback = config.mailboxes
     assert (support.port, support.security, support.folder, support.processed_folder) == (
         993, "ssl", "INBOX", "Processed")
-    assert support.password == "s3cret" and not support.uses_oauth2
+    assert support.password == "s3cret"
     assert support.address == "support@example.com"  # from the username
-    assert feedback.uses_oauth2 and feedback.oauth2_mechanism == "xoauth2"
+    assert feedback.password_env is None and feedback.oauth2_mechanism == "xoauth2"
     assert config.desk_address("feedback") == ("feedback@example.com", "Example Feedback")
     assert config.desk_address(None) == ("support@example.com", "Support")
     assert config.own_addresses == {"support@example.com", "feedback@example.com"}

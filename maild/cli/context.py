@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.orm import Session
 
 from maild.clock import clock_from_env
 from maild.config import Config, load_config
@@ -23,6 +24,7 @@ EX_TEMPFAIL = 75  # try again later
 EX_CONFIG = 78
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class Context:
@@ -46,6 +48,12 @@ class Context:
             setup_logging(level if daemon or level == "debug" else "warning")
             self._app = build_app(config, clock_from_env(), migrate=migrate)
         return self._app
+
+    def read(self, query: Callable[[App, Session], T]) -> T:
+        """What `query` reads, in a transaction of its own (for the commands that show)."""
+        app = self.app()
+        with app.db.transaction() as session:
+            return query(app, session)
 
 
 def setup_logging(level: str) -> None:
@@ -81,6 +89,10 @@ def handles_errors(function: F) -> F:
             fail(str(exc), 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+# `--json` on every command that shows something: the data as JSON instead of text.
+json_option = click.option("--json", "as_json", is_flag=True)
 
 
 def print_json(data: Any) -> None:

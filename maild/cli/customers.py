@@ -7,8 +7,10 @@ import click
 from maild.cli.context import (
     Context,
     handles_errors,
+    json_option,
     print_json,
 )
+from maild.tickets.model import DEFAULT_TIER, TIERS
 
 
 @click.group()
@@ -19,9 +21,7 @@ def customers() -> None:
 @customers.command("add")
 @click.argument("name")
 @click.option("--domain", "domains", multiple=True, help="Mail domain (repeatable).")
-@click.option("--tier", default="free", show_default=True,
-              type=click.Choice(["pre-sales", "enterprise", "team", "free", "open-source",
-                                 "internal"]))
+@click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice(TIERS))
 @click.option("--plan")
 @click.option("--contact", "contacts", multiple=True, help="Contact address (repeatable).")
 @click.option("--welcome", is_flag=True, help="Send the welcome mail (only ever once).")
@@ -45,15 +45,13 @@ def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
 
 
 @customers.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def customers_list(obj: Context, as_json: bool) -> None:
     from maild.tickets.customers import customer_json, list_customers
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        found = [customer_json(c) for c in list_customers(session)]
+    found = obj.read(lambda app, session: [customer_json(c) for c in list_customers(session)])
     if as_json:
         print_json(found)
         return

@@ -10,6 +10,7 @@ import click
 from maild.cli.context import (
     Context,
     handles_errors,
+    json_option,
     print_json,
 )
 from maild.clock import clock_from_env
@@ -34,7 +35,7 @@ def db_upgrade(obj: Context) -> None:
               help="First day (in the business time zone); default: 30 days ago.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
               help="The day after the last one; default: tomorrow (the report runs to today).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def report(obj: Context, since: datetime | None, until: datetime | None, as_json: bool) -> None:
@@ -50,8 +51,7 @@ def report(obj: Context, since: datetime | None, until: datetime | None, as_json
                                 datetime.min.time(), tzinfo=zone)
     end = until.replace(tzinfo=zone) if until else tomorrow  # through today
     start = since.replace(tzinfo=zone) if since else end - timedelta(days=30)
-    with app.db.transaction() as session:
-        built = build_report(session, app.calendar, start, end, now)
+    built = obj.read(lambda _, session: build_report(session, app.calendar, start, end, now))
     if as_json:
         print_json(built)
     else:

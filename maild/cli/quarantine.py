@@ -11,6 +11,7 @@ from maild.cli.context import (
     EX_TEMPFAIL,
     Context,
     handles_errors,
+    json_option,
     print_json,
 )
 from maild.errors import NotFound, PermanentError, TemporaryError
@@ -23,15 +24,14 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--all", "everything", is_flag=True, help="Released messages too.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
     from maild.intake.quarantine import entry_json, held
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        entries = [entry_json(app, e) for e in held(session, everything=everything)]
+    entries = obj.read(lambda app, session: [entry_json(app, e)
+                                             for e in held(session, everything=everything)])
     if as_json:
         print_json(entries)
         return
@@ -48,19 +48,17 @@ def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
 
 @quarantine.command("show")
 @click.argument("entry_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("--raw", is_flag=True, help="Write the message's raw bytes to stdout.")
 @click.pass_obj
 @handles_errors
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
     from maild.intake.quarantine import entry_json, get_entry
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        data = entry_json(app, get_entry(session, entry_id))
+    data = obj.read(lambda app, session: entry_json(app, get_entry(session, entry_id)))
     if raw:
         try:
-            sys.stdout.buffer.write(app.raw_store.get(data["raw_sha256"]))
+            sys.stdout.buffer.write(obj.app().raw_store.get(data["raw_sha256"]))
         except OSError as exc:
             raise PermanentError(f"raw message missing from storage: {exc.strerror}") from None
         return

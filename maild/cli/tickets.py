@@ -6,14 +6,17 @@ import json
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from maild.cli.context import (
     Context,
     handles_errors,
+    json_option,
     print_json,
 )
-from maild.db.models import PRIORITIES, STATUSES
 from maild.errors import PermanentError
+from maild.runtime.app import App
+from maild.tickets.model import PRIORITIES, STATUSES
 
 
 @click.group()
@@ -23,15 +26,14 @@ def tickets() -> None:
 
 @tickets.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
     from maild.tickets.views import list_tickets, ticket_json
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        found = [ticket_json(t, with_messages=False) for t in list_tickets(session, status)]
+    found = obj.read(lambda app, session: [ticket_json(t, with_messages=False)
+                                           for t in list_tickets(session, status)])
     if as_json:
         print_json(found)
         return
@@ -41,7 +43,7 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
 
 
 @tickets.command("next")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def tickets_next(obj: Context, as_json: bool) -> None:
@@ -49,11 +51,12 @@ def tickets_next(obj: Context, as_json: bool) -> None:
     from maild.tickets.triage import pick_next
     from maild.tickets.views import ticket_json
 
-    app = obj.app()
-    with app.db.transaction() as session:
+    def next_one(app: App, session: Session) -> dict[str, Any] | None:
         pick = pick_next(session, app.calendar.zone, app.clock.now())
-        found = None if pick is None else {**ticket_json(pick.ticket, with_messages=False),
-                                           "why": pick.why}
+        return None if pick is None else {**ticket_json(pick.ticket, with_messages=False),
+                                          "why": pick.why}
+
+    found = obj.read(next_one)
     if as_json:
         print_json(found)
         return
@@ -66,15 +69,13 @@ def tickets_next(obj: Context, as_json: bool) -> None:
 
 @tickets.command("show")
 @click.argument("ticket_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 @handles_errors
 def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
     from maild.tickets.views import get_ticket, ticket_json
 
-    app = obj.app()
-    with app.db.transaction() as session:
-        data = ticket_json(get_ticket(session, ticket_id))
+    data = obj.read(lambda app, session: ticket_json(get_ticket(session, ticket_id)))
     if as_json:
         print_json(data)
         return
@@ -151,7 +152,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     """Add an internal note (never sent to anyone)."""
     from maild.db.models import Message
-    from maild.outbound.compose import new_message_id
+    from maild.mail.message_id import new_message_id
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 

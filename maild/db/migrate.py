@@ -28,15 +28,6 @@ def upgrade(database: Database, revision: str = "head") -> None:
         connection.commit()
 
 
-def downgrade(database: Database, revision: str) -> None:
-    """Back to an older revision, before running an older maild on this database."""
-    config = _alembic_config()
-    with database.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-        connection.commit()
-
-
 def is_current(database: Database) -> bool:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with database.engine.connect() as connection:

@@ -22,9 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
-PRIORITIES = ("p0", "p1", "p2", "p3")
-TIERS = ("pre-sales", "enterprise", "team", "free", "open-source", "internal")
+from maild.tickets.model import DEFAULT_PRIORITY, DEFAULT_TIER
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -64,7 +62,7 @@ class Customer(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    tier: Mapped[str] = mapped_column(String(20), default="free")
+    tier: Mapped[str] = mapped_column(String(20), default=DEFAULT_TIER)
     plan: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -107,7 +105,7 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
-    priority: Mapped[str] = mapped_column(String(2), default="p2")
+    priority: Mapped[str] = mapped_column(String(2), default=DEFAULT_PRIORITY)
     requester: Mapped[str] = mapped_column(String(320))
     assignee: Mapped[str | None] = mapped_column(String(320))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)

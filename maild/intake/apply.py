@@ -16,6 +16,7 @@ from maild.intake.parse import Attachment, ParsedMail
 from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
     add_participant,
     first_response,
@@ -25,13 +26,12 @@ from maild.tickets.service import (
     set_priority,
     set_status,
 )
+from maild.tickets.staff import staff_recipients
 from maild.tickets.surveys import answers_survey, read_rating
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
-
-_RESOLVED = ("solved", "closed")
 
 
 # A ticket is touched whenever an automatic mail goes into its thread (Mails), so the
@@ -100,7 +100,7 @@ class _Apply:
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
         if self.verdict.unverified_staff:
-            record(ticket, self.now, "maild", "staff_unverified",
+            record(ticket, self.now, SYSTEM_ACTOR, "staff_unverified",
                    detail=f"{self.mail.message_id} {self.verdict.unverified_staff}")
         message = Message(
             message_id=self.mail.message_id,
@@ -148,7 +148,7 @@ class _Apply:
         mail lately (`recent`)."""
         limit = self.app.config.outbound.auto_replies_per_hour
         if recent >= limit:
-            record(ticket, self.now, "maild", "ack_withheld",
+            record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
         self.mails.acknowledgment(ticket, message)
@@ -158,11 +158,9 @@ class _Apply:
         """Tell the assignee, or while there is none the staff list, what the customer wrote."""
         if not self.app.config.staff.notify:
             return 0
-        staff = [ticket.assignee] if ticket.assignee else list(self.app.config.staff.addresses)
-        # The author needs no copy of their own mail, unless someone else wrote it in
-        # their name: then they most of all must hear of it.
-        recipients = [a for a in staff
-                      if a != self.mail.sender.address or self.verdict.unverified_staff]
+        recipients = staff_recipients(ticket, self.app.config.staff,
+                                      author=self.mail.sender.address,
+                                      impersonated=bool(self.verdict.unverified_staff))
         if not recipients:
             return 0
         customer_replies = sum(
@@ -180,7 +178,7 @@ class _Apply:
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
         )
-        record(ticket, self.now, "maild", "notified", detail=", ".join(recipients))
+        record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
         return 1
 
     def _open_tickets(self, ticket: Ticket) -> int:
@@ -192,9 +190,9 @@ class _Apply:
                 else Ticket.requester == ticket.requester)
         others = self.session.connection().execute(
             select(func.count(Ticket.id)).where(
-                same, Ticket.id != ticket.id, Ticket.status.not_in(_RESOLVED))
+                same, Ticket.id != ticket.id, Ticket.status.not_in(RESOLVED))
         ).scalar_one()
-        return int(others) + (ticket.status not in _RESOLVED)
+        return int(others) + (ticket.status not in RESOLVED)
 
     def _who(self) -> str:
         sender = self.mail.sender
@@ -246,7 +244,7 @@ class _Apply:
         for address in closed.cc:
             add_participant(ticket, address, "cc")
         if closed.assignee:
-            set_assignee(ticket, closed.assignee, actor="maild", now=self.now)
+            set_assignee(ticket, closed.assignee, actor=SYSTEM_ACTOR, now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(

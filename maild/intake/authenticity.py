@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from maild.config import StaffConfig
+from maild.mail.addresses import domain_of
 
 _RESULT = re.compile(r"\b(dkim|spf|dmarc)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
 _PROPERTY = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*\"?([^\s;\"]+)",
@@ -17,7 +18,7 @@ _PROPERTY = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=
 
 
 def _domain(value: str) -> str:
-    return value.rsplit("@", 1)[-1].strip().lower().rstrip(".")
+    return domain_of(value).strip().lower().rstrip(".")
 
 
 def _passes_for(result: str, domain: str) -> bool:

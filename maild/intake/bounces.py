@@ -12,13 +12,16 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
-_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+from maild.mail.addresses import is_mailer_daemon
+from maild.mail.message_id import MSG_ID
+
+# A Message-ID header line, as returned headers and prose bounces quote the original's.
+_MESSAGE_ID_LINE = re.compile(rf"^\s*Message-ID:\s*({MSG_ID})", re.IGNORECASE | re.MULTILINE)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery status notification|failure notice|returned mail|"
     r"delivery (has )?failed|mail delivery failed|non.?delivery",
     re.IGNORECASE,
 )
-_DAEMON_SENDERS = ("mailer-daemon", "postmaster")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,8 @@ def _original_ids(message: EmailMessage, text: str) -> list[str]:
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 found.append(str(inner["Message-ID"]).strip())
         elif content_type == "text/rfc822-headers":
-            found += _MESSAGE_ID.findall(_part_text(part))
-    found += _MESSAGE_ID.findall(text)  # prose bounces quote the original inline
+            found += _MESSAGE_ID_LINE.findall(_part_text(part))
+    found += _MESSAGE_ID_LINE.findall(text)  # prose bounces quote the original inline
     return list(dict.fromkeys(found))
 
 
@@ -81,8 +84,7 @@ def read_bounce(message: EmailMessage, text: str, sender: str, subject: str) -> 
     """The bounce in this mail, or None if it is not one."""
     is_report = (message.get_content_type() == "multipart/report"
                  and str(message.get_param("report-type", "")).lower() == "delivery-status")
-    from_daemon = sender.split("@")[0].lower() in _DAEMON_SENDERS
-    if not is_report and not (from_daemon and _BOUNCE_SUBJECT.search(subject)):
+    if not is_report and not (is_mailer_daemon(sender) and _BOUNCE_SUBJECT.search(subject)):
         return None
     recipients, failed, reason = _from_report(message)
     failed_header = message.get("X-Failed-Recipients")

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from maild.config import Config
 from maild.intake.authenticity import staff_unverified
 from maild.intake.parse import ParsedMail
-from maild.mail.addresses import local_part
-
-_DAEMON_SENDERS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
+from maild.mail.addresses import is_mailer_daemon
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ def automatic_reason(mail: ParsedMail) -> str | None:
         return "List-Id present (mailing list)"
     if headers.get("return-path", "").strip() == "<>":
         return "empty Return-Path (bounce)"
-    if local_part(mail.sender.address) in _DAEMON_SENDERS:
+    if is_mailer_daemon(mail.sender.address):
         return f"sent by {mail.sender.address}"
     if mail.content_type == "multipart/report":
         return "delivery or disposition report"

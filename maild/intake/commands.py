@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from maild.db.models import PRIORITIES, STATUSES
+from maild.tickets.model import PRIORITIES, STATUSES
 
 _COMMAND_LINE = re.compile(r"^#([a-z_]+)\b\s*(.*)$", re.IGNORECASE)
 _SETTABLE_STATUSES = tuple(s for s in STATUSES if s != "closed")

@@ -7,7 +7,6 @@ import email
 import email.policy
 import hashlib
 import logging
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,10 +23,8 @@ from maild.intake.replies import new_text
 from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
 from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
+from maild.mail.message_id import message_ids
 from maild.mail.policy import READING
-
-_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +46,6 @@ class Attachment:
 @dataclass(frozen=True)
 class ParsedMail:
     message_id: str
-    has_own_message_id: bool
     subject: str
     sender: Mailbox
     to: list[Mailbox]
@@ -100,10 +96,6 @@ class _Headers:
     def every(self, name: str) -> list[str]:
         """Every value of the header, unparsed."""
         return [str(raw) for _, raw in self._by_name.get(name.lower(), [])]
-
-
-def _message_ids(value: str) -> list[str]:
-    return _MESSAGE_ID.findall(value)
 
 
 def decode_text_part(part: Message) -> str:
@@ -289,13 +281,12 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
             raise ParseError(f"invalid sender: {exc}") from None
         raise ParseError(f"invalid sender: {from_value!r} names no address")
 
-    message_ids = _message_ids(header["Message-ID"])
-    if message_ids:
-        message_id, own = message_ids[0], True
+    own_ids = message_ids(header["Message-ID"])
+    if own_ids:
+        message_id = own_ids[0]
     else:
         digest = raw_sha256 or hashlib.sha256(raw).hexdigest()
         message_id = f"<{digest}@no-message-id.maild>"
-        own = False
 
     content = _content(message, large.stored if large else _NOTHING_STORED)
     headers = {
@@ -314,14 +305,13 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
     }
     return ParsedMail(
         message_id=message_id,
-        has_own_message_id=own,
         subject=" ".join(header["Subject"].split()),
         sender=senders[0],
         to=parse_mailboxes(header.every("To")),
         cc=parse_mailboxes(header.every("Cc")),
         date=_date(header["Date"]),
-        in_reply_to=_message_ids(header["In-Reply-To"]),
-        references=_message_ids(header["References"]),
+        in_reply_to=message_ids(header["In-Reply-To"]),
+        references=message_ids(header["References"]),
         text=content.text,
         new_text=_paragraphs(new_text(content.body), *content.forwarded),
         headers={k: v for k, v in headers.items() if v},

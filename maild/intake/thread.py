@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
@@ -10,10 +9,8 @@ from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.intake.parse import ParsedMail
+from maild.mail.subject import tags_in
 from maild.tickets.service import takes_part
-
-_TAG = re.compile(r"\[#(\d{1,9})\]")
-
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
 # (rank 1; a welcome mail belongs to no ticket).
@@ -49,8 +46,8 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
 
 
 def _by_tag(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading | None:
-    for match in _TAG.finditer(mail.subject):
-        ticket = session.get(Ticket, int(match.group(1)), with_for_update=True)
+    for number in tags_in(mail.subject):
+        ticket = session.get(Ticket, number, with_for_update=True)
         if ticket is None:
             continue
         if sender_is_staff or takes_part(ticket, mail.sender.address):

@@ -61,3 +61,11 @@ def local_part(address: str) -> str:
 
 def domain_of(address: str) -> str:
     return address.rsplit("@", 1)[-1]
+
+
+# The local parts machines report on mail from: bounces, delivery and DMARC reports.
+MAILER_DAEMONS = ("mailer-daemon", "postmaster", "noreply-dmarc-support")
+
+
+def is_mailer_daemon(address: str) -> bool:
+    return local_part(address).lower() in MAILER_DAEMONS

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
@@ -12,9 +10,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from maild.mail.policy import WRITING
-
-_TAG = re.compile(r"\[#(\d+)\]")
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
+from maild.mail.subject import tagged
 
 
 def _boundary() -> str:
@@ -65,11 +61,6 @@ class OutgoingMail:
         return [p.address for p in [*self.to, *self.cc]]
 
 
-def new_message_id(domain: str, ticket_id: int | None = None) -> str:
-    prefix = f"maild.{ticket_id}." if ticket_id is not None else "maild."
-    return f"<{prefix}{uuid.uuid4().hex}@{domain}>"
-
-
 def one_line(value: str) -> str:
     """No customer-controlled value can start a header of its own."""
     return " ".join(value.replace("\x00", "").split())
@@ -77,11 +68,7 @@ def one_line(value: str) -> str:
 
 def tag_subject(subject: str, ticket_id: int) -> str:
     """`[#N]` once, in front of the subject without its Re:/AW: prefixes."""
-    subject = one_line(subject)
-    if f"[#{ticket_id}]" in subject:
-        return subject
-    bare = _TAG.sub("", _REPLY_PREFIX.sub("", subject)).strip()
-    return f"[#{ticket_id}] {bare}".strip()
+    return tagged(one_line(subject), ticket_id)
 
 
 def _address(party: Party) -> str:

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maild.db.models import Customer, Message, OutboxMail, Ticket
+from maild.mail.addresses import domain_of
+from maild.mail.message_id import new_message_id
 from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
     Party,
-    new_message_id,
     tag_subject,
 )
 from maild.outbound.outbox import queue_mail
@@ -42,7 +43,7 @@ class Mails:
         return Party(address, display_name or name)
 
     def _message_id(self, ticket: Ticket | None) -> str:
-        domain = self._desk(ticket).address.rsplit("@", 1)[1]
+        domain = domain_of(self._desk(ticket).address)
         return new_message_id(domain, ticket.id if ticket else None)
 
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:

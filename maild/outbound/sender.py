@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +14,9 @@ from maild.db.models import OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
+from maild.outbound.smtp import connect
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record, record_on
 
 log = logging.getLogger(__name__)
@@ -86,21 +87,6 @@ class Sender:
                 for r in rows
             ]
 
-    def _connect(self) -> smtplib.SMTP:
-        timeout = self.config.timeout_seconds
-        if self.config.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.config.host, self.config.port, timeout=timeout,
-                context=ssl.create_default_context(),
-            )
-        else:
-            client = smtplib.SMTP(self.config.host, self.config.port, timeout=timeout)
-            if self.config.security == "starttls":
-                client.starttls(context=ssl.create_default_context())
-        if self.config.username:
-            client.login(self.config.username, self.config.password or "")
-        return client
-
     def deliver_due(self, limit: int = 100) -> DeliveryReport:
         report = DeliveryReport()
         waiting = self._claim(limit)
@@ -116,7 +102,7 @@ class Sender:
                     continue
                 if client is None:
                     try:
-                        client = self._connect()
+                        client = connect(self.config)
                     except Exception as exc:  # the relay is unreachable: the batch waits
                         for unsent in (mail, *waiting):
                             self._failed(unsent, exc, report)
@@ -150,7 +136,7 @@ class Sender:
                  "error": f"refused for some recipients: {refused}" if refused else None},
             ).one()
             if ticket_id is not None:
-                record_on(session, ticket_id, now, "maild", "delivered", new=message_id,
+                record_on(session, ticket_id, now, SYSTEM_ACTOR, "delivered", new=message_id,
                           detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
@@ -173,5 +159,5 @@ class Sender:
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)
                 assert ticket is not None
-                record(ticket, now, "maild", "delivery_failed", new=row.message_id,
+                record(ticket, now, SYSTEM_ACTOR, "delivery_failed", new=row.message_id,
                        detail=decision.reason)

@@ -14,6 +14,7 @@ from maild.config import Config, MailboxConfig
 from maild.db.database import Database
 from maild.db.migrate import is_current
 from maild.errors import TemporaryError
+from maild.outbound.smtp import connect
 from maild.outbound.templates import TEMPLATE_NAMES, Templates
 
 
@@ -42,15 +43,7 @@ def check_outbound(config: Config) -> CheckResult:
     settings = config.outbound
     where = f"{settings.host}:{settings.port}"
     try:
-        if settings.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port,
-                                                    timeout=settings.timeout_seconds)
-        else:
-            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
-            if settings.security == "starttls":
-                client.starttls()
-        if settings.username:
-            client.login(settings.username, settings.password or "")
+        client = connect(settings)
         client.noop()
         client.quit()
     except (OSError, smtplib.SMTPException) as exc:

@@ -11,6 +11,7 @@ from maild.db.models import Ticket
 from maild.runtime.app import App
 from maild.tickets.alerts import send_sla_alerts
 from maild.tickets.followups import send_followups
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import set_status
 from maild.tickets.surveys import send_surveys
 
@@ -46,7 +47,7 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
                 Ticket.id.in_(due), Ticket.status == "solved", loads=CLOSE_LOADS,
             )).all()
             for ticket in tickets:
-                set_status(ticket, "closed", actor="maild", now=now, clocks=app.sla,
+                set_status(ticket, "closed", actor=SYSTEM_ACTOR, now=now, clocks=app.sla,
                            detail=f"solved for {wait}")
             closed += len(tickets)
         if len(due) < batch or not tickets:  # none claimed: another scheduler has them

@@ -15,14 +15,12 @@ from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 from maild.tickets.sla import Alert, worth_telling
+from maild.tickets.staff import escalation_recipients, staff_recipients
 
 log = logging.getLogger(__name__)
-
-
-def _staff_for(app: App, ticket: Ticket) -> list[str]:
-    return [ticket.assignee] if ticket.assignee else list(app.config.staff.addresses)
 
 
 def _alert(app: App, mails: Mails, ticket: Ticket, due: list[Alert], now: datetime) -> int:
@@ -30,24 +28,23 @@ def _alert(app: App, mails: Mails, ticket: Ticket, due: list[Alert], now: dateti
     told = worth_telling(due)
     slipping = [a for a in told if a.stage in ("warning", "breach")]
     if slipping:
-        recipients = _staff_for(app, ticket)
+        recipients = staff_recipients(ticket, app.config.staff)
         if recipients:
             mails.to_staff(ticket, "sla_alert", "sla_alert", recipients,
                            alerts=slipping, now=now)
             sent += 1
         for alert in slipping:
-            record(ticket, now, "maild", f"sla_{alert.stage}",
+            record(ticket, now, SYSTEM_ACTOR, f"sla_{alert.stage}",
                    detail=f"{alert.target} due {alert.due.isoformat()}; told "
                           f"{', '.join(recipients) or 'nobody (no staff addresses)'}")
     if any(a.stage == "escalation" for a in told):
-        leads = list(app.config.staff.leads) or list(app.config.staff.addresses)
-        copied = [a for a in _staff_for(app, ticket) if a not in leads]
+        leads, copied = escalation_recipients(ticket, app.config.staff)
         if leads:
             mails.to_staff(ticket, "escalation", "escalation", leads, cc=copied, now=now,
                            escalate_after=app.config.sla.escalate_after)
             sent += 1
         ticket.escalated_at = now
-        record(ticket, now, "maild", "escalated",
+        record(ticket, now, SYSTEM_ACTOR, "escalated",
                detail=f"unresolved after {app.config.sla.escalate_after}; told "
                       f"{', '.join(leads) or 'nobody (no leads or staff addresses)'}")
     # Warnings passed over for their breach count as sent too: they are never news again.

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.db.models import TIERS, Customer, CustomerContact, CustomerDomain
+from maild.db.models import Customer, CustomerContact, CustomerDomain
 from maild.errors import PermanentError
 from maild.mail.addresses import InvalidAddress, normalise
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import DEFAULT_TIER, TIERS
 from maild.tickets.views import iso
 
 
@@ -22,7 +23,7 @@ def add_customer(
     name: str,
     *,
     domains: list[str],
-    tier: str = "free",
+    tier: str = DEFAULT_TIER,
     plan: str | None = None,
     contacts: Sequence[str] = (),
     welcome: bool = False,

@@ -15,6 +15,7 @@ from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record, set_status
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,12 @@ def _follow_up(app: App, mails: Mails, ticket: Ticket, now: datetime) -> str:
         auto_solve_at = app.calendar.add(ticket.pending_since or now, followup.auto_solve_after)
         mails.to_customer(ticket, "nudge", "nudge", nudge_number=number,
                           last=number == len(followup.nudges), auto_solve_at=auto_solve_at)
-        record(ticket, now, "maild", "nudged", detail=f"nudge {number} of {len(followup.nudges)}")
+        record(ticket, now, SYSTEM_ACTOR, "nudged",
+               detail=f"nudge {number} of {len(followup.nudges)}")
         ticket.followup_due_at = next_due(app, ticket)
         return "nudged"
     mails.to_customer(ticket, "auto_solved", "auto_solved")
-    set_status(ticket, "solved", actor="maild", now=now, clocks=app.sla,
+    set_status(ticket, "solved", actor=SYSTEM_ACTOR, now=now, clocks=app.sla,
                detail=f"no answer {followup.auto_solve_after} after it went pending")
     return "auto_solved"
 

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.db.models import STATUSES, Event, Ticket
+from maild.db.models import Event, Ticket
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.model import RESOLVED, STATUSES, SYSTEM_ACTOR
 
 AGE_BUCKETS = (("under 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("1-3 weeks", 21),
                ("over 3 weeks", None))
@@ -99,9 +100,9 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
                   for t in solved if t.solved_at]
 
     backlog_tickets = list(session.scalars(
-        select(Ticket).where(Ticket.status.not_in(["solved", "closed"]))
+        select(Ticket).where(Ticket.status.not_in(RESOLVED))
     ))
-    by_status = {s: 0 for s in STATUSES if s not in ("solved", "closed")}
+    by_status = {s: 0 for s in STATUSES if s not in RESOLVED}
     by_age = {name: 0 for name, _ in AGE_BUCKETS}
     for ticket in backlog_tickets:
         by_status[ticket.status] += 1
@@ -132,7 +133,7 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         },
         "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
         "followups": {"nudges_sent": events("nudged"),
-                      "auto_solved": events("status", actor="maild", new="solved")},
+                      "auto_solved": events("status", actor=SYSTEM_ACTOR, new="solved")},
         "satisfaction": _satisfaction(session, since, until),
     }
 

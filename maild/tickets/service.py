@@ -8,8 +8,6 @@ from sqlalchemy import bindparam, func, insert, literal, select, union_all, upda
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
-    PRIORITIES,
-    STATUSES,
     Customer,
     CustomerContact,
     CustomerDomain,
@@ -18,6 +16,8 @@ from maild.db.models import (
     Ticket,
 )
 from maild.errors import PermanentError
+from maild.mail.addresses import domain_of
+from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, STATUSES
 from maild.tickets.sla import SlaClocks
 
 
@@ -146,7 +146,7 @@ def customer_for(session: Session, address: str) -> Customer | None:
     """The customer a contact address names, else the one owning its domain. One query,
     on the connection: customers change outside the intake, never unflushed in it."""
     customer_id = session.connection().execute(
-        _CUSTOMER_NAMED, {"address": address, "domain": address.rsplit("@", 1)[-1]}
+        _CUSTOMER_NAMED, {"address": address, "domain": domain_of(address)}
     ).scalar()
     return session.get(Customer, customer_id) if customer_id is not None else None
 
@@ -165,7 +165,7 @@ def open_ticket(
         id=next_ticket_number(session),
         subject=subject or "(no subject)",
         status="new",
-        priority="p2",
+        priority=DEFAULT_PRIORITY,
         requester=requester,
         customer=customer_for(session, requester),
         created_at=now,

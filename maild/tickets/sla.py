@@ -27,9 +27,7 @@ from maild.config import SlaConfig, SlaPolicyConfig
 from maild.db.models import Ticket
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.durations import Duration
-
-WAITING_ON_US = ("new", "open")
-RESOLVED = ("solved", "closed")
+from maild.tickets.model import RESOLVED, WAITING_ON_US
 
 
 @dataclass(frozen=True)

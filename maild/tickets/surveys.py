@@ -17,6 +17,7 @@ from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def send_surveys(app: App, batch: int = 500) -> int:
         for ticket in tickets:
             ticket.survey_sent_at = now
             mails.to_customer(ticket, "survey", "survey")
-            record(ticket, now, "maild", "survey_sent")
+            record(ticket, now, SYSTEM_ACTOR, "survey_sent")
     if tickets:
         log.info("sent %d satisfaction surveys", len(tickets))
     return len(tickets)

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maild.db.models import TIERS, Customer, Ticket
+from maild.db.models import Customer, Ticket
+from maild.tickets.model import DEFAULT_TIER, TIERS, WAITING_ON_US
 
-WAITING_ON_US = ("new", "open")
-# A ticket of no known organisation ranks with the free tier.
-UNKNOWN_TIER = "free"
+# A ticket of no known organisation ranks with the tier a new customer gets.
+UNKNOWN_TIER = DEFAULT_TIER
 
 
 @dataclass(frozen=True)
