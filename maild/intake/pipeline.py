@@ -25,6 +25,7 @@ from maild.db.core_flush import flush_with_core
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
+from maild.intake.classify import Verdict as MailVerdict
 from maild.intake.classify import classify
 from maild.intake.decide import Decision, TicketFacts, decide
 from maild.intake.large import skeleton
@@ -112,7 +113,7 @@ class Context:
     raw_sha256: str
     channel: str
     mailbox: str | None
-    verdict: Verdict = field(init=False)
+    verdict: MailVerdict = field(init=False)
     threading: Threading = field(init=False)
     facts: TicketFacts = field(init=False)
     decision: Decision = field(init=False)
