@@ -1,7 +1,8 @@
-"""Applying a threaded mail to its ticket: who wrote it decides what happens (docs/design.md)."""
+"""Acting on what a mail means for its ticket (the decision is maild/intake/decide.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,9 +12,9 @@ from sqlalchemy.orm import Session
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.errors import PermanentError
 from maild.intake.classify import Verdict
-from maild.intake.commands import Commands, parse_commands
+from maild.intake.commands import Commands
+from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
-from maild.intake.thread import Threading
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
@@ -27,7 +28,6 @@ from maild.tickets.service import (
     set_status,
 )
 from maild.tickets.staff import staff_recipients
-from maild.tickets.surveys import answers_survey, read_rating
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
@@ -70,7 +70,6 @@ class _Apply:
         self.channel = channel
         self.now = app.clock.now()
         self.mails = Mails(app, session)
-        self.own = app.config.own_addresses
         self.mailbox = mailbox or self._mailbox_written_to()
         self.queued = 0
 
@@ -82,14 +81,6 @@ class _Apply:
         return next(
             (box.name for box in self.app.config.mailboxes if box.address in addressed), None
         )
-
-    def _others(self, addresses: list[str]) -> list[str]:
-        """Addresses that are neither us, nor staff, nor the sender."""
-        return [
-            a for a in addresses
-            if a not in self.own and a != self.mail.sender.address
-            and not self.app.config.staff.is_staff(a)
-        ]
 
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
         return open_ticket(
@@ -200,45 +191,37 @@ class _Apply:
 
     # --- the cases -------------------------------------------------------------------------
 
-    def new_conversation(self) -> Applied:
-        mail = self.mail
-        if self.verdict.automatic:
-            # An auto-reply or bounce that answers nothing we know: never a ticket, never answered.
-            raise PermanentError(
-                f"automatic message that belongs to no ticket ({self.verdict.automatic})"
-            )
-        recipients = [m.address for m in [*mail.to, *mail.cc]]
-        if self.verdict.is_staff and self.own.intersection(recipients) and self._others(
-            [m.address for m in mail.to]
-        ):
-            return self.staff_brings_in_customer()
-        recent = self._automatic_mails_lately(mail.sender.address)
-        ticket = self._open_ticket(mail.sender.address)
-        for address in self._others(recipients):
+    def noise(self, decision: Decision) -> Applied:
+        """Never a ticket, never answered: for now set aside with its reason."""
+        raise PermanentError(decision.reason)
+
+    def new_conversation(self, decision: Decision) -> Applied:
+        assert decision.requester is not None
+        recent = self._automatic_mails_lately(decision.requester)
+        ticket = self._open_ticket(decision.requester)
+        for address in decision.cc:
             add_participant(ticket, address, "cc")
-        message = self._store(ticket, direction="in", kind="public", body=mail.new_text)
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(ticket, message, f"New ticket from {self._who()}:")
         summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
         return Applied(ticket.id, summary, acknowledged + notified)
 
-    def staff_brings_in_customer(self) -> Applied:
-        """An SE wrote to a customer with support@ in Cc: the customer is the requester."""
-        mail = self.mail
-        customers = self._others([m.address for m in mail.to])
-        ticket = self._open_ticket(customers[0])
-        for address in self._others([m.address for m in [*mail.to, *mail.cc]])[1:]:
+    def staff_brings_in_customer(self, decision: Decision) -> Applied:
+        """The customer the SE wrote to is the requester."""
+        assert decision.requester is not None
+        se = self.mail.sender.address
+        ticket = self._open_ticket(decision.requester)
+        for address in decision.cc:
             add_participant(ticket, address, "cc")
-        self._store(ticket, direction="out", kind="public", body=mail.new_text)
-        set_assignee(ticket, mail.sender.address, actor=mail.sender.address,
-                     now=self.now)
+        self._store(ticket, direction="out", kind="public", body=self.mail.new_text)
+        set_assignee(ticket, se, actor=se, now=self.now)
         first_response(ticket, now=self.now, clocks=self.app.sla)
-        set_status(ticket, "pending", actor=mail.sender.address, now=self.now,
-                   clocks=self.app.sla,
+        set_status(ticket, "pending", actor=se, now=self.now, clocks=self.app.sla,
                    detail="opened by staff writing to the customer")
-        return Applied(ticket.id, "ticket opened by staff for the customer")
+        return Applied(ticket.id, decision.reason)
 
-    def follow_up(self, closed: Ticket) -> Applied:
+    def follow_up(self, closed: Ticket, decision: Decision) -> Applied:
         recent = self._automatic_mails_lately(self.mail.sender.address)
         ticket = self._open_ticket(self.mail.sender.address, follow_up_of=closed)
         for address in closed.cc:
@@ -252,62 +235,71 @@ class _Apply:
             f"{self._who()} wrote again after ticket #{closed.id} was closed; "
             f"this follow-up links to it:",
         )
-        return Applied(ticket.id, f"follow-up of closed ticket #{closed.id}",
-                       acknowledged + notified)
+        return Applied(ticket.id, decision.reason, acknowledged + notified)
 
-    def customer_reply(self, ticket: Ticket) -> Applied:
+    def customer_reply(self, ticket: Ticket, decision: Decision) -> Applied:
         sender = self.mail.sender.address
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        if self.verdict.automatic:
-            # Out-of-office and the like: on the record, but they reopen nothing.
-            return Applied(ticket.id, f"automatic reply stored ({self.verdict.automatic})")
         add_participant(ticket, sender, "cc")
         set_status(ticket, "open", actor=sender, now=self.now,
                    clocks=self.app.sla, detail="customer replied")
         notified = self._notify(ticket, message, f"{self._who()} replied:")
-        return Applied(ticket.id, "customer reply", notified)
+        return Applied(ticket.id, decision.reason, notified)
 
-    def bounce(self, ticket: Ticket) -> Applied:
+    def automatic_reply(self, ticket: Ticket, decision: Decision) -> Applied:
+        """Out-of-office and the like: on the record, but they reopen nothing."""
+        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        return Applied(ticket.id, decision.reason)
+
+    def bounce(self, ticket: Ticket, decision: Decision) -> Applied:
+        """Kept on the ticket of the mail that bounced."""
+        self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
+        return Applied(ticket.id, decision.reason)
+
+    def delivery_failed(self, ticket: Ticket, decision: Decision) -> Applied:
         """Kept on the ticket of the mail that bounced, whose delivery is marked failed."""
         bounce = self.mail.bounce
         assert bounce is not None
         self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
         bounced = self.session.scalars(
-            select(OutboxMail).where(OutboxMail.message_id.in_(bounce.original_ids))
-        ).first()
-        if bounced is None or not bounce.failed:
-            return Applied(ticket.id, "delivery delay warning stored" if bounced else
-                           "bounce stored")
+            select(OutboxMail).where(OutboxMail.message_id == decision.bounced)
+        ).one()
         to = ", ".join(bounce.recipients) or ", ".join(bounced.recipients)
         bounced.status = "failed"
         bounced.last_error = f"bounced for {to}: {bounce.reason}"
         record(ticket, self.now, self.mail.sender.address, "delivery_failed",
                detail=f"{bounced.message_id} to {to}: {bounce.reason}")
-        return Applied(ticket.id, f"bounce: delivery of {bounced.message_id} failed")
+        return Applied(ticket.id, decision.reason)
 
-    def survey_answer(self, ticket: Ticket, rating: int, comment: str) -> Applied:
+    def survey_answer(self, ticket: Ticket, decision: Decision) -> Applied:
         """Recorded on the ticket; it reopens nothing, whatever the rating."""
+        rating, comment = decision.rating, decision.comment
         self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         record(ticket, self.now, self.mail.sender.address, "satisfaction",
                str(ticket.satisfaction) if ticket.satisfaction else None, str(rating),
                detail=comment or None)
         ticket.satisfaction = rating
         ticket.satisfaction_comment = comment or None
-        return Applied(ticket.id, f"satisfaction {rating} of 5")
+        return Applied(ticket.id, decision.reason)
 
-    def automatic_staff_mail(self, ticket: Ticket) -> Applied:
+    def automatic_staff_mail(self, ticket: Ticket, decision: Decision) -> Applied:
+        """An SE's out-of-office answering a notification: kept, never relayed."""
         self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
-        return Applied(ticket.id, f"automatic staff mail kept internal ({self.verdict.automatic})")
+        return Applied(ticket.id, decision.reason)
 
-    def staff_reply(self, ticket: Ticket) -> Applied:
+    def commands_rejected(self, ticket: Ticket, decision: Decision) -> Applied:
+        assert decision.commands is not None
         se = self.mail.sender.address
-        commands = parse_commands(self.mail.new_text)
-        if commands.errors:
-            note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
-            self.mails.command_error(ticket, se, commands.errors, note)
-            record(ticket, self.now, se, "command_rejected",
-                   detail="; ".join(commands.errors))
-            return Applied(ticket.id, "commands rejected, nothing changed", 1)
+        errors = decision.commands.errors
+        note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
+        self.mails.command_error(ticket, se, errors, note)
+        record(ticket, self.now, se, "command_rejected", detail="; ".join(errors))
+        return Applied(ticket.id, decision.reason, 1)
+
+    def staff_reply(self, ticket: Ticket, decision: Decision) -> Applied:
+        commands = decision.commands
+        assert commands is not None
+        se = self.mail.sender.address
         add_participant(ticket, se, "staff")
         public = not commands.internal and bool(commands.text)
         kind = "public" if public else "internal"
@@ -350,28 +342,32 @@ class _Apply:
             ticket.cause = commands.cause
 
 
+# What each decision does (maild/intake/decide.py): a mail that belongs to no ticket
+# opens one or is set aside; any other acts on the ticket it threads to.
+_OPENING: dict[Kind, Callable[[_Apply, Decision], Applied]] = {
+    "noise": _Apply.noise,
+    "new_conversation": _Apply.new_conversation,
+    "staff_brings_in_customer": _Apply.staff_brings_in_customer,
+}
+_ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
+    "follow_up": _Apply.follow_up,
+    "customer_reply": _Apply.customer_reply,
+    "automatic_reply": _Apply.automatic_reply,
+    "bounce": _Apply.bounce,
+    "delivery_failed": _Apply.delivery_failed,
+    "survey_answer": _Apply.survey_answer,
+    "automatic_staff_mail": _Apply.automatic_staff_mail,
+    "commands_rejected": _Apply.commands_rejected,
+    "staff_reply": _Apply.staff_reply,
+}
+
+
 def apply(
-    app: App, session: Session, mail: ParsedMail, verdict: Verdict, threading: Threading,
-    raw_sha256: str, channel: str, mailbox: str | None = None,
+    app: App, session: Session, mail: ParsedMail, verdict: Verdict, ticket: Ticket | None,
+    decision: Decision, raw_sha256: str, channel: str, mailbox: str | None = None,
 ) -> Applied:
+    """Act on `decision` about `mail`, on the `ticket` it threads to, if any."""
     step = _Apply(app, session, mail, verdict, raw_sha256, channel, mailbox)
-    ticket = threading.ticket
     if ticket is None:
-        return step.new_conversation()
-    if mail.bounce is not None:
-        return step.bounce(ticket)
-    if (ticket.survey_sent_at is not None and not verdict.is_staff and not verdict.automatic
-            and answers_survey(session, mail.thread_ids)):
-        answer = read_rating(mail.new_text)
-        if answer is not None:
-            return step.survey_answer(ticket, *answer)
-    if ticket.status == "closed":
-        if verdict.automatic:
-            return step.customer_reply(ticket)  # kept on the old ticket, reopens nothing
-        return step.follow_up(ticket)
-    if verdict.is_staff and mail.sender.address != ticket.requester:
-        if verdict.automatic:
-            # An SE's out-of-office answering a notification: kept, never relayed.
-            return step.automatic_staff_mail(ticket)
-        return step.staff_reply(ticket)
-    return step.customer_reply(ticket)
+        return _OPENING[decision.kind](step, decision)
+    return _ON_TICKET[decision.kind](step, ticket, decision)

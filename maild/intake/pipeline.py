@@ -1,4 +1,4 @@
-"""One intake path for every channel: parse → dedupe → classify → thread → apply.
+"""One intake path for every channel: parse, then the STAGES below.
 
 The raw bytes are stored first, and on disk before the batch they came in commits;
 everything after that happens in the database transaction of that batch, outbox mail
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import bindparam, select, union_all
@@ -24,11 +24,13 @@ from sqlalchemy.orm import Session
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
+from maild.intake.classify import Verdict as MailVerdict
 from maild.intake.classify import classify
+from maild.intake.decide import Decision, TicketFacts, decide
 from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import Verdict
-from maild.intake.thread import find_ticket
+from maild.intake.thread import Threading, find_ticket, ticket_facts
 from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,70 @@ def _is_connection_fault(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) or exc.connection_invalidated
 
 
+# --- the stages ------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """One message on its way through the stages: each fills in its part."""
+
+    mail: ParsedMail
+    raw_sha256: str
+    channel: str
+    mailbox: str | None
+    verdict: MailVerdict = field(init=False)
+    threading: Threading = field(init=False)
+    facts: TicketFacts = field(init=False)
+    decision: Decision = field(init=False)
+    result: IngestResult | None = None  # set by the stage that ends the message
+
+
+def classify_stage(app: App, session: Session, ctx: Context) -> None:
+    ctx.verdict = classify(ctx.mail, app.config)
+    if ctx.verdict.loop:
+        raise PermanentError(f"mail loop: {ctx.verdict.loop}")
+
+
+def dedupe_stage(app: App, session: Session, ctx: Context) -> None:
+    if _is_known(session, ctx.mail.message_id):
+        ctx.result = _duplicate(ctx.mail)
+
+
+def thread_stage(app: App, session: Session, ctx: Context) -> None:
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.is_staff)
+    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket)
+
+
+def decide_stage(app: App, session: Session, ctx: Context) -> None:
+    ctx.decision = decide(ctx.mail, ctx.verdict, ctx.facts, own=app.config.own_addresses,
+                          is_staff=app.config.staff.is_staff)
+
+
+def apply_stage(app: App, session: Session, ctx: Context) -> None:
+    mail, threading = ctx.mail, ctx.threading
+    applied = apply(app, session, mail, ctx.verdict, threading.ticket, ctx.decision,
+                    ctx.raw_sha256, ctx.channel, ctx.mailbox)
+    log.info("stored %s on ticket #%s (%s; %s)",
+             mail.message_id, applied.ticket_id, threading.reason, applied.summary)
+    ctx.result = IngestResult("stored", applied.summary, applied.ticket_id, mail.message_id,
+                              applied.outbox_queued)
+
+
+Stage = Callable[[App, Session, Context], None]
+STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, decide_stage,
+                             apply_stage)
+
+
+def run_stages(app: App, session: Session, ctx: Context,
+               stages: Sequence[Stage] = STAGES) -> IngestResult:
+    """Each stage in turn, until one ends the message; the last one always does."""
+    for stage in stages:
+        stage(app, session, ctx)
+        if ctx.result is not None:
+            return ctx.result
+    raise AssertionError("no stage ended the message")
+
+
 class IntakeBatch:
     """Messages of one channel taken in one transaction (see `intake_batch`)."""
 
@@ -167,7 +233,8 @@ class IntakeBatch:
             # work. Until then nothing is flushed: what the step reads through the ORM is
             # stored rows, and a loaded collection shows the step's own additions too.
             with self.session.begin_nested(), self.session.no_autoflush:
-                result = self._process(raw_sha256, mail)
+                result = run_stages(self.app, self.session, Context(
+                    mail, raw_sha256, self.channel, self.mailbox))
                 self.session.flush()
                 return result
         except IntegrityError:
@@ -191,25 +258,6 @@ class IntakeBatch:
 
     def _quarantine(self, raw_sha256: str, reason: str) -> IngestResult:
         return _set_aside(self.app, self.session, raw_sha256, self.channel, reason)
-
-    def _process(self, raw_sha256: str, mail: ParsedMail) -> IngestResult:
-        verdict = classify(mail, self.app.config)
-        if verdict.loop:
-            raise PermanentError(f"mail loop: {verdict.loop}")
-        if _is_known(self.session, mail.message_id):
-            return _duplicate(mail)
-        threading = find_ticket(self.session, mail, verdict.is_staff)
-        applied = apply(self.app, self.session, mail, verdict, threading, raw_sha256,
-                        self.channel, self.mailbox)
-        log.info(
-            "stored %s on ticket #%s (%s; %s)",
-            mail.message_id, applied.ticket_id, threading.reason, applied.summary,
-        )
-        return IngestResult(
-            "stored", applied.summary, applied.ticket_id, mail.message_id,
-            applied.outbox_queued,
-        )
-
 
 @contextmanager
 def intake_batch(app: App, channel: str, mailbox: str | None = None

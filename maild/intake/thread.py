@@ -8,9 +8,11 @@ from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
+from maild.intake.decide import NO_TICKET, TicketFacts
 from maild.intake.parse import ParsedMail
 from maild.mail.subject import tags_in
 from maild.tickets.service import takes_part
+from maild.tickets.surveys import answers_survey
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
 # (rank 1; a welcome mail belongs to no ticket).
@@ -75,4 +77,25 @@ def find_ticket(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Th
         or _by_headers(session, mail)
         or _by_tag(session, mail, sender_is_staff)
         or Threading(None, "new conversation")
+    )
+
+
+def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None) -> TicketFacts:
+    """What `decide` needs to know of the ticket, read before anything is written."""
+    if ticket is None:
+        return NO_TICKET
+    bounced = None
+    if mail.bounce is not None and mail.bounce.original_ids:
+        bounced = session.scalar(
+            select(OutboxMail.message_id)
+            .where(OutboxMail.message_id.in_(mail.bounce.original_ids)).limit(1)
+        )
+    survey_sent = ticket.survey_sent_at is not None
+    return TicketFacts(
+        ticket_id=ticket.id,
+        status=ticket.status,
+        requester=ticket.requester,
+        survey_sent=survey_sent,
+        answers_survey=survey_sent and answers_survey(session, mail.thread_ids),
+        bounced=bounced,
     )

@@ -1,0 +1,127 @@
+"""What a message means for its ticket, decided from plain values (docs/design.md).
+
+`decide` is pure: the parsed mail, the verdict about it and the facts about its ticket,
+read from the database beforehand (`thread.ticket_facts`), go in; a `Decision` naming the
+case, with its reason and what acting on it needs, comes out. Acting on it is
+`apply.apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from maild.intake.classify import Verdict
+from maild.intake.commands import Commands, parse_commands
+from maild.intake.parse import ParsedMail
+from maild.tickets.surveys import read_rating
+
+Kind = Literal[
+    "noise",  # automatic mail that belongs to no ticket
+    "new_conversation",
+    "staff_brings_in_customer",  # an SE wrote to a customer with support@ in Cc
+    "follow_up",  # the customer wrote again on a closed ticket
+    "customer_reply",
+    "automatic_reply",  # out-of-office and the like on a ticket: kept, reopens nothing
+    "bounce",  # kept on the ticket; no delivery of ours is marked failed
+    "delivery_failed",  # a bounce that marks our delivery `bounced` failed
+    "survey_answer",
+    "staff_reply",
+    "commands_rejected",  # a staff reply whose commands do not parse: nothing changes
+    "automatic_staff_mail",  # an SE's out-of-office: kept internal, never relayed
+]
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What the decision needs to know of the ticket the mail threads to."""
+
+    ticket_id: int | None = None  # None: the mail belongs to no ticket
+    status: str | None = None
+    requester: str | None = None
+    survey_sent: bool = False
+    answers_survey: bool = False  # the mail answers the survey sent on this ticket
+    bounced: str | None = None  # the Message-ID of our mail a bounce reports, if ours
+
+
+NO_TICKET = TicketFacts()
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    reason: str  # for the log and the result's summary
+    requester: str | None = None  # a ticket to open: whose it is
+    cc: tuple[str, ...] = ()  # a ticket to open: its other participants
+    rating: int | None = None  # a survey answer
+    comment: str = ""  # a survey answer
+    commands: Commands | None = None  # a staff reply
+    bounced: str | None = None  # a failed delivery: the Message-ID of our mail
+
+
+def others(mail: ParsedMail, addresses: list[str], own: frozenset[str],
+           is_staff: Callable[[str], bool]) -> tuple[str, ...]:
+    """Addresses that are neither us, nor staff, nor the sender."""
+    return tuple(a for a in addresses
+                 if a not in own and a != mail.sender.address and not is_staff(a))
+
+
+def decide(mail: ParsedMail, verdict: Verdict, facts: TicketFacts, *,
+           own: frozenset[str], is_staff: Callable[[str], bool]) -> Decision:
+    """`own`: every address maild answers as; `is_staff`: whether an address is staff's."""
+    if facts.ticket_id is None:
+        return _no_ticket(mail, verdict, own, is_staff)
+    if mail.bounce is not None:
+        return _bounce(mail, facts)
+    if facts.survey_sent and facts.answers_survey and not verdict.is_staff \
+            and not verdict.automatic:
+        answer = read_rating(mail.new_text)
+        if answer is not None:
+            rating, comment = answer
+            return Decision("survey_answer", f"satisfaction {rating} of 5",
+                            rating=rating, comment=comment)
+    if verdict.automatic and facts.status == "closed":
+        return Decision("automatic_reply", f"automatic reply stored ({verdict.automatic})")
+    if facts.status == "closed":
+        return Decision("follow_up", f"follow-up of closed ticket #{facts.ticket_id}",
+                        requester=mail.sender.address)
+    if verdict.is_staff and mail.sender.address != facts.requester:
+        if verdict.automatic:
+            return Decision("automatic_staff_mail",
+                            f"automatic staff mail kept internal ({verdict.automatic})")
+        commands = parse_commands(mail.new_text)
+        if commands.errors:
+            return Decision("commands_rejected", "commands rejected, nothing changed",
+                            commands=commands)
+        return Decision("staff_reply", "staff reply", commands=commands)
+    if verdict.automatic:
+        return Decision("automatic_reply", f"automatic reply stored ({verdict.automatic})")
+    return Decision("customer_reply", "customer reply")
+
+
+def _no_ticket(mail: ParsedMail, verdict: Verdict, own: frozenset[str],
+               is_staff: Callable[[str], bool]) -> Decision:
+    if verdict.automatic:
+        # An auto-reply or bounce that answers nothing we know: never a ticket, never answered.
+        return Decision("noise",
+                        f"automatic message that belongs to no ticket ({verdict.automatic})")
+    recipients = [m.address for m in [*mail.to, *mail.cc]]
+    customers = others(mail, [m.address for m in mail.to], own, is_staff)
+    if verdict.is_staff and own.intersection(recipients) and customers:
+        return Decision("staff_brings_in_customer", "ticket opened by staff for the customer",
+                        requester=customers[0],
+                        cc=others(mail, recipients, own, is_staff)[1:])
+    return Decision("new_conversation", "new conversation", requester=mail.sender.address,
+                    cc=others(mail, recipients, own, is_staff))
+
+
+def _bounce(mail: ParsedMail, facts: TicketFacts) -> Decision:
+    bounce = mail.bounce
+    assert bounce is not None
+    if facts.bounced is None:
+        return Decision("bounce", "bounce stored")
+    if not bounce.failed:
+        return Decision("bounce", "delivery delay warning stored")
+    return Decision("delivery_failed", f"bounce: delivery of {facts.bounced} failed",
+                    bounced=facts.bounced)

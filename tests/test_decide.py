@@ -1,0 +1,202 @@
+"""What a mail means for its ticket, decided without a database (maild/intake/decide.py)."""
+
+from __future__ import annotations
+
+from maild.intake.bounces import Bounce
+from maild.intake.classify import Verdict
+from maild.intake.decide import NO_TICKET, Decision, TicketFacts, decide
+from maild.intake.parse import ParsedMail
+from maild.mail.addresses import Mailbox
+
+OWN = frozenset({"support@example.com", "billing@example.com"})
+CUSTOMER = "ann@customer.example"
+SE = "dan@example.com"
+
+
+def is_staff(address: str) -> bool:
+    return address in (SE, "eve@example.com")
+
+
+def mail(sender: str = CUSTOMER, to: tuple[str, ...] = ("support@example.com",),
+         cc: tuple[str, ...] = (), text: str = "It is on fire.",
+         bounce: Bounce | None = None) -> ParsedMail:
+    return ParsedMail(
+        message_id="<m@example.org>", has_own_message_id=True, subject="Printer on fire",
+        sender=Mailbox(sender), to=[Mailbox(a) for a in to], cc=[Mailbox(a) for a in cc],
+        date=None, in_reply_to=[], references=[], text=text, new_text=text, bounce=bounce,
+    )
+
+
+CUSTOMERS = Verdict(is_staff=False, automatic=None, loop=None)
+STAFFS = Verdict(is_staff=True, automatic=None, loop=None)
+OUT_OF_OFFICE = Verdict(is_staff=False, automatic="Auto-Submitted: auto-replied", loop=None)
+SE_OUT_OF_OFFICE = Verdict(is_staff=True, automatic="Auto-Submitted: auto-replied", loop=None)
+BOUNCE = Verdict(is_staff=False, automatic="empty Return-Path (bounce)", loop=None)
+
+OPEN = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER)
+CLOSED = TicketFacts(ticket_id=7, status="closed", requester=CUSTOMER)
+SURVEYED = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER,
+                       survey_sent=True, answers_survey=True)
+
+
+def the(parsed: ParsedMail, verdict: Verdict, facts: TicketFacts) -> Decision:
+    return decide(parsed, verdict, facts, own=OWN, is_staff=is_staff)
+
+
+# --- a mail that belongs to no ticket ------------------------------------------------------
+
+
+def test_a_customers_first_mail_is_a_new_conversation_with_the_others_in_copy() -> None:
+    decision = the(mail(cc=("bob@customer.example", SE, "billing@example.com", CUSTOMER)),
+                   CUSTOMERS, NO_TICKET)
+    assert decision.kind == "new_conversation"
+    assert decision.requester == CUSTOMER
+    assert decision.cc == ("bob@customer.example",)  # neither us, nor staff, nor the sender
+
+
+def test_automatic_mail_that_belongs_to_no_ticket_is_noise() -> None:
+    decision = the(mail(), OUT_OF_OFFICE, NO_TICKET)
+    assert decision.kind == "noise"
+    assert decision.reason == ("automatic message that belongs to no ticket "
+                               "(Auto-Submitted: auto-replied)")
+
+
+def test_staff_writing_to_a_customer_with_support_in_cc_opens_the_customers_ticket() -> None:
+    decision = the(mail(sender=SE, to=(CUSTOMER, "bob@customer.example"),
+                        cc=("support@example.com", "eve@example.com", "carl@customer.example")),
+                   STAFFS, NO_TICKET)
+    assert decision.kind == "staff_brings_in_customer"
+    assert decision.reason == "ticket opened by staff for the customer"
+    assert decision.requester == CUSTOMER  # the first customer addressed
+    assert decision.cc == ("bob@customer.example", "carl@customer.example")
+
+
+def test_staff_writing_to_support_alone_opens_a_ticket_of_their_own() -> None:
+    decision = the(mail(sender=SE, cc=(CUSTOMER,)), STAFFS, NO_TICKET)
+    assert decision.kind == "new_conversation"  # no customer in To
+    assert decision.requester == SE
+
+
+def test_unverified_staff_writing_to_a_customer_is_a_customers_new_conversation() -> None:
+    unverified = Verdict(is_staff=False, automatic=None, loop=None,
+                         unverified_staff="no passing dkim, spf or dmarc")
+    decision = the(mail(sender=SE, to=(CUSTOMER,), cc=("support@example.com",)),
+                   unverified, NO_TICKET)
+    assert decision.kind == "new_conversation"
+    assert decision.requester == SE
+    assert decision.cc == (CUSTOMER,)
+
+
+# --- a mail on a ticket --------------------------------------------------------------------
+
+
+def test_a_customers_reply_on_an_open_ticket() -> None:
+    decision = the(mail(), CUSTOMERS, OPEN)
+    assert (decision.kind, decision.reason) == ("customer_reply", "customer reply")
+
+
+def test_an_out_of_office_on_an_open_ticket_is_kept_and_reopens_nothing() -> None:
+    decision = the(mail(), OUT_OF_OFFICE, OPEN)
+    assert decision.kind == "automatic_reply"
+    assert decision.reason == "automatic reply stored (Auto-Submitted: auto-replied)"
+
+
+def test_automatic_mail_on_a_closed_ticket_stays_on_it() -> None:
+    decision = the(mail(), OUT_OF_OFFICE, CLOSED)
+    assert decision.kind == "automatic_reply"
+
+
+def test_a_customer_writing_on_a_closed_ticket_opens_a_follow_up() -> None:
+    decision = the(mail(), CUSTOMERS, CLOSED)
+    assert decision.kind == "follow_up"
+    assert decision.reason == "follow-up of closed ticket #7"
+    assert decision.requester == CUSTOMER
+
+
+def test_a_staff_reply_carries_its_commands() -> None:
+    decision = the(mail(sender=SE, text="#priority p1\nTry the other tray."), STAFFS, OPEN)
+    assert decision.kind == "staff_reply"
+    assert decision.commands is not None
+    assert decision.commands.priority == "p1"
+    assert decision.commands.text == "Try the other tray."
+
+
+def test_a_staff_reply_with_a_bad_command_changes_nothing() -> None:
+    decision = the(mail(sender=SE, text="#status gone\nDone."), STAFFS, OPEN)
+    assert (decision.kind, decision.reason) == ("commands_rejected",
+                                                "commands rejected, nothing changed")
+    assert decision.commands is not None and decision.commands.errors
+
+
+def test_an_ses_out_of_office_is_kept_internal() -> None:
+    decision = the(mail(sender=SE), SE_OUT_OF_OFFICE, OPEN)
+    assert decision.kind == "automatic_staff_mail"
+    assert decision.reason == "automatic staff mail kept internal (Auto-Submitted: auto-replied)"
+
+
+def test_staff_who_asked_themselves_reply_as_the_customer() -> None:
+    decision = the(mail(sender=SE), STAFFS, TicketFacts(ticket_id=7, status="open",
+                                                        requester=SE))
+    assert decision.kind == "customer_reply"
+
+
+# --- surveys -------------------------------------------------------------------------------
+
+
+def test_a_survey_answer_with_a_rating_and_a_comment() -> None:
+    decision = the(mail(text="4 - quick, but the first answer missed"), CUSTOMERS, SURVEYED)
+    assert decision.kind == "survey_answer"
+    assert (decision.rating, decision.comment) == (4, "quick, but the first answer missed")
+    assert decision.reason == "satisfaction 4 of 5"
+
+
+def test_a_survey_answer_in_words() -> None:
+    decision = the(mail(text="Good"), CUSTOMERS, SURVEYED)
+    assert (decision.kind, decision.rating, decision.comment) == ("survey_answer", 5, "")
+
+
+def test_an_answer_to_the_survey_without_a_rating_is_a_reply() -> None:
+    assert the(mail(text="Why do you ask?"), CUSTOMERS, SURVEYED).kind == "customer_reply"
+
+
+def test_a_rating_that_answers_another_mail_is_a_reply() -> None:
+    facts = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER, survey_sent=True)
+    assert the(mail(text="5"), CUSTOMERS, facts).kind == "customer_reply"
+
+
+def test_neither_staff_nor_a_machine_answers_the_survey() -> None:
+    assert the(mail(sender=SE, text="5"), STAFFS, SURVEYED).kind == "staff_reply"
+    assert the(mail(text="5"), OUT_OF_OFFICE, SURVEYED).kind == "automatic_reply"
+
+
+# --- bounces -------------------------------------------------------------------------------
+
+
+def test_a_bounce_of_our_mail_marks_its_delivery_failed() -> None:
+    bounce = Bounce(["<ours@example.com>"], failed=True, recipients=[CUSTOMER])
+    facts = TicketFacts(ticket_id=7, status="closed", requester=CUSTOMER,
+                        bounced="<ours@example.com>")
+    decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, facts)
+    assert decision.kind == "delivery_failed"  # on a closed ticket too: no follow-up
+    assert decision.bounced == "<ours@example.com>"
+    assert decision.reason == "bounce: delivery of <ours@example.com> failed"
+
+
+def test_a_delay_warning_is_only_kept() -> None:
+    bounce = Bounce(["<ours@example.com>"], failed=False)
+    facts = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER,
+                        bounced="<ours@example.com>")
+    decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, facts)
+    assert (decision.kind, decision.reason) == ("bounce", "delivery delay warning stored")
+
+
+def test_a_bounce_of_a_mail_we_do_not_know_is_only_kept() -> None:
+    bounce = Bounce(["<theirs@example.org>"], failed=True)
+    decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, OPEN)
+    assert (decision.kind, decision.reason) == ("bounce", "bounce stored")
+
+
+def test_a_bounce_that_belongs_to_no_ticket_is_noise() -> None:
+    bounce = Bounce(["<ours@example.com>"], failed=True)
+    decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, NO_TICKET)
+    assert decision.kind == "noise"
