@@ -130,8 +130,10 @@ def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, dovecot: Dovecot, workdir: Path, sink_port: int) -> None:
+    def __init__(self, dovecot: Dovecot, workdir: Path, sink_port: int,
+                 parser_process: bool = True) -> None:
         self.dovecot = dovecot
+        self.parser_process = parser_process
         self.workdir = workdir
         self.sink_port = sink_port
         self.runs = 0
@@ -142,7 +144,8 @@ class Bench:
         url = url or f"sqlite:///{directory}/maild.db"
         return {
             "url": url,
-            "config": config_text(url, str(directory / "storage"), self.sink_port, accounts),
+            "config": config_text(url, str(directory / "storage"), self.sink_port, accounts)
+            + f"[intake]\nparse_in_second_process = {str(self.parser_process).lower()}\n",
             "environment": config_environment(accounts),
         }
 
@@ -379,6 +382,8 @@ def main() -> None:
     parser.add_argument("--big-attachments", type=int, default=10)
     parser.add_argument("--scale-existing", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help="comma-separated: memory,scale,postgres")
+    parser.add_argument("--no-parser-process", action="store_true",
+                        help="parse in the intake itself ([intake] parse_in_second_process)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -396,7 +401,7 @@ def main() -> None:
         sink_port = free_port()
         sink = start_sink("127.0.0.1", sink_port, workdir / "sink")
         try:
-            bench = Bench(dovecot, workdir, sink_port)
+            bench = Bench(dovecot, workdir, sink_port, not args.no_parser_process)
             drain_section(bench, sizes, args.rounds)
             if "memory" not in skip:
                 memory_section(bench, args.memory_messages, args.big_attachments)

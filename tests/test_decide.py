@@ -21,7 +21,7 @@ def mail(sender: str = CUSTOMER, to: tuple[str, ...] = ("support@example.com",),
          cc: tuple[str, ...] = (), text: str = "It is on fire.",
          bounce: Bounce | None = None) -> ParsedMail:
     return ParsedMail(
-        message_id="<m@example.org>", has_own_message_id=True, subject="Printer on fire",
+        message_id="<m@example.org>", subject="Printer on fire",
         sender=Mailbox(sender), to=[Mailbox(a) for a in to], cc=[Mailbox(a) for a in cc],
         date=None, in_reply_to=[], references=[], text=text, new_text=text, bounce=bounce,
     )
