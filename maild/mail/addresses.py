@@ -55,6 +55,19 @@ def parse_mailboxes(header_values: list[str]) -> list[Mailbox]:
     return found
 
 
+@lru_cache(maxsize=4096)
+def ascii_domain(domain: str) -> str:
+    """A domain as a 7-bit header or the SMTP envelope carries it: an internationalised
+    one in its ASCII form (`bücher.example` is `xn--bcher-kva.example`). One that is no
+    valid domain is given back as it is."""
+    if domain.isascii():
+        return domain
+    try:
+        return validate_email(f"postmaster@{domain}", check_deliverability=False).ascii_domain
+    except EmailNotValidError:
+        return domain
+
+
 def local_part(address: str) -> str:
     return address.rsplit("@", 1)[0]
 

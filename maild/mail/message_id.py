@@ -10,10 +10,31 @@ import uuid
 MSG_ID = r"<[^<>\s]+>"
 _MSG_ID = re.compile(MSG_ID)
 
+# The longest ID a header line can carry after the space that folds it (RFC 5322 2.1.1).
+_LONGEST_WRITABLE = 997
+# References keeps the first ID and the latest ones (RFC 5322 3.6.4 lets a writer trim).
+REFERENCES_KEPT = 20
+
 
 def message_ids(value: str) -> list[str]:
     """Every Message-ID in a header value (Message-ID, In-Reply-To, References), in order."""
     return _MSG_ID.findall(value)
+
+
+def writable(message_id: str) -> bool:
+    """Whether an ID can be written in a 7-bit header as it is: printable ASCII, within a
+    line. One that came to us in raw 8-bit or at absurd length cannot."""
+    return (len(message_id) <= _LONGEST_WRITABLE and message_id.isascii()
+            and message_id.isprintable())
+
+
+def references(thread: list[str]) -> list[str]:
+    """The References of a mail answering `thread` (its IDs, oldest first): the writable
+    ones, the first and the latest when there are many."""
+    ids = [i for i in thread if writable(i)]
+    if len(ids) <= REFERENCES_KEPT:
+        return ids
+    return [ids[0], *ids[-(REFERENCES_KEPT - 1):]]
 
 
 def new_message_id(domain: str, ticket_id: int | None = None) -> str:

@@ -16,8 +16,9 @@
   text, as a header read from bytes is: `email` writes it as it stands (refolding it
   only if it is too long for a line), and parses it only if something reads it.
 
-Behaviour is exactly that of `email.policy.default` (reading) and `email.policy.SMTP`
-(writing); only the repeated work is gone.
+Behaviour is that of `email.policy.default` (reading) and `email.policy.SMTP` (writing),
+without the repeated work; only the headers whose folding `email` gets wrong (msg-ids,
+Subject, addresses) are folded by maild/mail/headers.py.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ from email.policy import EmailPolicy
 from functools import lru_cache
 from typing import Any
 
+from maild.mail.headers import WRITTEN_HEADER_CLASSES
+
 _LINE_BREAKS = re.compile(r"\r|\n")
 # Longer values are parsed each time rather than kept.
 _CACHED_VALUE_CHARS = 998
 
 
 class _HeaderClasses(HeaderRegistry):
-    def __init__(self) -> None:
+    def __init__(self, classes: dict[str, type] | None = None) -> None:
         super().__init__()
+        for name, header_class in (classes or {}).items():
+            self.map_to_type(name, header_class)
         self._classes: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
@@ -47,6 +52,7 @@ class _HeaderClasses(HeaderRegistry):
 
 
 _HEADERS = _HeaderClasses()
+WRITTEN_HEADERS = _HeaderClasses(WRITTEN_HEADER_CLASSES)
 
 
 # Values that are new in nearly every mail: kept, they would only push out the ones that
@@ -60,6 +66,11 @@ _NEVER_REPEATED = frozenset({"message-id", "subject", "references", "in-reply-to
 @lru_cache(maxsize=1024)
 def _parsed(name: str, value: str) -> Any:
     return _HEADERS(name, value)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_for_writing(name: str, value: str) -> Any:
+    return WRITTEN_HEADERS(name, value)
 
 
 def _cacheable(name: str, value: str) -> bool:
@@ -80,10 +91,11 @@ class _ReadingPolicy(EmailPolicy):
 
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*"
+_IDS = re.compile(r"<[!-;=?-~]+>(?: <[!-;=?-~]+>)*")  # what maild/mail/headers.py writes
 _PLAIN_BY_NAME = {  # Message-ID has a grammar of its own, and email reformats others
     "subject": _PLAIN,
-    "in-reply-to": _PLAIN,
-    "references": _PLAIN,
+    "in-reply-to": _IDS,
+    "references": _IDS,
     "message-id": re.compile(f"<{_DOT_ATOM}@{_DOT_ATOM}>"),
 }
 
@@ -101,7 +113,7 @@ class _WritingPolicy(EmailPolicy):
             if _is_plain(name, value):
                 return (name, value)
             if _cacheable(name, value):
-                return (name, _parsed(name, value))
+                return (name, _parsed_for_writing(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
@@ -116,4 +128,6 @@ def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
 
 
 READING = _ReadingPolicy(header_factory=_HEADERS)
-WRITING = _WritingPolicy(header_factory=_HEADERS, linesep="\r\n")
+WRITING = _WritingPolicy(header_factory=WRITTEN_HEADERS, linesep="\r\n")
+# For mail to an address whose local part is not ASCII (RFC 6532: headers in UTF-8).
+WRITING_UTF8 = WRITING.clone(utf8=True)

@@ -8,8 +8,12 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
 
-from maild.mail.policy import WRITING
+from maild.mail.addresses import ascii_domain, domain_of, local_part
+from maild.mail.message_id import references, writable
+from maild.mail.policy import WRITING, WRITING_UTF8, WRITTEN_HEADERS
 from maild.mail.subject import tagged
 
 
@@ -71,35 +75,45 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     return tagged(one_line(subject), ticket_id)
 
 
-def _address(party: Party) -> str:
-    username, _, domain = party.address.rpartition("@")
-    return str(Address(display_name=one_line(party.name), username=username, domain=domain))
+def _written_address(address: str) -> tuple[str, str]:
+    """Local part and domain as the header carries them: the domain in ASCII form."""
+    return local_part(address), ascii_domain(domain_of(address))
 
 
-def _addresses(*parties: Party) -> str:
-    """As `Address` writes them, quoted where needed: the text that an Address header
-    would be parsed from anyway, and that the writing policy parses once."""
-    return ", ".join(_address(p) for p in parties)
+@lru_cache(maxsize=1024)
+def _mailboxes(name: str, parties: tuple[Party, ...]) -> Any:
+    """An address header, made once for parties that repeat (the desk's own From and
+    Reply-To): set from `Address` objects, so that each display name is written as
+    meant (maild/mail/headers.py), never read back from text."""
+    mailboxes = []
+    for party in parties:
+        username, domain = _written_address(party.address)
+        mailboxes.append(Address(display_name=one_line(party.name), username=username,
+                                 domain=domain))
+    return WRITTEN_HEADERS(name, mailboxes)
+
+
+def _needs_utf8(mail: OutgoingMail) -> bool:
+    """An address with a non-ASCII local part is written only in UTF-8 headers (RFC 6532)."""
+    parties = [mail.sender, *mail.to, *mail.cc, *([mail.reply_to] if mail.reply_to else [])]
+    return not all("".join(_written_address(p.address)).isascii() for p in parties)
 
 
 def render_mail(mail: OutgoingMail) -> bytes:
-    message = EmailMessage(policy=WRITING)
-    message["From"] = _addresses(mail.sender)
-    message["To"] = _addresses(*mail.to)
+    message = EmailMessage(policy=WRITING_UTF8 if _needs_utf8(mail) else WRITING)
+    message["From"] = _mailboxes("From", (mail.sender,))
+    message["To"] = _mailboxes("To", tuple(mail.to))
     if mail.cc:
-        message["Cc"] = _addresses(*mail.cc)
+        message["Cc"] = _mailboxes("Cc", tuple(mail.cc))
     if mail.reply_to:
-        message["Reply-To"] = _addresses(mail.reply_to)
+        message["Reply-To"] = _mailboxes("Reply-To", (mail.reply_to,))
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.date)
     message["Message-ID"] = mail.message_id
-    if mail.in_reply_to:
+    if mail.in_reply_to and writable(mail.in_reply_to):
         message["In-Reply-To"] = mail.in_reply_to
-    if mail.references:
-        # Gmail and Thunderbird read the chain; keep it bounded but keep the root.
-        chain = mail.references if len(mail.references) <= 20 else [
-            mail.references[0], *mail.references[-19:]
-        ]
+    chain = references(mail.references)
+    if chain:
         message["References"] = " ".join(chain)
     if mail.auto_submitted:
         message["Auto-Submitted"] = mail.auto_submitted
