@@ -74,6 +74,26 @@ def test_raw_8bit_header_bytes_do_not_raise() -> None:
     assert parse(raw).subject.startswith("caf")
 
 
+@pytest.mark.parametrize(("encoding", "subject", "name"), [
+    ("latin-1", "Café crème brûlée", "Zoë Müller"),
+    ("windows-1252", "Café \u201ccrème\u201d \u2013 5 \u20ac", "Zoë Müller"),
+    ("utf-8", "Größenänderung ✉ — 日本語", "山田 太郎"),
+])
+def test_raw_8bit_headers_are_read_as_the_sender_wrote_them(
+    encoding: str, subject: str, name: str
+) -> None:
+    """Old clients write headers in their own charset without RFC 2047: UTF-8 when the
+    bytes are UTF-8, else windows-1252 (the superset of Latin-1 they mean)."""
+    raw = (f"From: {name} <zoe@customer.example>\r\n"
+           f"To: Support <support@example.com>, {name} <cc@customer.example>\r\n"
+           f"Subject: {subject}\r\nMessage-ID: <8bit@customer.example>\r\n\r\n"
+           "body\r\n").encode(encoding)
+    mail = parse(raw)
+    assert mail.subject == subject
+    assert mail.sender.name == name
+    assert [m.name for m in mail.to] == ["Support", name]
+
+
 def test_attachments_are_listed_not_read_as_text() -> None:
     from email.message import EmailMessage
 

@@ -17,8 +17,12 @@
   only if it is too long for a line), and parses it only if something reads it.
 
 Behaviour is that of `email.policy.default` (reading) and `email.policy.SMTP` (writing),
-without the repeated work; only the headers whose folding `email` gets wrong (msg-ids,
-Subject, addresses) are folded by maild/mail/headers.py.
+without the repeated work, and with two corrections:
+
+- Reading: raw 8-bit bytes in a header (old clients send Latin-1 without RFC 2047) are
+  decoded as UTF-8, else as windows-1252, where `email` would make them U+FFFD.
+- Writing: the headers whose folding `email` gets wrong (msg-ids, Subject, addresses)
+  are folded by maild/mail/headers.py.
 """
 
 from __future__ import annotations
@@ -80,7 +84,24 @@ def _cacheable(name: str, value: str) -> bool:
             and name.lower() not in _NEVER_REPEATED)
 
 
+def decode_8bit(value: str) -> str:
+    """A header value read from bytes, its raw 8-bit bytes (which `email` keeps as
+    surrogate escapes) decoded as UTF-8, else as windows-1252, the superset of Latin-1
+    that old clients write."""
+    if value.isascii():
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("windows-1252", "replace")
+
+
 class _ReadingPolicy(EmailPolicy):
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        return name, decode_8bit(value)
+
     def header_fetch_parse(self, name: str, value: Any) -> Any:
         if not hasattr(value, "name"):
             unfolded = _LINE_BREAKS.sub("", value)
