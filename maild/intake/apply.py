@@ -17,6 +17,7 @@ from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
+from maild.tickets.conversation import answered
 from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
     add_participant,
@@ -308,7 +309,8 @@ class _Apply:
         if public:
             recipients = self._relay_recipients(ticket)
             if recipients:
-                self.mails.relay(ticket, reply, recipients)
+                self.mails.relay(ticket, reply, recipients,
+                                 answering=answered(ticket, self.mail.thread_ids))
                 self.queued += 1
             summary.append(f"relayed to {len(recipients)}")
             first_response(ticket, now=self.now, clocks=self.app.sla)

@@ -103,10 +103,10 @@ class Mails:
                                 auto_submitted="auto-replied",
                                 message=answering)
 
-    def relay(self, ticket: Ticket, reply: Message, recipients: list[str]) -> OutboxMail:
-        """An SE's public reply, sent to the customer from the support address."""
-        earlier = [m for m in ticket.messages if m is not reply and m.kind != "internal"]
-        answering = next((m for m in reversed(earlier) if m.direction == "in"), None)
+    def relay(self, ticket: Ticket, reply: Message, recipients: list[str],
+              answering: Message | None) -> OutboxMail:
+        """An SE's public reply, sent to the customer from the support address, quoting
+        `answering`, the customer's message it answers."""
         rendered = self.app.templates.render(
             "reply", self._context(ticket, reply=reply, answering=answering)
         )
@@ -122,7 +122,8 @@ class Mails:
             html=rendered.html,
             message_id=self._message_id(ticket),
             date=self.app.clock.now(),
-            in_reply_to=references[-1] if references else None,
+            in_reply_to=answering.message_id if answering else (
+                references[-1] if references else None),
             references=references,
             attachments=self._stored_attachments(reply),
         )
