@@ -118,7 +118,7 @@ def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
     follow_up = ingest(app, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
 
     [notice] = delivered(app, sink, "eve@example.com")
-    assert notice["Subject"] == f"[#{follow_up.ticket_id}] Re: [#{closed_id}] Printer on fire"
+    assert notice["Subject"] == f"[#{follow_up.ticket_id}] Printer on fire"
     assert plain_text(notice).startswith(
         f"Ann Customer <ann@customer.example> wrote again after ticket #{closed_id} was "
         "closed; this follow-up links to it:\n\nIt is on fire again.\n")

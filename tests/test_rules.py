@@ -11,7 +11,7 @@ from maild.config import OutboundConfig, StaffConfig
 from maild.db.models import Ticket
 from maild.mail.addresses import is_mailer_daemon
 from maild.mail.message_id import message_ids, new_message_id
-from maild.mail.subject import strip, tag, tagged, tags_in
+from maild.mail.subject import bare, tag, tagged, tags_in
 from maild.outbound.smtp import connect
 from maild.tickets.model import RESOLVED, STATUSES, WAITING_ON_US
 from maild.tickets.staff import escalation_recipients, staff_recipients
@@ -34,10 +34,17 @@ def test_tags_are_read_in_order_and_bounded() -> None:
     assert tags_in("[# 5] [#x] #5 [5]") == []
 
 
-def test_strip_removes_reply_prefixes_and_tags() -> None:
-    assert strip("RE: AW: Fwd: [#3] Invoice") == "Invoice"
-    assert strip("Invoice [#3]") == "Invoice"
-    assert strip("Invoice") == "Invoice"
+def test_bare_removes_reply_prefixes_and_tags() -> None:
+    assert bare("RE: AW: Fwd: [#3] Invoice") == "Invoice"
+    assert bare("Invoice [#3]") == "Invoice"
+    assert bare("Invoice") == "Invoice"
+
+
+def test_bare_removes_prefixes_and_tags_however_they_interleave() -> None:
+    """A reply to the acknowledgment of ticket 1's follow-up."""
+    assert bare("Re: [#17] Re: [#1] Printer on fire") == "Printer on fire"
+    assert bare("AW:[#17]AW: [#1] Drucker brennt") == "Drucker brennt"
+    assert tagged("Re: [#1] Re: Printer on fire", 17) == "[#17] Printer on fire"
     assert tag(3) == "[#3]"
 
 

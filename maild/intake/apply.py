@@ -15,6 +15,7 @@ from maild.intake.classify import Verdict
 from maild.intake.commands import Commands
 from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
+from maild.mail.subject import bare
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.tickets.conversation import answered
@@ -84,8 +85,11 @@ class _Apply:
         )
 
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
+        # A follow-up's subject is the conversation's own, without the Re: and the old
+        # ticket's tag that a reply to it carries.
+        subject = bare(self.mail.subject) if follow_up_of else self.mail.subject
         return open_ticket(
-            self.session, subject=self.mail.subject, requester=requester, now=self.now,
+            self.session, subject=subject, requester=requester, now=self.now,
             clocks=self.app.sla, follow_up_of=follow_up_of,
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
@@ -135,15 +139,16 @@ class _Apply:
             _AUTOMATIC_MAILS_SINCE, {"requester": requester, "since": self.now - timedelta(hours=1)}
         ).scalar_one()
 
-    def _acknowledge(self, ticket: Ticket, message: Message, recent: int) -> int:
+    def _acknowledge(self, ticket: Ticket, message: Message, recent: int,
+                     follows: Ticket | None = None) -> int:
         """Queue the acknowledgment unless this requester already got enough automatic
-        mail lately (`recent`)."""
+        mail lately (`recent`). `follows`: the closed ticket a follow-up links to."""
         limit = self.app.config.outbound.auto_replies_per_hour
         if recent >= limit:
             record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
-        self.mails.acknowledgment(ticket, message)
+        self.mails.acknowledgment(ticket, message, follows)
         return 1
 
     def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
@@ -230,7 +235,7 @@ class _Apply:
         if closed.assignee:
             set_assignee(ticket, closed.assignee, actor=SYSTEM_ACTOR, now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        acknowledged = self._acknowledge(ticket, message, recent)
+        acknowledged = self._acknowledge(ticket, message, recent, follows=closed)
         notified = self._notify(
             ticket, message,
             f"{self._who()} wrote again after ticket #{closed.id} was closed; "

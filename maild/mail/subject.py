@@ -7,7 +7,10 @@ import re
 
 # Up to nine digits: a longer number is no ticket of ours, and never a huge integer.
 _TAG = re.compile(r"\[#(\d{1,9})\]")
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*)+", re.IGNORECASE)
+# Reply and forward prefixes and tags at the start, however they interleave: a reply to
+# a reply of ticket 1's follow-up reads "Re: [#17] Re: [#1] …".
+_LEADING = re.compile(r"^\s*(?:(?:re|aw|sv|fw|fwd|wg|tr|antw)\s*:\s*|\[#\d{1,9}\]\s*)+",
+                      re.IGNORECASE)
 
 
 def tag(number: int) -> str:
@@ -19,9 +22,9 @@ def tags_in(subject: str) -> list[int]:
     return [int(number) for number in _TAG.findall(subject)]
 
 
-def strip(subject: str) -> str:
+def bare(subject: str) -> str:
     """The subject without its leading Re:/AW:/Fwd: prefixes and without tags."""
-    return _TAG.sub("", _REPLY_PREFIX.sub("", subject)).strip()
+    return " ".join(_TAG.sub("", _LEADING.sub("", subject)).split())
 
 
 def tagged(subject: str, number: int) -> str:
@@ -29,4 +32,4 @@ def tagged(subject: str, number: int) -> str:
     that already carries this ticket's tag is left as it is."""
     if tag(number) in subject:
         return subject
-    return f"{tag(number)} {strip(subject)}".strip()
+    return f"{tag(number)} {bare(subject)}".strip()

@@ -98,10 +98,12 @@ class Mails:
         ticket.messages.append(message)
         return message
 
-    def acknowledgment(self, ticket: Ticket, answering: Message) -> OutboxMail:
+    def acknowledgment(self, ticket: Ticket, answering: Message,
+                       follows: Ticket | None = None) -> OutboxMail:
+        """`follows`: the closed ticket this one follows up."""
         return self.to_customer(ticket, "ack", "ack", answering=answering,
                                 auto_submitted="auto-replied",
-                                message=answering)
+                                message=answering, follows=follows)
 
     def relay(self, ticket: Ticket, reply: Message, recipients: list[str],
               answering: Message | None) -> OutboxMail:
