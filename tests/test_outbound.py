@@ -106,7 +106,7 @@ def test_acknowledgment_delivered_to_the_sink_threads_under_the_customer_mail(
     assert ack["Delivered-To"] == "ann@customer.example"
     text = plain_text(ack)
     assert f"ticket #{ticket_id}" in text
-    assert "What happens next" in text
+    assert "When you will hear from us" in text
     assert "Monday 30 November, 10:00 PST" in text  # the first-response due time, local
 
     ticket = show(app, ticket_id)

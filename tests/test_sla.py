@@ -358,7 +358,7 @@ def test_the_welcome_mail_states_the_plans_promises(desk: App, sink: Sink) -> No
     [welcome] = sink.messages()
     text = plain_text(welcome)
     assert ("Severity 1 (a production system down or unusable): a first answer within "
-            "4 hours, resolved within 24 hours of our time.") in text
+            "4 hours, resolved within 24 hours, not counting the time we wait for you.") in text
     assert "Severity 2: a first answer within 1 business week." in text
 
 

@@ -32,6 +32,16 @@ def thread_ids(ticket: Ticket) -> list[str]:
     return ids
 
 
+def greeting_name(ticket: Ticket) -> str | None:
+    """The requester's name as they sign their mail, for "Hello Ann,"; None when they
+    gave none (or only their address again)."""
+    for message in reversed(ticket.messages):
+        if message.direction == "in" and message.author == ticket.requester \
+                and message.author_name and "@" not in message.author_name:
+            return str(message.author_name)
+    return None
+
+
 class Mails:
     def __init__(self, app: App, session: Session) -> None:
         self.app = app
@@ -51,10 +61,13 @@ class Mails:
         desk = self._desk(ticket)
         context: dict[str, Any] = {
             "support": {"name": desk.name, "address": desk.address},
+            "now": self.app.clock.now(),
             "timezone": self.app.calendar.zone,
             "business_hours": config.business_hours,
+            "internal_target": config.sla.internal if config.sla.internal.enabled else None,
             "ticket": ticket,
             "customer": ticket.customer if ticket else None,
+            "requester_name": greeting_name(ticket) if ticket else None,
         }
         context.update(extra)
         return context

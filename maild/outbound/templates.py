@@ -12,10 +12,11 @@ are found wherever maild is installed and whatever directory it runs in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import (
     ChoiceLoader,
@@ -26,6 +27,7 @@ from jinja2 import (
     TemplateSyntaxError,
 )
 
+from maild.config import BusinessHoursConfig
 from maild.errors import ConfigError
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
@@ -63,6 +65,27 @@ def _format_span(value: timedelta) -> str:
     return " ".join(parts) or "less than a minute"
 
 
+_DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
+              "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
+
+
+def _format_hours(hours: BusinessHoursConfig, at: datetime) -> str:
+    """Working hours as people say them: "Monday to Friday, 09:00 to 17:00 PST" (the
+    zone's name as it is at `at`)."""
+    order = list(_DAY_NAMES)
+    days = sorted(hours.days, key=order.index)
+    indexes = [order.index(day) for day in days]
+    if len(days) > 2 and indexes == list(range(indexes[0], indexes[-1] + 1)):
+        named = f"{_DAY_NAMES[days[0]]} to {_DAY_NAMES[days[-1]]}"
+    elif len(days) > 1:
+        named = ", ".join(_DAY_NAMES[d] for d in days[:-1]) + f" and {_DAY_NAMES[days[-1]]}"
+    else:
+        named = _DAY_NAMES[days[0]]
+    end = hours.end if isinstance(hours.end, str) else hours.end.strftime("%H:%M")
+    zone = at.astimezone(ZoneInfo(hours.timezone)).tzname() or hours.timezone
+    return f"{named}, {hours.start.strftime('%H:%M')} to {end} {zone}"
+
+
 class Templates:
     def __init__(self, override_dir: Path | None = None) -> None:
         directories = [d for d in (override_dir, SHIPPED_TEMPLATES) if d is not None]
@@ -74,6 +97,7 @@ class Templates:
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
             environment.filters["span"] = _format_span
+            environment.filters["hours"] = _format_hours
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:
