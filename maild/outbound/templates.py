@@ -1,8 +1,14 @@
 """The Jinja templates of every mail maild writes.
 
 A template's text starts with a "Subject: …" line and a blank line; the rest is
-the body. `NAME.txt.j2` is required, `NAME.html.j2` is optional (autoescaped).
-An operator's template directory is searched before the shipped one.
+the body. `NAME.txt.j2` is required, `NAME.html.j2` is optional (autoescaped). The
+variables each receives are in templates/README.md.
+
+An operator's template directory overrides the shipped one, file by file, and is
+looked at on every render (one stat per file; Jinja recompiles a file whose mtime
+changed): a template added, changed or removed there counts from the next mail, without
+a restart. A text template overridden without its HTML twin is sent without HTML: the
+shipped HTML would say what the operator's text no longer says.
 
 The shipped templates are package data: `maild/shipped_templates` links to the
 repository's top-level `templates/`, and a built wheel carries the files, so they
@@ -19,7 +25,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import (
-    ChoiceLoader,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -65,6 +70,17 @@ def _format_span(value: timedelta) -> str:
     return " ".join(parts) or "less than a minute"
 
 
+def _environment(directory: Path, *, html: bool) -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
+        keep_trailing_newline=not html, autoescape=html, auto_reload=True,
+    )
+    environment.filters["datetime"] = _format_datetime
+    environment.filters["span"] = _format_span
+    environment.filters["hours"] = _format_hours
+    return environment
+
+
 _DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
               "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 
@@ -88,42 +104,53 @@ def _format_hours(hours: BusinessHoursConfig, at: datetime) -> str:
 
 class Templates:
     def __init__(self, override_dir: Path | None = None) -> None:
+        self._override = override_dir
         directories = [d for d in (override_dir, SHIPPED_TEMPLATES) if d is not None]
-        loader = ChoiceLoader([FileSystemLoader(str(d)) for d in directories])
-        self._text = Environment(
-            loader=loader, undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
-        )
-        self._html = Environment(loader=loader, undefined=StrictUndefined, autoescape=True)
-        for environment in (self._text, self._html):
-            environment.filters["datetime"] = _format_datetime
-            environment.filters["span"] = _format_span
-            environment.filters["hours"] = _format_hours
+        self._text = {d: _environment(d, html=False) for d in directories}
+        self._html = {d: _environment(d, html=True) for d in directories}
+
+    def _overridden(self, filename: str) -> bool:
+        return self._override is not None and (self._override / filename).is_file()
+
+    def sources(self, name: str) -> tuple[Path, Path | None]:
+        """The directories the text and the HTML of template `name` come from (no HTML:
+        None). The shipped HTML goes only with the shipped text."""
+        text = self._override if self._overridden(f"{name}.txt.j2") else SHIPPED_TEMPLATES
+        assert text is not None
+        html: Path | None = None
+        if self._overridden(f"{name}.html.j2"):
+            html = self._override
+        elif text == SHIPPED_TEMPLATES and (SHIPPED_TEMPLATES / f"{name}.html.j2").is_file():
+            html = SHIPPED_TEMPLATES
+        return text, html
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        text_dir, html_dir = self.sources(name)
         try:
-            text_source = self._text.get_template(f"{name}.txt.j2").render(context)
+            text_source = self._text[text_dir].get_template(f"{name}.txt.j2").render(context)
         except TemplateNotFound:
             raise ConfigError([f"templates: {name}.txt.j2 is missing"]) from None
         subject, text = _split_subject(name, text_source)
-        try:
-            html: str | None = self._html.get_template(f"{name}.html.j2").render(context)
-        except TemplateNotFound:
-            html = None
+        html = None
+        if html_dir is not None:
+            html = self._html[html_dir].get_template(f"{name}.html.j2").render(context)
         return Rendered(subject, text, html)
 
     def check(self, names: list[str]) -> list[str]:
         """Compile every template; one line per problem, naming the file."""
         problems = []
         for name in names:
-            for environment, filename, required in (
-                (self._text, f"{name}.txt.j2", True),
-                (self._html, f"{name}.html.j2", False),
+            text_dir, html_dir = self.sources(name)
+            for environments, directory, filename in (
+                (self._text, text_dir, f"{name}.txt.j2"),
+                (self._html, html_dir, f"{name}.html.j2"),
             ):
+                if directory is None:
+                    continue
                 try:
-                    environment.get_template(filename)
+                    environments[directory].get_template(filename)
                 except TemplateNotFound:
-                    if required:
-                        problems.append(f"{filename} is missing")
+                    problems.append(f"{filename} is missing")
                 except TemplateSyntaxError as exc:
                     problems.append(f"{filename} line {exc.lineno}: {exc.message}")
         return problems
