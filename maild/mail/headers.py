@@ -11,8 +11,9 @@
   such words is encoded together, its spaces inside the encoded text.
 - A display name encoded in several words reads back with spaces added by `email` and
   without them by RFC 2047 readers (Gmail, Thunderbird). Here a name that needs encoding
-  is one encoded word, longer than RFC 2047's 75 characters if it must (all of them read
-  it), and several only when even that would not fit a line.
+  is one encoded word, longer than RFC 2047's 75 characters if it must (readers accept
+  such words, which Gmail itself writes), and several only when even that would not fit
+  a line, about 180 characters of emoji.
 
 Each class here takes a value as maild means it (nothing in it is decoded) and folds it
 within `policy.max_line_length` where its atoms allow, and always within 998 characters
