@@ -70,17 +70,6 @@ def _format_span(value: timedelta) -> str:
     return " ".join(parts) or "less than a minute"
 
 
-def _environment(directory: Path, *, html: bool) -> Environment:
-    environment = Environment(
-        loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
-        keep_trailing_newline=not html, autoescape=html, auto_reload=True,
-    )
-    environment.filters["datetime"] = _format_datetime
-    environment.filters["span"] = _format_span
-    environment.filters["hours"] = _format_hours
-    return environment
-
-
 _DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
               "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 
@@ -100,6 +89,17 @@ def _format_hours(hours: BusinessHoursConfig, at: datetime) -> str:
     end = hours.end if isinstance(hours.end, str) else hours.end.strftime("%H:%M")
     zone = at.astimezone(ZoneInfo(hours.timezone)).tzname() or hours.timezone
     return f"{named}, {hours.start.strftime('%H:%M')} to {end} {zone}"
+
+
+def _environment(directory: Path, *, html: bool) -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
+        keep_trailing_newline=not html, autoescape=html, auto_reload=True,
+    )
+    environment.filters["datetime"] = _format_datetime
+    environment.filters["span"] = _format_span
+    environment.filters["hours"] = _format_hours
+    return environment
 
 
 class Templates:
@@ -133,7 +133,10 @@ class Templates:
         subject, text = _split_subject(name, text_source)
         html = None
         if html_dir is not None:
-            html = self._html[html_dir].get_template(f"{name}.html.j2").render(context)
+            try:
+                html = self._html[html_dir].get_template(f"{name}.html.j2").render(context)
+            except TemplateNotFound:  # removed since it was looked for: none, as asked
+                html = None
         return Rendered(subject, text, html)
 
     def check(self, names: list[str]) -> list[str]:
