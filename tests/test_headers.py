@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.mail.headers import encoded_words
+from maild.mail.policy import READING
 from maild.outbound.compose import OutgoingMail, Party, one_line, render_mail
 
 # Message-IDs as each client writes them, the long ones first.
@@ -165,6 +166,18 @@ def test_an_internationalised_domain_is_written_in_its_ascii_form() -> None:
     raw = render_mail(_mail(to=[Party("ann@bücher.example", "Ann")]))
     raw.decode("ascii")
     assert _parse(raw)["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.example"
+
+
+def test_a_non_ascii_local_part_is_written_in_utf8_headers() -> None:
+    """No 7-bit header can carry it: the mail is written as RFC 6532 says."""
+    raw = render_mail(_mail(to=[Party("jörg@bücher.example", "Jörg")],
+                            subject="Größe ✉ — bitte"))
+    assert_well_formed(raw)
+    assert "To: =?utf-8?b?SsO2cmc=?= <jörg@xn--bcher-kva.example>".encode() in raw
+    parsed = email.message_from_bytes(raw, policy=READING)  # UTF-8 headers read as such
+    assert parsed["To"].addresses[0].addr_spec == "jörg@xn--bcher-kva.example"
+    assert parsed["To"].addresses[0].display_name == "Jörg"
+    assert parsed["Subject"] == "Größe ✉ — bitte"
 
 
 def test_encoded_words_keep_to_their_length_and_split_between_characters() -> None:
