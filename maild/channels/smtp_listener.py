@@ -17,6 +17,15 @@ from maild.runtime.app import App
 log = logging.getLogger(__name__)
 
 
+def return_path(mail_from: str | None) -> bytes:
+    """The envelope sender as the delivering server records it (RFC 5321, section 4.4),
+    above the mail's own headers, where the intake reads it first: `MAIL FROM:<>` is a
+    bounce or another automatic mail by definition, never answered (docs/security.md)."""
+    # aiosmtpd hands over `MAIL FROM:<>` as "<>", an address without its brackets.
+    sender = "".join((mail_from or "").split()).removeprefix("<").removesuffix(">")
+    return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
+
+
 class IntakeHandler:
     def __init__(self, app: App, on_stored: Callable[[IngestResult], None]) -> None:
         self.app = app
@@ -37,7 +46,8 @@ class IntakeHandler:
         # Counted until the answer is decided, so a shutdown waits for the answer too.
         self._count(+1)
         try:
-            return await self._store(envelope.original_content or b"")
+            raw = return_path(envelope.mail_from) + (envelope.original_content or b"")
+            return await self._store(raw)
         finally:
             self._count(-1)
 
