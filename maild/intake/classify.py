@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from maild.config import Config
@@ -17,6 +18,20 @@ class Verdict:
     loop: str | None  # why answering it would make a loop, or None
     # Why mail from a staff address is treated as a customer's (it failed the check)
     unverified_staff: str | None = None
+
+
+# What Exchange and Outlook write on their out-of-office replies instead of RFC 3834's
+# Auto-Submitted: X-Auto-Response-Suppress (All, or naming OOF or AutoReply) asks that
+# nobody answer the mail automatically, which a person's mail never asks.
+_SUPPRESSES_REPLIES = re.compile(r"\b(all|oof|autoreply)\b", re.IGNORECASE)
+# The prefixes out-of-office replies put before the subject they answer, in the languages
+# clients write them; a colon follows ("Out of office message lost" is a person asking).
+_OUT_OF_OFFICE_SUBJECT = re.compile(
+    r"^\s*(automatic reply|auto[- ]?reply|out of (the )?office( auto-?reply)?|"
+    r"abwesenheitsnotiz|automatische antwort|réponse automatique|respuesta automática|"
+    r"risposta automatica|automatisch antwoord|autosvar|automaattinen vastaus)\s*:",
+    re.IGNORECASE,
+)
 
 
 def automatic_reason(mail: ParsedMail) -> str | None:
@@ -38,6 +53,11 @@ def automatic_reason(mail: ParsedMail) -> str | None:
         return "delivery or disposition report"
     if "x-autoreply" in headers or "x-autorespond" in headers:
         return "X-Autoreply present"
+    suppress = headers.get("x-auto-response-suppress", "")
+    if _SUPPRESSES_REPLIES.search(suppress):
+        return f"X-Auto-Response-Suppress: {' '.join(suppress.split())[:60]}"
+    if _OUT_OF_OFFICE_SUBJECT.match(mail.subject):
+        return "out-of-office subject"
     return None
 
 
