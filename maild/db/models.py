@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -176,9 +178,11 @@ class Message(Base):
     """
 
     __tablename__ = "messages"
-    # A ticket's messages of a kind since a moment: its recent automatic mail.
     __table_args__ = (
+        # A ticket's messages of a kind since a moment: its recent automatic mail.
         Index("ix_messages_ticket_id_kind_created_at", "ticket_id", "kind", "created_at"),
+        # One sender's recent mail: the cap on the staff's notifications about them.
+        Index("ix_messages_author_created_at", "author", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -194,6 +198,12 @@ class Message(Base):
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(40), default="")
     automatic: Mapped[str | None] = mapped_column(String(200))  # why it counts as automatic
+    # Written by someone who takes no part in the ticket (docs/security.md): kept for the
+    # engineers, never sent on, and it changed nothing.
+    outside: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The staff's notification of this mail: "sent", or "held" by the cap on notifications
+    # about one sender; NULL when none was due.
+    staff_notice: Mapped[str | None] = mapped_column(String(4))
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
