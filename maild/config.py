@@ -150,8 +150,9 @@ class OutboundConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
-    # Automatic mail (acknowledgments) to one address in an hour, at most: a script or a
-    # loop writing to us again and again gets one answer, not hundreds.
+    # Automatic mail (acknowledgments, nudges, surveys, auto-solve notices) to one address
+    # in an hour, at most: a script or a loop writing to us again and again gets a few
+    # answers, not hundreds.
     auto_replies_per_hour: Annotated[int, Field(ge=1)] = 5
     # Filled from password_env when the config is loaded; never read from the file.
     password: str | None = Field(default=None, exclude=True)
@@ -169,6 +170,9 @@ class StaffConfig(_Section):
     # Each new ticket and customer reply is mailed to the assignee, or while there is
     # none to every address above, in the ticket's thread.
     notify: bool = True
+    # Notifications about mail from one sender in an hour, at most: a flood from one
+    # address is stored in full, and the next notification allowed counts what was held.
+    notify_per_sender_per_hour: Annotated[int, Field(ge=1)] = 10
     # Being staff takes more than a From header. "authentication-results": the receiving
     # server's Authentication-Results (from one of trusted_authserv_ids) must show
     # dkim, spf or dmarc passing for the staff address's domain. "none": trust From

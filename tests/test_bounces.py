@@ -3,6 +3,7 @@ marking that delivery failed, never opening a ticket or answering."""
 
 from __future__ import annotations
 
+from maild.intake.parse import parse
 from maild.intake.pipeline import ingest
 from maild.outbound.sender import Sender
 from maild.runtime.app import App
@@ -52,7 +53,7 @@ def gmail_delayed(original: str) -> bytes:
                    "421 4.4.1 connection timed out", "Content-Type: text/rfc822-headers\r\n")
 
 
-def qmail(original: str) -> bytes:
+def qmail(original: str, recipient: str = "ann@customer.example") -> bytes:
     """qmail writes prose and quotes the original message below a line."""
     return (
         "From: MAILER-DAEMON@mx.customer.example\r\nTo: support@example.com\r\n"
@@ -61,7 +62,7 @@ def qmail(original: str) -> bytes:
         "Hi. This is the qmail-send program at mx.customer.example.\r\n"
         "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
         "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
-        "<ann@customer.example>:\r\n"
+        f"<{recipient}>:\r\n"
         "Sorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
         "--- Below this line is a copy of the message.\r\n\r\n"
         f"Message-ID: {original}\r\nFrom: support@example.com\r\n"
@@ -105,7 +106,7 @@ def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) ->
                    "test").ticket_id
     Sender(app).deliver_due()
     other_ack = show(app, other)["messages"][1]["delivery"]["message_id"]
-    assert ingest(app, qmail(other_ack), "test").ticket_id == other
+    assert ingest(app, qmail(other_ack, "carl@customer.example"), "test").ticket_id == other
     delivery = show(app, other)["messages"][1]["delivery"]
     assert delivery["status"] == "failed"
     assert "(#5.1.1)" in delivery["error"]
@@ -123,3 +124,21 @@ def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
     result = ingest(app, postfix("<someone-else@elsewhere.example>"), "test")
     assert result.outcome == "quarantined"
     assert "automatic message that belongs to no ticket" in result.reason
+
+
+def test_the_recipient_a_bounce_reports_is_read_where_each_mta_writes_it() -> None:
+    def reported(raw: bytes) -> list[str]:
+        bounce = parse(raw).bounce
+        assert bounce is not None
+        return bounce.recipients
+
+    assert reported(postfix("<a@example.com>")) == ["ann@customer.example"]
+    assert reported(qmail("<a@example.com>", "Carl@Customer.example")) == [
+        "carl@customer.example"]
+    exim = qmail("<a@example.com>").replace(b"<ann@customer.example>:\r\n", b"").replace(
+        b"Return-Path: <>\r\n", b"Return-Path: <>\r\nX-Failed-Recipients: bob@customer.example\r\n")
+    assert reported(exim) == ["bob@customer.example"]
+    # No field names the recipient: the returned headers' To does.
+    fieldless = exchange("<a@example.com>").replace(
+        b"Final-Recipient: rfc822; ann@customer.example\r\n", b"")
+    assert reported(fieldless) == ["ann@customer.example"]

@@ -89,8 +89,9 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
     for message in data["messages"]:
         delivery = message["delivery"]
         sent = f" [{delivery['status']}]" if delivery else ""
+        outside = " [FROM OUTSIDE THE TICKET: not a participant]" if message["outside"] else ""
         click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
-                   f"{message['author']}{sent}")
+                   f"{message['author']}{sent}{outside}")
         click.echo(message["body"])
 
 

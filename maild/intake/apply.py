@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
@@ -15,10 +14,12 @@ from maild.intake.classify import Verdict
 from maild.intake.commands import Commands
 from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
+from maild.outbound.caps import automatic_mails_to, notices_about
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
+    add_cc,
     add_participant,
     first_response,
     open_ticket,
@@ -32,22 +33,6 @@ from maild.tickets.staff import staff_recipients
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
-
-
-# A ticket is touched whenever an automatic mail goes into its thread (Mails), so the
-# requester's tickets touched since then hold them all: the count reads those few, by
-# index, however busy the desk is.
-_AUTOMATIC_MAILS_SINCE = (
-    select(func.count(Message.id))
-    .select_from(Ticket)
-    .join(Message, Message.ticket_id == Ticket.id)
-    .where(
-        Ticket.requester == bindparam("requester"),
-        Ticket.updated_at >= bindparam("since", type_=Ticket.updated_at.type),
-        Message.kind == "system",
-        Message.created_at >= bindparam("since", type_=Message.created_at.type),
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -127,12 +112,9 @@ class _Apply:
         return kept
 
     def _automatic_mails_lately(self, requester: str) -> int:
-        """How many automatic mails `requester` got from us in the last hour. Asked
-        before the new ticket is written, on the connection: nothing of this message is
-        written yet, and every message before it is (see pipeline._is_known)."""
-        return self.session.connection().execute(
-            _AUTOMATIC_MAILS_SINCE, {"requester": requester, "since": self.now - timedelta(hours=1)}
-        ).scalar_one()
+        """How many automatic mails `requester` got from us in the last hour, asked before
+        the new ticket is written."""
+        return automatic_mails_to(self.session, requester, self.now)
 
     def _acknowledge(self, ticket: Ticket, message: Message, recent: int) -> int:
         """Queue the acknowledgment unless this requester already got enough automatic
@@ -146,14 +128,24 @@ class _Apply:
         return 1
 
     def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
-        """Tell the assignee, or while there is none the staff list, what the customer wrote."""
-        if not self.app.config.staff.notify:
+        """Tell the assignee, or while there is none the staff list, what the customer wrote;
+        unless the staff were told about this sender often enough in the last hour: then
+        the mail is held back, and the next notification about them says so."""
+        staff = self.app.config.staff
+        if not staff.notify:
             return 0
-        recipients = staff_recipients(ticket, self.app.config.staff,
-                                      author=self.mail.sender.address,
+        sender = self.mail.sender.address
+        recipients = staff_recipients(ticket, staff, author=sender,
                                       impersonated=bool(self.verdict.unverified_staff))
         if not recipients:
             return 0
+        notices = notices_about(self.session, sender, self.now)
+        if notices.sent_lately >= staff.notify_per_sender_per_hour:
+            message.staff_notice = "held"
+            record(ticket, self.now, SYSTEM_ACTOR, "notification_held",
+                   detail=f"{notices.sent_lately} notifications about {sender} in the last hour")
+            return 0
+        message.staff_notice = "sent"
         customer_replies = sum(
             1 for m in ticket.messages
             if m.direction == "in" and m.kind == "public" and not m.automatic
@@ -168,6 +160,8 @@ class _Apply:
             open_tickets=self._open_tickets(ticket),
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
+            held_back=notices.held, held_tickets=notices.held_tickets,
+            notify_cap=staff.notify_per_sender_per_hour,
         )
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
         return 1
@@ -240,10 +234,32 @@ class _Apply:
     def customer_reply(self, ticket: Ticket, decision: Decision) -> Applied:
         sender = self.mail.sender.address
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        add_participant(ticket, sender, "cc")
+        joins = "joined by replying: of the requester's organisation" if sender in decision.cc \
+            else f"put in copy by {sender}"
+        for address in decision.cc:
+            add_cc(ticket, address, actor=sender, now=self.now, detail=joins)
         set_status(ticket, "open", actor=sender, now=self.now,
                    clocks=self.app.sla, detail="customer replied")
         notified = self._notify(ticket, message, f"{self._who()} replied:")
+        return Applied(ticket.id, decision.reason, notified)
+
+    def outside_message(self, ticket: Ticket, decision: Decision) -> Applied:
+        """From someone who takes no part in the ticket: kept for the engineers, marked, and
+        nothing else; its sender gets nothing and the ticket does not change."""
+        sender = self.mail.sender.address
+        message = self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
+        message.outside = True
+        record(ticket, self.now, sender, "outside_message", detail=self.mail.message_id)
+        if self.verdict.automatic:
+            return Applied(ticket.id, decision.reason)
+        notified = self._notify(
+            ticket, message,
+            f"FROM OUTSIDE THE TICKET: {self._who()} takes no part in ticket #{ticket.id}\n"
+            f"(not its requester, not in copy, not staff). Nothing was sent to them, and\n"
+            f"the ticket did not change. A reply to this mail goes to the ticket's\n"
+            f"participants, not to them; to let them take part, reply with the one line\n"
+            f"#cc {sender}\n\nThey wrote:",
+        )
         return Applied(ticket.id, decision.reason, notified)
 
     def automatic_reply(self, ticket: Ticket, decision: Decision) -> Applied:
@@ -264,7 +280,7 @@ class _Apply:
         bounced = self.session.scalars(
             select(OutboxMail).where(OutboxMail.message_id == decision.bounced)
         ).one()
-        to = ", ".join(bounce.recipients) or ", ".join(bounced.recipients)
+        to = ", ".join(decision.bounced_to)
         bounced.status = "failed"
         bounced.last_error = f"bounced for {to}: {bounce.reason}"
         record(ticket, self.now, self.mail.sender.address, "delivery_failed",
@@ -301,6 +317,9 @@ class _Apply:
         assert commands is not None
         se = self.mail.sender.address
         add_participant(ticket, se, "staff")
+        for address in decision.cc:
+            how = "#cc" if address in commands.cc else "in copy of a staff reply"
+            add_cc(ticket, address, actor=se, now=self.now, detail=how)
         public = not commands.internal and bool(commands.text)
         kind = "public" if public else "internal"
         reply = self._store(ticket, direction="out", kind=kind, body=commands.text)
@@ -352,6 +371,7 @@ _OPENING: dict[Kind, Callable[[_Apply, Decision], Applied]] = {
 _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
     "follow_up": _Apply.follow_up,
     "customer_reply": _Apply.customer_reply,
+    "outside_message": _Apply.outside_message,
     "automatic_reply": _Apply.automatic_reply,
     "bounce": _Apply.bounce,
     "delivery_failed": _Apply.delivery_failed,

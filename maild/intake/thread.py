@@ -8,10 +8,10 @@ from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
-from maild.intake.decide import NO_TICKET, TicketFacts
+from maild.intake.decide import NO_TICKET, SentMail, TicketFacts
 from maild.intake.parse import ParsedMail
 from maild.mail.subject import tags_in
-from maild.tickets.service import takes_part
+from maild.tickets.service import customer_id_for, takes_part
 from maild.tickets.surveys import answers_survey
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
@@ -84,17 +84,26 @@ def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None) -> T
     """What `decide` needs to know of the ticket, read before anything is written."""
     if ticket is None:
         return NO_TICKET
-    bounced = None
+    bounced: tuple[SentMail, ...] = ()
     if mail.bounce is not None and mail.bounce.original_ids:
-        bounced = session.scalar(
-            select(OutboxMail.message_id)
-            .where(OutboxMail.message_id.in_(mail.bounce.original_ids)).limit(1)
+        bounced = tuple(
+            SentMail(message_id, frozenset(recipients))
+            for message_id, recipients in session.execute(
+                select(OutboxMail.message_id, OutboxMail.recipients)
+                .where(OutboxMail.message_id.in_(mail.bounce.original_ids))
+                .order_by(OutboxMail.id)
+            )
         )
+    participants = frozenset(p.address for p in ticket.participants)
+    sender = mail.sender.address
     survey_sent = ticket.survey_sent_at is not None
     return TicketFacts(
         ticket_id=ticket.id,
         status=ticket.status,
         requester=ticket.requester,
+        participants=participants,
+        colleague=(sender not in participants and ticket.customer_id is not None
+                   and customer_id_for(session, sender) == ticket.customer_id),
         survey_sent=survey_sent,
         answers_survey=survey_sent and answers_survey(session, mail.thread_ids),
         bounced=bounced,

@@ -181,8 +181,9 @@ class Mails:
         answering: Message | None = None, auto_submitted: str = "auto-generated",
         **context: Any,
     ) -> OutboxMail:
-        """An automatic mail to the requester and cc's in the ticket's thread (the
-        acknowledgment, a nudge, the auto-solve notice), kept as a system message."""
+        """An automatic mail to the requester in the ticket's thread (the acknowledgment, a
+        nudge, the survey, the auto-solve notice), kept as a system message. The requester
+        alone: the cc's get engineers' replies, never automatic mail (docs/security.md)."""
         rendered = self.app.templates.render(template, self._context(ticket, **context))
         subject = tag_subject(rendered.subject, ticket.id)
         message_id = self._message_id(ticket)
@@ -190,7 +191,6 @@ class Mails:
         mail = OutgoingMail(
             sender=self._desk(ticket),
             to=[Party(ticket.requester)],
-            cc=[Party(address) for address in ticket.cc],
             subject=subject,
             text=rendered.text,
             html=rendered.html,

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
+from maild.outbound.caps import HOUR, automatic_mail_waits
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.tickets.model import SYSTEM_ACTOR
@@ -42,6 +43,13 @@ def _schedule_new(app: App, batch: int) -> None:
 
 def _follow_up(app: App, mails: Mails, ticket: Ticket, now: datetime) -> str:
     followup = app.config.followup
+    waits = automatic_mail_waits(mails.session, ticket.requester, now,
+                                 app.config.outbound.auto_replies_per_hour)
+    if waits:
+        # The step is not lost: it comes an hour later, when the address has room again.
+        ticket.followup_due_at = now + HOUR
+        record(ticket, now, SYSTEM_ACTOR, "followup_postponed", detail=waits)
+        return "postponed"
     if ticket.nudges_sent < len(followup.nudges):
         number = ticket.nudges_sent + 1
         ticket.nudges_sent = number
@@ -61,7 +69,7 @@ def _follow_up(app: App, mails: Mails, ticket: Ticket, now: datetime) -> str:
 def send_followups(app: App, batch: int = 500) -> dict[str, int]:
     _schedule_new(app, batch)
     now = app.clock.now()
-    done = {"nudged": 0, "auto_solved": 0}
+    done = {"nudged": 0, "auto_solved": 0, "postponed": 0}
     while True:
         with app.db.transaction() as session:
             due = session.scalars(claim_tickets(
@@ -74,5 +82,6 @@ def send_followups(app: App, batch: int = 500) -> dict[str, int]:
         if len(due) < batch:
             break
     if any(done.values()):
-        log.info("follow-ups: %d nudged, %d auto-solved", done["nudged"], done["auto_solved"])
+        log.info("follow-ups: %d nudged, %d auto-solved, %d postponed by the hourly cap",
+                 done["nudged"], done["auto_solved"], done["postponed"])
     return done

@@ -123,11 +123,21 @@ def set_assignee(
             add_participant(ticket, assignee, "staff")
 
 
-def add_participant(ticket: Ticket, address: str, role: str) -> None:
+def add_participant(ticket: Ticket, address: str, role: str) -> bool:
+    """False when `address` already takes part."""
     for participant in ticket.participants:
         if participant.address == address:
-            return
+            return False
     ticket.participants.append(Participant(address=address, role=role))
+    return True
+
+
+def add_cc(ticket: Ticket, address: str, *, actor: str, now: datetime,
+           detail: str | None = None) -> None:
+    """Someone joins the ticket's conversation (docs/security.md): engineers' replies go to
+    them from now on; automatic mail does not."""
+    if add_participant(ticket, address, "cc"):
+        record(ticket, now, actor, "participant", None, address, detail)
 
 
 def takes_part(ticket: Ticket, address: str) -> bool:
@@ -142,12 +152,16 @@ _CUSTOMER_NAMED = union_all(
 ).order_by("rank").limit(1)
 
 
-def customer_for(session: Session, address: str) -> Customer | None:
+def customer_id_for(session: Session, address: str) -> int | None:
     """The customer a contact address names, else the one owning its domain. One query,
     on the connection: customers change outside the intake, never unflushed in it."""
-    customer_id = session.connection().execute(
+    return session.connection().execute(
         _CUSTOMER_NAMED, {"address": address, "domain": domain_of(address)}
     ).scalar()
+
+
+def customer_for(session: Session, address: str) -> Customer | None:
+    customer_id = customer_id_for(session, address)
     return session.get(Customer, customer_id) if customer_id is not None else None
 
 

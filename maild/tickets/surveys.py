@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
+from maild.outbound.caps import automatic_mail_waits
 from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.tickets.model import SYSTEM_ACTOR
@@ -56,10 +57,18 @@ def send_surveys(app: App, batch: int = 500) -> int:
             limit=batch, loads=SWEEP_LOADS,
         )).all()
         mails = Mails(app, session)
+        sent = 0
         for ticket in tickets:
             ticket.survey_sent_at = now
+            waits = automatic_mail_waits(session, ticket.requester, now,
+                                         app.config.outbound.auto_replies_per_hour)
+            if waits:
+                # A survey is a favour asked, not owed: one too many is left out.
+                record(ticket, now, SYSTEM_ACTOR, "survey_withheld", detail=waits)
+                continue
             mails.to_customer(ticket, "survey", "survey")
             record(ticket, now, SYSTEM_ACTOR, "survey_sent")
-    if tickets:
-        log.info("sent %d satisfaction surveys", len(tickets))
-    return len(tickets)
+            sent += 1
+    if sent:
+        log.info("sent %d satisfaction surveys", sent)
+    return sent

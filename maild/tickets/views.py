@@ -29,6 +29,9 @@ def message_json(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "body": message.body,
         "automatic": message.automatic,
+        # From someone who takes no part in the ticket: kept, sent on to nobody.
+        "outside": message.outside,
+        "staff_notice": message.staff_notice,
         "attachments": message.attachments,
         "delivery": None if outbox is None else {
             "message_id": outbox.message_id,
