@@ -155,12 +155,12 @@ def test_an_outsider_cannot_answer_the_survey() -> None:
     assert decision.kind == "outside_message"
 
 
-def test_an_unproven_staff_address_that_takes_no_part_is_outside() -> None:
+def test_an_unproven_staff_address_is_handled_as_a_customers_reply() -> None:
     unverified = Verdict(is_staff=False, automatic=None, loop=None,
                          unverified_staff="no passing dkim, spf or dmarc")
     facts = TicketFacts(ticket_id=7, status="open", requester=CUSTOMER,
                         participants=frozenset({CUSTOMER}))
-    assert the(mail(sender="eve@example.com"), unverified, facts).kind == "outside_message"
+    assert the(mail(sender="eve@example.com"), unverified, facts).kind == "customer_reply"
 
 
 def test_a_cc_replies_as_a_participant() -> None:

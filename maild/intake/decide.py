@@ -87,7 +87,10 @@ def decide(mail: ParsedMail, verdict: Verdict, facts: TicketFacts, *,
     if mail.bounce is not None:
         return _bounce(mail, facts)
     sender = mail.sender.address
-    takes_part = sender == facts.requester or sender in facts.participants
+    # Staff take part in every ticket. A staff address whose mail failed the staff check
+    # is handled as a customer's (classify.py), flagged, but not as an outsider's.
+    takes_part = (sender == facts.requester or sender in facts.participants
+                  or is_staff(sender))
     if not (verdict.is_staff or takes_part or facts.colleague):
         return Decision("outside_message",
                         f"from {sender}, who takes no part in ticket #{facts.ticket_id}: "
