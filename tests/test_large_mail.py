@@ -116,7 +116,7 @@ def test_a_large_mail_the_pass_cannot_follow_is_read_whole(app: App) -> None:
     sha256 = app.raw_store.put(raw)
     assert skeleton(app.raw_store.path_for(sha256), app.attachment_store) is None
 
-    with intake_batch(app, "test") as batch:
+    with intake_batch(app.intake, "test") as batch:
         result = batch.ingest_stored(sha256)
 
     assert result.outcome == "stored"
@@ -135,7 +135,7 @@ def test_a_sender_naming_a_stored_part_gains_nothing(app: App) -> None:
     attachment = next(message.iter_attachments())
     attachment[STORED_PART] = someone_elses
 
-    assert ingest(app, message.as_bytes(), "test").outcome == "stored"
+    assert ingest(app.intake, message.as_bytes(), "test").outcome == "stored"
 
     kept = attachments_of(app, "<first@customer.example>")
     assert app.attachment_store.get(kept[0]["sha256"]) == b"what I really sent"

@@ -206,7 +206,7 @@ def _app(directory: Path, clock: FixedClock, enabled: bool) -> App:
 
 def _take_batch(app: App, raws: list[bytes]) -> list[tuple[object, ...]]:
     try:
-        with intake_batch(app, "imap", "support") as batch:
+        with intake_batch(app.intake, "imap", "support") as batch:
             batch.parse_ahead(raws)
             results = [batch.ingest(raw) for raw in raws]
         parsed_elsewhere = bool(parser_pids())
@@ -233,7 +233,7 @@ def test_a_batch_ends_the_same_with_and_without_the_parser_process(
 def test_a_lone_message_is_parsed_here(tmp_path: Path, clock: FixedClock) -> None:
     app = _app(tmp_path, clock, True)
     try:
-        with intake_batch(app, "imap", "support") as batch:
+        with intake_batch(app.intake, "imap", "support") as batch:
             batch.parse_ahead([CORPUS[0].read_bytes()])
             result = batch.ingest(CORPUS[0].read_bytes())
         assert not parser_pids()
