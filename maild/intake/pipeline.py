@@ -42,26 +42,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Intake:
-    """What the intake works with, built once by the composition root."""
-
-    config: Config
-    clock: Clock
-    db: Database
-    raw_store: RawStore
-    attachment_store: RawStore
-    parser: ParserProcess
-    sla: SlaClocks
-    mails: Mails
-
-
-@dataclass(frozen=True)
 class IngestResult:
     outcome: Literal["stored", "duplicate", "quarantined"]
     reason: str
     ticket_id: int | None = None
     message_id: str | None = None
     outbox_queued: int = 0
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the intake works with, built once by the composition root."""
+
+    config: Config
+    clock: Clock
+    db: Database
+    raw_store: RawStore  # every message's bytes, kept before anything else happens
+    attachment_store: RawStore  # attachments, each by its content's hash
+    parser: ParserProcess  # parses a batch's mail ahead, in a second process if enabled
+    sla: SlaClocks
+    mails: Mails
 
 
 _KNOWN = union_all(

@@ -25,14 +25,8 @@ def mail_bytes(raw: bytes | None, raw_sha256: str | None, raw_store: RawStore) -
 
 
 def queue_mail(
-    session: Session,
-    raw_store: RawStore,
-    mail: OutgoingMail,
-    *,
-    purpose: str,
-    now: datetime,
-    ticket_id: int | None = None,
-    message: Message | None = None,
+    session: Session, raw_store: RawStore, mail: OutgoingMail, *, purpose: str,
+    now: datetime, ticket_id: int | None = None, message: Message | None = None,
 ) -> OutboxMail:
     raw = render_mail(mail)
     inline = len(raw) <= INLINE_BYTES

@@ -20,7 +20,7 @@ from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
 from maild.outbound.smtp import connect
 from maild.tickets.model import SYSTEM_ACTOR
-from maild.tickets.service import record, record_on
+from maild.tickets.service import record
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,6 @@ class Sender:
         self, claimed: _Claimed, refused: Mapping[str, object], report: DeliveryReport
     ) -> None:
         now = self.clock.now()
-        # Done once per mail sent, so in three statements rather than through the ORM.
         with self.db.transaction() as session:
             ticket_id, message_id, purpose, recipients = session.connection().execute(
                 _MARK_SENT,
@@ -141,8 +140,10 @@ class Sender:
                  "error": f"refused for some recipients: {refused}" if refused else None},
             ).one()
             if ticket_id is not None:
-                record_on(session, ticket_id, now, SYSTEM_ACTOR, "delivered", new=message_id,
-                          detail=f"{purpose} to {', '.join(recipients)}")
+                ticket = session.get(Ticket, ticket_id)
+                assert ticket is not None
+                record(ticket, now, SYSTEM_ACTOR, "delivered", new=message_id,
+                       detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
 

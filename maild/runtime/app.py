@@ -80,5 +80,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         sender=Sender(db, clock, raw_store, config.outbound),
         followups=FollowUps(db, clock, calendar, sla, mails, config.followup),
         surveys=Surveys(db, clock, mails),
-        sla_alerts=SlaAlerts(db, clock, sla, mails, config.staff, config.sla.escalate_after),
+        sla_alerts=SlaAlerts(db, clock, sla, mails, config.staff),
     )

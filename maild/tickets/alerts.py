@@ -20,7 +20,6 @@ from maild.db.database import Database
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
-from maild.tickets.durations import Duration
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 from maild.tickets.sla import Alert, SlaClocks, worth_telling
@@ -36,7 +35,6 @@ class SlaAlerts:
     sla: SlaClocks
     mails: Mails
     staff: StaffConfig
-    escalate_after: Duration
 
     def _alert(self, session: Session, ticket: Ticket, due: list[Alert], now: datetime) -> int:
         sent = 0
@@ -56,11 +54,12 @@ class SlaAlerts:
             leads, copied = escalation_recipients(ticket, self.staff)
             if leads:
                 self.mails.to_staff(session, ticket, "escalation", "escalation", leads,
-                                    cc=copied, now=now, escalate_after=self.escalate_after)
+                                    cc=copied, now=now,
+                                    escalate_after=self.sla.config.escalate_after)
                 sent += 1
             ticket.escalated_at = now
             record(ticket, now, SYSTEM_ACTOR, "escalated",
-                   detail=f"unresolved after {self.escalate_after}; told "
+                   detail=f"unresolved after {self.sla.config.escalate_after}; told "
                           f"{', '.join(leads) or 'nobody (no leads or staff addresses)'}")
         # Warnings passed over for their breach count as sent too: they are never news again.
         ticket.sla_alerts_sent = [*(ticket.sla_alerts_sent or []), *(a.key for a in due)]

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class FollowUps:
     db: Database
     clock: Clock
-    calendar: BusinessCalendar
+    calendar: BusinessCalendar  # the waits count business days
     sla: SlaClocks
     mails: Mails
     settings: FollowupConfig
