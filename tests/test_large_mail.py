@@ -23,6 +23,7 @@ from maild.db.rawstore import RawStore
 from maild.intake.large import STORED_PART, skeleton
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest, intake_batch
+from maild.mail.policy import MailPolicies
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, mailbox_toml
 from tests.mailbuilder import make_mail
@@ -100,7 +101,8 @@ def test_the_skeleton_reads_as_the_whole_mail_does(tmp_path: Path) -> None:
     assert large is not None
     assert len(large.raw) < 16 * 1024  # the PDF is not in it
     assert len(large.stored) == 1  # the PNG is small: left in place
-    lean, whole = parse(b"", large=large, raw_sha256=sha256), parse(raw)
+    reading = MailPolicies().reading
+    lean, whole = parse(b"", reading, large=large, raw_sha256=sha256), parse(raw, reading)
     assert (lean.message_id, lean.subject, lean.text, lean.new_text) == (
         whole.message_id, whole.subject, whole.text, whole.new_text)
     assert [(a.filename, a.content_type, a.size) for a in lean.attachments] == [

@@ -17,6 +17,7 @@ from maild.clock import FixedClock
 from maild.config import Config
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
+from maild.mail.policy import MailPolicies
 from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
 from maild.outbound.outbox import INLINE_BYTES
 from maild.runtime.app import App, build_app
@@ -52,7 +53,7 @@ def test_rendered_mail_parses_back_identically() -> None:
         references=["<first@customer.example>", "<ack@example.com>"],
         auto_submitted="auto-replied",
     )
-    raw = render_mail(mail)
+    raw = render_mail(mail, MailPolicies().writing)
     raw.decode("ascii")  # 7-bit clean on the wire: encoded words and quoted-printable
     parsed = _parse(raw)
 
@@ -77,7 +78,7 @@ def test_no_header_can_be_injected_through_a_subject_or_name() -> None:
         subject="Hello\r\nBcc: victim@evil.example",
         text="x\n", message_id="<m@example.com>", date=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    parsed = _parse(render_mail(mail))
+    parsed = _parse(render_mail(mail, MailPolicies().writing))
     assert parsed["Bcc"] is None
     assert "\n" not in parsed["Subject"]
 

@@ -224,7 +224,8 @@ class IntakeBatch:
         if ahead is not None:
             return self._take(raw_sha256,
                               lambda: self.intake.parser.result(ahead, raw, raw_sha256))
-        return self._take(raw_sha256, lambda: parse(raw, raw_sha256=raw_sha256))
+        return self._take(raw_sha256,
+                          lambda: parse(raw, self.intake.parser.policy, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
@@ -237,7 +238,8 @@ class IntakeBatch:
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
         return self._take(raw_sha256,
-                          lambda: parse(raw, large=large, raw_sha256=raw_sha256))
+                          lambda: parse(raw, self.intake.parser.policy, large=large,
+                                         raw_sha256=raw_sha256))
 
     def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
         try:

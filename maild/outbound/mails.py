@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email.policy import EmailPolicy
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
     Party,
+    render_mail,
     tag_subject,
 )
 from maild.outbound.outbox import queue_mail
@@ -49,6 +51,7 @@ class Mails:
     calendar: BusinessCalendar
     sla: SlaClocks
     raw_store: RawStore  # where a mail too large for its outbox row goes
+    policy: EmailPolicy  # how the mail's headers are written (MailPolicies.writing)
     attachment_store: RawStore  # where a relayed reply's attachments are read from
 
     def _desk(self, ticket: Ticket | None, display_name: str | None = None) -> Party:
@@ -84,6 +87,7 @@ class Mails:
         return queue_mail(
             session,
             self.raw_store,
+            render_mail(mail, self.policy),
             mail,
             purpose=purpose,
             now=self.clock.now(),

@@ -17,6 +17,7 @@ from maild.db.rawstore import RawStore
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
 from maild.intake.pipeline import Intake
+from maild.mail.policy import MailPolicies
 from maild.outbound.mails import Mails
 from maild.outbound.sender import Sender
 from maild.outbound.templates import Templates
@@ -63,8 +64,11 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     templates = Templates(config.templates.dir)
     calendar = BusinessCalendar(config.business_hours)
     sla = SlaClocks(config.sla, calendar)
-    parser = ParserProcess(config.intake.parse_in_second_process)
-    mails = Mails(config, templates, clock, calendar, sla, raw_store, attachment_store)
+    policies = MailPolicies()
+    parser = ParserProcess(config.intake.parse_in_second_process, policies.reading)
+    mails = Mails(config=config, templates=templates, clock=clock, calendar=calendar, sla=sla,
+                  raw_store=raw_store, policy=policies.writing,
+                  attachment_store=attachment_store)
     return App(
         config=config,
         clock=clock,
@@ -76,7 +80,8 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         sla=sla,
         parser=parser,
         mails=mails,
-        intake=Intake(config, clock, db, raw_store, attachment_store, parser, sla, mails),
+        intake=Intake(config=config, clock=clock, db=db, raw_store=raw_store,
+                      attachment_store=attachment_store, parser=parser, sla=sla, mails=mails),
         sender=Sender(db, clock, raw_store, config.outbound),
         followups=FollowUps(db, clock, calendar, sla, mails, config.followup),
         surveys=Surveys(db, clock, mails),
