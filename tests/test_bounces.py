@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
+from maild.mail.policy import MailPolicies
 from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
@@ -71,8 +71,8 @@ def qmail(original: str, recipient: str = "ann@customer.example") -> bytes:
 
 
 def _acknowledged_ticket(app: App) -> tuple[int, str]:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    Sender(app).deliver_due()
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    app.sender.deliver_due()
     ack = show(app, ticket_id)["messages"][1]
     assert ack["delivery"]["status"] == "sent"
     return ticket_id, ack["delivery"]["message_id"]
@@ -81,7 +81,7 @@ def _acknowledged_ticket(app: App) -> tuple[int, str]:
 def test_a_postfix_bounce_marks_the_acknowledgment_failed(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
 
-    result = ingest(app, postfix(ack_id), "test")
+    result = ingest(app.intake, postfix(ack_id), "test")
 
     assert result.ticket_id == ticket_id
     ticket = show(app, ticket_id)
@@ -99,14 +99,16 @@ def test_a_postfix_bounce_marks_the_acknowledgment_failed(app: App, sink: Sink) 
 
 def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
-    assert ingest(app, exchange(ack_id), "test").ticket_id == ticket_id
+    assert ingest(app.intake, exchange(ack_id), "test").ticket_id == ticket_id
     assert "554 5.2.2 mailbox full" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
 
-    other = ingest(app, make_mail(sender="carl@customer.example", message_id="<c@x.example>"),
-                   "test").ticket_id
-    Sender(app).deliver_due()
+    other = ingest(app.intake,
+        make_mail(sender="carl@customer.example", message_id="<c@x.example>"),
+        "test").ticket_id
+    app.sender.deliver_due()
     other_ack = show(app, other)["messages"][1]["delivery"]["message_id"]
-    assert ingest(app, qmail(other_ack, "carl@customer.example"), "test").ticket_id == other
+    assert ingest(app.intake, qmail(other_ack, "carl@customer.example"), "test").ticket_id \
+        == other
     delivery = show(app, other)["messages"][1]["delivery"]
     assert delivery["status"] == "failed"
     assert "(#5.1.1)" in delivery["error"]
@@ -114,21 +116,21 @@ def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) ->
 
 def test_a_delay_warning_is_kept_but_fails_nothing(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
-    ingest(app, gmail_delayed(ack_id), "test")
+    ingest(app.intake, gmail_delayed(ack_id), "test")
     ticket = show(app, ticket_id)
     assert ticket["messages"][1]["delivery"]["status"] == "sent"
     assert ticket["messages"][-1]["kind"] == "internal"
 
 
 def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
-    result = ingest(app, postfix("<someone-else@elsewhere.example>"), "test")
+    result = ingest(app.intake, postfix("<someone-else@elsewhere.example>"), "test")
     assert result.outcome == "quarantined"
     assert "automatic message that belongs to no ticket" in result.reason
 
 
 def test_the_recipient_a_bounce_reports_is_read_where_each_mta_writes_it() -> None:
     def reported(raw: bytes) -> list[str]:
-        bounce = parse(raw).bounce
+        bounce = parse(raw, MailPolicies().reading).bounce
         assert bounce is not None
         return bounce.recipients
 

@@ -7,7 +7,10 @@ import pytest
 
 from maild.intake.classify import automatic_reason
 from maild.intake.parse import parse
+from maild.mail.policy import MailPolicies
 from tests.mailbuilder import make_mail
+
+READING = MailPolicies().reading
 
 AUTOMATIC = {
     "rfc 3834": ("Re: Printer on fire", {"Auto-Submitted": "auto-replied"},
@@ -29,12 +32,13 @@ AUTOMATIC = {
 @pytest.mark.parametrize("form", AUTOMATIC)
 def test_automatic_mail_in_its_forms(form: str) -> None:
     subject, headers, reason = AUTOMATIC[form]
-    assert automatic_reason(parse(make_mail(subject=subject, headers=headers))) == reason
+    assert automatic_reason(parse(make_mail(subject=subject, headers=headers), READING)) == reason
 
 
 @pytest.mark.parametrize("subject", ["Re: Printer on fire", "Automatic replies stopped working",
                                      "Out of office message not sent",
                                      "Our out of office settings are lost"])
 def test_a_persons_mail_is_not_automatic(subject: str) -> None:
-    mail = parse(make_mail(subject=subject, headers={"X-Auto-Response-Suppress": "DR, RN"}))
+    mail = parse(make_mail(subject=subject, headers={"X-Auto-Response-Suppress": "DR, RN"}),
+                 READING)
     assert automatic_reason(mail) is None

@@ -77,7 +77,7 @@ def desk(config: Config, config_file: Path, sink: Sink, clock: FixedClock) -> It
     port = free_port()
     inbound = config.inbound_smtp.model_copy(update={"enabled": True, "port": port})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
-    listener = SmtpListener(app, lambda result: None)
+    listener = SmtpListener(app.intake, app.config.inbound_smtp, lambda result: None)
     listener.start()
     try:
         yield Desk(config_file, sink, clock, port)
