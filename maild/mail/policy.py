@@ -117,3 +117,5 @@ def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
 
 READING = _ReadingPolicy(header_factory=_HEADERS)
 WRITING = _WritingPolicy(header_factory=_HEADERS, linesep="\r\n")
+# For mail to an address whose local part is not ASCII: headers in UTF-8 (RFC 6532).
+WRITING_UTF8 = WRITING.clone(utf8=True)
