@@ -86,3 +86,17 @@ def parse_commands(text: str) -> Commands:
                           "#assign #solve #hold #take #cause)")
     remaining = "\n".join(lines[consumed:]).strip()
     return Commands(internal, status, priority, assign, cause, errors, remaining)
+
+
+def command_lines(text: str) -> list[str]:
+    """The leading lines that read as commands, as written: what a mail that may not
+    command (unproven staff mail) would have commanded."""
+    found = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not _COMMAND_LINE.match(stripped):
+            break
+        found.append(stripped)
+    return found

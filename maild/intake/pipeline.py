@@ -120,7 +120,7 @@ class Context:
 
 
 def classify_stage(app: App, session: Session, ctx: Context) -> None:
-    ctx.verdict = classify(ctx.mail, app.config)
+    ctx.verdict = classify(ctx.mail, app.config, app.reply_tokens)
     if ctx.verdict.loop:
         raise PermanentError(f"mail loop: {ctx.verdict.loop}")
 
@@ -131,8 +131,15 @@ def dedupe_stage(app: App, session: Session, ctx: Context) -> None:
 
 
 def thread_stage(app: App, session: Session, ctx: Context) -> None:
-    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.is_staff)
-    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket)
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on)
+    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket,
+                             claims_staff=ctx.verdict.staff_proof is not None)
+
+
+def staff_stage(app: App, session: Session, ctx: Context) -> None:
+    """Is the sender staff on the ticket found? A reply token proves it on its own ticket
+    only (maild/intake/authenticity.py)."""
+    ctx.verdict = ctx.verdict.on_ticket(ctx.facts.ticket_id)
 
 
 def decide_stage(app: App, session: Session, ctx: Context) -> None:
@@ -151,8 +158,8 @@ def apply_stage(app: App, session: Session, ctx: Context) -> None:
 
 
 Stage = Callable[[App, Session, Context], None]
-STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, decide_stage,
-                             apply_stage)
+STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
+                             decide_stage, apply_stage)
 
 
 def run_stages(app: App, session: Session, ctx: Context,

@@ -46,6 +46,12 @@ class Mails:
         domain = domain_of(self._desk(ticket).address)
         return new_message_id(domain, ticket.id if ticket else None)
 
+    def _staff_message_id(self, ticket: Ticket, staff_address: str) -> str:
+        """The Message-ID of a mail to one engineer: with the token that their answer
+        brings back as proof that it is theirs (maild/mail/reply_tokens.py)."""
+        domain = domain_of(self._desk(ticket).address)
+        return self.app.reply_tokens.message_id(domain, ticket.id, staff_address)
+
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
         config = self.app.config
         desk = self._desk(ticket)
@@ -145,7 +151,7 @@ class Mails:
 
     def notification(
         self, ticket: Ticket, message: Message, recipients: list[str], **context: Any
-    ) -> OutboxMail:
+    ) -> list[OutboxMail]:
         """Tells the assignee (or the staff list) what the customer wrote, in the ticket's
         thread, so that replying to it answers the customer."""
         return self.to_staff(ticket, "notify", "notify", recipients, message=message,
@@ -154,27 +160,35 @@ class Mails:
     def to_staff(
         self, ticket: Ticket, template: str, purpose: str, recipients: list[str], *,
         cc: list[str] | None = None, in_reply_to: str | None = None, **context: Any,
-    ) -> OutboxMail:
+    ) -> list[OutboxMail]:
         """An automatic mail to the team about a ticket (a notification, an SLA warning, an
         escalation), in the ticket's thread, so that replying to it answers the customer.
-        It answers `in_reply_to`, by default the conversation's latest mail."""
+        It answers `in_reply_to`, by default the conversation's latest mail.
+
+        Each engineer gets a copy of their own, with To and Cc as written but a
+        Message-ID carrying their own reply token."""
         rendered = self.app.templates.render(template, self._context(ticket, **context))
         references = thread_ids(ticket)
-        mail = OutgoingMail(
-            sender=self._desk(ticket),
-            to=[Party(address) for address in recipients],
-            cc=[Party(address) for address in cc or []],
-            reply_to=self._desk(ticket),
-            subject=tag_subject(rendered.subject, ticket.id),
-            text=rendered.text,
-            html=rendered.html,
-            message_id=self._message_id(ticket),
-            date=self.app.clock.now(),
-            in_reply_to=in_reply_to or (references[-1] if references else None),
-            references=references,
-            auto_submitted="auto-generated",
-        )
-        return self._queue(mail, purpose, ticket)
+        to = [Party(address) for address in recipients]
+        copied = [Party(address) for address in cc or []]
+        return [
+            self._queue(OutgoingMail(
+                sender=self._desk(ticket),
+                to=to,
+                cc=copied,
+                envelope_to=[party.address],
+                reply_to=self._desk(ticket),
+                subject=tag_subject(rendered.subject, ticket.id),
+                text=rendered.text,
+                html=rendered.html,
+                message_id=self._staff_message_id(ticket, party.address),
+                date=self.app.clock.now(),
+                in_reply_to=in_reply_to or (references[-1] if references else None),
+                references=references,
+                auto_submitted="auto-generated",
+            ), purpose, ticket)
+            for party in dict.fromkeys([*to, *copied])
+        ]
 
     def to_customer(
         self, ticket: Ticket, template: str, purpose: str, *,
@@ -217,7 +231,7 @@ class Mails:
             subject=tag_subject(rendered.subject, ticket.id),
             text=rendered.text,
             html=rendered.html,
-            message_id=self._message_id(ticket),
+            message_id=self._staff_message_id(ticket, staff_address),
             date=self.app.clock.now(),
             in_reply_to=reply.message_id,
             references=[reply.message_id],

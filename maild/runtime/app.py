@@ -9,8 +9,10 @@ from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import upgrade
 from maild.db.rawstore import RawStore
+from maild.db.secrets import site_secret
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
+from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.templates import Templates
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.sla import SlaClocks
@@ -27,6 +29,7 @@ class App:
     calendar: BusinessCalendar
     sla: SlaClocks
     parser: ParserProcess
+    reply_tokens: ReplyTokens
 
     def close(self) -> None:
         self.parser.close()
@@ -42,6 +45,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     calendar = BusinessCalendar(config.business_hours)
     if migrate:
         upgrade(db)
+    reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     return App(
         config=config,
         clock=clock,
@@ -52,4 +56,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         calendar=calendar,
         sla=SlaClocks(config.sla, calendar),
         parser=ParserProcess(config.intake.parse_in_second_process),
+        reply_tokens=reply_tokens,
     )
