@@ -112,3 +112,19 @@ def test_a_mangled_authentication_results_header_is_a_failed_check_not_a_crash(
     result = ingest(app, se_reply(ticket_id, ";;; dkim=", "<mangled@example.com>"), "test")
     assert result.outcome == "stored"
     assert show(app, ticket_id)["status"] == "open"
+
+
+def test_only_the_topmost_header_of_a_trusted_server_counts(app: App) -> None:
+    """Ours is the topmost *trusted* one: a relay after our MX may add one of its own above
+    it, and what lies below it the sender wrote (tests/security/ holds the attack)."""
+    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    forged_below = se_reply(ticket_id, f"{MX}; dkim=pass header.d=example.com", "<f@example.com>")
+    real = f"{MX}; dkim=fail header.d=example.com".encode()
+    ingest(app, b"Authentication-Results: " + real + b"\r\n" + forged_below, "test")
+    assert show(app, ticket_id)["status"] == "open"
+
+    passing = se_reply(ticket_id, None, "<p@example.com>")
+    ingest(app, b"Authentication-Results: relay.internal.example; none\r\n"
+                b"Authentication-Results: " + f"{MX}; dkim=pass header.d=example.com".encode()
+           + b"\r\n" + passing, "test")
+    assert show(app, ticket_id)["status"] == "solved"
