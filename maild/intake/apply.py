@@ -277,16 +277,17 @@ class _Apply:
         commands = decision.commands
         assert commands is not None
         se = self.mail.sender.address
+        # Only the mail that opened the ticket is confirmed: any later mail in their name
+        # stays what it was, a customer's.
+        opening = ticket.messages[0]
         self._store(ticket, direction="out", kind="internal", body=commands.text)
-        opening = [m for m in ticket.messages if m.unproven_staff and m.author == se]
-        for message in opening:
-            message.direction = "out"
-            message.unproven_staff = None
-            record(ticket, self.now, se, "staff_confirmed", detail=message.message_id)
-        if opening:
+        if opening.unproven_staff and opening.author == se:
+            opening.direction = "out"
+            opening.unproven_staff = None
+            record(ticket, self.now, se, "staff_confirmed", detail=opening.message_id)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
-            first_response(ticket, now=opening[0].created_at, clocks=self.app.sla)
+            first_response(ticket, now=opening.created_at, clocks=self.app.sla)
             if ticket.status == "new":
                 set_status(ticket, "pending", actor=se, now=self.now, clocks=self.app.sla,
                            detail="opened by staff writing to the customer")

@@ -89,3 +89,13 @@ def test_a_forger_cannot_confirm(desk: Desk) -> None:
     assert [m["unproven_staff"] is not None for m in ticket["messages"]] == [True, True, True]
     assert "staff_confirmed" not in [e["kind"] for e in ticket["events"]]
     assert desk.mails_to(CAROL) == []
+
+    # Dan's own confirmation makes his opening mail his, and the forgeries stay theirs.
+    notice = next(m for m in desk.mails_to(SE) if "Confirm:" in m["Subject"])
+    desk.send(make_mail(sender=SE, subject=f"Re: {notice['Subject']}",
+                        message_id="<yes@example.com>", in_reply_to=notice["Message-ID"],
+                        body="Yes.\n"), SE)
+    ticket = desk.show(1)
+    assert ticket["assignee"] == SE
+    assert [m["unproven_staff"] is not None for m in ticket["messages"]] == [
+        False, True, True, False]
