@@ -98,6 +98,10 @@ def test_the_reason_says_what_the_receiving_server_did_not_show(
     f"{MX}; dmarc=pass (p=reject) header.from=example.com",
     f"{MX.upper()}; dkim=pass (2048-bit key; secure) header.d=example.com",
     f'{MX} 1; dkim = pass header.d="example.com" header.s=s1',
+    # As Gmail writes it: the signer named by header.i, and comments full of semicolons.
+    (f"{MX}; dkim=pass header.i=@example.com header.s=20230601 header.b=AbC; spf=pass "
+     "(google.com: domain of dan@example.com designates 1.2.3.4 as permitted sender; x) "
+     "smtp.mailfrom=dan@example.com"),
 ])
 def test_each_method_the_receiving_server_vouches_with_counts(app: App, passing: str) -> None:
     ticket_id = ingest(app, make_mail(), "test").ticket_id

@@ -7,9 +7,10 @@ do what"). A From header proves nothing; two things do:
   It proves the sender on that ticket only.
 - The receiving server's verdict, when trusted_authserv_ids is set (in either mode): the
   topmost Authentication-Results header written by a trusted authserv-id (RFC 8601)
-  shows dkim passing for the address's domain (header.d), spf passing for a sender in
-  it (smtp.mailfrom), or dmarc passing for it (header.from). Headers further down were
-  in the mail before our server saw it: the sender's own words (RFC 8601 section 5).
+  shows dkim passing for the address's domain (header.d, or header.i as Gmail writes it),
+  spf passing for a sender in it (smtp.mailfrom), or dmarc passing for it (header.from).
+  Headers further down were in the mail before our server saw it: the sender's own words
+  (RFC 8601 section 5).
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ _PROPERTY = re.compile(r"([a-z0-9_-]+\.[a-z0-9_-]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|
 def _passes(method: str, result: str, properties: dict[str, str], domain: str) -> bool:
     if result != "pass":
         return False
-    if method == "dkim":
-        return _domain(properties.get("header.d", "")) == domain
+    if method == "dkim":  # Gmail names the signer by header.i (@domain), others by header.d
+        return domain in (_domain(properties.get("header.d", "")),
+                          _domain(properties.get("header.i", "")))
     if method == "spf":
         return _domain(properties.get("smtp.mailfrom", "")) == domain
     if method == "dmarc":
@@ -128,6 +130,9 @@ def _parse(header: str) -> tuple[str, list[Result]]:
     return authserv_id, results
 
 
+_PIECE = re.compile(r'\\.|[()";]|[^\\()";]+', re.DOTALL)
+
+
 def _statements(header: str) -> list[str]:
     """The value split at the semicolons that are neither quoted nor in a comment, with
     the comments removed (RFC 5322 CFWS, nested, with quoted-pairs)."""
@@ -135,35 +140,25 @@ def _statements(header: str) -> list[str]:
     current: list[str] = []
     depth = 0
     quoted = False
-    escaped = False
-    for char in header:
-        if escaped:
-            escaped = False
-            if depth == 0:
-                current.append(char)
-            continue
-        if char == "\\" and (quoted or depth):
-            escaped = True
-            if depth == 0:
-                current.append(char)
-            continue
-        if quoted:
-            current.append(char)
-            quoted = char != '"'
-        elif char == "(":
-            if depth == 0:
-                current.append(" ")
-            depth += 1
-        elif depth:
-            if char == ")":
+    for piece in _PIECE.findall(header):
+        if depth:
+            if piece == "(":
+                depth += 1
+            elif piece == ")":
                 depth -= 1
-        elif char == '"':
+        elif quoted:
+            current.append(piece)
+            quoted = piece != '"'
+        elif piece == "(":
+            depth = 1
+            current.append(" ")
+        elif piece == '"':
             quoted = True
-            current.append(char)
-        elif char == ";":
+            current.append(piece)
+        elif piece == ";":
             statements.append("".join(current))
             current = []
         else:
-            current.append(char)
+            current.append(piece)
     statements.append("".join(current))
     return statements
