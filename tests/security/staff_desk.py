@@ -16,7 +16,6 @@ from typing import Any
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
-from maild.outbound.sender import Sender
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, free_port
 from tests.helpers import maild
@@ -43,7 +42,7 @@ class Desk:
 
     def mails_to(self, address: str) -> list[EmailMessage]:
         """What maild delivered to `address` so far, in order."""
-        Sender(self.app).deliver_due()
+        self.app.sender.deliver_due()
         return [m for m in self.sink.messages() if m["Delivered-To"] == address]
 
     def show(self, ticket_id: int) -> dict[str, Any]:
@@ -68,7 +67,7 @@ def open_desk(config: Config, config_file: Path, clock: FixedClock, sink: Sink,
     if staff:
         lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in staff.items())
         config_file.write_text(config_file.read_text().replace("[staff]\n", f"[staff]\n{lines}", 1))
-    listener = SmtpListener(app, lambda result: None)
+    listener = SmtpListener(app.intake, app.config.inbound_smtp, lambda result: None)
     listener.start()
     try:
         yield Desk(app, port, sink, config_file)

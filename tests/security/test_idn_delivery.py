@@ -18,7 +18,6 @@ from maild.channels.sink import start_sink
 from maild.clock import FixedClock
 from maild.config import Config
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, free_port
 from tests.helpers import maild
@@ -99,7 +98,7 @@ def test_a_fault_of_our_own_mid_transaction_defers_that_mail_alone(
     app: App, sink: Sink, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n, sender in enumerate([IDN, ANN]):
-        ingest(app, make_mail(sender=sender, message_id=f"<c{n}@customer.example>"), "test")
+        ingest(app.intake, make_mail(sender=sender, message_id=f"<c{n}@customer.example>"), "test")
     # No real input makes maild's own code fail inside a transaction any more (the IDN
     # address above was one such input): a fault injected into RCPT, after MAIL FROM was
     # accepted, stands for the next such bug.
@@ -114,9 +113,9 @@ def test_a_fault_of_our_own_mid_transaction_defers_that_mail_alone(
 
     monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt)
 
-    report = Sender(app).deliver_due()
+    report = app.sender.deliver_due()
     assert (report.sent, report.deferred, report.failed) == (1, 1, 0)
     assert [m["Delivered-To"] for m in sink.messages()] == [ANN]  # the next one went
     clock.advance(timedelta(minutes=1))
-    assert Sender(app).deliver_due().sent == 1
+    assert app.sender.deliver_due().sent == 1
     assert [m["Delivered-To"] for m in sink.messages()] == [ANN, IDN]
