@@ -173,11 +173,13 @@ class StaffConfig(_Section):
     # Notifications about mail from one sender in an hour, at most: a flood from one
     # address is stored in full, and the next notification allowed counts what was held.
     notify_per_sender_per_hour: Annotated[int, Field(ge=1)] = 10
-    # Being staff takes more than a From header. "authentication-results": the receiving
-    # server's Authentication-Results (from one of trusted_authserv_ids) must show
-    # dkim, spf or dmarc passing for the staff address's domain. "none": trust From
-    # (only where nobody else can reach the intake, e.g. the embedded local setup).
-    verify: Literal["none", "authentication-results"] = "none"
+    # Being staff takes more than a From header (maild/intake/authenticity.py).
+    # "reply-token": the mail answers a mail maild sent to that address about the ticket.
+    # "authentication-results": the receiving server's topmost Authentication-Results
+    # (from one of trusted_authserv_ids) shows dkim, spf or dmarc passing for the staff
+    # address's domain; with trusted_authserv_ids set, that counts in "reply-token" too.
+    # "none": trust From (only where nobody else can reach the intake).
+    verify: Literal["reply-token", "authentication-results", "none"] = "reply-token"
     trusted_authserv_ids: list[str] = []
     # Support leads: tickets unresolved past [sla] escalate_after go to them. They are
     # staff too. None given: escalations go to the addresses above.

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from tests.conftest import Sink
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
@@ -44,7 +44,7 @@ def test_the_se_s_attachment_travels_with_the_relay_under_its_own_name(
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     reply = with_attachment(
         make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: [#{ticket_id}]",
-                  message_id="<dan-pdf@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<dan-pdf@example.com>", in_reply_to=notice_to(app, ticket_id),
                   body="The report is attached.\n"),
         PDF, "Prüfbericht März.pdf",
     )
@@ -67,7 +67,7 @@ def test_an_attachment_over_the_limit_is_not_stored_or_relayed_but_kept_in_the_r
     ticket_id = ingest(small.intake, make_mail(), "test").ticket_id
     reply = with_attachment(
         make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                  message_id="<dan-big@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<dan-big@example.com>", in_reply_to=notice_to(app, ticket_id),
                   body="Too big to pass on.\n"), PDF, "big.pdf")
     result = ingest(small.intake, reply, "test")
 

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Sink
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
@@ -123,6 +125,41 @@ def test_check_reports_each_server(config_file: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ok   database" in result.output
     assert "ok   outbound SMTP" in result.output
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    ('[staff]\nverify = "none"\n[inbound_smtp]\nenabled = true\nhost = "0.0.0.0"\n',
+     "the SMTP listener on 0.0.0.0:"),
+    ('[staff]\nverify = "none"\n[[mailboxes]]\nname = "support"\nhost = "127.0.0.1"\n'
+     'port = 1\nsecurity = "none"\nusername = "support@example.com"\n'
+     'password_env = "HOME"\n', "mailbox support"),
+])
+def test_check_warns_when_anyone_who_can_write_in_is_trusted_as_staff(
+    tmp_path: Path, sink: Sink, settings: str, warned: str
+) -> None:
+    path = tmp_path / "open.toml"
+    path.write_text(f'[support]\naddress = "support@example.com"\n[storage]\n'
+                    f'url = "sqlite:///{tmp_path}/m.db"\n[outbound]\nport = {sink.port}\n'
+                    f"{settings}")
+    result = maild(path, "check")
+    [line] = [line for line in result.output.splitlines() if " staff: " in line]
+    assert line.startswith('WARN staff: verify = "none" trusts the From header, and strangers '
+                           "can write to maild (")
+    assert warned in line
+
+
+def test_check_does_not_warn_about_the_local_setup_or_the_default(
+    tmp_path: Path, sink: Sink
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(f'[support]\naddress = "support@example.com"\n[storage]\n'
+                     f'url = "sqlite:///{tmp_path}/m.db"\n[outbound]\nport = {sink.port}\n'
+                     '[staff]\nverify = "none"\n[inbound_smtp]\nenabled = true\n'
+                     'host = "127.0.0.1"\nport = 1\n')
+    assert "ok   staff: verify = \"none\"" in maild(local, "check").output
+    default = tmp_path / "default.toml"
+    default.write_text(local.read_text().replace('verify = "none"', ""))
+    assert "ok   staff: verify = 'reply-token'" in maild(default, "check").output
 
 
 def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: Path) -> None:

@@ -78,14 +78,25 @@ def test_staff_writing_to_support_alone_opens_a_ticket_of_their_own() -> None:
     assert decision.requester == SE
 
 
-def test_unverified_staff_writing_to_a_customer_is_a_customers_new_conversation() -> None:
-    unverified = Verdict(is_staff=False, automatic=None, loop=None,
-                         unverified_staff="no passing dkim, spf or dmarc")
-    decision = the(mail(sender=SE, to=(CUSTOMER,), cc=("support@example.com",)),
-                   unverified, NO_TICKET)
-    assert decision.kind == "new_conversation"
+UNPROVEN = Verdict(is_staff=False, automatic=None, loop=None,
+                   unverified_staff="claims staff address dan@example.com, but answers no "
+                                    "mail maild sent to that address")
+
+
+def test_unproven_staff_writing_to_a_customer_opens_the_customers_ticket_unassigned() -> None:
+    decision = the(mail(sender=SE, to=(CUSTOMER,), cc=("support@example.com",),
+                        text="#assign dan@example.com\nHello Ann"), UNPROVEN, NO_TICKET)
+    assert decision.kind == "staff_brings_in_customer_unproven"
+    assert decision.requester == CUSTOMER
+    assert decision.unproven_staff == UNPROVEN.unverified_staff
+    assert decision.ignored_commands == ("#assign dan@example.com",)
+
+
+def test_unproven_staff_writing_to_support_alone_is_their_own_new_conversation() -> None:
+    decision = the(mail(sender=SE), UNPROVEN, NO_TICKET)
+    assert decision.kind == "new_conversation"  # they ask as anyone may: nothing to prove
     assert decision.requester == SE
-    assert decision.cc == (CUSTOMER,)
+    assert decision.unproven_staff is None
 
 
 # --- a mail on a ticket --------------------------------------------------------------------
@@ -195,12 +206,32 @@ def test_an_engineer_adds_people_with_cc_and_by_copying_them() -> None:
                    STAFFS, OPEN)
     assert decision.kind == "staff_reply"
     assert decision.cc == ("dora@partner.example", "erin@partner.example")
+def test_unproven_staff_mail_on_a_ticket_is_a_customers_with_its_commands_ignored() -> None:
+    decision = the(mail(sender=SE, text="#solve\n#assign eve@example.com\nAll done."),
+                   UNPROVEN, OPEN)
+    assert (decision.kind, decision.reason) == ("customer_reply",
+                                                "staff address unproven: a customer's mail")
+    assert decision.unproven_staff == UNPROVEN.unverified_staff
+    assert decision.ignored_commands == ("#solve", "#assign eve@example.com")
+    assert decision.commands is None
+
+
+def test_an_answer_to_the_confirmation_notice_confirms() -> None:
+    facts = TicketFacts(ticket_id=7, status="new", requester=CUSTOMER,
+                        answers_confirmation=True)
+    decision = the(mail(sender=SE, text="Yes, that was me.\n"), STAFFS, facts)
+    assert decision.kind == "staff_confirms"
+    assert decision.commands is not None and decision.commands.text == "Yes, that was me."
+    assert the(mail(sender=SE), UNPROVEN, facts).kind == "customer_reply"
 
 
 def test_staff_who_asked_themselves_reply_as_the_customer() -> None:
     decision = the(mail(sender=SE), STAFFS, TicketFacts(ticket_id=7, status="open",
                                                         requester=SE))
     assert decision.kind == "customer_reply"
+    unproven = the(mail(sender=SE), UNPROVEN, TicketFacts(ticket_id=7, status="open",
+                                                          requester=SE))
+    assert (unproven.kind, unproven.unproven_staff) == ("customer_reply", None)
 
 
 # --- surveys -------------------------------------------------------------------------------

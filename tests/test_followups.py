@@ -10,7 +10,7 @@ from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
-from tests.helpers import at_once, show
+from tests.helpers import at_once, notice_to, show
 from tests.mailbuilder import make_mail, staff_reply
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -27,7 +27,8 @@ def system_mails(app: App, ticket_id: int) -> list[dict[str, object]]:
 def friday_evening_ticket(app: App, clock: FixedClock) -> int:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     clock.set(at(11, 27, 16))  # Friday 16:00, an hour before the weekend
-    ingest(app.intake, staff_reply(ticket_id, "Please try the new driver.\n"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Please try the new driver.\n",
+                answering=notice_to(app, ticket_id)), "test")
     assert show(app, ticket_id)["status"] == "pending"
     return ticket_id
 
@@ -107,7 +108,8 @@ def test_a_customer_who_answers_after_the_first_nudge_is_not_nudged_again(
 
 def test_a_ticket_on_hold_is_never_nudged(app: App, clock: FixedClock) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
-    ingest(app.intake, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n",
+                answering=notice_to(app, ticket_id)), "test")
     assert show(app, ticket_id)["status"] == "on_hold"
     for day in (1, 3, 7, 30):
         clock.set(at(12, day, 12))
@@ -145,7 +147,7 @@ def test_two_schedulers_at_once_send_every_nudge_exactly_once(
         ingest(app.intake,
             make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
                       message_id=f"<d{n}@example.com>",
-                      in_reply_to=f"<m{n}@customer.example>", body="Try this.\n"), "test")
+                      in_reply_to=notice_to(app, ticket_id), body="Try this.\n"), "test")
         tickets.append(ticket_id)
     run_sweeps(app)
     clock.set(at(12, 1, 16))
@@ -165,7 +167,7 @@ def test_every_due_solved_ticket_is_closed_in_one_sweep_not_500_a_minute(
         ingest(app.intake,
             make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
                       message_id=f"<sd{n}@example.com>",
-                      in_reply_to=f"<s{n}@customer.example>", body="#solve\nDone.\n"),
+                      in_reply_to=notice_to(app, ticket_id), body="#solve\nDone.\n"),
             "test")
     clock.set(at(12, 10, 12))
     assert close_solved_tickets(app, batch=3) == 7
@@ -177,7 +179,8 @@ def test_a_nudge_across_the_spring_dst_change_keeps_the_wall_clock_time(
     clock.set(datetime(2027, 3, 12, 10, tzinfo=LA))
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     clock.set(datetime(2027, 3, 12, 16, tzinfo=LA))  # Friday 16:00 PST; Sunday 14th is 23 h
-    ingest(app.intake, staff_reply(ticket_id, "Try this.\n"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Try this.\n",
+                answering=notice_to(app, ticket_id)), "test")
     run_sweeps(app)
     # Tuesday 16:00, now PDT (UTC-7): the same wall-clock time as without the change.
     assert show(app, ticket_id)["followup_due_at"] == "2027-03-16T23:00:00+00:00"
@@ -190,7 +193,8 @@ def test_a_holiday_is_not_a_business_day_for_nudges(app: App, clock: FixedClock)
         clock.set(at(12, 23, 10))
         ticket_id = ingest(festive.intake, make_mail(), "test").ticket_id
         clock.set(at(12, 23, 16))  # Wednesday 16:00
-        ingest(festive.intake, staff_reply(ticket_id, "Try this.\n"), "test")
+        ingest(festive.intake, staff_reply(ticket_id, "Try this.\n",
+                answering=notice_to(festive, ticket_id)), "test")
         run_sweeps(festive)
         # Wednesday 1 h, Thursday 8 h, Christmas Friday none, Monday 7 h: Monday 16:00.
         assert show(festive, ticket_id)["followup_due_at"] == "2026-12-29T00:00:00+00:00"

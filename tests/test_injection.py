@@ -9,6 +9,7 @@ import email.policy
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from tests.conftest import Sink
+from tests.helpers import notice_to
 from tests.mailbuilder import make_mail
 
 
@@ -47,7 +48,7 @@ def test_the_relay_is_multipart_alternative_and_escapes_what_the_se_wrote(
     ingest(app.intake, make_mail(body="Does <b>this</b> work?\n"), "test")
     ingest(app.intake,
         make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1]",
-                  message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<dan@example.com>", in_reply_to=notice_to(app, 1),
                   body="Use <script>x</script> & restart.\n\nThen call us.\n"), "test")
     app.sender.deliver_due()
 

@@ -15,7 +15,7 @@ from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from maild.tickets.service import set_status
 from maild.tickets.views import get_ticket
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail, staff_reply
 
 
@@ -99,7 +99,7 @@ def test_staff_reply_is_relayed_and_sets_pending(app: App, clock: FixedClock) ->
     se_reply = make_mail(
         sender="Dan Engineer <dan@example.com>", to="support@example.com",
         subject=f"Re: [#{ticket_id}] Printer on fire", message_id="<dan1@example.com>",
-        in_reply_to="<first@customer.example>",
+        in_reply_to=notice_to(app, ticket_id),
         body="Please unplug it first.\n\nOn Mon, Ann wrote:\n> It is on fire.\n",
     )
     ingest(app.intake, se_reply, "test")
@@ -120,7 +120,7 @@ def test_staff_reply_all_does_not_send_the_customer_a_second_copy(app: App) -> N
     reply_all = make_mail(
         sender="dan@example.com", to="ann@customer.example", cc="support@example.com",
         subject=f"Re: [#{ticket_id}] Printer on fire", message_id="<dan2@example.com>",
-        in_reply_to="<first@customer.example>", body="Unplug it.\n",
+        in_reply_to=notice_to(app, ticket_id), body="Unplug it.\n",
     )
     ingest(app.intake, reply_all, "test")
 
@@ -130,7 +130,8 @@ def test_staff_reply_all_does_not_send_the_customer_a_second_copy(app: App) -> N
 
 def test_note_command_keeps_the_reply_internal(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
-    note = staff_reply(ticket_id, "#note\nCustomer is on the old firmware.\n", "<note@example.com>")
+    note = staff_reply(ticket_id, "#note\nCustomer is on the old firmware.\n", "<note@example.com>",
+                       answering=notice_to(app, ticket_id))
     ingest(app.intake, note, "test")
 
     ticket = show(app, ticket_id)
@@ -144,7 +145,7 @@ def test_note_command_keeps_the_reply_internal(app: App) -> None:
 def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     reply = staff_reply(ticket_id, "#priority p1\n#solve\nFixed in 2.3.1, please upgrade.\n",
-                        "<cmd@example.com>")
+                        "<cmd@example.com>", answering=notice_to(app, ticket_id))
     ingest(app.intake, reply, "test")
 
     ticket = show(app, ticket_id)
@@ -155,7 +156,8 @@ def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) ->
 
 def test_unknown_command_changes_nothing_and_tells_the_se(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
-    reply = staff_reply(ticket_id, "#sovle\nDone.\n", "<bad@example.com>")
+    reply = staff_reply(ticket_id, "#sovle\nDone.\n", "<bad@example.com>",
+                        answering=notice_to(app, ticket_id))
     result = ingest(app.intake, reply, "test")
 
     ticket = show(app, ticket_id)
@@ -171,12 +173,15 @@ def test_staff_writing_to_a_customer_with_support_in_cc_opens_their_ticket(app: 
                      cc="support@example.com", subject="Your upgrade next week",
                      message_id="<outreach@example.com>", body="Shall we plan it?\n")
     ticket_id = ingest(app.intake, mail, "test").ticket_id
+    # No notification to answer: Dan proves it was him by answering maild's notice.
+    ingest(app.intake, staff_reply(ticket_id, "Yes, that was me.\n", "<confirm@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
 
     ticket = show(app, ticket_id)
     assert ticket["requester"] == "carol@customer.example"
     assert ticket["assignee"] == "dan@example.com"
     assert ticket["status"] == "pending"
-    assert [m["kind"] for m in ticket["messages"]] == ["public"]  # no acknowledgment
+    assert [m["kind"] for m in ticket["messages"]] == ["public", "internal"]  # no ack
 
     answer = make_mail(sender="carol@customer.example", to="dan@example.com",
                        cc="support@example.com", subject="Re: Your upgrade next week",
@@ -204,7 +209,8 @@ def test_reply_to_a_closed_ticket_opens_a_linked_follow_up(app: App) -> None:
 
 def test_auto_reply_on_a_ticket_is_stored_and_reopens_nothing(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
-    ingest(app.intake, staff_reply(ticket_id, "Try this.\n", "<d@example.com>"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Try this.\n", "<d@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
     ooo = make_mail(subject=f"Out of office: [#{ticket_id}]", message_id="<ooo@customer.example>",
                     in_reply_to="<d@example.com>", headers={"Auto-Submitted": "auto-replied"},
                     body="I am away until Monday.\n")
@@ -310,7 +316,8 @@ def test_quarantined_message_keeps_its_raw_bytes(app: App) -> None:
 
 def test_every_status_change_is_in_the_event_log(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
-    ingest(app.intake, staff_reply(ticket_id, "Try this.\n", "<d@example.com>"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Try this.\n", "<d@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
     ingest(app.intake, make_mail(message_id="<c2@customer.example>", in_reply_to="<d@example.com>",
                                  body="Did not help.\n"), "test")
 

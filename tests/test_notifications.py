@@ -12,7 +12,7 @@ from maild.tickets.customers import add_customer
 from maild.tickets.service import set_assignee, set_status
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail, plain_text
 
 
@@ -99,7 +99,7 @@ def test_no_call_is_suggested_once_the_cause_is_known(app: App, sink: Sink) -> N
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     ingest(app.intake,
         make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                  message_id="<cause@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<cause@example.com>", in_reply_to=notice_to(app, ticket_id),
                   body="#cause expired TLS certificate on their proxy\n#note\n"), "test")
     for n in range(1, 4):
         ingest(app.intake, customer_reply(ticket_id, n, f"Any news ({n})?\n"), "test")

@@ -13,7 +13,8 @@ from maild.tickets.customers import add_customer
 from maild.tickets.report import build_report
 from maild.tickets.service import set_priority
 from maild.tickets.views import get_ticket
-from tests.helpers import maild
+from tests.conftest import Sink
+from tests.helpers import delivered_notice, maild, notice_to
 from tests.mailbuilder import make_mail, staff_reply
 from tests.test_followups import at
 
@@ -34,11 +35,11 @@ def story(app: App, clock: FixedClock) -> None:
                      clocks=app.sla)
     clock.set(at(11, 23, 12))  # two business hours later
     ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
-                                 message_id="<r1@example.com>", in_reply_to="<a@x>",
+                                 message_id="<r1@example.com>", in_reply_to=notice_to(app, quick),
                                  body="Try this.\n"), "test")
     clock.set(at(11, 24, 12))  # a day and two hours later: past the 24-hour first response
     ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{slow}]",
-                                 message_id="<r2@example.com>", in_reply_to="<b@x>",
+                                 message_id="<r2@example.com>", in_reply_to=notice_to(app, slow),
                                  body="Sorry for the wait.\n"), "test")
     for day in (24, 30):
         clock.set(at(11, day, 12, 30))
@@ -74,9 +75,10 @@ def test_the_report_over_a_story(app: App, clock: FixedClock) -> None:
     assert report["followups"] == {"nudges_sent": 4, "auto_solved": 2}
 
 
-def test_report_on_the_command_line(config_file: Path) -> None:
+def test_report_on_the_command_line(config_file: Path, sink: Sink) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
-    maild(config_file, "ingest", "-", stdin=staff_reply(1, "Done.\n"))
+    maild(config_file, "ingest", "-", stdin=staff_reply(
+        1, "Done.\n", answering=delivered_notice(config_file, sink)))
 
     text = maild(config_file, "report")
     assert text.exit_code == 0, text.output

@@ -13,7 +13,7 @@ from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.report import build_report
 from maild.tickets.surveys import read_rating
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
 
@@ -26,7 +26,7 @@ def solved_with_survey(app: App, clock: FixedClock, n: int = 0) -> tuple[int, st
                   message_id=f"<q{n}@customer.example>"), "test").ticket_id
     ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
                                  message_id=f"<fix{n}@example.com>",
-                                 in_reply_to=f"<q{n}@customer.example>",
+                                 in_reply_to=notice_to(app, ticket_id),
                                  body="#solve\nFixed in 2.4.1.\n"), "test")
     assert run_sweeps(app)["surveys_sent"] == 1
     survey = show(app, ticket_id)["messages"][-1]

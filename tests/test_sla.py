@@ -24,7 +24,7 @@ from maild.tickets.customers import add_customer
 from maild.tickets.service import set_priority
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
-from tests.helpers import at_once, maild, show
+from tests.helpers import at_once, delivered_notice, maild, notice_to, show
 from tests.mailbuilder import make_mail, plain_text, staff_reply
 from tests.test_followups import at
 
@@ -117,7 +117,7 @@ def test_the_policy_follows_severity_and_plan_and_moves_with_the_priority(desk: 
     # An SE's note raises it: severity 1, on the cloud plan's terms. A note is no response.
     ingest(desk.intake,
         make_mail(sender="dan@example.com", subject=f"Re: [#{cloud}]",
-                  message_id="<n@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<n@example.com>", in_reply_to=notice_to(desk, cloud),
                   body="#priority p1\n#note\nProduction is down for them.\n"), "test")
     ticket = show(desk, cloud)
     assert (ticket["priority"], ticket["severity"]) == ("p1", 1)
@@ -137,11 +137,13 @@ def test_only_a_public_se_reply_is_a_first_response(desk: App, clock: FixedClock
 
     clock.set(at(11, 23, 10, 30))
     ingest(desk.intake, staff_reply(ticket_id, "#note\nChecking the logs first.\n",
-                                    "<note@example.com>"), "test")
+                                    "<note@example.com>",
+                answering=notice_to(desk, ticket_id)), "test")
     assert show(desk, ticket_id)["first_response_at"] is None
 
     clock.set(at(11, 23, 10, 40))
-    ingest(desk.intake, staff_reply(ticket_id, "Please send the model number.\n"), "test")
+    ingest(desk.intake, staff_reply(ticket_id, "Please send the model number.\n",
+                answering=notice_to(desk, ticket_id)), "test")
     assert show(desk, ticket_id)["first_response_at"] == iso(at(11, 23, 10, 40))
 
 
@@ -169,7 +171,8 @@ def test_the_resolution_clock_stands_still_while_the_customer_or_a_third_party_h
     assert show(desk, ticket_id)["resolution_due_at"] == iso(at(11, 26, 10))
 
     clock.set(at(11, 23, 12))
-    ingest(desk.intake, staff_reply(ticket_id, "Try turning it off.\n"), "test")  # pending
+    ingest(desk.intake, staff_reply(ticket_id, "Try turning it off.\n",
+                answering=notice_to(desk, ticket_id)), "test")  # pending
     ticket = show(desk, ticket_id)
     assert ticket["sla_paused_at"] == iso(at(11, 23, 12))
     assert ticket["resolution_due_at"] == iso(at(11, 26, 10))
@@ -182,7 +185,8 @@ def test_the_resolution_clock_stands_still_while_the_customer_or_a_third_party_h
 
     clock.set(at(11, 26, 12))
     ingest(desk.intake, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n",
-                                    "<hold@example.com>"), "test")
+                                    "<hold@example.com>",
+                answering=notice_to(desk, ticket_id)), "test")
     clock.set(at(11, 30, 12))  # four days with the vendor, then the customer nudges us
     customer_writes(desk, 2)
     assert show(desk, ticket_id)["resolution_due_at"] == iso(at(12, 2, 10))
@@ -201,7 +205,8 @@ resolution = "16 business hours"
     assert show(desk, ticket_id)["resolution_due_at"] == iso(at(11, 25, 10))
 
     clock.set(at(11, 23, 12))  # 2 hours used
-    ingest(desk.intake, staff_reply(ticket_id, "Try this.\n"), "test")
+    ingest(desk.intake, staff_reply(ticket_id, "Try this.\n",
+                answering=notice_to(desk, ticket_id)), "test")
     clock.set(at(11, 25, 12))
     customer_writes(desk, 1)
     # 14 left from Wednesday 12:00: 5 that day, 8 on Thursday, 1 on Friday.
@@ -271,7 +276,8 @@ def test_warnings_go_to_the_assignee_and_stop_once_the_se_answers(
     ticket_id = ingest(desk.intake, make_mail(), "test").ticket_id
     ingest(desk.intake,
         staff_reply(ticket_id, "#assign eve@staff.example.com\n#note\nEve knows it.\n",
-                    "<assign@example.com>"), "test")
+                    "<assign@example.com>",
+                answering=notice_to(desk, ticket_id)), "test")
     raise_priority(desk, ticket_id, "p1")
     clock.set(at(11, 23, 10, 45))
     desk.sla_alerts.send()
@@ -280,7 +286,7 @@ def test_warnings_go_to_the_assignee_and_stop_once_the_se_answers(
     clock.set(at(11, 23, 10, 55))
     ingest(desk.intake, make_mail(sender="eve@staff.example.com", subject=f"Re: [#{ticket_id}]",
                                   message_id="<eve@staff.example.com>",
-                                  in_reply_to="<first@customer.example>",
+                                  in_reply_to=notice_to(desk, ticket_id, "eve@staff.example.com"),
                                   body="Unplug it, please.\n"), "test")
     for moment in (at(11, 23, 11), at(11, 24, 8), at(11, 24, 10), at(11, 26, 10)):
         clock.set(moment)
@@ -300,7 +306,8 @@ def test_a_ticket_into_its_third_week_goes_to_the_leads_once(
     desk: App, clock: FixedClock, sink: Sink
 ) -> None:
     ticket_id = ingest(desk.intake, make_mail(), "test").ticket_id
-    ingest(desk.intake, staff_reply(ticket_id, "#hold\nThe vendor is looking into it.\n"), "test")
+    ingest(desk.intake, staff_reply(ticket_id, "#hold\nThe vendor is looking into it.\n",
+                answering=notice_to(desk, ticket_id)), "test")
     clock.set(at(12, 7, 9, 59))
     assert desk.sla_alerts.send() == 0  # on hold: no warnings, but the weeks still count
     clock.set(at(12, 7, 10))
@@ -308,7 +315,12 @@ def test_a_ticket_into_its_third_week_goes_to_the_leads_once(
     clock.set(at(12, 14, 10))
     assert desk.sla_alerts.send() == 0
 
-    [escalation] = alert_mails(desk, sink)
+    # A copy for each, the same To and Cc, each with its own reply token.
+    escalations = alert_mails(desk, sink)
+    assert sorted(m["Delivered-To"] for m in escalations) == ["dan@example.com",
+                                                               "lead@example.com"]
+    assert len({m["Message-ID"] for m in escalations}) == 2
+    escalation = escalations[0]
     assert escalation["Subject"] == "[#1] Escalated, unresolved for 14 days: Printer on fire"
     assert escalation["To"] == "lead@example.com"
     assert escalation["Cc"] == "dan@example.com"  # the assignee
@@ -320,7 +332,8 @@ def test_a_ticket_into_its_third_week_goes_to_the_leads_once(
 
 def test_a_solved_ticket_is_never_escalated(desk: App, clock: FixedClock) -> None:
     ticket_id = ingest(desk.intake, make_mail(), "test").ticket_id
-    ingest(desk.intake, staff_reply(ticket_id, "#solve\nFixed in 2.1.\n"), "test")
+    ingest(desk.intake, staff_reply(ticket_id, "#solve\nFixed in 2.1.\n",
+                answering=notice_to(desk, ticket_id)), "test")
     clock.set(at(12, 31, 10))
     assert desk.sla_alerts.send() == 0
     assert show(desk, ticket_id)["escalated_at"] is None
@@ -389,14 +402,15 @@ def test_run_once_at_a_given_moment_sends_the_warning(config_file: Path, sink: S
     assert "[#1] SLA due soon: Printer on fire" in subjects
 
 
-def test_tickets_show_says_where_the_clocks_stand(config_file: Path) -> None:
+def test_tickets_show_says_where_the_clocks_stand(config_file: Path, sink: Sink) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
     waiting = maild(config_file, "tickets", "show", "1").output.splitlines()
     assert "created 2026-11-23T18:00:00+00:00, severity 2" in waiting
     assert ("SLA: first response due 2026-11-30T18:00:00+00:00 (our target "
             "2026-11-23T19:00:00+00:00); resolution due -") in waiting
 
-    maild(config_file, "ingest", "-", stdin=staff_reply(1, "#priority p1\nTry this.\n"),
+    maild(config_file, "ingest", "-", stdin=staff_reply(
+        1, "#priority p1\nTry this.\n", answering=delivered_notice(config_file, sink)),
           now="2026-11-23T10:30:00-08:00")
     answered = maild(config_file, "tickets", "show", "1").output.splitlines()
     assert ("SLA: first response 2026-11-23T18:30:00+00:00; resolution due "

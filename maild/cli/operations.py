@@ -68,6 +68,7 @@ def check(obj: Context) -> None:
     config = obj.config()
     results = run_checks(config, clock_from_env())
     for result in results:
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+        mark = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
+        click.echo(f"{mark} {result.name}: {result.detail}")
     if not all(r.ok for r in results):
         sys.exit(1)

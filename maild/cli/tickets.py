@@ -92,6 +92,10 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
         outside = " [FROM OUTSIDE THE TICKET: not a participant]" if message["outside"] else ""
         click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
                    f"{message['author']}{sent}{outside}")
+        if message["unproven_staff"]:
+            click.echo(f"!!! UNPROVEN: {message['unproven_staff']}; handled as a customer's")
+            for command in message["ignored_commands"]:
+                click.echo(f"!!! not run: {command}")
         click.echo(message["body"])
 
 

@@ -204,6 +204,9 @@ class Message(Base):
     # The staff's notification of this mail: "sent", or "held" by the cap on notifications
     # about one sender; NULL when none was due.
     staff_notice: Mapped[str | None] = mapped_column(String(4))
+    # Mail from a staff address that did not prove it came from that engineer: why. It was
+    # handled as a customer's mail (docs/design.md, "Who may do what").
+    unproven_staff: Mapped[str | None] = mapped_column(Text)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
@@ -216,6 +219,8 @@ class OutboxMail(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # The notices of one kind sent lately (those about unproven staff mail are capped).
+        Index("ix_outbox_purpose_created_at", "purpose", "created_at"),
         CheckConstraint("raw IS NOT NULL OR raw_sha256 IS NOT NULL", name="ck_outbox_raw_kept"),
     )
 
@@ -255,6 +260,17 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class SiteSecret(Base):
+    """A random key maild made for itself once, shared by every process on the database
+    (the key of the reply tokens in staff notifications: maild/mail/reply_tokens.py)."""
+
+    __tablename__ = "site_secrets"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MailboxState(Base):

@@ -27,7 +27,7 @@ from maild.tickets.service import (
     set_priority,
     set_status,
 )
-from maild.tickets.staff import staff_recipients
+from maild.tickets.staff import CONFIRMATION_NOTICE, UNPROVEN_NOTICE, staff_recipients
 
 if TYPE_CHECKING:
     from maild.intake.pipeline import Intake
@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
+
+
+# The notices about unproven mail in an engineer's name sent lately: they are capped per
+# address, so that forged mail cannot flood the engineer it names.
+_UNPROVEN_NOTICES_SINCE = (
+    select(OutboxMail.recipients)
+    .where(OutboxMail.purpose.in_([UNPROVEN_NOTICE, CONFIRMATION_NOTICE]),
+           OutboxMail.created_at >= bindparam("since", type_=OutboxMail.created_at.type))
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +87,17 @@ class _Apply:
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
 
-    def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
-        if self.verdict.unverified_staff:
+    def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str,
+               unproven: Decision | None = None) -> Message:
+        """`unproven`: the decision that this mail from a staff address proved nothing;
+        the message is flagged with its reason, and the commands it held are listed."""
+        reason = unproven.unproven_staff if unproven else None
+        if unproven is not None:
             record(ticket, self.now, SYSTEM_ACTOR, "staff_unverified",
-                   detail=f"{self.mail.message_id} {self.verdict.unverified_staff}")
+                   detail=f"{self.mail.message_id} {reason}")
+            if unproven.ignored_commands:
+                record(ticket, self.now, SYSTEM_ACTOR, "commands_ignored",
+                       detail=f"{self.mail.message_id}: {'; '.join(unproven.ignored_commands)}")
         message = Message(
             message_id=self.mail.message_id,
             direction=direction,
@@ -94,6 +110,7 @@ class _Apply:
             raw_sha256=self.raw_sha256,
             channel=self.channel,
             automatic=self.verdict.automatic,
+            unproven_staff=reason,
             attachments=[self._keep(attachment) for attachment in self.mail.attachments],
             outbox=None,  # it came in: no delivery of ours to look up
         )
@@ -131,16 +148,17 @@ class _Apply:
         self.mails.acknowledgment(self.session, ticket, message)
         return 1
 
-    def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
-        """Tell the assignee, or while there is none the staff list, what the customer wrote;
-        unless the staff were told about this sender often enough in the last hour: then
-        the mail is held back, and the next notification about them says so."""
+    def _notify(self, ticket: Ticket, message: Message, headline: str,
+                unproven: bool = False) -> int:
+        """Tell the assignee, or while there is none the staff list, what the customer wrote
+        (`unproven`: a staff address wrote it, and proved nothing); unless the staff were
+        told about this sender often enough in the last hour: then the mail is held back,
+        and the next notification about them says so."""
         staff = self.config.staff
         if not staff.notify:
             return 0
         sender = self.mail.sender.address
-        recipients = staff_recipients(ticket, staff, author=sender,
-                                      impersonated=bool(self.verdict.unverified_staff))
+        recipients = staff_recipients(ticket, staff, author=sender)
         if not recipients:
             return 0
         notices = notices_about(self.session, sender, self.now)
@@ -155,7 +173,7 @@ class _Apply:
             if m.direction == "in" and m.kind == "public" and not m.automatic
             and m.author == ticket.requester
         ) - 1
-        if self.verdict.unverified_staff:
+        if unproven:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
         self.mails.notification(
@@ -168,6 +186,26 @@ class _Apply:
             notify_cap=staff.notify_per_sender_per_hour,
         )
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
+        return 1
+
+    def _tell_engineer(self, ticket: Ticket, message: Message, decision: Decision,
+                       notice: str) -> int:
+        """Tell the engineer whose address unproven mail used (`notice`: that it was
+        handled as a customer's, or asking them to confirm the ticket it opened), at most
+        outbound.auto_replies_per_hour times an hour, whoever writes in their name."""
+        engineer = self.mail.sender.address
+        limit = self.config.outbound.auto_replies_per_hour
+        told = sum(engineer in recipients for recipients in self.session.connection().execute(
+            _UNPROVEN_NOTICES_SINCE, {"since": self.now - timedelta(hours=1)}).scalars())
+        if told >= limit:
+            record(ticket, self.now, SYSTEM_ACTOR, "staff_notice_withheld",
+                   detail=f"{told} notices of unproven mail to {engineer} in the last hour")
+            return 0
+        self.mails.to_staff(self.session, ticket, notice, notice, [engineer],
+                            in_reply_to=message.message_id, message=message,
+                            reason=decision.unproven_staff,
+                            ignored_commands=list(decision.ignored_commands))
+        record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=engineer)
         return 1
 
     def _open_tickets(self, ticket: Ticket) -> int:
@@ -219,6 +257,42 @@ class _Apply:
                    detail="opened by staff writing to the customer")
         return Applied(ticket.id, decision.reason)
 
+    def staff_brings_in_customer_unproven(self, decision: Decision) -> Applied:
+        """Opened for the customer all the same, but flagged and assigned to nobody; the
+        engineer whose address was used is asked to confirm (`staff_confirms`)."""
+        assert decision.requester is not None
+        ticket = self._open_ticket(decision.requester)
+        for address in decision.cc:
+            add_participant(ticket, address, "cc")
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text,
+                              unproven=decision)
+        told = self._tell_engineer(ticket, message, decision, CONFIRMATION_NOTICE)
+        return Applied(ticket.id, decision.reason, told)
+
+    def staff_confirms(self, ticket: Ticket, decision: Decision) -> Applied:
+        """The engineer answered the notice about the ticket opened in their name: their
+        mail to the customer is theirs, and the ticket is as it would have been had it
+        proved so at once. The answer is an internal note: nobody outside sees it."""
+        commands = decision.commands
+        assert commands is not None
+        se = self.mail.sender.address
+        # Only the mail that opened the ticket is confirmed: any later mail in their name
+        # stays what it was, a customer's.
+        opening = ticket.messages[0]
+        self._store(ticket, direction="out", kind="internal", body=commands.text)
+        if opening.unproven_staff and opening.author == se:
+            opening.direction = "out"
+            opening.unproven_staff = None
+            record(ticket, self.now, se, "staff_confirmed", detail=opening.message_id)
+            if ticket.assignee is None:
+                set_assignee(ticket, se, actor=se, now=self.now)
+            first_response(ticket, now=opening.created_at, clocks=self.sla)
+            if ticket.status == "new":
+                set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
+                           detail="opened by staff writing to the customer")
+        self._run_commands(ticket, commands)
+        return Applied(ticket.id, decision.reason)
+
     def follow_up(self, closed: Ticket, decision: Decision) -> Applied:
         recent = self._automatic_mails_lately(self.mail.sender.address)
         ticket = self._open_ticket(self.mail.sender.address, follow_up_of=closed)
@@ -236,15 +310,22 @@ class _Apply:
         return Applied(ticket.id, decision.reason, acknowledged + notified)
 
     def customer_reply(self, ticket: Ticket, decision: Decision) -> Applied:
+        """Also mail from a staff address that proved nothing: a customer's words, which
+        make that address no participant; its engineer is told."""
         sender = self.mail.sender.address
-        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        unproven = decision if decision.unproven_staff else None
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text,
+                              unproven=unproven)
         joins = "joined by replying: of the requester's organisation" if sender in decision.cc \
             else f"put in copy by {sender}"
         for address in decision.cc:
             add_cc(ticket, address, actor=sender, now=self.now, detail=joins)
         set_status(ticket, "open", actor=sender, now=self.now,
                    clocks=self.sla, detail="customer replied")
-        notified = self._notify(ticket, message, f"{self._who()} replied:")
+        notified = self._notify(ticket, message, f"{self._who()} replied:",
+                                unproven=unproven is not None)
+        if unproven is not None:
+            notified += self._tell_engineer(ticket, message, unproven, UNPROVEN_NOTICE)
         return Applied(ticket.id, decision.reason, notified)
 
     def outside_message(self, ticket: Ticket, decision: Decision) -> Applied:
@@ -371,6 +452,7 @@ _OPENING: dict[Kind, Callable[[_Apply, Decision], Applied]] = {
     "noise": _Apply.noise,
     "new_conversation": _Apply.new_conversation,
     "staff_brings_in_customer": _Apply.staff_brings_in_customer,
+    "staff_brings_in_customer_unproven": _Apply.staff_brings_in_customer_unproven,
 }
 _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
     "follow_up": _Apply.follow_up,
@@ -383,6 +465,7 @@ _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
     "automatic_staff_mail": _Apply.automatic_staff_mail,
     "commands_rejected": _Apply.commands_rejected,
     "staff_reply": _Apply.staff_reply,
+    "staff_confirms": _Apply.staff_confirms,
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from maild.config import Config
-from maild.intake.authenticity import staff_unverified
+from maild.intake.authenticity import StaffProof, staff_proof
 from maild.intake.parse import ParsedMail
 from maild.mail.addresses import is_mailer_daemon
+from maild.mail.reply_tokens import ReplyTokens
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,20 @@ class Verdict:
     loop: str | None  # why answering it would make a loop, or None
     # Why mail from a staff address is treated as a customer's (it failed the check)
     unverified_staff: str | None = None
+    # What mail from a staff address proves; None for everyone else's mail
+    staff_proof: StaffProof | None = None
+
+    def staff_on(self, ticket_id: int | None) -> bool:
+        """Whether the sender is proven staff on this ticket (None: on no ticket)."""
+        return self.staff_proof is not None and self.staff_proof.proves(ticket_id)
+
+    def on_ticket(self, ticket_id: int | None) -> Verdict:
+        """The verdict once the ticket the mail belongs to is known: a reply token
+        proves its sender on its own ticket only."""
+        if self.staff_proof is None:
+            return self
+        return replace(self, is_staff=self.staff_proof.proves(ticket_id),
+                       unverified_staff=self.staff_proof.why_not(ticket_id))
 
 
 # What Exchange and Outlook write on their out-of-office replies instead of RFC 3834's
@@ -71,13 +86,16 @@ def loop_reason(mail: ParsedMail, config: Config) -> str | None:
     return None
 
 
-def classify(mail: ParsedMail, config: Config) -> Verdict:
-    claims_staff = config.staff.is_staff(mail.sender.address)
-    unverified = (staff_unverified(mail.sender.address, mail.authentication_results, config.staff)
-                  if claims_staff else None)
+def classify(mail: ParsedMail, config: Config, tokens: ReplyTokens) -> Verdict:
+    """The verdict before the mail's ticket is known (see `Verdict.on_ticket`)."""
+    proof = None
+    if config.staff.is_staff(mail.sender.address):
+        proof = staff_proof(mail.sender.address, mail.thread_ids,
+                            mail.authentication_results, config.staff, tokens)
     return Verdict(
-        is_staff=claims_staff and unverified is None,
+        is_staff=proof is not None and proof.proves(None),
         automatic=automatic_reason(mail),
         loop=loop_reason(mail, config),
-        unverified_staff=unverified,
+        unverified_staff=proof.why_not(None) if proof is not None else None,
+        staff_proof=proof,
     )

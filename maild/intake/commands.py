@@ -108,3 +108,17 @@ def _addresses(command: str, argument: str, errors: list[str]) -> list[str]:
         except InvalidAddress:
             errors.append(f"{command} {word}: not a mail address")
     return found
+
+
+def command_lines(text: str) -> list[str]:
+    """The leading lines that read as commands, as written: what a mail that may not
+    command (unproven staff mail) would have commanded."""
+    found = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not _COMMAND_LINE.match(stripped):
+            break
+        found.append(stripped)
+    return found

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from maild.intake.classify import Verdict
-from maild.intake.commands import Commands, parse_commands
+from maild.intake.commands import Commands, command_lines, parse_commands
 from maild.intake.parse import ParsedMail
 from maild.tickets.surveys import read_rating
 
@@ -21,6 +21,10 @@ Kind = Literal[
     "noise",  # automatic mail that belongs to no ticket
     "new_conversation",
     "staff_brings_in_customer",  # an SE wrote to a customer with support@ in Cc
+    # The same from a staff address that proved nothing: opened, flagged, assigned to
+    # nobody until the engineer confirms by answering maild's notice
+    "staff_brings_in_customer_unproven",
+    "staff_confirms",  # the engineer answered that notice: the ticket is theirs
     "follow_up",  # the customer wrote again on a closed ticket
     "customer_reply",
     "outside_message",  # from someone who takes no part in the ticket: kept, grants nothing
@@ -53,6 +57,8 @@ class TicketFacts:
     colleague: bool = False  # the sender belongs to the requester's registered organisation
     survey_sent: bool = False
     answers_survey: bool = False  # the mail answers the survey sent on this ticket
+    # The mail answers the notice asking its sender to confirm they opened this ticket
+    answers_confirmation: bool = False
     bounced: tuple[SentMail, ...] = ()  # the mails of ours a bounce names
 
 
@@ -70,6 +76,10 @@ class Decision:
     commands: Commands | None = None  # a staff reply
     bounced: str | None = None  # a failed delivery: the Message-ID of our mail
     bounced_to: tuple[str, ...] = ()  # a failed delivery: the recipients it failed for
+    # Mail from a staff address that proved nothing, handled as a customer's: why, and
+    # the commands it would have given (not run)
+    unproven_staff: str | None = None
+    ignored_commands: tuple[str, ...] = ()
 
 
 def others(mail: ParsedMail, addresses: list[str], own: frozenset[str],
@@ -116,10 +126,17 @@ def decide(mail: ParsedMail, verdict: Verdict, facts: TicketFacts, *,
             return Decision("commands_rejected", "commands rejected, nothing changed",
                             commands=commands)
         added = [a for a in commands.cc if a not in own]
-        return Decision("staff_reply", "staff reply", commands=commands,
-                        cc=_new(facts, [*_addressed(mail, own, is_staff), *added]))
+        cc = _new(facts, [*_addressed(mail, own, is_staff), *added])
+        if facts.answers_confirmation:
+            return Decision("staff_confirms", "the engineer confirmed opening the ticket",
+                            commands=commands, cc=cc)
+        return Decision("staff_reply", "staff reply", commands=commands, cc=cc)
     if verdict.automatic:
         return Decision("automatic_reply", f"automatic reply stored ({verdict.automatic})")
+    if verdict.unverified_staff and sender != facts.requester:
+        return Decision("customer_reply", "staff address unproven: a customer's mail",
+                        unproven_staff=verdict.unverified_staff,
+                        ignored_commands=tuple(command_lines(mail.new_text)))
     if not takes_part:
         return Decision("customer_reply",
                         "customer reply from the requester's organisation, who joins",
@@ -149,10 +166,19 @@ def _no_ticket(mail: ParsedMail, verdict: Verdict, own: frozenset[str],
                         f"automatic message that belongs to no ticket ({verdict.automatic})")
     recipients = [m.address for m in [*mail.to, *mail.cc]]
     customers = others(mail, [m.address for m in mail.to], own, is_staff)
-    if verdict.is_staff and own.intersection(recipients) and customers:
-        return Decision("staff_brings_in_customer", "ticket opened by staff for the customer",
-                        requester=customers[0],
-                        cc=others(mail, recipients, own, is_staff)[1:])
+    claims_staff = verdict.is_staff or verdict.unverified_staff is not None
+    if claims_staff and own.intersection(recipients) and customers:
+        cc = others(mail, recipients, own, is_staff)[1:]
+        if verdict.is_staff:
+            return Decision("staff_brings_in_customer",
+                            "ticket opened by staff for the customer",
+                            requester=customers[0], cc=cc)
+        return Decision("staff_brings_in_customer_unproven",
+                        "ticket opened for the customer by a staff address that proved "
+                        "nothing: waiting for the engineer to confirm",
+                        requester=customers[0], cc=cc,
+                        unproven_staff=verdict.unverified_staff,
+                        ignored_commands=tuple(command_lines(mail.new_text)))
     return Decision("new_conversation", "new conversation", requester=mail.sender.address,
                     cc=others(mail, recipients, own, is_staff))
 

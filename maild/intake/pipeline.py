@@ -35,6 +35,7 @@ from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import ParserProcess, Verdict
 from maild.intake.thread import Threading, find_ticket, ticket_facts
+from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.tickets.sla import SlaClocks
 
@@ -62,6 +63,7 @@ class Intake:
     parser: ParserProcess  # parses a batch's mail ahead, in a second process if enabled
     sla: SlaClocks
     mails: Mails
+    reply_tokens: ReplyTokens  # what proves an engineer's mail (intake/authenticity.py)
 
 
 _KNOWN = union_all(
@@ -139,7 +141,7 @@ class Context:
 
 
 def classify_stage(intake: Intake, session: Session, ctx: Context) -> None:
-    ctx.verdict = classify(ctx.mail, intake.config)
+    ctx.verdict = classify(ctx.mail, intake.config, intake.reply_tokens)
     if ctx.verdict.loop:
         raise PermanentError(f"mail loop: {ctx.verdict.loop}")
 
@@ -150,8 +152,15 @@ def dedupe_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 
 def thread_stage(intake: Intake, session: Session, ctx: Context) -> None:
-    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.is_staff)
-    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket)
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on)
+    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket,
+                             claims_staff=ctx.verdict.staff_proof is not None)
+
+
+def staff_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    """Is the sender staff on the ticket found? A reply token proves it on its own ticket
+    only (maild/intake/authenticity.py)."""
+    ctx.verdict = ctx.verdict.on_ticket(ctx.facts.ticket_id)
 
 
 def decide_stage(intake: Intake, session: Session, ctx: Context) -> None:
@@ -170,8 +179,8 @@ def apply_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 
 Stage = Callable[[Intake, Session, Context], None]
-STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, decide_stage,
-                             apply_stage)
+STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
+                             decide_stage, apply_stage)
 
 
 def run_stages(intake: Intake, session: Session, ctx: Context,

@@ -43,6 +43,32 @@ def parse_mailboxes(header_values: list[str]) -> list[Mailbox]:
     return found
 
 
+@dataclass(frozen=True)
+class WireAddress:
+    """An address as SMTP carries it: its domain in ASCII (IDNA) form."""
+
+    address: str
+    needs_smtputf8: bool  # the local part is not ASCII: only a relay with SMTPUTF8 takes it
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in the ASCII-compatible form DNS and SMTP use (xn--…)."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidAddress(f"the domain {domain!r} has no ASCII form: {exc}") from None
+
+
+def on_the_wire(address: str) -> WireAddress:
+    """How an address stored in its Unicode form (as `normalise` keeps it) is sent."""
+    local, _, domain = address.rpartition("@")
+    if not local:
+        raise InvalidAddress(f"{address!r} is not a valid address: no @")
+    return WireAddress(f"{local}@{ascii_domain(domain)}", not local.isascii())
+
+
 def local_part(address: str) -> str:
     return address.rsplit("@", 1)[0]
 

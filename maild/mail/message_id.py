@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from maild.mail.addresses import ascii_domain
+
 # As real clients write them (docs/design.md, "Threading"): whatever stands between angle
 # brackets, of any length, without spaces; stricter grammars lose real mail.
 MSG_ID = r"<[^<>\s]+>"
@@ -16,6 +18,11 @@ def message_ids(value: str) -> list[str]:
     return _MSG_ID.findall(value)
 
 
-def new_message_id(domain: str, ticket_id: int | None = None) -> str:
+def new_message_id(domain: str, ticket_id: int | None = None, token: str | None = None
+                   ) -> str:
+    """`<maild.N.RANDOM@domain>`, or `<maild.N.RANDOM.TOKEN@domain>` for a mail to staff
+    (maild/mail/reply_tokens.py): a dot-atom on both sides of the @, as RFC 5322 asks,
+    the domain in its ASCII form."""
     prefix = f"maild.{ticket_id}." if ticket_id is not None else "maild."
-    return f"<{prefix}{uuid.uuid4().hex}@{domain}>"
+    suffix = f".{token}" if token else ""
+    return f"<{prefix}{uuid.uuid4().hex}{suffix}@{ascii_domain(domain)}>"

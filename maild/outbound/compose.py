@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
 
+from maild.mail.addresses import InvalidAddress, ascii_domain, local_part
 from maild.mail.subject import tagged
 
 # A boundary has only to be absent from the parts it separates, and every part maild
@@ -49,9 +50,13 @@ class OutgoingMail:
     reply_to: Party | None = None
     auto_submitted: str | None = None  # "auto-replied" | "auto-generated"
     attachments: list[OutgoingAttachment] = field(default_factory=list)
+    # Who it is delivered to, when not everyone in To and Cc (each engineer's own copy)
+    envelope_to: list[str] | None = None
 
     @property
     def recipients(self) -> list[str]:
+        if self.envelope_to is not None:
+            return list(self.envelope_to)
         return [p.address for p in [*self.to, *self.cc]]
 
 
@@ -66,7 +71,13 @@ def tag_subject(subject: str, ticket_id: int) -> str:
 
 
 def _address(party: Party) -> str:
+    """The domain in its ASCII form (an encoded word is no domain); a local part that is
+    not ASCII is written as UTF-8 (`render_mail`)."""
     username, _, domain = party.address.rpartition("@")
+    try:
+        domain = ascii_domain(domain)
+    except InvalidAddress:
+        pass  # kept as stored: its delivery fails, saying why (outbound/smtp.py)
     return str(Address(display_name=one_line(party.name), username=username, domain=domain))
 
 
@@ -78,6 +89,11 @@ def _addresses(*parties: Party) -> str:
 
 def render_mail(mail: OutgoingMail, policy: EmailPolicy) -> bytes:
     """`policy`: how headers are written (MailPolicies.writing, maild/mail/policy.py)."""
+    parties = [mail.sender, *mail.to, *mail.cc, *([mail.reply_to] if mail.reply_to else [])]
+    # An address whose local part is not ASCII can only be written as UTF-8 (RFC 6532);
+    # such a mail travels only with SMTPUTF8 anyway.
+    if not all(local_part(party.address).isascii() for party in parties):
+        policy = policy.clone(utf8=True)
     message = EmailMessage(policy=policy)
     message["From"] = _addresses(mail.sender)
     message["To"] = _addresses(*mail.to)

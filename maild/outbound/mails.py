@@ -15,6 +15,7 @@ from maild.db.models import Customer, Message, OutboxMail, Ticket
 from maild.db.rawstore import RawStore
 from maild.mail.addresses import domain_of
 from maild.mail.message_id import new_message_id
+from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
@@ -53,6 +54,7 @@ class Mails:
     raw_store: RawStore  # where a mail too large for its outbox row goes
     policy: EmailPolicy  # how the mail's headers are written (MailPolicies.writing)
     attachment_store: RawStore  # where a relayed reply's attachments are read from
+    reply_tokens: ReplyTokens  # what a mail to staff carries for their answer to prove them
 
     def _desk(self, ticket: Ticket | None, display_name: str | None = None) -> Party:
         """Who a ticket's mail is from: the mailbox it came in through, else support@."""
@@ -62,6 +64,12 @@ class Mails:
     def _message_id(self, ticket: Ticket | None) -> str:
         domain = domain_of(self._desk(ticket).address)
         return new_message_id(domain, ticket.id if ticket else None)
+
+    def _staff_message_id(self, ticket: Ticket, staff_address: str) -> str:
+        """The Message-ID of a mail to one engineer: with the token that their answer
+        brings back as proof that it is theirs (maild/mail/reply_tokens.py)."""
+        domain = domain_of(self._desk(ticket).address)
+        return self.reply_tokens.message_id(domain, ticket.id, staff_address)
 
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
         config = self.config
@@ -166,7 +174,7 @@ class Mails:
     def notification(
         self, session: Session, ticket: Ticket, message: Message, recipients: list[str],
         **context: Any,
-    ) -> OutboxMail:
+    ) -> list[OutboxMail]:
         """Tells the assignee (or the staff list) what the customer wrote, in the ticket's
         thread, so that replying to it answers the customer."""
         return self.to_staff(session, ticket, "notify", "notify", recipients, message=message,
@@ -176,27 +184,35 @@ class Mails:
         self, session: Session, ticket: Ticket, template: str, purpose: str,
         recipients: list[str], *, cc: list[str] | None = None,
         in_reply_to: str | None = None, **context: Any,
-    ) -> OutboxMail:
+    ) -> list[OutboxMail]:
         """An automatic mail to the team about a ticket (a notification, an SLA warning, an
         escalation), in the ticket's thread, so that replying to it answers the customer.
-        It answers `in_reply_to`, by default the conversation's latest mail."""
+        It answers `in_reply_to`, by default the conversation's latest mail.
+
+        Each engineer gets a copy of their own, with To and Cc as written but a
+        Message-ID carrying their own reply token."""
         rendered = self.templates.render(template, self._context(ticket, **context))
         references = thread_ids(ticket)
-        mail = OutgoingMail(
-            sender=self._desk(ticket),
-            to=[Party(address) for address in recipients],
-            cc=[Party(address) for address in cc or []],
-            reply_to=self._desk(ticket),
-            subject=tag_subject(rendered.subject, ticket.id),
-            text=rendered.text,
-            html=rendered.html,
-            message_id=self._message_id(ticket),
-            date=self.clock.now(),
-            in_reply_to=in_reply_to or (references[-1] if references else None),
-            references=references,
-            auto_submitted="auto-generated",
-        )
-        return self._queue(session, mail, purpose, ticket)
+        to = [Party(address) for address in recipients]
+        copied = [Party(address) for address in cc or []]
+        return [
+            self._queue(session, OutgoingMail(
+                sender=self._desk(ticket),
+                to=to,
+                cc=copied,
+                envelope_to=[party.address],
+                reply_to=self._desk(ticket),
+                subject=tag_subject(rendered.subject, ticket.id),
+                text=rendered.text,
+                html=rendered.html,
+                message_id=self._staff_message_id(ticket, party.address),
+                date=self.clock.now(),
+                in_reply_to=in_reply_to or (references[-1] if references else None),
+                references=references,
+                auto_submitted="auto-generated",
+            ), purpose, ticket)
+            for party in dict.fromkeys([*to, *copied])
+        ]
 
     def to_customer(
         self, session: Session, ticket: Ticket, template: str, purpose: str, *,
@@ -240,7 +256,7 @@ class Mails:
             subject=tag_subject(rendered.subject, ticket.id),
             text=rendered.text,
             html=rendered.html,
-            message_id=self._message_id(ticket),
+            message_id=self._staff_message_id(ticket, staff_address),
             date=self.clock.now(),
             in_reply_to=reply.message_id,
             references=[reply.message_id],

@@ -18,7 +18,7 @@ from maild.db.rawstore import RawStore
 from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
-from maild.outbound.smtp import connect
+from maild.outbound.smtp import connect, reset, send
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 
@@ -113,10 +113,10 @@ class Sender:
                             self._failed(unsent, exc, report)
                         return report
                 try:
-                    refused = client.sendmail(mail.mail_from, mail.recipients, raw)
-                except Exception as exc:
+                    refused = send(client, mail.mail_from, mail.recipients, raw)
+                except Exception as exc:  # this mail's failure, never the next one's
                     self._failed(mail, exc, report)
-                    if _connection_lost(exc):
+                    if _connection_lost(exc) or not reset(client):
                         client.close()
                         client = None  # reconnect for the next mail
                 else:

@@ -32,7 +32,7 @@ from maild.errors import ConfigError
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
-    "sla_alert", "escalation",
+    "sla_alert", "escalation", "staff_unproven", "staff_confirm",
 )
 
 

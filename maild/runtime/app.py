@@ -14,10 +14,12 @@ from maild.config import Config
 from maild.db.database import Database
 from maild.db.migrate import upgrade
 from maild.db.rawstore import RawStore
+from maild.db.secrets import site_secret
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
 from maild.intake.pipeline import Intake
 from maild.mail.policy import MailPolicies
+from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.outbound.sender import Sender
 from maild.outbound.templates import Templates
@@ -45,6 +47,7 @@ class App:
     followups: FollowUps
     surveys: Surveys
     sla_alerts: SlaAlerts
+    reply_tokens: ReplyTokens
 
     def close(self) -> None:
         self.parser.close()
@@ -59,6 +62,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     db = Database(config.storage.url)
     if migrate:
         upgrade(db)
+    reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     raw_store = RawStore(config.storage.dir / "raw")
     attachment_store = RawStore(config.storage.dir / "attachments", suffix=".bin")
     templates = Templates(config.templates.dir)
@@ -68,7 +72,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     parser = ParserProcess(config.intake.parse_in_second_process, policies.reading)
     mails = Mails(config=config, templates=templates, clock=clock, calendar=calendar, sla=sla,
                   raw_store=raw_store, policy=policies.writing,
-                  attachment_store=attachment_store)
+                  attachment_store=attachment_store, reply_tokens=reply_tokens)
     return App(
         config=config,
         clock=clock,
@@ -81,10 +85,12 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         parser=parser,
         mails=mails,
         intake=Intake(config=config, clock=clock, db=db, raw_store=raw_store,
-                      attachment_store=attachment_store, parser=parser, sla=sla, mails=mails),
+                      attachment_store=attachment_store, parser=parser, sla=sla, mails=mails,
+                      reply_tokens=reply_tokens),
         sender=Sender(db, clock, raw_store, config.outbound),
         followups=FollowUps(db, clock, calendar, sla, mails, config.followup,
                             config.outbound.auto_replies_per_hour),
         surveys=Surveys(db, clock, mails, config.outbound.auto_replies_per_hour),
         sla_alerts=SlaAlerts(db, clock, sla, mails, config.staff),
+        reply_tokens=reply_tokens,
     )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Message, Ticket
 from maild.errors import NotFound
+from maild.intake.commands import command_lines
 
 
 def iso(value: datetime | None) -> str | None:
@@ -32,6 +33,10 @@ def message_json(message: Message) -> dict[str, Any]:
         # From someone who takes no part in the ticket: kept, sent on to nobody.
         "outside": message.outside,
         "staff_notice": message.staff_notice,
+        # Mail from a staff address that proved nothing: why, and the commands it held,
+        # which were not run (docs/design.md, "Who may do what").
+        "unproven_staff": message.unproven_staff,
+        "ignored_commands": command_lines(message.body) if message.unproven_staff else [],
         "attachments": message.attachments,
         "delivery": None if outbox is None else {
             "message_id": outbox.message_id,
