@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -92,8 +93,11 @@ def _set_aside(app: App, session: Session, raw_sha256: str, channel: str, reason
 
 def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
     """Set a message aside with its reason, in a transaction of its own."""
+    started = time.monotonic()
     with app.db.transaction() as session:
-        return _set_aside(app, session, raw_sha256, channel, reason)
+        result = _set_aside(app, session, raw_sha256, channel, reason)
+    app.metrics.taken_in(channel, [(result.outcome, started)])
+    return result
 
 
 def _is_connection_fault(exc: DBAPIError) -> bool:
@@ -174,6 +178,7 @@ class IntakeBatch:
         self.channel = channel
         self.mailbox = mailbox
         self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
+        self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
 
     def parse_ahead(self, raws: Sequence[bytes]) -> None:
         """These messages come next in this batch: have the parser process start on
@@ -199,27 +204,35 @@ class IntakeBatch:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
+        started = time.monotonic()
         raw_sha256 = self.app.raw_store.put(raw)
         ahead = self._ahead.pop(raw_sha256, None)
         if ahead is not None:
-            return self._take(raw_sha256,
+            return self._take(raw_sha256, started,
                               lambda: self.app.parser.result(ahead, raw, raw_sha256))
-        return self._take(raw_sha256, lambda: parse(raw, raw_sha256=raw_sha256))
+        return self._take(raw_sha256, started, lambda: parse(raw, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
         it is large: its large attachments are streamed to the attachment store rather
         than decoded in memory (maild/intake/large.py)."""
+        started = time.monotonic()
         path = self.app.raw_store.path_for(raw_sha256)
         try:
             large = skeleton(path, self.app.attachment_store)
             raw = b"" if large is not None else path.read_bytes()  # the pass gave up
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        return self._take(raw_sha256,
+        return self._take(raw_sha256, started,
                           lambda: parse(raw, large=large, raw_sha256=raw_sha256))
 
-    def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
+    def _take(self, raw_sha256: str, started: float, parsing: Callable[[], ParsedMail]
+              ) -> IngestResult:
+        result = self._outcome(raw_sha256, parsing)
+        self.taken.append((result.outcome, started))
+        return result
+
+    def _outcome(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
         try:
             mail = parsing()
         except PermanentError as exc:
@@ -273,6 +286,7 @@ def intake_batch(app: App, channel: str, mailbox: str | None = None
             yield batch
         finally:
             batch.forget_ahead()
+    app.metrics.taken_in(channel, batch.taken)  # counted once committed
 
 
 def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:

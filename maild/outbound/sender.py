@@ -139,6 +139,7 @@ class Sender:
                 record_on(session, ticket_id, now, SYSTEM_ACTOR, "delivered", new=message_id,
                           detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
+        self.app.metrics.delivered("sent")
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
 
     def _failed(self, claimed: _Claimed, error: BaseException, report: DeliveryReport) -> None:
@@ -151,10 +152,12 @@ class Sender:
             if decision.retry:
                 row.next_attempt_at = now + decision.delay
                 report.deferred += 1
+                self.app.metrics.delivered("deferred")
                 log.warning("outbox #%s deferred %s: %s", row.id, decision.delay, decision.reason)
                 return
             row.status = "failed"
             report.failed += 1
+            self.app.metrics.delivered("failed")
             log.error("outbox #%s failed: %s", row.id, decision.reason)
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)

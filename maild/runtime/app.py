@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maild.clock import Clock
 from maild.config import Config
@@ -12,6 +12,7 @@ from maild.db.rawstore import RawStore
 from maild.errors import TemporaryError
 from maild.intake.parser_process import ParserProcess
 from maild.outbound.templates import Templates
+from maild.runtime.metrics import Metrics
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.sla import SlaClocks
 
@@ -27,6 +28,7 @@ class App:
     calendar: BusinessCalendar
     sla: SlaClocks
     parser: ParserProcess
+    metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
         self.parser.close()

@@ -64,6 +64,24 @@ def check_inbound_smtp(config: Config) -> CheckResult:
     return CheckResult("inbound SMTP", True, f"{where} is free to listen on")
 
 
+def check_web(config: Config) -> CheckResult:
+    from maild.web.auth import token_missing
+
+    settings = config.web
+    if not settings.enabled:
+        return CheckResult("web", True, "disabled")
+    if not settings.token:
+        return CheckResult("web", False, token_missing(settings))
+    where = f"{settings.host}:{settings.port}"
+    try:
+        with socket.create_server((settings.host, settings.port)):
+            pass
+    except OSError as exc:
+        return CheckResult("web", False, f"cannot listen on {where}: {exc.strerror}")
+    return CheckResult("web", True,
+                       f"http://{where}/ is free to serve on; the token is in {settings.token_env}")
+
+
 def check_templates(config: Config) -> CheckResult:
     problems = Templates(config.templates.dir).check(TEMPLATE_NAMES)
     if problems:
@@ -106,6 +124,7 @@ def run_checks(config: Config, clock: Clock) -> list[CheckResult]:
         check_database(config),
         check_templates(config),
         check_inbound_smtp(config),
+        check_web(config),
         *(check_mailbox(mailbox, clock) for mailbox in config.mailboxes),
         check_outbound(config),
     ]

@@ -58,8 +58,14 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 
 
 def run_sweeps(app: App) -> dict[str, int]:
-    followups = send_followups(app)
-    surveys = send_surveys(app)
-    return {**followups, "surveys_sent": surveys,
-            "close_solved_tickets": close_solved_tickets(app),
-            "sla_alerts": send_sla_alerts(app)}
+    timed = app.metrics.sweep
+    with timed("followups"):
+        followups = send_followups(app)
+    with timed("surveys"):
+        surveys = send_surveys(app)
+    with timed("close_solved_tickets"):
+        closed = close_solved_tickets(app)
+    with timed("sla_alerts"):
+        alerts = send_sla_alerts(app)
+    return {**followups, "surveys_sent": surveys, "close_solved_tickets": closed,
+            "sla_alerts": alerts}

@@ -1,8 +1,10 @@
-"""Tickets as the command line and exports show them (the shape of `tickets show --json`)."""
+"""Tickets as the command line, exports and the dashboard show them (the shape of
+`tickets show --json`; the thread with its quoted history for /tickets/N)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Message, Ticket
+from maild.db.rawstore import RawStore
 from maild.errors import NotFound
+from maild.intake.parse import parse
 
 
 def iso(value: datetime | None) -> str | None:
@@ -119,3 +123,37 @@ def export_tickets(session: Session, batch: int = 200) -> Iterator[dict[str, Any
             yield ticket_json(ticket)
         last_id = tickets[-1].id
         session.expunge_all()
+
+
+# A received mail larger than this is not parsed again for its quoted history on a page
+# view (an attachment of many megabytes would make the page slow for one fold).
+QUOTED_HISTORY_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    """One message of a ticket as an engineer reads it: the new text it stored, and what
+    else the mail said (the quoted history), when it said more."""
+
+    message: Message
+    quoted: str | None
+
+
+def thread(ticket: Ticket, raw_store: RawStore) -> list[ThreadEntry]:
+    return [ThreadEntry(m, _whole_text(raw_store, m)) for m in ticket.messages]
+
+
+def _whole_text(raw_store: RawStore, message: Message) -> str | None:
+    """The received mail's whole text, read again from its raw bytes, when it is more than
+    the text stored; None for mail we wrote, for mail too large to read on a page view,
+    and for raw mail that is gone or cannot be read (the stored text stands alone)."""
+    if message.raw_sha256 is None or message.direction != "in":
+        return None
+    path = raw_store.path_for(message.raw_sha256)
+    try:
+        if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
+            return None
+        whole = parse(path.read_bytes(), raw_sha256=message.raw_sha256).text
+    except Exception:  # hostile or lost raw mail costs the fold, never the page
+        return None
+    return whole if whole.strip() != message.body.strip() else None

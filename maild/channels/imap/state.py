@@ -1,10 +1,15 @@
-"""How far reading a mailbox got: the folder's UIDVALIDITY and the last UID filed away."""
+"""How far reading a mailbox got (the folder's UIDVALIDITY and the last UID filed away), and
+how its reader stands (connected or not, and when it last looked)."""
 
 from __future__ import annotations
 
 import logging
 
-from maild.db.models import MailboxState
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from maild.db.models import MailboxConnection, MailboxState
+from maild.errors import TemporaryError
 from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
@@ -42,3 +47,45 @@ def remember_last_uid(app: App, name: str, last_uid: int) -> None:
         if state is not None and last_uid > state.last_uid:
             state.last_uid = last_uid
             state.updated_at = app.clock.now()
+
+
+# --- how the reader stands, for /healthz and /metrics ------------------------------------
+
+def record_connection(app: App, name: str, state: str, detail: str | None = None) -> None:
+    """The reader holding mailbox `name` is now `state` (connected | backoff | stopped).
+
+    Written by the maild that reads the mailbox, so that every maild sharing the database
+    reports the same. Best effort: a database that is away does not stop the reader."""
+    now = app.clock.now()
+    try:
+        with app.db.transaction() as session:
+            row = session.get(MailboxConnection, name)
+            if row is None:
+                row = MailboxConnection(name=name, changed_at=now)
+                session.add(row)
+            if row.state != state:
+                row.changed_at = now
+            row.state = state
+            row.detail = detail
+            if state == "connected":
+                row.last_poll_at = now
+    except TemporaryError as exc:
+        log.warning("mailbox %s: cannot record that it is %s: %s", name, state, exc)
+
+
+_POLLED = update(MailboxConnection).where(
+    MailboxConnection.name == bindparam("mailbox")).values(last_poll_at=bindparam("at"))
+
+
+def record_poll(app: App, name: str) -> None:
+    """The reader looked at the folder just now and the server answered."""
+    try:
+        with app.db.transaction() as session:
+            session.connection().execute(_POLLED, {"mailbox": name, "at": app.clock.now()})
+    except TemporaryError as exc:
+        log.warning("mailbox %s: cannot record the last look at it: %s", name, exc)
+
+
+def connections(session: Session) -> dict[str, MailboxConnection]:
+    """How each mailbox's reader stands, by mailbox name (a mailbox never read: absent)."""
+    return {row.name: row for row in session.scalars(select(MailboxConnection))}
