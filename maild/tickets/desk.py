@@ -17,11 +17,11 @@ from maild.tickets.model import UNRESOLVED
 
 def open_by_status(session: Session) -> dict[str, int]:
     """Tickets not resolved, by status (every such status, zero included)."""
-    counted = dict(session.execute(
+    counted: dict[str, int] = {status: count for status, count in session.execute(
         select(Ticket.status, func.count(Ticket.id))
         .where(Ticket.status.in_(UNRESOLVED))
         .group_by(Ticket.status)
-    ).tuples().all())
+    )}
     return {status: counted.get(status, 0) for status in UNRESOLVED}
 
 

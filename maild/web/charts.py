@@ -72,7 +72,7 @@ def _nice_ceiling(value: float) -> float:
 
 
 def _number(value: float) -> str:
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    return f"{round(value, 2):g}"
 
 
 def bar_chart(title: str, unit: str, labels: list[str], series: list[Series],

@@ -149,10 +149,10 @@ def _charts(trends: list[dict[str, Any]], zone: Any) -> list[Chart]:
     return [
         bar_chart("Tickets opened and solved", "", labels,
                   [Series("opened", each("opened")), Series("solved", each("solved"))]),
-        bar_chart("First response, median business hours", " h", labels,
+        bar_chart("First response, business hours", " h", labels,
                   [Series("median", each("first_response", "median_hours")),
                    Series("p90", each("first_response", "p90_hours"))]),
-        bar_chart("Resolution, median business hours", " h", labels,
+        bar_chart("Resolution, business hours", " h", labels,
                   [Series("median", each("resolution", "median_hours")),
                    Series("p90", each("resolution", "p90_hours"))]),
         bar_chart("SLA met", "%", labels,
