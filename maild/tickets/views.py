@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,21 +141,48 @@ class ThreadEntry:
     quoted: str | None
 
 
-def thread(ticket: Ticket, raw_store: RawStore) -> list[ThreadEntry]:
-    return [ThreadEntry(m, _whole_text(raw_store, m)) for m in ticket.messages]
+class WholeTexts:
+    """Received mails' whole texts, read again from their raw bytes for the quoted history
+    a page folds under each message. Raw mail is stored by its SHA-256 and never changes,
+    so the texts read lately are kept (the smaller ones, a few hundred) for the next view."""
+
+    KEPT = 256
+    KEPT_CHARS = 64 * 1024
+
+    def __init__(self, raw_store: RawStore) -> None:
+        self.raw_store = raw_store
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, raw_sha256: str) -> str | None:
+        """None for mail too large to read on a page view, and for raw mail that is gone or
+        cannot be read (the stored text then stands alone)."""
+        with self._lock:
+            if raw_sha256 in self._kept:
+                self._kept.move_to_end(raw_sha256)
+                return self._kept[raw_sha256]
+        path = self.raw_store.path_for(raw_sha256)
+        try:
+            if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
+                return None
+            whole: str | None = parse(path.read_bytes(), raw_sha256=raw_sha256).text
+        except Exception:  # hostile or lost raw mail costs the fold, never the page
+            whole = None
+        if whole is None or len(whole) <= self.KEPT_CHARS:
+            with self._lock:
+                self._kept[raw_sha256] = whole
+                while len(self._kept) > self.KEPT:
+                    self._kept.popitem(last=False)
+        return whole
 
 
-def _whole_text(raw_store: RawStore, message: Message) -> str | None:
-    """The received mail's whole text, read again from its raw bytes, when it is more than
-    the text stored; None for mail we wrote, for mail too large to read on a page view,
-    and for raw mail that is gone or cannot be read (the stored text stands alone)."""
+def thread(ticket: Ticket, whole_texts: WholeTexts) -> list[ThreadEntry]:
+    return [ThreadEntry(m, _quoted(whole_texts, m)) for m in ticket.messages]
+
+
+def _quoted(whole_texts: WholeTexts, message: Message) -> str | None:
+    """A received mail's whole text, when it is more than the text stored."""
     if message.raw_sha256 is None or message.direction != "in":
         return None
-    path = raw_store.path_for(message.raw_sha256)
-    try:
-        if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
-            return None
-        whole = parse(path.read_bytes(), raw_sha256=message.raw_sha256).text
-    except Exception:  # hostile or lost raw mail costs the fold, never the page
-        return None
-    return whole if whole.strip() != message.body.strip() else None
+    whole = whole_texts.of(message.raw_sha256)
+    return whole if whole is not None and whole.strip() != message.body.strip() else None

@@ -22,7 +22,7 @@ from maild.runtime.app import App
 from maild.tickets.desk import open_by_status, sla_breaches
 from maild.tickets.report import report_with_weeks, week_starts
 from maild.tickets.triage import due, first_of, queue, queue_length, tier
-from maild.tickets.views import get_ticket, thread
+from maild.tickets.views import WholeTexts, get_ticket, thread
 from maild.web.charts import Chart, Series, bar_chart
 
 PAGES = Path(str(files("maild.web") / "pages"))
@@ -65,6 +65,7 @@ class Pages:
         self.env.globals["support_name"] = app.config.support.name
         self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
         self._building = threading.Lock()
+        self._whole_texts = WholeTexts(app.raw_store)
 
     def _when(self, value: datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
         if value is None:
@@ -107,7 +108,7 @@ class Pages:
         now = self.app.clock.now()
         with self.app.db.reading() as session:
             ticket = get_ticket(session, ticket_id)
-            entries = thread(ticket, self.app.raw_store)
+            entries = thread(ticket, self._whole_texts)
         return self._render("ticket.html.j2", ticket=ticket, entries=entries,
                             tier=tier(ticket), due=due(ticket),
                             countdown=countdown(due(ticket), now)
