@@ -14,6 +14,7 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 
 from bench.web import TOKEN, make_app, seed
+from maild.runtime.daemon import web_sources
 from maild.web.server import WebServer
 from tests.browser import chromium
 from tests.conftest import free_port
@@ -29,7 +30,7 @@ def main() -> None:
     port = free_port()
     app = make_app(f"sqlite:///{storage}/maild.db", storage, port)
     shown = seed(app, options.tickets)
-    server = WebServer(app, lambda: [])
+    server = WebServer(web_sources(app), lambda: [])
     server.start()
     browser = chromium(storage / "profile", width=1280, height=1000)
     try:

@@ -39,6 +39,7 @@ from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import Customer, Event, Message, Participant, Ticket
 from maild.runtime.app import App, build_app
+from maild.runtime.daemon import web_sources
 from maild.tickets.desk import open_by_status
 from maild.tickets.model import TIERS
 from maild.tickets.triage import queue_length
@@ -210,7 +211,7 @@ def main() -> None:
     print(f"seeded {options.tickets:,} tickets in {time.perf_counter() - started:.1f} s "
           f"({app.db.engine.dialect.name}): {waiting:,} waiting on us, {backlog:,} not resolved")
     last = max(1, -(-waiting // PAGE_SIZE))
-    server = WebServer(app, lambda: [])
+    server = WebServer(web_sources(app), lambda: [])
     server.start()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", options.port, timeout=60)

@@ -26,7 +26,7 @@ from tests.test_report import story
 
 
 def _new(app: App, n: int, priority: str = "p2") -> int:
-    ticket_id = ingest(app, make_mail(sender=f"c{n}@customer.example",
+    ticket_id = ingest(app.intake, make_mail(sender=f"c{n}@customer.example",
                                       message_id=f"<{n}@customer.example>"), "test").ticket_id
     assert ticket_id is not None
     if priority != "p2":

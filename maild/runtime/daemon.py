@@ -13,13 +13,14 @@ from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader, 
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
-from maild.outbound.sender import DeliveryReport, Sender
+from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 
 if TYPE_CHECKING:
     from maild.web.server import WebServer
+    from maild.web.sources import WebSources
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,25 @@ def _unhealthy(status: ReaderStatus) -> str | None:
     return "not connected yet" if status.state == "starting" else status.state
 
 
+def web_sources(app: App) -> WebSources:
+    """What the web part reads of the services the composition root built."""
+    from maild.web.sources import WebSources
+
+    return WebSources(config=app.config, clock=app.clock, db=app.db, calendar=app.calendar,
+                      raw_store=app.raw_store, mail_policy=app.parser.policy,
+                      metrics=app.metrics)
+
+
 class Daemon:
     def __init__(self, app: App, roles: tuple[str, ...] = ROLES,
                  web_port: int | None = None) -> None:
         self.app = app
         self.roles = roles
         self.web_port = web_port
-        self.sender = Sender(app)
+        self.sender = app.sender
         self._wake_sender = threading.Event()
         self.readers = [
-            MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes
+            MailboxReader(app.intake, box, self._on_stored) for box in app.config.mailboxes
         ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:
@@ -97,7 +107,7 @@ class Daemon:
         from maild.web.server import WebServer
 
         try:
-            server = WebServer(self.app, self.health, self.web_port)
+            server = WebServer(web_sources(self.app), self.health, self.web_port)
             server.start()
         except (ConfigError, TemporaryError) as exc:
             log.error("%s (the rest of maild runs)", exc)
@@ -121,7 +131,8 @@ class Daemon:
         web = self._start_web()
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
-                listener = SmtpListener(self.app, self._on_stored)
+                listener = SmtpListener(self.app.intake, self.app.config.inbound_smtp,
+                                        self._on_stored)
                 listener.start()
             for reader in self.readers:
                 thread = threading.Thread(

@@ -9,11 +9,8 @@ from sqlalchemy import select
 from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.runtime.app import App
-from maild.tickets.alerts import send_sla_alerts
-from maild.tickets.followups import send_followups
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import set_status
-from maild.tickets.surveys import send_surveys
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +57,12 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 def run_sweeps(app: App) -> dict[str, int]:
     timed = app.metrics.sweep
     with timed("followups"):
-        followups = send_followups(app)
+        followups = app.followups.send()
     with timed("surveys"):
-        surveys = send_surveys(app)
+        surveys = app.surveys.send()
     with timed("close_solved_tickets"):
         closed = close_solved_tickets(app)
     with timed("sla_alerts"):
-        alerts = send_sla_alerts(app)
+        alerts = app.sla_alerts.send()
     return {**followups, "surveys_sent": surveys, "close_solved_tickets": closed,
             "sla_alerts": alerts}

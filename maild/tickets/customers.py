@@ -12,13 +12,12 @@ from maild.db.models import Customer, CustomerContact, CustomerDomain
 from maild.errors import PermanentError
 from maild.mail.addresses import InvalidAddress, normalise
 from maild.outbound.mails import Mails
-from maild.runtime.app import App
 from maild.tickets.model import DEFAULT_TIER, TIERS
 from maild.tickets.views import iso
 
 
 def add_customer(
-    app: App,
+    mails: Mails,
     session: Session,
     name: str,
     *,
@@ -39,7 +38,7 @@ def add_customer(
     except InvalidAddress as exc:
         raise PermanentError(f"--contact: {exc}") from None
     domains = [d.strip().lower().lstrip("@") for d in domains]
-    now = app.clock.now()
+    now = mails.clock.now()
     customer = session.scalar(
         select(Customer).where(Customer.name == name).with_for_update()
     ) or Customer(name=name, created_at=now)
@@ -66,9 +65,8 @@ def add_customer(
         return customer, False
     if not customer.contacts:
         raise PermanentError("--welcome needs a --contact to write to")
-    mails = Mails(app, session)
     for contact in customer.contacts:
-        mails.welcome(customer, contact.address)
+        mails.welcome(session, customer, contact.address)
     customer.welcomed_at = now
     return customer, True
 

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.policy import EmailPolicy
 from typing import Any
 
 from sqlalchemy import select
@@ -149,8 +150,9 @@ class WholeTexts:
     KEPT = 256
     KEPT_CHARS = 64 * 1024
 
-    def __init__(self, raw_store: RawStore) -> None:
+    def __init__(self, raw_store: RawStore, policy: EmailPolicy) -> None:
         self.raw_store = raw_store
+        self.policy = policy
         self._kept: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -165,7 +167,8 @@ class WholeTexts:
         try:
             if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
                 return None
-            whole: str | None = parse(path.read_bytes(), raw_sha256=raw_sha256).text
+            whole: str | None = parse(path.read_bytes(), self.policy,
+                                     raw_sha256=raw_sha256).text
         except Exception:  # hostile or lost raw mail costs the fold, never the page
             whole = None
         if whole is None or len(whole) <= self.KEPT_CHARS:

@@ -20,8 +20,8 @@ from maild.channels.imap.state import connections
 from maild.errors import TemporaryError
 from maild.intake.quarantine import held_count
 from maild.outbound.outbox import backlog
-from maild.runtime.app import App
 from maild.tickets.desk import open_by_status, sla_breaches
+from maild.web.sources import WebSources
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _seconds(moment: datetime) -> float:
 class DeskCollector(Collector):
     """Gauges computed from the database when Prometheus asks."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: WebSources) -> None:
         self.app = app
 
     def describe(self) -> Iterator[Metric]:
@@ -102,6 +102,6 @@ class DeskCollector(Collector):
         return families
 
 
-def exposition(app: App) -> bytes:
+def exposition(app: WebSources) -> bytes:
     """The Prometheus text of this process, desk figures included (reads the database)."""
     return generate_latest(app.metrics.registry)

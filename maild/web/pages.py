@@ -18,12 +18,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from maild.db.models import Ticket
 from maild.outbound.templates import format_span
-from maild.runtime.app import App
 from maild.tickets.desk import open_by_status, sla_breaches
 from maild.tickets.report import report_with_weeks, week_starts
 from maild.tickets.triage import due, first_of, queue, queue_length, tier
 from maild.tickets.views import WholeTexts, get_ticket, thread
 from maild.web.charts import Chart, Series, bar_chart
+from maild.web.sources import WebSources
 
 PAGES = Path(str(files("maild.web") / "pages"))
 PAGE_SIZE = 50
@@ -56,7 +56,7 @@ def countdown(moment: datetime | None, now: datetime) -> str:
 
 
 class Pages:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: WebSources) -> None:
         self.app = app
         self.env = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=True,
                                undefined=StrictUndefined)
@@ -65,7 +65,7 @@ class Pages:
         self.env.globals["support_name"] = app.config.support.name
         self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
         self._building = threading.Lock()
-        self._whole_texts = WholeTexts(app.raw_store)
+        self._whole_texts = WholeTexts(app.raw_store, app.mail_policy)
 
     def _when(self, value: datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
         if value is None:

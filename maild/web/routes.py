@@ -21,10 +21,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from maild.errors import NotFound, TemporaryError
-from maild.runtime.app import App
 from maild.web.auth import SESSION_COOKIE, SESSION_LENGTH, Authenticator, safe_next
 from maild.web.metrics import exposition
 from maild.web.pages import MAX_REPORT_WEEKS, REPORT_WEEKS, Pages
+from maild.web.sources import WebSources
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ Health = Callable[[], list[str]]  # what keeps this process's roles from working
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-APP = web.AppKey("app", App)
+APP = web.AppKey("app", WebSources)
 PAGES = web.AppKey("pages", Pages)
 AUTH = web.AppKey("auth", Authenticator)
 HEALTH: web.AppKey[Health] = web.AppKey("health")
@@ -168,7 +168,7 @@ async def report_page(request: web.Request) -> web.Response:
     return _html(await _in_thread(partial(request.app[PAGES].report, weeks)))
 
 
-def make_web_app(app: App, token: str, health: Health) -> web.Application:
+def make_web_app(app: WebSources, token: str, health: Health) -> web.Application:
     web_app = web.Application(middlewares=[security_headers, needs_token])
     web_app[APP] = app
     web_app[PAGES] = Pages(app)

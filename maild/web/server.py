@@ -10,10 +10,10 @@ import threading
 from aiohttp import web
 
 from maild.errors import ConfigError, TemporaryError
-from maild.runtime.app import App
 from maild.web.auth import token_missing
 from maild.web.metrics import DeskCollector
 from maild.web.routes import Health, make_web_app
+from maild.web.sources import WebSources
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ STOP_SECONDS = 10.0
 
 
 class WebServer:
-    def __init__(self, app: App, health: Health, port: int | None = None) -> None:
+    def __init__(self, app: WebSources, health: Health, port: int | None = None) -> None:
         settings = app.config.web
         if not settings.token:
             raise ConfigError([f"web: {token_missing(settings)}"])

@@ -35,8 +35,7 @@ from maild.channels.imap.state import (
 )
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
-from maild.intake.pipeline import IngestResult, intake_batch, quarantine
-from maild.runtime.app import App
+from maild.intake.pipeline import IngestResult, Intake, intake_batch, quarantine
 from maild.runtime.backoff import Backoff
 from maild.runtime.leases import lease_for
 
@@ -133,20 +132,20 @@ class MailboxBusy(TemporaryError):
 class MailboxReader:
     def __init__(
         self,
-        app: App,
+        intake: Intake,
         mailbox: MailboxConfig,
         on_stored: Callable[[IngestResult], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        self.app = app
+        self.intake = intake
         self.mailbox = mailbox
         self.on_stored = on_stored or (lambda result: None)
         self.backoff = backoff or Backoff(cap=BACKOFF_CAP_SECONDS)
-        self.tokens = token_source(mailbox, app.clock)
+        self.tokens = token_source(mailbox, intake.clock)
         self.channel = f"imap:{mailbox.name}"
         self.name = f"mailbox {mailbox.name}"
         # One reader per mailbox across every maild sharing the database.
-        self.lease = lease_for(app.db.url, app.config.storage.dir, f"mailbox-{mailbox.name}")
+        self.lease = lease_for(intake.db.url, intake.config.storage.dir, f"mailbox-{mailbox.name}")
         self._standing_by = False
         self.status = ReaderStatus("starting")
 
@@ -160,7 +159,7 @@ class MailboxReader:
                     self._serve_safely(stop)
         finally:
             if self.status.state in ("connected", "backoff"):  # ours to tell
-                record_connection(self.app, self.mailbox.name, "stopped")
+                record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "stopped")
             self.status = ReaderStatus("stopped")
             self.lease.release()
 
@@ -205,7 +204,7 @@ class MailboxReader:
 
     def _backing_off(self, fault: str, delay: float) -> None:
         self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
-        record_connection(self.app, self.mailbox.name, "backoff", fault)
+        record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "backoff", fault)
 
     def drain_once(self) -> DrainReport:
         """`maild run --once`: everything waiting in the folder now, then log out."""
@@ -241,7 +240,7 @@ class MailboxReader:
                 report.handled,
             )
             self.status = ReaderStatus("connected")
-            record_connection(self.app, self.mailbox.name, "connected")
+            record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "connected")
             confirm = True
             while (not stop.is_set() and not self._login_expired(session)
                    and self._still_ours()):
@@ -251,7 +250,7 @@ class MailboxReader:
                     # not see it), so before each wait the folder is selected afresh:
                     # its answer tells whether anything landed since the last look.
                     now = self._look_again(client, uidvalidity)
-                    record_poll(self.app, self.mailbox.name)
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                     if now == seen:
                         self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
                         confirm = False
@@ -260,7 +259,7 @@ class MailboxReader:
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
-                    record_poll(self.app, self.mailbox.name)
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                 if stop.is_set():
                     break
                 report = self._drain(client, stop, last_uid, rescan=False)
@@ -277,7 +276,7 @@ class MailboxReader:
         return False
 
     def _login_expired(self, session: Session) -> bool:
-        if session.expires_at is None or self.app.clock.now() < session.expires_at:
+        if session.expires_at is None or self.intake.clock.now() < session.expires_at:
             return False
         log.info("%s: the access token has expired; logging in again", self.name)
         return True
@@ -291,8 +290,9 @@ class MailboxReader:
         ensure_folder(client, self.mailbox.quarantine_folder)
         selected = client.select_folder(self.mailbox.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity), \
-            selected
+        last_uid = last_uid_for(self.intake.db, self.intake.clock, self.mailbox.name,
+                                self.mailbox.folder, uidvalidity)
+        return last_uid, selected
 
     def _look_again(self, client: IMAPClient, uidvalidity: int) -> tuple[int, int]:
         """Select the folder again: the server brings the session up to date and answers
@@ -365,7 +365,8 @@ class MailboxReader:
             handled = self._ingest_batch(client, batch, sizes, stop, report)
             if handled:
                 report.last_uid = max(report.last_uid, *handled)
-                remember_last_uid(self.app, self.mailbox.name, report.last_uid)
+                remember_last_uid(self.intake.db, self.intake.clock, self.mailbox.name,
+                                  report.last_uid)
         return report
 
     def _ingest_batch(
@@ -379,7 +380,7 @@ class MailboxReader:
         fetched = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
         results: list[tuple[int, IngestResult]] = []
         fault: TemporaryError | None = None
-        with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
+        with intake_batch(self.intake, self.channel, self.mailbox.name) as intake:
             intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
                                 if isinstance(data.get(b"BODY[]"), bytes)])
             for uid in batch:
@@ -387,7 +388,7 @@ class MailboxReader:
                     break
                 try:
                     if uid in streamed:
-                        raw_sha256 = self.app.raw_store.put_chunks(
+                        raw_sha256 = self.intake.raw_store.put_chunks(
                             self._chunks(client, uid, sizes[uid]))
                         if raw_sha256 == EMPTY_SHA256:
                             continue  # expunged by someone else since the search
@@ -420,12 +421,12 @@ class MailboxReader:
         self, client: IMAPClient, uid: int, size: int, report: DrainReport
     ) -> None:
         """Keep it (streamed to the raw store, never whole in memory) and quarantine it."""
-        raw_sha256 = self.app.raw_store.put_chunks(self._chunks(client, uid, size))
+        raw_sha256 = self.intake.raw_store.put_chunks(self._chunks(client, uid, size))
         reason = (
             f"message of {size} bytes is larger than max_message_bytes "
             f"({self.mailbox.max_message_bytes}) of mailbox {self.mailbox.name}"
         )
-        report.count(quarantine(self.app, raw_sha256, self.channel, reason))
+        report.count(quarantine(self.intake, raw_sha256, self.channel, reason))
         file_away(client, [uid], self.mailbox.quarantine_folder)
 
     def _chunks(self, client: IMAPClient, uid: int, size: int) -> Iterator[bytes]:
