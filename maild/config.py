@@ -327,6 +327,19 @@ class TemplatesConfig(_Section):
     dir: Path | None = None
 
 
+class WebConfig(_Section):
+    """Metrics, health and the read-only dashboard, served by every `maild run`."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8025
+    # The environment variable holding the token the dashboard's pages ask for.
+    token_env: Annotated[str, Field(min_length=1)] = "MAILD_WEB_TOKEN"
+    # Filled from token_env when the config is loaded; None when the variable is unset or
+    # empty (the web part then refuses to start, and `maild check` says why).
+    token: str | None = Field(default=None, exclude=True, repr=False)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -342,6 +355,7 @@ class Config(_Section):
     sla: SlaConfig = SlaConfig()
     intake: IntakeConfig = IntakeConfig()
     templates: TemplatesConfig = TemplatesConfig()
+    web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     mailboxes: list[MailboxConfig] = []
 
@@ -407,8 +421,21 @@ def _resolve_secret(section: object, key: str, environ: Mapping[str, str]) -> li
     return []
 
 
+def _resolve_web_token(section: object, environ: Mapping[str, str]) -> list[str]:
+    """The dashboard's token; a missing one stops only the web part, not the config."""
+    if not isinstance(section, dict):
+        return []
+    if "token" in section:
+        return ["web.token: unknown key (use token_env)"]
+    name = section.get("token_env", WebConfig.model_fields["token_env"].default)
+    if isinstance(name, str) and environ.get(name):
+        section["token"] = environ[name]
+    return []
+
+
 def _resolve_secrets(raw: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     problems = _resolve_secret(raw.get("outbound"), "outbound", environ)
+    problems += _resolve_web_token(raw.get("web"), environ)
     mailboxes = raw.get("mailboxes")
     if isinstance(mailboxes, list):
         for index, mailbox in enumerate(mailboxes):

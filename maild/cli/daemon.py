@@ -23,13 +23,16 @@ from maild.errors import TemporaryError
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
 @click.option("--only", type=click.Choice(["inbound", "outbound", "scheduler"]),
               help="Run one role only (for running roles as separate processes).")
+@click.option("--web-port", type=click.IntRange(1, 65535),
+              help="Serve [web] on this port instead of the configured one (for several "
+                   "processes on one machine).")
 @click.pass_obj
 @handles_errors
-def run(obj: Context, once: bool, only: str | None) -> None:
+def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     from maild.runtime.daemon import ROLES, Daemon
 
-    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES)
+    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES, web_port=web_port)
     if once:
         report = daemon.run_once()
         received, delivered = report.received, report.delivered

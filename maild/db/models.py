@@ -102,6 +102,8 @@ class Ticket(Base):
         # A requester's tickets; those touched lately first of all (their recent
         # automatic mail, counted for every new ticket).
         Index("ix_tickets_requester_updated_at", "requester", "updated_at"),
+        # The report's weeks: the tickets opened in a range, and how many came before it.
+        Index("ix_tickets_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -249,6 +251,8 @@ class Event(Base):
     """The audit log of a ticket: every status change and what caused it."""
 
     __tablename__ = "events"
+    # The report's counts of a kind of event in a range (breaches, nudges, answers).
+    __table_args__ = (Index("ix_events_kind_at", "kind", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -283,6 +287,20 @@ class MailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MailboxConnection(Base):
+    """How the reader of an IMAP mailbox stands, written by the maild that holds it, so
+    that every maild sharing the database reports the same (maild/web/metrics.py)."""
+
+    __tablename__ = "mailbox_connections"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # connected | backoff | stopped
+    detail: Mapped[str | None] = mapped_column(Text)  # the fault behind a backoff
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The last time the reader looked at the folder and the server answered.
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class QuarantinedMail(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from maild.intake.parser_process import ParserProcess, Verdict
 from maild.intake.thread import Threading, find_ticket, ticket_facts
 from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
+from maild.runtime.metrics import Metrics
 from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class Intake:
     sla: SlaClocks
     mails: Mails
     reply_tokens: ReplyTokens  # what proves an engineer's mail (intake/authenticity.py)
+    metrics: Metrics  # what was taken in, counted once committed
 
 
 _KNOWN = union_all(
@@ -113,8 +116,11 @@ def _set_aside(intake: Intake, session: Session, raw_sha256: str, channel: str, 
 
 def quarantine(intake: Intake, raw_sha256: str, channel: str, reason: str) -> IngestResult:
     """Set a message aside with its reason, in a transaction of its own."""
+    started = time.monotonic()
     with intake.db.transaction() as session:
-        return _set_aside(intake, session, raw_sha256, channel, reason)
+        result = _set_aside(intake, session, raw_sha256, channel, reason)
+    intake.metrics.taken_in(channel, [(result.outcome, started)])
+    return result
 
 
 def _is_connection_fault(exc: DBAPIError) -> bool:
@@ -203,6 +209,7 @@ class IntakeBatch:
         self.channel = channel
         self.mailbox = mailbox
         self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
+        self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
 
     def parse_ahead(self, raws: Sequence[bytes]) -> None:
         """These messages come next in this batch: have the parser process start on
@@ -228,29 +235,37 @@ class IntakeBatch:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
+        started = time.monotonic()
         raw_sha256 = self.intake.raw_store.put(raw)
         ahead = self._ahead.pop(raw_sha256, None)
         if ahead is not None:
-            return self._take(raw_sha256,
+            return self._take(raw_sha256, started,
                               lambda: self.intake.parser.result(ahead, raw, raw_sha256))
-        return self._take(raw_sha256,
+        return self._take(raw_sha256, started,
                           lambda: parse(raw, self.intake.parser.policy, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
         it is large: its large attachments are streamed to the attachment store rather
         than decoded in memory (maild/intake/large.py)."""
+        started = time.monotonic()
         path = self.intake.raw_store.path_for(raw_sha256)
         try:
             large = skeleton(path, self.intake.attachment_store)
             raw = b"" if large is not None else path.read_bytes()  # the pass gave up
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        return self._take(raw_sha256,
+        return self._take(raw_sha256, started,
                           lambda: parse(raw, self.intake.parser.policy, large=large,
                                          raw_sha256=raw_sha256))
 
-    def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
+    def _take(self, raw_sha256: str, started: float, parsing: Callable[[], ParsedMail]
+              ) -> IngestResult:
+        result = self._outcome(raw_sha256, parsing)
+        self.taken.append((result.outcome, started))
+        return result
+
+    def _outcome(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
         try:
             mail = parsing()
         except PermanentError as exc:
@@ -304,6 +319,7 @@ def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
             yield batch
         finally:
             batch.forget_ahead()
+    intake.metrics.taken_in(channel, batch.taken)  # counted once committed
 
 
 def ingest(intake: Intake, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:

@@ -13,7 +13,7 @@ import email.policy
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.config import Config
@@ -36,6 +36,11 @@ def held(session: Session, *, everything: bool = False) -> list[QuarantinedMail]
     if not everything:
         query = query.where(QuarantinedMail.status == "held")
     return list(session.scalars(query))
+
+
+def held_count(session: Session) -> int:
+    return session.scalar(
+        select(func.count(QuarantinedMail.id)).where(QuarantinedMail.status == "held")) or 0
 
 
 def get_entry(session: Session, entry_id: int) -> QuarantinedMail:

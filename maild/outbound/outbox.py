@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail
@@ -47,3 +49,20 @@ def queue_mail(
         row.message = message
     session.add(row)
     return row
+
+
+@dataclass(frozen=True)
+class Backlog:
+    queued: int  # waiting to be sent, including those deferred after a failed attempt
+    oldest: datetime | None  # when the oldest of them was queued
+    failed: int  # given up on: visible on their tickets
+
+
+def backlog(session: Session) -> Backlog:
+    queued, oldest = session.execute(
+        select(func.count(OutboxMail.id), func.min(OutboxMail.created_at))
+        .where(OutboxMail.status == "queued")
+    ).one()
+    failed = session.scalar(
+        select(func.count(OutboxMail.id)).where(OutboxMail.status == "failed"))
+    return Backlog(int(queued or 0), oldest, int(failed or 0))

@@ -19,6 +19,7 @@ from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
 from maild.outbound.smtp import connect, reset, send
+from maild.runtime.metrics import Metrics
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 
@@ -72,6 +73,7 @@ class Sender:
     clock: Clock
     raw_store: RawStore  # where a mail too large for its outbox row is
     config: OutboundConfig
+    metrics: Metrics  # deliveries by result
 
     def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
@@ -145,6 +147,7 @@ class Sender:
                 record(ticket, now, SYSTEM_ACTOR, "delivered", new=message_id,
                        detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
+        self.metrics.delivered("sent")
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
 
     def _failed(self, claimed: _Claimed, error: BaseException, report: DeliveryReport) -> None:
@@ -157,10 +160,12 @@ class Sender:
             if decision.retry:
                 row.next_attempt_at = now + decision.delay
                 report.deferred += 1
+                self.metrics.delivered("deferred")
                 log.warning("outbox #%s deferred %s: %s", row.id, decision.delay, decision.reason)
                 return
             row.status = "failed"
             report.failed += 1
+            self.metrics.delivered("failed")
             log.error("outbox #%s failed: %s", row.id, decision.reason)
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)

@@ -49,7 +49,7 @@ def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
-def _format_span(value: timedelta) -> str:
+def format_span(value: timedelta) -> str:
     """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
     minutes = int(abs(value.total_seconds()) // 60)
     days, minutes = divmod(minutes, 24 * 60)
@@ -74,7 +74,7 @@ class Templates:
         self._html = Environment(loader=loader, undefined=StrictUndefined, autoescape=True)
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
-            environment.filters["span"] = _format_span
+            environment.filters["span"] = format_span
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:

@@ -23,6 +23,7 @@ from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.outbound.sender import Sender
 from maild.outbound.templates import Templates
+from maild.runtime.metrics import Metrics
 from maild.tickets.alerts import SlaAlerts
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.followups import FollowUps
@@ -48,6 +49,7 @@ class App:
     surveys: Surveys
     sla_alerts: SlaAlerts
     reply_tokens: ReplyTokens
+    metrics: Metrics  # what this process counts, for /metrics
 
     def close(self) -> None:
         self.parser.close()
@@ -69,6 +71,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
     calendar = BusinessCalendar(config.business_hours)
     sla = SlaClocks(config.sla, calendar)
     policies = MailPolicies()
+    metrics = Metrics()
     parser = ParserProcess(config.intake.parse_in_second_process, policies.reading)
     mails = Mails(config=config, templates=templates, clock=clock, calendar=calendar, sla=sla,
                   raw_store=raw_store, policy=policies.writing,
@@ -86,11 +89,12 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         mails=mails,
         intake=Intake(config=config, clock=clock, db=db, raw_store=raw_store,
                       attachment_store=attachment_store, parser=parser, sla=sla, mails=mails,
-                      reply_tokens=reply_tokens),
-        sender=Sender(db, clock, raw_store, config.outbound),
+                      reply_tokens=reply_tokens, metrics=metrics),
+        sender=Sender(db, clock, raw_store, config.outbound, metrics),
         followups=FollowUps(db, clock, calendar, sla, mails, config.followup,
                             config.outbound.auto_replies_per_hour),
         surveys=Surveys(db, clock, mails, config.outbound.auto_replies_per_hour),
         sla_alerts=SlaAlerts(db, clock, sla, mails, config.staff),
         reply_tokens=reply_tokens,
+        metrics=metrics,
     )

@@ -96,6 +96,22 @@ def check_staff(config: Config) -> CheckResult:
         f'verify = "none" trusts the From header, and strangers can write to maild '
         f"({', '.join(reachable)}): anyone can act as an engineer. Use verify = "
         '"reply-token" (the default)', warning=True)
+def check_web(config: Config) -> CheckResult:
+    from maild.web.auth import token_missing
+
+    settings = config.web
+    if not settings.enabled:
+        return CheckResult("web", True, "disabled")
+    if not settings.token:
+        return CheckResult("web", False, token_missing(settings))
+    where = f"{settings.host}:{settings.port}"
+    try:
+        with socket.create_server((settings.host, settings.port)):
+            pass
+    except OSError as exc:
+        return CheckResult("web", False, f"cannot listen on {where}: {exc.strerror}")
+    return CheckResult("web", True,
+                       f"http://{where}/ is free to serve on; the token is in {settings.token_env}")
 
 
 def check_templates(config: Config) -> CheckResult:
@@ -141,6 +157,7 @@ def run_checks(config: Config, clock: Clock) -> list[CheckResult]:
         check_database(config),
         check_templates(config),
         check_inbound_smtp(config),
+        check_web(config),
         *(check_mailbox(mailbox, clock) for mailbox in config.mailboxes),
         check_outbound(config),
     ]

@@ -55,8 +55,14 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 
 
 def run_sweeps(app: App) -> dict[str, int]:
-    followups = app.followups.send()
-    surveys = app.surveys.send()
-    return {**followups, "surveys_sent": surveys,
-            "close_solved_tickets": close_solved_tickets(app),
-            "sla_alerts": app.sla_alerts.send()}
+    timed = app.metrics.sweep
+    with timed("followups"):
+        followups = app.followups.send()
+    with timed("surveys"):
+        surveys = app.surveys.send()
+    with timed("close_solved_tickets"):
+        closed = close_solved_tickets(app)
+    with timed("sla_alerts"):
+        alerts = app.sla_alerts.send()
+    return {**followups, "surveys_sent": surveys, "close_solved_tickets": closed,
+            "sla_alerts": alerts}

@@ -6,18 +6,19 @@ of now. Follow-ups come from the event log, so they are exact whatever restarts 
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
-from maild.db.models import Event, Ticket
+from maild.db.models import Customer, Event, Ticket
 from maild.tickets.business_time import BusinessCalendar
-from maild.tickets.model import RESOLVED, STATUSES, SYSTEM_ACTOR
+from maild.tickets.model import SYSTEM_ACTOR, UNRESOLVED
 
 AGE_BUCKETS = (("under 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("1-3 weeks", 21),
                ("over 3 weeks", None))
@@ -58,7 +59,36 @@ def _attainment(outcomes: list[Outcome]) -> dict[str, Any]:
             "by_severity": {s: _share(v) for s, v in sorted(by_severity.items())}}
 
 
-def _responded_in_time(tickets: list[Ticket], due_of: Callable[[Ticket], datetime | None],
+@dataclass(frozen=True)
+class TicketTimes:
+    """What the report reads of one ticket: its times, its promises and its plan."""
+
+    created_at: datetime
+    first_response_at: datetime | None
+    solved_at: datetime | None
+    response_due_at: datetime | None
+    internal_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    sla_paused_at: datetime | None
+    severity: int | None
+    plan: str  # "none" without a known organisation or plan
+
+
+_TIMES = (
+    select(Ticket.created_at, Ticket.first_response_at, Ticket.solved_at, Ticket.response_due_at,
+           Ticket.internal_response_due_at, Ticket.resolution_due_at, Ticket.sla_paused_at,
+           Ticket.severity, func.coalesce(func.nullif(Customer.plan, ""), "none"))
+    .outerjoin(Customer, Ticket.customer_id == Customer.id)
+)
+
+
+def _times(session: Session, *where: ColumnElement[bool]) -> list[TicketTimes]:
+    """The columns alone, not the ORM's objects: a report reads thousands of tickets."""
+    return [TicketTimes(*row) for row in session.execute(_TIMES.where(*where))]
+
+
+def _responded_in_time(tickets: list[TicketTimes],
+                       due_of: Callable[[TicketTimes], datetime | None],
                        now: datetime) -> list[Outcome]:
     """A first-response target counts once it has come due or been answered."""
     found = []
@@ -67,48 +97,62 @@ def _responded_in_time(tickets: list[Ticket], due_of: Callable[[Ticket], datetim
         if due is None or (ticket.first_response_at is None and due > now):
             continue
         met = ticket.first_response_at is not None and ticket.first_response_at <= due
-        found.append(Outcome(_plan(ticket), ticket.severity, met))
+        found.append(Outcome(ticket.plan, ticket.severity, met))
     return found
 
 
-def _resolved_in_time(tickets: list[Ticket]) -> list[Outcome]:
+def _resolved_in_time(tickets: list[TicketTimes]) -> list[Outcome]:
     """Met when the resolution clock stopped (for the last time) before it ran out."""
     return [
-        Outcome(_plan(t), t.severity, (t.sla_paused_at or t.solved_at) <= t.resolution_due_at)
+        Outcome(t.plan, t.severity, (t.sla_paused_at or t.solved_at) <= t.resolution_due_at)
         for t in tickets if t.solved_at and t.resolution_due_at
     ]
 
 
-def _plan(ticket: Ticket) -> str:
-    return ticket.customer.plan if ticket.customer and ticket.customer.plan else "none"
+class _Range:
+    """The tickets opened and solved in a range, read once, with their business-hour
+    times worked out once: the summary and the weeks both count them."""
+
+    def __init__(self, session: Session, calendar: BusinessCalendar, since: datetime,
+                 until: datetime) -> None:
+        self.since, self.until = since, until
+        self.opened = _times(session, Ticket.created_at >= since, Ticket.created_at < until)
+        self.solved = _times(session, Ticket.solved_at >= since, Ticket.solved_at < until)
+        self.first_response = {
+            id(t): calendar.business_time_between(t.created_at, t.first_response_at)
+            for t in self.opened if t.first_response_at}
+        self.resolution = {
+            id(t): calendar.business_time_between(t.created_at, t.solved_at)
+            for t in self.solved if t.solved_at}
+
+    def first_responses(self, tickets: list[TicketTimes]) -> list[timedelta]:
+        return [self.first_response[id(t)] for t in tickets if id(t) in self.first_response]
+
+    def resolutions(self, tickets: list[TicketTimes]) -> list[timedelta]:
+        return [self.resolution[id(t)] for t in tickets if id(t) in self.resolution]
 
 
 def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
                  until: datetime, now: datetime) -> dict[str, Any]:
-    opened = list(session.scalars(
-        select(Ticket).options(selectinload(Ticket.customer))
-        .where(Ticket.created_at >= since, Ticket.created_at < until)
-    ))
-    solved = list(session.scalars(
-        select(Ticket).options(selectinload(Ticket.customer))
-        .where(Ticket.solved_at >= since, Ticket.solved_at < until)
-    ))
+    return _summary(session, _Range(session, calendar, since, until), now)
 
-    first_response = [calendar.business_time_between(t.created_at, t.first_response_at)
-                      for t in opened if t.first_response_at]
-    resolution = [calendar.business_time_between(t.created_at, t.solved_at)
-                  for t in solved if t.solved_at]
 
-    backlog_tickets = list(session.scalars(
-        select(Ticket).where(Ticket.status.not_in(RESOLVED))
-    ))
-    by_status = {s: 0 for s in STATUSES if s not in RESOLVED}
+def _backlog(session: Session, now: datetime) -> dict[str, Any]:
+    by_status = {s: 0 for s in UNRESOLVED}
     by_age = {name: 0 for name, _ in AGE_BUCKETS}
-    for ticket in backlog_tickets:
-        by_status[ticket.status] += 1
-        age_days = (now - ticket.created_at).total_seconds() / 86400
+    for status, created_at in session.execute(
+        select(Ticket.status, Ticket.created_at).where(Ticket.status.in_(UNRESOLVED))
+    ):
+        by_status[status] += 1
+        age_days = (now - created_at).total_seconds() / 86400
         name = next(n for n, limit in AGE_BUCKETS if limit is None or age_days < limit)
         by_age[name] += 1
+    return {"total": sum(by_status.values()), "by_status": by_status, "by_age": by_age}
+
+
+def _summary(session: Session, tickets: _Range, now: datetime) -> dict[str, Any]:
+    since, until = tickets.since, tickets.until
+    opened, solved = tickets.opened, tickets.solved
 
     def events(kind: str, **match: str) -> int:
         query = select(func.count(Event.id)).where(
@@ -120,8 +164,8 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
     return {
         "since": since.isoformat(), "until": until.isoformat(),
         "tickets": {"opened": len(opened), "solved": len(solved)},
-        "first_response": _hours(first_response),
-        "resolution": _hours(resolution),
+        "first_response": _hours(tickets.first_responses(opened)),
+        "resolution": _hours(tickets.resolutions(solved)),
         "sla": {
             "first_response": _attainment(
                 _responded_in_time(opened, lambda t: t.response_due_at, now)),
@@ -131,7 +175,7 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
             "breaches": events("sla_breach"),
             "escalations": events("escalated"),
         },
-        "backlog": {"total": len(backlog_tickets), "by_status": by_status, "by_age": by_age},
+        "backlog": _backlog(session, now),
         "followups": {"nudges_sent": events("nudged"),
                       "auto_solved": events("status", actor=SYSTEM_ACTOR, new="solved")},
         "satisfaction": _satisfaction(session, since, until),
@@ -194,3 +238,88 @@ def report_text(report: dict[str, Any]) -> str:
             f"{csat['satisfied_percent']}% satisfied, average {csat['average']} of 5 "
             f"({csat['answers']} answers)" if csat["answers"] else "no answers yet"),
     ])
+
+
+def week_starts(calendar: BusinessCalendar, now: datetime, weeks: int) -> list[datetime]:
+    """The Mondays (midnight, business time zone) that start the last `weeks` weeks, the
+    current one last, and the Monday after it."""
+    today = now.astimezone(calendar.zone).date()
+    monday = today - timedelta(days=today.weekday())
+    return [datetime.combine(monday - timedelta(weeks=weeks - 1 - n), time(0),
+                             tzinfo=calendar.zone)
+            for n in range(weeks + 1)]
+
+
+def weekly_trends(session: Session, calendar: BusinessCalendar, starts: list[datetime],
+                  now: datetime) -> list[dict[str, Any]]:
+    """The report's figures week by week, for the weeks between `starts` (each a week's
+    start, the last one the end of the range)."""
+    return _weeks(session, _Range(session, calendar, starts[0], starts[-1]), starts, now)
+
+
+def report_with_weeks(session: Session, calendar: BusinessCalendar, starts: list[datetime],
+                      now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`build_report` over the weeks between `starts`, and `weekly_trends` of them: the
+    tickets read and their times worked out once for both."""
+    tickets = _Range(session, calendar, starts[0], starts[-1])
+    return _summary(session, tickets, now), _weeks(session, tickets, starts, now)
+
+
+def _weeks(session: Session, tickets: _Range, starts: list[datetime],
+           now: datetime) -> list[dict[str, Any]]:
+    """Times and SLA attainment of the tickets opened (first response) and solved
+    (resolution) each week, the backlog as the week ended (or now, for the current one),
+    and the satisfaction answers given."""
+    since, until = tickets.since, tickets.until
+    weeks_utc = [start.astimezone(UTC) for start in starts]
+    # Tickets opened before the range and not solved before it (as the tickets stand now:
+    # a ticket reopened since counts from its last solve).
+    backlog = ((session.scalar(select(func.count(Ticket.id)).where(Ticket.created_at < since))
+                or 0)
+               - (session.scalar(select(func.count(Ticket.id)).where(Ticket.solved_at < since))
+                  or 0))
+    answers: dict[int, dict[int, int]] = {}  # week: ticket: its latest rating that week
+    for ticket_id, at, rating in session.execute(
+        select(Event.ticket_id, Event.at, Event.new)
+        .where(Event.kind == "satisfaction", Event.at >= since, Event.at < until,
+               Event.new.is_not(None))
+        .order_by(Event.id)
+    ):
+        answers.setdefault(_week_of(weeks_utc, at), {})[ticket_id] = int(rating or 0)
+
+    opened_in: dict[int, list[TicketTimes]] = {}
+    for ticket in tickets.opened:
+        opened_in.setdefault(_week_of(weeks_utc, ticket.created_at), []).append(ticket)
+    solved_in: dict[int, list[TicketTimes]] = {}
+    for ticket in tickets.solved:
+        if ticket.solved_at is not None:
+            solved_in.setdefault(_week_of(weeks_utc, ticket.solved_at), []).append(ticket)
+
+    weeks = []
+    for n, start in enumerate(starts[:-1]):
+        came, went = opened_in.get(n, []), solved_in.get(n, [])
+        backlog += len(came) - len(went)
+        ratings = list(answers.get(n, {}).values())
+        weeks.append({
+            "start": start.isoformat(),
+            "opened": len(came),
+            "solved": len(went),
+            "first_response": _hours(tickets.first_responses(came)),
+            "resolution": _hours(tickets.resolutions(went)),
+            "sla": {
+                "first_response": _share([o.met for o in _responded_in_time(
+                    came, lambda t: t.response_due_at, now)]),
+                "resolution": _share([o.met for o in _resolved_in_time(went)]),
+            },
+            "backlog": backlog,
+            "satisfaction": {
+                "answers": len(ratings),
+                "average": round(statistics.mean(ratings), 2) if ratings else None,
+            },
+        })
+    return weeks
+
+
+def _week_of(starts: list[datetime], at: datetime) -> int:
+    """`starts` in UTC, as `at` is: compared without a time zone's rules each time."""
+    return bisect.bisect_right(starts, at) - 1

@@ -1,17 +1,24 @@
-"""Tickets as the command line and exports show them (the shape of `tickets show --json`)."""
+"""Tickets as the command line, exports and the dashboard show them (the shape of
+`tickets show --json`; the thread with its quoted history for /tickets/N)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from email.policy import EmailPolicy
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Message, Ticket
+from maild.db.rawstore import RawStore
 from maild.errors import NotFound
 from maild.intake.commands import command_lines
+from maild.intake.parse import parse
 
 
 def iso(value: datetime | None) -> str | None:
@@ -127,3 +134,66 @@ def export_tickets(session: Session, batch: int = 200) -> Iterator[dict[str, Any
             yield ticket_json(ticket)
         last_id = tickets[-1].id
         session.expunge_all()
+
+
+# A received mail larger than this is not parsed again for its quoted history on a page
+# view (an attachment of many megabytes would make the page slow for one fold).
+QUOTED_HISTORY_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    """One message of a ticket as an engineer reads it: the new text it stored, and what
+    else the mail said (the quoted history), when it said more."""
+
+    message: Message
+    quoted: str | None
+
+
+class WholeTexts:
+    """Received mails' whole texts, read again from their raw bytes for the quoted history
+    a page folds under each message. Raw mail is stored by its SHA-256 and never changes,
+    so the texts read lately are kept (the smaller ones, a few hundred) for the next view."""
+
+    KEPT = 256
+    KEPT_CHARS = 64 * 1024
+
+    def __init__(self, raw_store: RawStore, policy: EmailPolicy) -> None:
+        self.raw_store = raw_store
+        self.policy = policy
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, raw_sha256: str) -> str | None:
+        """None for mail too large to read on a page view, and for raw mail that is gone or
+        cannot be read (the stored text then stands alone)."""
+        with self._lock:
+            if raw_sha256 in self._kept:
+                self._kept.move_to_end(raw_sha256)
+                return self._kept[raw_sha256]
+        path = self.raw_store.path_for(raw_sha256)
+        try:
+            if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
+                return None
+            whole: str | None = parse(path.read_bytes(), self.policy,
+                                     raw_sha256=raw_sha256).text
+        except Exception:  # hostile or lost raw mail costs the fold, never the page
+            whole = None
+        if whole is None or len(whole) <= self.KEPT_CHARS:
+            with self._lock:
+                self._kept[raw_sha256] = whole
+                while len(self._kept) > self.KEPT:
+                    self._kept.popitem(last=False)
+        return whole
+
+
+def thread(ticket: Ticket, whole_texts: WholeTexts) -> list[ThreadEntry]:
+    return [ThreadEntry(m, _quoted(whole_texts, m)) for m in ticket.messages]
+
+
+def _quoted(whole_texts: WholeTexts, message: Message) -> str | None:
+    """A received mail's whole text, when it is more than the text stored."""
+    if message.raw_sha256 is None or message.direction != "in":
+        return None
+    whole = whole_texts.of(message.raw_sha256)
+    return whole if whole is not None and whole.strip() != message.body.strip() else None

@@ -27,7 +27,12 @@ from maild.channels.imap.session import (
     open_session,
     token_source,
 )
-from maild.channels.imap.state import last_uid_for, remember_last_uid
+from maild.channels.imap.state import (
+    last_uid_for,
+    record_connection,
+    record_poll,
+    remember_last_uid,
+)
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, Intake, intake_batch, quarantine
@@ -107,6 +112,15 @@ def _arrivals(selected: dict[bytes, Any]) -> tuple[int, int]:
     return 0, int(selected[b"EXISTS"])
 
 
+@dataclass(frozen=True)
+class ReaderStatus:
+    """How a reader stands now, for /healthz: starting, connected, standby (another maild
+    holds the mailbox), backoff (after a fault, until it tries again) or stopped."""
+
+    state: str
+    detail: str = ""
+
+
 class FolderRenumbered(TemporaryError):
     """The folder's UIDVALIDITY changed under the reader: read it again from the start."""
 
@@ -133,6 +147,7 @@ class MailboxReader:
         # One reader per mailbox across every maild sharing the database.
         self.lease = lease_for(intake.db.url, intake.config.storage.dir, f"mailbox-{mailbox.name}")
         self._standing_by = False
+        self.status = ReaderStatus("starting")
 
     # --- the daemon's loop ----------------------------------------------------------------
 
@@ -143,6 +158,9 @@ class MailboxReader:
                 if self._take_lease(stop):
                     self._serve_safely(stop)
         finally:
+            if self.status.state in ("connected", "backoff"):  # ours to tell
+                record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "stopped")
+            self.status = ReaderStatus("stopped")
             self.lease.release()
 
     def _take_lease(self, stop: threading.Event) -> bool:
@@ -158,10 +176,12 @@ class MailboxReader:
             if self._standing_by:
                 log.info("%s: the other reader is gone; taking over", self.name)
                 self._standing_by = False
+                self.status = ReaderStatus("starting")
             return True
         if not self._standing_by:
             log.info("%s: another maild is reading it; standing by", self.name)
             self._standing_by = True
+            self.status = ReaderStatus("standby", "another maild is reading it")
         stop.wait(LEASE_RETRY_SECONDS)
         return False
 
@@ -174,11 +194,17 @@ class MailboxReader:
             if not said.startswith(self.name):
                 said = f"{self.name}: {said}"
             log.warning("%s; trying again in %.1f s", said, delay)
+            self._backing_off(said.removeprefix(f"{self.name}: "), delay)
             stop.wait(delay)
-        except Exception:
+        except Exception as exc:
             delay = self.backoff.next_delay()
             log.exception("%s: unexpected failure; trying again in %.1f s", self.name, delay)
+            self._backing_off(f"unexpected failure: {exc!r}", delay)
             stop.wait(delay)
+
+    def _backing_off(self, fault: str, delay: float) -> None:
+        self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
+        record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "backoff", fault)
 
     def drain_once(self) -> DrainReport:
         """`maild run --once`: everything waiting in the folder now, then log out."""
@@ -213,6 +239,8 @@ class MailboxReader:
                 "IDLE" if idle else f"polling every {self.mailbox.poll_seconds:g} s",
                 report.handled,
             )
+            self.status = ReaderStatus("connected")
+            record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "connected")
             confirm = True
             while (not stop.is_set() and not self._login_expired(session)
                    and self._still_ours()):
@@ -222,6 +250,7 @@ class MailboxReader:
                     # not see it), so before each wait the folder is selected afresh:
                     # its answer tells whether anything landed since the last look.
                     now = self._look_again(client, uidvalidity)
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                     if now == seen:
                         self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
                         confirm = False
@@ -230,6 +259,7 @@ class MailboxReader:
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                 if stop.is_set():
                     break
                 report = self._drain(client, stop, last_uid, rescan=False)
