@@ -12,7 +12,6 @@ are found wherever maild is installed and whatever directory it runs in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from jinja2 import (
 )
 
 from maild.errors import ConfigError
+from maild.tickets.durations import spoken_span
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = [
@@ -48,21 +48,6 @@ def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
-def _format_span(value: timedelta) -> str:
-    """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
-    minutes = int(abs(value.total_seconds()) // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = []
-    if days:
-        parts.append(f"{days} day{'s' if days != 1 else ''}")
-    if hours:
-        parts.append(f"{hours} h")
-    if minutes and not days:
-        parts.append(f"{minutes} min")
-    return " ".join(parts) or "less than a minute"
-
-
 class Templates:
     def __init__(self, override_dir: Path | None = None) -> None:
         directories = [d for d in (override_dir, SHIPPED_TEMPLATES) if d is not None]
@@ -73,7 +58,7 @@ class Templates:
         self._html = Environment(loader=loader, undefined=StrictUndefined, autoescape=True)
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
-            environment.filters["span"] = _format_span
+            environment.filters["span"] = spoken_span
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:
