@@ -1,10 +1,12 @@
-"""Tickets as the command line and exports show them (the shape of `tickets show --json`)."""
+"""Tickets as the command line and exports show them: the shape of `tickets show --json`,
+and the text of `tickets show`, whose times are in the business time zone as in mails."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -15,6 +17,14 @@ from maild.errors import NotFound
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def local_time(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO timestamp of the JSON as people read it: in the business time zone, to
+    the minute ("Mon 23 Nov 2026 10:00 PST")."""
+    if value is None:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -73,6 +83,7 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "satisfaction_comment": ticket.satisfaction_comment,
     }
     if with_messages:
+        data["follow_ups"] = [later.id for later in ticket.follow_ups]
         data["messages"] = [message_json(m) for m in ticket.messages]
         data["events"] = [
             {"at": iso(e.at), "actor": e.actor, "kind": e.kind, "old": e.old, "new": e.new,
@@ -87,6 +98,7 @@ _FULL = (
     selectinload(Ticket.events),
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
+    selectinload(Ticket.follow_ups),
 )
 
 
@@ -119,3 +131,43 @@ def export_tickets(session: Session, batch: int = 200) -> Iterator[dict[str, Any
             yield ticket_json(ticket)
         last_id = tickets[-1].id
         session.expunge_all()
+
+
+def ticket_text(data: dict[str, Any], zone: ZoneInfo) -> str:
+    """`tickets show`: the ticket from its JSON, then its messages, oldest first."""
+    lines = [
+        f"#{data['id']} {data['subject']}",
+        f"status {data['status']}, priority {data['priority']}, "
+        f"requester {data['requester']}, assignee {data['assignee'] or '-'}",
+    ]
+    if data["organization"]:
+        lines.append(f"organization {data['organization']} ({data['tier']}, "
+                     f"{data['plan'] or '-'})")
+    lines.append(f"created {local_time(data['created_at'], zone)}, "
+                 f"severity {data['severity'] or '-'}")
+    if data["follow_up_of"]:
+        lines.append(f"follow-up of #{data['follow_up_of']}")
+    if data.get("follow_ups"):
+        lines.append("followed up in " + ", ".join(f"#{n}" for n in data["follow_ups"]))
+    lines.append(_sla_line(data, zone))
+    for message in data["messages"]:
+        delivery = message["delivery"]
+        sent = f" [{delivery['status']}]" if delivery else ""
+        lines.append(f"\n--- {local_time(message['created_at'], zone)} {message['direction']} "
+                     f"{message['kind']} {message['author']}{sent}")
+        lines.append(message["body"])
+    return "\n".join(lines)
+
+
+def _sla_line(data: dict[str, Any], zone: ZoneInfo) -> str:
+    if data["first_response_at"]:
+        parts = [f"first response {local_time(data['first_response_at'], zone)}"]
+    else:
+        parts = [f"first response due {local_time(data['response_due_at'], zone)} "
+                 f"(our target {local_time(data['internal_response_due_at'], zone)})"]
+    paused = (f", paused since {local_time(data['sla_paused_at'], zone)}"
+              if data["sla_paused_at"] else "")
+    parts.append(f"resolution due {local_time(data['resolution_due_at'], zone)}{paused}")
+    if data["escalated_at"]:
+        parts.append(f"escalated {local_time(data['escalated_at'], zone)}")
+    return "SLA: " + "; ".join(parts)
