@@ -19,3 +19,9 @@ def message_ids(value: str) -> list[str]:
 def new_message_id(domain: str, ticket_id: int | None = None) -> str:
     prefix = f"maild.{ticket_id}." if ticket_id is not None else "maild."
     return f"<{prefix}{uuid.uuid4().hex}@{domain}>"
+
+
+def weekly_message_id(kind: str, week: str, domain: str) -> str:
+    """The Message-ID of a mail maild sends once a week ("digest", "2026-W48"): the same
+    for everyone who would send it, so that it is queued once."""
+    return f"<maild.{kind}.{week}@{domain}>"

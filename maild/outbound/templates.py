@@ -12,6 +12,7 @@ are found wherever maild is installed and whatever directory it runs in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from maild.tickets.durations import spoken_span
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = [
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
-    "sla_alert", "escalation",
+    "sla_alert", "escalation", "digest",
 ]
 
 
@@ -43,9 +44,17 @@ class Rendered:
 
 
 def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %Z") -> str:
+    """A datetime, or an ISO-8601 text (as in the report's data), in `zone`."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return (value.astimezone(zone) if zone else value).strftime(fmt)
+
+
+def _format_hours(value: float) -> str:
+    """Hours as people say them: 50.5 is "2 days 2 h"."""
+    return spoken_span(timedelta(hours=value))
 
 
 class Templates:
@@ -59,6 +68,7 @@ class Templates:
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
             environment.filters["span"] = spoken_span
+            environment.filters["hours"] = _format_hours
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:

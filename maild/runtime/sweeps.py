@@ -10,6 +10,7 @@ from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.runtime.app import App
 from maild.tickets.alerts import send_sla_alerts
+from maild.tickets.digest import send_digest
 from maild.tickets.followups import send_followups
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import set_status
@@ -62,4 +63,4 @@ def run_sweeps(app: App) -> dict[str, int]:
     surveys = send_surveys(app)
     return {**followups, "surveys_sent": surveys,
             "close_solved_tickets": close_solved_tickets(app),
-            "sla_alerts": send_sla_alerts(app)}
+            "sla_alerts": send_sla_alerts(app), "digests_sent": send_digest(app)}
