@@ -143,6 +143,9 @@ def test_two_maild_processes_send_one_digest(
     config.write_text(digest_config(database_url, tmp_path, sink))
     environment = {**os.environ, "MAILD_CONFIG": str(config),
                    "MAILD_NOW": "2026-11-30T08:00:00-08:00"}
+    # The schema first: two processes creating it at once is another story.
+    subprocess.run([sys.executable, "-m", "maild", "db", "upgrade"], env=environment,
+                   check=True, capture_output=True)
     schedulers = [subprocess.Popen([sys.executable, "-m", "maild", "run", "--once", "--only",
                                     "scheduler"], env=environment, stdout=subprocess.PIPE)
                   for _ in range(2)]
