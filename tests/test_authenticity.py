@@ -7,7 +7,6 @@ import pytest
 
 from maild.config import Config
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
 from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
@@ -30,9 +29,9 @@ def se_reply(ticket_id: int, results: str | None, message_id: str) -> bytes:
 
 
 def test_staff_mail_passing_dkim_at_our_server_is_staff(app: App) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     passed = f"{MX}; dkim=pass header.d=example.com header.s=s1; spf=fail smtp.mailfrom=x.test"
-    ingest(app, se_reply(ticket_id, passed, "<real@example.com>"), "test")
+    ingest(app.intake, se_reply(ticket_id, passed, "<real@example.com>"), "test")
 
     ticket = show(app, ticket_id)
     assert ticket["status"] == "solved"
@@ -48,8 +47,8 @@ def test_staff_mail_passing_dkim_at_our_server_is_staff(app: App) -> None:
 def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
     app: App, sink: Sink, results: str | None
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, se_reply(ticket_id, results, "<spoof@example.com>"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, se_reply(ticket_id, results, "<spoof@example.com>"), "test")
 
     ticket = show(app, ticket_id)
     assert ticket["status"] == "open"  # not solved: the "#solve" was a customer's words
@@ -62,7 +61,7 @@ def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
         f"Authentication-Results from {MX} shows dkim, spf or dmarc passing for example.com")
     relayed = [m for m in ticket["messages"] if (m["direction"], m["kind"]) == ("out", "public")]
     assert relayed == []
-    Sender(app).deliver_due()
+    app.sender.deliver_due()
     [warning] = [m for m in sink.messages()
                  if m["Delivered-To"] == "dan@example.com" and "replied:" in plain_text(m)]
     assert plain_text(warning).startswith(
@@ -73,7 +72,7 @@ def test_claimed_staff_mail_that_fails_is_a_customer_message_and_flagged(
 def test_a_mangled_authentication_results_header_is_a_failed_check_not_a_crash(
     app: App
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    result = ingest(app, se_reply(ticket_id, ";;; dkim=", "<mangled@example.com>"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    result = ingest(app.intake, se_reply(ticket_id, ";;; dkim=", "<mangled@example.com>"), "test")
     assert result.outcome == "stored"
     assert show(app, ticket_id)["status"] == "open"

@@ -18,7 +18,7 @@ from maild.clock import FixedClock
 from maild.config import Config, DigestConfig, parse_config
 from maild.db.models import OutboxMail
 from maild.runtime.app import App, build_app
-from maild.tickets.digest import latest_due, send_digest
+from maild.tickets.digest import latest_due
 from tests.conftest import Sink, config_text
 from tests.helpers import at_once, maild
 from tests.mailbuilder import make_mail, plain_text, staff_reply
@@ -126,8 +126,8 @@ def test_two_schedulers_at_once_send_one_digest(
 ) -> None:
     app = digest_app(database_url, tmp_path, sink, clock)
     try:
-        assert sorted(at_once(app, send_digest)) == [0, 1]
-        assert sorted(at_once(app, send_digest)) == [0, 0]
+        assert sorted(at_once(app, lambda scheduler: scheduler.digest.send())) == [0, 1]
+        assert sorted(at_once(app, lambda scheduler: scheduler.digest.send())) == [0, 0]
         with app.db.transaction() as session:
             queued = session.scalars(select(OutboxMail.message_id)
                                      .where(OutboxMail.purpose == "digest")).all()
@@ -164,4 +164,4 @@ def test_two_maild_processes_send_one_digest(
 
 def test_no_recipients_no_digest(app: App) -> None:
     assert app.config.digest.to == []
-    assert send_digest(app) == 0
+    assert app.digest.send() == 0

@@ -85,7 +85,7 @@ def purposes(app: App) -> dict[str, int]:
 
 
 def reader_for(app: App, **kwargs: Any) -> MailboxReader:
-    return MailboxReader(app, app.config.mailboxes[0], **kwargs)
+    return MailboxReader(app.intake, app.config.mailboxes[0], **kwargs)
 
 
 class RunningReader:
@@ -137,7 +137,7 @@ def test_message_stored_before_a_crash_is_a_duplicate_and_is_filed_away(
 ) -> None:
     raw = make_mail(subject="Stored, then the daemon died", message_id="<crash@customer.example>")
     imap_account.append(raw)
-    ingest(reader_app, raw, "imap:support", "support")  # committed, never moved
+    ingest(reader_app.intake, raw, "imap:support", "support")  # committed, never moved
 
     report = reader_for(reader_app).drain_once()
 

@@ -338,23 +338,23 @@ def story(app: App, clock: FixedClock) -> None:
     answered a day and two hours later; one of severity 2 (a business week) two hours
     later; the third never. Both answered are solved by the customers' silence."""
     with app.db.transaction() as session:
-        add_customer(app, session, "Managed Co", domains=["managed.example"], plan="managed")
-    quick = ingest(app, make_mail(sender="a@managed.example", message_id="<a@x>"),
+        add_customer(app.mails, session, "Managed Co", domains=["managed.example"], plan="managed")
+    quick = ingest(app.intake, make_mail(sender="a@managed.example", message_id="<a@x>"),
                    "test").ticket_id
-    slow = ingest(app, make_mail(sender="b@managed.example", message_id="<b@x>"),
+    slow = ingest(app.intake, make_mail(sender="b@managed.example", message_id="<b@x>"),
                   "test").ticket_id
-    ingest(app, make_mail(sender="c@other.example", message_id="<c@x>"), "test")
+    ingest(app.intake, make_mail(sender="c@other.example", message_id="<c@x>"), "test")
     with app.db.transaction() as session:
         set_priority(get_ticket(session, slow), "p1", actor="test", now=clock.now(),
                      clocks=app.sla)
     clock.set(at(11, 23, 12))  # two business hours later
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
-                          message_id="<r1@example.com>", in_reply_to="<a@x>",
-                          body="Try this.\n"), "test")
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
+                                 message_id="<r1@example.com>", in_reply_to="<a@x>",
+                                 body="Try this.\n"), "test")
     clock.set(at(11, 24, 12))  # a day and two hours later: past the 24-hour first response
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{slow}]",
-                          message_id="<r2@example.com>", in_reply_to="<b@x>",
-                          body="Sorry for the wait.\n"), "test")
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{slow}]",
+                                 message_id="<r2@example.com>", in_reply_to="<b@x>",
+                                 body="Sorry for the wait.\n"), "test")
     for day in (24, 30):
         clock.set(at(11, day, 12, 30))
         run_sweeps(app)

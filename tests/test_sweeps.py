@@ -13,8 +13,9 @@ from tests.mailbuilder import make_mail, staff_reply
 
 
 def test_solved_ticket_closes_after_close_after_solved(app: App, clock: FixedClock) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, staff_reply(ticket_id, "#solve\nFixed in 2.3.1.\n", "<s@example.com>"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake,
+        staff_reply(ticket_id, "#solve\nFixed in 2.3.1.\n", "<s@example.com>"), "test")
 
     clock.advance(timedelta(hours=71, minutes=59))
     assert close_solved_tickets(app) == 0
@@ -29,10 +30,11 @@ def test_solved_ticket_closes_after_close_after_solved(app: App, clock: FixedClo
 
 
 def test_reopened_ticket_is_not_closed(app: App, clock: FixedClock) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, staff_reply(ticket_id, "#solve\nFixed.\n", "<s@example.com>"), "test")
-    ingest(app, make_mail(message_id="<again@customer.example>", in_reply_to="<s@example.com>",
-                          body="Not fixed for me.\n"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, staff_reply(ticket_id, "#solve\nFixed.\n", "<s@example.com>"), "test")
+    ingest(app.intake,
+        make_mail(message_id="<again@customer.example>", in_reply_to="<s@example.com>",
+                  body="Not fixed for me.\n"), "test")
 
     clock.advance(timedelta(days=10))
     assert close_solved_tickets(app) == 0

@@ -18,8 +18,8 @@ from tests.mailbuilder import make_mail
 
 
 def open_ticket(app: App, sender: str, n: int) -> int:
-    return ingest(app, make_mail(sender=sender, subject=f"Problem {n}",
-                                 message_id=f"<p{n}@x.example>"), "test").ticket_id
+    return ingest(app.intake, make_mail(sender=sender, subject=f"Problem {n}",
+                                        message_id=f"<p{n}@x.example>"), "test").ticket_id
 
 
 def change(app: App, ticket_id: int, *, priority: str | None = None,
@@ -41,7 +41,7 @@ def first(app: App) -> tuple[int, str]:
 
 def test_priority_then_tier_then_due_time_then_age(app: App, clock: FixedClock) -> None:
     with app.db.transaction() as session:
-        add_customer(app, session, "Big Corp", domains=["big.example"], tier="enterprise")
+        add_customer(app.mails, session, "Big Corp", domains=["big.example"], tier="enterprise")
     oldest = open_ticket(app, "ann@small.example", 1)
     clock.advance(timedelta(minutes=5))
     enterprise = open_ticket(app, "bob@big.example", 2)

@@ -34,7 +34,7 @@ def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
     app = obj.app()
     with app.db.transaction() as session:
         added = add_customer(
-            app, session, name, domains=list(domains), tier=tier, plan=plan,
+            app.mails, session, name, domains=list(domains), tier=tier, plan=plan,
             contacts=list(contacts), welcome=welcome,
         )
         customer, linked = added.customer, added.linked

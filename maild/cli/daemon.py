@@ -89,7 +89,7 @@ def ingest(obj: Context, files: tuple[str, ...]) -> None:
             worst = max(worst, EX_DATAERR)
             continue
         try:
-            result = ingest_one(app, raw, "ingest")
+            result = ingest_one(app.intake, raw, "ingest")
         except TemporaryError as exc:
             click.echo(f"{name}: not stored, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -15,8 +16,6 @@ from maild.intake.classify import Verdict
 from maild.intake.commands import Commands
 from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
-from maild.outbound.mails import Mails
-from maild.runtime.app import App
 from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
     add_participant,
@@ -28,6 +27,9 @@ from maild.tickets.service import (
     set_status,
 )
 from maild.tickets.staff import staff_recipients
+
+if TYPE_CHECKING:
+    from maild.intake.pipeline import Intake
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
@@ -59,17 +61,19 @@ class Applied:
 
 class _Apply:
     def __init__(
-        self, app: App, session: Session, mail: ParsedMail, verdict: Verdict,
+        self, intake: Intake, session: Session, mail: ParsedMail, verdict: Verdict,
         raw_sha256: str, channel: str, mailbox: str | None,
     ) -> None:
-        self.app = app
+        self.config = intake.config
+        self.sla = intake.sla
+        self.mails = intake.mails
+        self.attachment_store = intake.attachment_store
         self.session = session
         self.mail = mail
         self.verdict = verdict
         self.raw_sha256 = raw_sha256
         self.channel = channel
-        self.now = app.clock.now()
-        self.mails = Mails(app, session)
+        self.now = intake.clock.now()
         self.mailbox = mailbox or self._mailbox_written_to()
         self.queued = 0
 
@@ -79,13 +83,13 @@ class _Apply:
         """For channels that are not a mailbox (SMTP, `maild ingest`): the mailbox addressed."""
         addressed = {m.address for m in [*self.mail.to, *self.mail.cc]}
         return next(
-            (box.name for box in self.app.config.mailboxes if box.address in addressed), None
+            (box.name for box in self.config.mailboxes if box.address in addressed), None
         )
 
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
         return open_ticket(
             self.session, subject=self.mail.subject, requester=requester, now=self.now,
-            clocks=self.app.sla, follow_up_of=follow_up_of,
+            clocks=self.sla, follow_up_of=follow_up_of,
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
 
@@ -118,11 +122,11 @@ class _Apply:
             "filename": attachment.filename, "content_type": attachment.content_type,
             "size": attachment.size, "sha256": None,
         }
-        if attachment.size > self.app.config.storage.max_attachment_bytes:
+        if attachment.size > self.config.storage.max_attachment_bytes:
             kept["note"] = ("larger than storage.max_attachment_bytes: kept only in the raw "
                             "message, not relayed")
         else:
-            kept["sha256"] = attachment.stored_sha256 or self.app.attachment_store.put(
+            kept["sha256"] = attachment.stored_sha256 or self.attachment_store.put(
                 attachment.data)
         return kept
 
@@ -137,19 +141,19 @@ class _Apply:
     def _acknowledge(self, ticket: Ticket, message: Message, recent: int) -> int:
         """Queue the acknowledgment unless this requester already got enough automatic
         mail lately (`recent`)."""
-        limit = self.app.config.outbound.auto_replies_per_hour
+        limit = self.config.outbound.auto_replies_per_hour
         if recent >= limit:
             record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
-        self.mails.acknowledgment(ticket, message)
+        self.mails.acknowledgment(self.session, ticket, message)
         return 1
 
     def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
         """Tell the assignee, or while there is none the staff list, what the customer wrote."""
-        if not self.app.config.staff.notify:
+        if not self.config.staff.notify:
             return 0
-        recipients = staff_recipients(ticket, self.app.config.staff,
+        recipients = staff_recipients(ticket, self.config.staff,
                                       author=self.mail.sender.address,
                                       impersonated=bool(self.verdict.unverified_staff))
         if not recipients:
@@ -163,7 +167,7 @@ class _Apply:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
         self.mails.notification(
-            ticket, message, recipients,
+            self.session, ticket, message, recipients,
             headline=headline,
             open_tickets=self._open_tickets(ticket),
             customer_replies=customer_replies,
@@ -216,8 +220,8 @@ class _Apply:
             add_participant(ticket, address, "cc")
         self._store(ticket, direction="out", kind="public", body=self.mail.new_text)
         set_assignee(ticket, se, actor=se, now=self.now)
-        first_response(ticket, now=self.now, clocks=self.app.sla)
-        set_status(ticket, "pending", actor=se, now=self.now, clocks=self.app.sla,
+        first_response(ticket, now=self.now, clocks=self.sla)
+        set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
                    detail="opened by staff writing to the customer")
         return Applied(ticket.id, decision.reason)
 
@@ -242,7 +246,7 @@ class _Apply:
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
         add_participant(ticket, sender, "cc")
         set_status(ticket, "open", actor=sender, now=self.now,
-                   clocks=self.app.sla, detail="customer replied")
+                   clocks=self.sla, detail="customer replied")
         notified = self._notify(ticket, message, f"{self._who()} replied:")
         return Applied(ticket.id, decision.reason, notified)
 
@@ -292,7 +296,7 @@ class _Apply:
         se = self.mail.sender.address
         errors = decision.commands.errors
         note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
-        self.mails.command_error(ticket, se, errors, note)
+        self.mails.command_error(self.session, ticket, se, errors, note)
         record(ticket, self.now, se, "command_rejected", detail="; ".join(errors))
         return Applied(ticket.id, decision.reason, 1)
 
@@ -308,15 +312,15 @@ class _Apply:
         if public:
             recipients = self._relay_recipients(ticket)
             if recipients:
-                self.mails.relay(ticket, reply, recipients)
+                self.mails.relay(self.session, ticket, reply, recipients)
                 self.queued += 1
             summary.append(f"relayed to {len(recipients)}")
-            first_response(ticket, now=self.now, clocks=self.app.sla)
+            first_response(ticket, now=self.now, clocks=self.sla)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
             if commands.status is None:
                 set_status(ticket, "pending", actor=se, now=self.now,
-                           clocks=self.app.sla, detail="staff replied")
+                           clocks=self.sla, detail="staff replied")
         self._run_commands(ticket, commands)
         return Applied(ticket.id, ", ".join(summary), self.queued)
 
@@ -330,13 +334,13 @@ class _Apply:
         se = self.mail.sender.address
         if commands.priority:
             set_priority(ticket, commands.priority, actor=se, now=self.now,
-                         clocks=self.app.sla)
+                         clocks=self.sla)
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)
         if commands.status:
             set_status(ticket, commands.status, actor=se, now=self.now,
-                       clocks=self.app.sla, detail="command in a staff reply")
+                       clocks=self.sla, detail="command in a staff reply")
         if commands.cause:
             record(ticket, self.now, se, "cause", ticket.cause, commands.cause)
             ticket.cause = commands.cause
@@ -363,11 +367,11 @@ _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
 
 
 def apply(
-    app: App, session: Session, mail: ParsedMail, verdict: Verdict, ticket: Ticket | None,
+    intake: Intake, session: Session, mail: ParsedMail, verdict: Verdict, ticket: Ticket | None,
     decision: Decision, raw_sha256: str, channel: str, mailbox: str | None = None,
 ) -> Applied:
     """Act on `decision` about `mail`, on the `ticket` it threads to, if any."""
-    step = _Apply(app, session, mail, verdict, raw_sha256, channel, mailbox)
+    step = _Apply(intake, session, mail, verdict, raw_sha256, channel, mailbox)
     if ticket is None:
         return _OPENING[decision.kind](step, decision)
     return _ON_TICKET[decision.kind](step, ticket, decision)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from mimetypes import guess_type
 
@@ -24,7 +25,6 @@ from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
 from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.mail.message_id import message_ids
-from maild.mail.policy import READING
 from maild.mail.printable import printable_line, printable_text
 
 log = logging.getLogger(__name__)
@@ -253,21 +253,23 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
         return None
 
 
-def parse(raw: bytes, *, large: Skeleton | None = None, raw_sha256: str | None = None
-          ) -> ParsedMail:
-    """`large`: the skeleton of `raw` whose large parts are already stored; then `raw`
+def parse(raw: bytes, policy: EmailPolicy, *, large: Skeleton | None = None,
+          raw_sha256: str | None = None) -> ParsedMail:
+    """`policy`: how headers are read (MailPolicies.reading, maild/mail/policy.py).
+    `large`: the skeleton of `raw` whose large parts are already stored; then `raw`
     is not needed in memory, only its SHA-256 (given when known: it is not computed
     again)."""
     if large is None and not raw.strip():
         raise ParseError("the message is empty")
     try:
-        return _parse(raw, large, raw_sha256)
+        return _parse(raw, policy, large, raw_sha256)
     except RecursionError:
         raise ParseError("MIME parts nested too deeply to read") from None
 
 
-def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> ParsedMail:
-    message = email.message_from_bytes(large.raw if large else raw, policy=READING)
+def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: str | None
+           ) -> ParsedMail:
+    message = email.message_from_bytes(large.raw if large else raw, policy=policy)
     assert isinstance(message, EmailMessage)
 
     header = _Headers(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from maild.tickets.surveys import answers_survey
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
 # (rank 1; a welcome mail belongs to no ticket).
-_TICKETS_OF: CompoundSelect[tuple[str, int, int]] = union_all(
+_TICKETS_OF: CompoundSelect[*tuple[Any, ...]] = union_all(
     select(Message.message_id, Message.ticket_id, literal(0).label("rank"))
     .where(Message.message_id.in_(bindparam("ids", expanding=True))),
     select(OutboxMail.message_id, OutboxMail.ticket_id, literal(1).label("rank"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import getaddresses
-from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,21 +20,10 @@ class InvalidAddress(ValueError):
 
 def normalise(address: str) -> str:
     """The canonical form used for every comparison and every row: lower case, IDNA decoded."""
-    normalised, error = _checked(address.strip())
-    if error:
-        raise InvalidAddress(f"{address!r} is not a valid address: {error}")
-    return normalised
-
-
-@lru_cache(maxsize=4096)
-def _checked(address: str) -> tuple[str, str]:
-    """email-validator's verdict, remembered: a mail names several addresses, most of
-    them seen before (the desk's own, its customers'), and checking one costs more than
-    parsing the header it came in."""
     try:
-        return validate_email(address, check_deliverability=False).normalized.lower(), ""
+        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        return "", str(exc)
+        raise InvalidAddress(f"{address!r} is not a valid address: {exc}") from None
 
 
 def parse_mailboxes(header_values: list[str]) -> list[Mailbox]:

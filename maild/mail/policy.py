@@ -17,7 +17,8 @@
   only if it is too long for a line), and parses it only if something reads it.
 
 Behaviour is exactly that of `email.policy.default` (reading) and `email.policy.SMTP`
-(writing); only the repeated work is gone.
+(writing); only the repeated work is gone. What is kept lives in a `MailPolicies`, built
+once by the composition root (and by the parser process for itself), never at import.
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ import re
 from email.headerregistry import HeaderRegistry
 from email.policy import EmailPolicy
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 _LINE_BREAKS = re.compile(r"\r|\n")
 # Longer values are parsed each time rather than kept.
 _CACHED_VALUE_CHARS = 998
 
 
-class _HeaderClasses(HeaderRegistry):
+class _KeptHeaders(HeaderRegistry):
+    """The header classes, each made once; headers parsed, and folded, once per value."""
+
     def __init__(self) -> None:
         super().__init__()
         self._classes: dict[str, Any] = {}
+        self.parsed = lru_cache(maxsize=1024)(self.__call__)
+        self.folded = lru_cache(maxsize=1024)(EmailPolicy.fold_binary)
 
     def __getitem__(self, name: str) -> Any:
         key = name.lower()
@@ -46,7 +51,8 @@ class _HeaderClasses(HeaderRegistry):
         return made
 
 
-_HEADERS = _HeaderClasses()
+def _kept(policy: EmailPolicy) -> _KeptHeaders:
+    return cast(_KeptHeaders, policy.header_factory)
 
 
 # Values that are new in nearly every mail: kept, they would only push out the ones that
@@ -55,11 +61,6 @@ _HEADERS = _HeaderClasses()
 _NEVER_REPEATED = frozenset({"message-id", "subject", "references", "in-reply-to",
                              "received", "dkim-signature", "arc-seal",
                              "arc-message-signature", "arc-authentication-results"})
-
-
-@lru_cache(maxsize=1024)
-def _parsed(name: str, value: str) -> Any:
-    return _HEADERS(name, value)
 
 
 def _cacheable(name: str, value: str) -> bool:
@@ -74,7 +75,7 @@ class _ReadingPolicy(EmailPolicy):
         if not hasattr(value, "name"):
             unfolded = _LINE_BREAKS.sub("", value)
             if _cacheable(name, unfolded):
-                return _parsed(name, unfolded)
+                return _kept(self).parsed(name, unfolded)
         return super().header_fetch_parse(name, value)
 
 
@@ -101,19 +102,19 @@ class _WritingPolicy(EmailPolicy):
             if _is_plain(name, value):
                 return (name, value)
             if _cacheable(name, value):
-                return (name, _parsed(name, value))
+                return (name, _kept(self).parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if hasattr(value, "name") and _cacheable(name, value):
-            return _folded(self, name, value)
+            return _kept(self).folded(self, name, value)
         return super().fold_binary(name, value)
 
 
-@lru_cache(maxsize=1024)
-def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
-    return EmailPolicy.fold_binary(policy, name, value)
+class MailPolicies:
+    """The policies maild reads and writes mail with, sharing what they keep."""
 
-
-READING = _ReadingPolicy(header_factory=_HEADERS)
-WRITING = _WritingPolicy(header_factory=_HEADERS, linesep="\r\n")
+    def __init__(self) -> None:
+        headers = _KeptHeaders()
+        self.reading: EmailPolicy = _ReadingPolicy(header_factory=headers)
+        self.writing: EmailPolicy = _WritingPolicy(header_factory=headers, linesep="\r\n")

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 
-from maild.mail.policy import WRITING
 from maild.mail.subject import tagged
-
-
-def _boundary() -> str:
-    return f"{'=' * 15}{secrets.randbelow(10 ** 19):019d}=="
-
 
 # A boundary has only to be absent from the parts it separates, and every part maild
 # writes is quoted-printable, which never holds two "=" in a row, or base64, which never
-# holds a "-"; a boundary line starts "--==". So each process draws its two boundaries
-# once (in email's own format), rather than email drawing one per mail and compiling a
-# regular expression to search the whole mail for it; and the headers naming them are
-# parsed and folded once.
-_ALTERNATIVE = _boundary()
-_MIXED = _boundary()
+# holds a "-"; a boundary line starts "--==". So maild's two boundaries are fixed (in
+# email's own format), rather than email drawing one per mail and compiling a regular
+# expression to search the whole mail for it; and the headers naming them are parsed
+# and folded once. Being random would add nothing: every mail maild sends shows them.
+_ALTERNATIVE = "===============4761837522406173921=="
+_MIXED = "===============0930276457183905512=="
 
 
 @dataclass(frozen=True)
@@ -82,8 +76,9 @@ def _addresses(*parties: Party) -> str:
     return ", ".join(_address(p) for p in parties)
 
 
-def render_mail(mail: OutgoingMail) -> bytes:
-    message = EmailMessage(policy=WRITING)
+def render_mail(mail: OutgoingMail, policy: EmailPolicy) -> bytes:
+    """`policy`: how headers are written (MailPolicies.writing, maild/mail/policy.py)."""
+    message = EmailMessage(policy=policy)
     message["From"] = _addresses(mail.sender)
     message["To"] = _addresses(*mail.to)
     if mail.cc:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail
 from maild.db.rawstore import RawStore
-from maild.outbound.compose import OutgoingMail, render_mail
+from maild.outbound.compose import OutgoingMail
 
 # Mail up to this size is kept in its outbox row, written with the change that caused
 # it; larger mail (a relayed reply with its attachments) is a file of the raw store.
@@ -25,16 +25,10 @@ def mail_bytes(raw: bytes | None, raw_sha256: str | None, raw_store: RawStore) -
 
 
 def queue_mail(
-    session: Session,
-    raw_store: RawStore,
-    mail: OutgoingMail,
-    *,
-    purpose: str,
-    now: datetime,
-    ticket_id: int | None = None,
-    message: Message | None = None,
+    session: Session, raw_store: RawStore, raw: bytes, mail: OutgoingMail, *, purpose: str,
+    now: datetime, ticket_id: int | None = None, message: Message | None = None,
 ) -> OutboxMail:
-    raw = render_mail(mail)
+    """`mail` in the outbox, as `raw`, its bytes."""
     inline = len(raw) <= INLINE_BYTES
     row = OutboxMail(
         ticket_id=ticket_id,

@@ -11,6 +11,7 @@ are found wherever maild is installed and whatever directory it runs in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -30,10 +31,10 @@ from maild.errors import ConfigError
 from maild.tickets.durations import spoken_span
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
-TEMPLATE_NAMES = [
+TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
     "sla_alert", "escalation", "digest",
-]
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Templates:
             html = None
         return Rendered(subject, text, html)
 
-    def check(self, names: list[str]) -> list[str]:
+    def check(self, names: Sequence[str]) -> list[str]:
         """Compile every template; one line per problem, naming the file."""
         problems = []
         for name in names:

@@ -12,7 +12,7 @@ from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
-from maild.outbound.sender import DeliveryReport, Sender
+from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
@@ -36,10 +36,10 @@ class Daemon:
     def __init__(self, app: App, roles: tuple[str, ...] = ROLES) -> None:
         self.app = app
         self.roles = roles
-        self.sender = Sender(app)
+        self.sender = app.sender
         self._wake_sender = threading.Event()
         self.readers = [
-            MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes
+            MailboxReader(app.intake, box, self._on_stored) for box in app.config.mailboxes
         ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:
@@ -80,7 +80,8 @@ class Daemon:
         reader_threads: list[threading.Thread] = []
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
-                listener = SmtpListener(self.app, self._on_stored)
+                listener = SmtpListener(self.app.intake, self.app.config.inbound_smtp,
+                                        self._on_stored)
                 listener.start()
             for reader in self.readers:
                 thread = threading.Thread(

@@ -14,7 +14,6 @@ from maild.db.models import Customer, CustomerContact, CustomerDomain, Ticket
 from maild.errors import PermanentError
 from maild.mail.addresses import InvalidAddress, normalise
 from maild.outbound.mails import Mails
-from maild.runtime.app import App
 from maild.tickets.model import DEFAULT_TIER, TIERS
 from maild.tickets.service import customer_for, link_customer
 from maild.tickets.views import iso
@@ -31,7 +30,7 @@ class Registered:
 
 
 def add_customer(
-    app: App,
+    mails: Mails,
     session: Session,
     name: str,
     *,
@@ -53,7 +52,7 @@ def add_customer(
     except InvalidAddress as exc:
         raise PermanentError(f"--contact: {exc}") from None
     domains = [d.strip().lower().lstrip("@") for d in domains]
-    now = app.clock.now()
+    now = mails.clock.now()
     customer = session.scalar(
         select(Customer).where(Customer.name == name).with_for_update()
     ) or Customer(name=name, created_at=now)
@@ -76,19 +75,18 @@ def add_customer(
         if owner_contact is None:
             customer.contacts.append(CustomerContact(address=address))
     session.flush()
-    linked = _link_earlier_tickets(app, session, customer)
+    linked = _link_earlier_tickets(mails, session, customer)
     if not welcome or customer.welcomed_at is not None:
         return Registered(customer, False, linked)
     if not customer.contacts:
         raise PermanentError("--welcome needs a --contact to write to")
-    mails = Mails(app, session)
     for contact in customer.contacts:
-        mails.welcome(customer, contact.address)
+        mails.welcome(session, customer, contact.address)
     customer.welcomed_at = now
     return Registered(customer, True, linked)
 
 
-def _link_earlier_tickets(app: App, session: Session, customer: Customer) -> list[int]:
+def _link_earlier_tickets(mails: Mails, session: Session, customer: Customer) -> list[int]:
     """The tickets of no organisation whose requester is now this customer's (by contact
     or domain, as a new ticket would find it), linked to it."""
     named = [Ticket.requester.endswith(f"@{d.domain}", autoescape=True)
@@ -100,11 +98,11 @@ def _link_earlier_tickets(app: App, session: Session, customer: Customer) -> lis
         select(Ticket).where(Ticket.customer_id.is_(None), or_(*named))
         .options(selectinload(Ticket.events)).order_by(Ticket.id)
     ).all()
-    now = app.clock.now()
+    now = mails.clock.now()
     linked = []
     for ticket in candidates:
         if customer_for(session, ticket.requester) is customer:
-            link_customer(ticket, customer, actor=OPERATOR, now=now, clocks=app.sla)
+            link_customer(ticket, customer, actor=OPERATOR, now=now, clocks=mails.sla)
             linked.append(ticket.id)
     return linked
 

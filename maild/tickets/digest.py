@@ -11,17 +11,20 @@ goes out late, once; the weeks before it are not sent.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from maild.clock import Clock
 from maild.config import DigestConfig
+from maild.db.database import Database
 from maild.db.models import OutboxMail
 from maild.mail.message_id import weekly_message_id
 from maild.outbound.mails import Mails
-from maild.runtime.app import App
+from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.report import build_report
 
 log = logging.getLogger(__name__)
@@ -44,23 +47,33 @@ def week_of(due: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def send_digest(app: App) -> int:
-    """Queue this week's digest if it is due and no one has; 1 if this call queued it."""
-    config = app.config.digest
-    if not config.to:
-        return 0
-    now = app.clock.now()
-    due = latest_due(config, app.calendar.zone, now)
-    week = week_of(due)
-    message_id = weekly_message_id("digest", week, app.config.support.domain)
-    try:
-        with app.db.transaction() as session:
-            if session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == message_id)):
-                return 0
-            report = build_report(session, app.calendar, due - timedelta(days=7), due, now)
-            Mails(app, session).digest(list(config.to), report, week, message_id)
-    except IntegrityError:
-        log.info("the digest of %s was queued by another scheduler", week)
-        return 0
-    log.info("digest of %s queued for %s", week, ", ".join(config.to))
-    return 1
+@dataclass(frozen=True)
+class WeeklyDigest:
+    db: Database
+    clock: Clock
+    calendar: BusinessCalendar
+    mails: Mails
+    config: DigestConfig
+    domain: str  # the support address's, for the digest's Message-ID
+
+    def send(self) -> int:
+        """Queue this week's digest if it is due and no one has; 1 if this call queued it."""
+        if not self.config.to:
+            return 0
+        now = self.clock.now()
+        due = latest_due(self.config, self.calendar.zone, now)
+        week = week_of(due)
+        message_id = weekly_message_id("digest", week, self.domain)
+        try:
+            with self.db.transaction() as session:
+                if session.scalar(
+                    select(OutboxMail.id).where(OutboxMail.message_id == message_id)
+                ):
+                    return 0
+                report = build_report(session, self.calendar, due - timedelta(days=7), due, now)
+                self.mails.digest(session, list(self.config.to), report, week, message_id)
+        except IntegrityError:
+            log.info("the digest of %s was queued by another scheduler", week)
+            return 0
+        log.info("digest of %s queued for %s", week, ", ".join(self.config.to))
+        return 1

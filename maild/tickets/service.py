@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
@@ -22,13 +22,8 @@ from maild.tickets.sla import SlaClocks
 
 
 def record(
-    ticket: Ticket,
-    now: datetime,
-    actor: str,
-    kind: str,
-    old: str | None = None,
-    new: str | None = None,
-    detail: str | None = None,
+    ticket: Ticket, now: datetime, actor: str, kind: str,
+    old: str | None = None, new: str | None = None, detail: str | None = None,
 ) -> None:
     # Linked from the event's side: appending to ticket.events would first load every
     # event the ticket has, only to add one.
@@ -38,31 +33,6 @@ def record(
     if session is not None:
         session.add(event)
     ticket.updated_at = now
-
-
-_NEW_EVENT = insert(Event)
-_TOUCH_TICKET = (
-    update(Ticket).where(Ticket.id == bindparam("ticket")).values(updated_at=bindparam("at"))
-)
-
-
-def record_on(
-    session: Session,
-    ticket_id: int,
-    now: datetime,
-    actor: str,
-    kind: str,
-    old: str | None = None,
-    new: str | None = None,
-    detail: str | None = None,
-) -> None:
-    """`record` for a ticket that is not loaded, by its number: one INSERT and one
-    UPDATE, for the paths done once per mail (a delivery) that need nothing else of
-    the ticket. Loaded copies of the ticket in `session` do not see it."""
-    connection = session.connection()
-    connection.execute(_NEW_EVENT, {"ticket_id": ticket_id, "at": now, "actor": actor,
-                                    "kind": kind, "old": old, "new": new, "detail": detail})
-    connection.execute(_TOUCH_TICKET, {"ticket": ticket_id, "at": now})
 
 
 def set_status(

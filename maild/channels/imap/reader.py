@@ -30,8 +30,7 @@ from maild.channels.imap.session import (
 from maild.channels.imap.state import last_uid_for, remember_last_uid
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
-from maild.intake.pipeline import IngestResult, intake_batch, quarantine
-from maild.runtime.app import App
+from maild.intake.pipeline import IngestResult, Intake, intake_batch, quarantine
 from maild.runtime.backoff import Backoff
 from maild.runtime.leases import lease_for
 
@@ -119,20 +118,20 @@ class MailboxBusy(TemporaryError):
 class MailboxReader:
     def __init__(
         self,
-        app: App,
+        intake: Intake,
         mailbox: MailboxConfig,
         on_stored: Callable[[IngestResult], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        self.app = app
+        self.intake = intake
         self.mailbox = mailbox
         self.on_stored = on_stored or (lambda result: None)
         self.backoff = backoff or Backoff(cap=BACKOFF_CAP_SECONDS)
-        self.tokens = token_source(mailbox, app.clock)
+        self.tokens = token_source(mailbox, intake.clock)
         self.channel = f"imap:{mailbox.name}"
         self.name = f"mailbox {mailbox.name}"
         # One reader per mailbox across every maild sharing the database.
-        self.lease = lease_for(app.db.url, app.config.storage.dir, f"mailbox-{mailbox.name}")
+        self.lease = lease_for(intake.db.url, intake.config.storage.dir, f"mailbox-{mailbox.name}")
         self._standing_by = False
 
     # --- the daemon's loop ----------------------------------------------------------------
@@ -247,7 +246,7 @@ class MailboxReader:
         return False
 
     def _login_expired(self, session: Session) -> bool:
-        if session.expires_at is None or self.app.clock.now() < session.expires_at:
+        if session.expires_at is None or self.intake.clock.now() < session.expires_at:
             return False
         log.info("%s: the access token has expired; logging in again", self.name)
         return True
@@ -261,8 +260,9 @@ class MailboxReader:
         ensure_folder(client, self.mailbox.quarantine_folder)
         selected = client.select_folder(self.mailbox.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity), \
-            selected
+        last_uid = last_uid_for(self.intake.db, self.intake.clock, self.mailbox.name,
+                                self.mailbox.folder, uidvalidity)
+        return last_uid, selected
 
     def _look_again(self, client: IMAPClient, uidvalidity: int) -> tuple[int, int]:
         """Select the folder again: the server brings the session up to date and answers
@@ -335,7 +335,8 @@ class MailboxReader:
             handled = self._ingest_batch(client, batch, sizes, stop, report)
             if handled:
                 report.last_uid = max(report.last_uid, *handled)
-                remember_last_uid(self.app, self.mailbox.name, report.last_uid)
+                remember_last_uid(self.intake.db, self.intake.clock, self.mailbox.name,
+                                  report.last_uid)
         return report
 
     def _ingest_batch(
@@ -349,7 +350,7 @@ class MailboxReader:
         fetched = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
         results: list[tuple[int, IngestResult]] = []
         fault: TemporaryError | None = None
-        with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
+        with intake_batch(self.intake, self.channel, self.mailbox.name) as intake:
             intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
                                 if isinstance(data.get(b"BODY[]"), bytes)])
             for uid in batch:
@@ -357,7 +358,7 @@ class MailboxReader:
                     break
                 try:
                     if uid in streamed:
-                        raw_sha256 = self.app.raw_store.put_chunks(
+                        raw_sha256 = self.intake.raw_store.put_chunks(
                             self._chunks(client, uid, sizes[uid]))
                         if raw_sha256 == EMPTY_SHA256:
                             continue  # expunged by someone else since the search
@@ -390,12 +391,12 @@ class MailboxReader:
         self, client: IMAPClient, uid: int, size: int, report: DrainReport
     ) -> None:
         """Keep it (streamed to the raw store, never whole in memory) and quarantine it."""
-        raw_sha256 = self.app.raw_store.put_chunks(self._chunks(client, uid, size))
+        raw_sha256 = self.intake.raw_store.put_chunks(self._chunks(client, uid, size))
         reason = (
             f"message of {size} bytes is larger than max_message_bytes "
             f"({self.mailbox.max_message_bytes}) of mailbox {self.mailbox.name}"
         )
-        report.count(quarantine(self.app, raw_sha256, self.channel, reason))
+        report.count(quarantine(self.intake, raw_sha256, self.channel, reason))
         file_away(client, [uid], self.mailbox.quarantine_folder)
 
     def _chunks(self, client: IMAPClient, uid: int, size: int) -> Iterator[bytes]:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 
+from maild.clock import Clock
+from maild.db.database import Database
 from maild.db.models import MailboxState
-from maild.runtime.app import App
 
 log = logging.getLogger(__name__)
 
 
-def last_uid_for(app: App, name: str, folder: str, uidvalidity: int) -> int:
+def last_uid_for(db: Database, clock: Clock, name: str, folder: str, uidvalidity: int) -> int:
     """The last UID handled, or 0 when the folder is new to us or was renumbered.
 
     A changed UIDVALIDITY means the server renumbered the folder (restored, rebuilt,
     moved to another server): every message in it is looked at again, and those
     already stored are recognised as duplicates.
     """
-    with app.db.transaction() as session:
+    with db.transaction() as session:
         state = session.get(MailboxState, name)
         if state is not None and state.folder == folder and state.uidvalidity == uidvalidity:
             return state.last_uid
@@ -32,13 +33,13 @@ def last_uid_for(app: App, name: str, folder: str, uidvalidity: int) -> int:
         state.folder = folder
         state.uidvalidity = uidvalidity
         state.last_uid = 0
-        state.updated_at = app.clock.now()
+        state.updated_at = clock.now()
         return 0
 
 
-def remember_last_uid(app: App, name: str, last_uid: int) -> None:
-    with app.db.transaction() as session:
+def remember_last_uid(db: Database, clock: Clock, name: str, last_uid: int) -> None:
+    with db.transaction() as session:
         state = session.get(MailboxState, name)
         if state is not None and last_uid > state.last_uid:
             state.last_uid = last_uid
-            state.updated_at = app.clock.now()
+            state.updated_at = clock.now()
