@@ -60,6 +60,8 @@ Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 DurationText = Annotated[Duration, BeforeValidator(_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+TimeOfDay = time  # a field named `time` would hide the type in its class
 
 
 class _Section(BaseModel):
@@ -200,9 +202,7 @@ class StaffConfig(_Section):
 
 class BusinessHoursConfig(_Section):
     timezone: str = "UTC"
-    days: Annotated[
-        list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)
-    ] = ["mon", "tue", "wed", "thu", "fri"]
+    days: Annotated[list[Weekday], Field(min_length=1)] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9, 0)
     # "24:00" is midnight at the end of the day, for hours that run until the day is over.
     end: time | Literal["24:00"] = time(17, 0)
@@ -323,6 +323,15 @@ class IntakeConfig(_Section):
     parse_in_second_process: bool = Field(default_factory=_more_than_one_cpu)
 
 
+class DigestConfig(_Section):
+    """The weekly report by mail: to whom, and when (in the business time zone)."""
+
+    # Empty: no digest is sent.
+    to: list[Address] = []
+    weekday: Weekday = "mon"
+    time: TimeOfDay = TimeOfDay(8, 0)
+
+
 class TemplatesConfig(_Section):
     dir: Path | None = None
 
@@ -354,6 +363,7 @@ class Config(_Section):
     followup: FollowupConfig = FollowupConfig()
     sla: SlaConfig = SlaConfig()
     intake: IntakeConfig = IntakeConfig()
+    digest: DigestConfig = DigestConfig()
     templates: TemplatesConfig = TemplatesConfig()
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -173,3 +173,23 @@ def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: 
     assert "delivered 2" in result.output  # the acknowledgment, and the SE's notification
     assert sorted(m["Delivered-To"] for m in sink.messages()) == [
         "ann@customer.example", "dan@example.com"]
+
+
+def test_tickets_show_speaks_business_time_and_links_follow_ups(config_file: Path) -> None:
+    now = "2026-11-23T10:00:00.123456-08:00"
+    maild(config_file, "ingest", "-", stdin=make_mail(), now=now)
+    maild(config_file, "tickets", "set", "1", "--status", "closed", now=now)
+    maild(config_file, "ingest", "-", now="2026-11-24T09:30:00-08:00", stdin=make_mail(
+        subject="Re: Printer on fire", message_id="<again@customer.example>",
+        in_reply_to="<first@customer.example>", body="It is on fire again.\n"))
+
+    closed = maild(config_file, "tickets", "show", "1").output
+    assert "created Mon 23 Nov 2026 10:00 PST, severity 2" in closed
+    assert "--- Mon 23 Nov 2026 10:00 PST in public ann@customer.example" in closed
+    assert "followed up in #2" in closed
+    assert ".123456" not in closed and "+00:00" not in closed
+    later = maild(config_file, "tickets", "show", "2").output
+    assert "follow-up of #1" in later
+    assert "first response due Tue 01 Dec 2026 09:30 PST" in later
+    assert json.loads(maild(config_file, "tickets", "show", "1", "--json").output)[
+        "follow_ups"] == [2]

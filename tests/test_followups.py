@@ -78,7 +78,7 @@ def test_nothing_is_sent_twice_across_a_restart(app: App, clock: FixedClock) -> 
     try:
         assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0, "postponed": 0,
                                          "surveys_sent": 0, "close_solved_tickets": 0,
-                                         "sla_alerts": 0}
+                                         "sla_alerts": 0, "digests_sent": 0}
     finally:
         restarted.close()
     assert len(system_mails(app, ticket_id)) == 1

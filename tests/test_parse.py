@@ -117,3 +117,22 @@ def test_threading_headers_nearest_first() -> None:
 def test_unacceptable_mail_says_why(raw: bytes, reason: str) -> None:
     with pytest.raises(ParseError, match=reason):
         parse(raw, READING)
+
+
+def test_control_characters_never_get_past_the_intake() -> None:
+    """BEL rings an operator's terminal, ESC starts sequences that repaint it, C1's CSI
+    does the same on some; tabs and line breaks stay where they belong, in the body."""
+    raw = (
+        b"From: =?utf-8?q?Ann=07=1B[2J_Customer?= <ann@customer.example>\r\n"
+        b"To: \"Sup\x07port\x1b[5m\" <support@example.com>\r\n"
+        b"Subject: =?utf-8?q?Printer=07_on=1B]0;owned=07_fire=7F=C2=85now?=\r\n"
+        b"Message-ID: <ctl@customer.example>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Step\t1:\x1b[31m red\x07\r\nStep 2\x7f done\r\n"
+    )
+    mail = parse(raw, READING)
+    assert mail.subject == "Printer on]0;owned fire now"
+    assert mail.sender.name == "Ann[2J Customer"
+    assert mail.to[0].name == "Support[5m"
+    assert mail.text == "Step\t1:[31m red\nStep 2 done"
+    assert mail.new_text == "Step\t1:[31m red\nStep 2 done"

@@ -83,4 +83,8 @@ def test_the_report_counts_the_latest_answer_per_ticket(app: App, clock: FixedCl
 
     with app.db.transaction() as session:
         report = build_report(session, app.calendar, at(11, 1, 0), at(12, 1, 0), clock.now())
-    assert report["satisfaction"] == {"answers": 2, "average": 3.0, "satisfied_percent": 50.0}
+    satisfaction = report["satisfaction"]
+    assert {key: satisfaction[key] for key in ("answers", "average", "satisfied_percent")} == {
+        "answers": 2, "average": 3.0, "satisfied_percent": 50.0}
+    assert [(c["ticket"], c["rating"], c["comment"]) for c in satisfaction["comments"]] == [
+        (first, 5, "sorted it out after all")]

@@ -405,13 +405,13 @@ def test_run_once_at_a_given_moment_sends_the_warning(config_file: Path, sink: S
 def test_tickets_show_says_where_the_clocks_stand(config_file: Path, sink: Sink) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
     waiting = maild(config_file, "tickets", "show", "1").output.splitlines()
-    assert "created 2026-11-23T18:00:00+00:00, severity 2" in waiting
-    assert ("SLA: first response due 2026-11-30T18:00:00+00:00 (our target "
-            "2026-11-23T19:00:00+00:00); resolution due -") in waiting
+    assert "created Mon 23 Nov 2026 10:00 PST, severity 2" in waiting
+    assert ("SLA: first response due Mon 30 Nov 2026 10:00 PST (our target "
+            "Mon 23 Nov 2026 11:00 PST); resolution due -") in waiting
 
     maild(config_file, "ingest", "-", stdin=staff_reply(
         1, "#priority p1\nTry this.\n", answering=delivered_notice(config_file, sink)),
           now="2026-11-23T10:30:00-08:00")
     answered = maild(config_file, "tickets", "show", "1").output.splitlines()
-    assert ("SLA: first response 2026-11-23T18:30:00+00:00; resolution due "
-            "2026-11-26T18:00:00+00:00, paused since 2026-11-23T18:30:00+00:00") in answered
+    assert ("SLA: first response Mon 23 Nov 2026 10:30 PST; resolution due "
+            "Thu 26 Nov 2026 10:00 PST, paused since Mon 23 Nov 2026 10:30 PST") in answered

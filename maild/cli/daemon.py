@@ -44,7 +44,8 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
                        f"quarantined {received.quarantined}; ", nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
-                   f"closed {closed}; SLA alerts {alerts}")
+                   f"closed {closed}; SLA alerts {alerts}"
+                   + ("; weekly digest queued" if report.sweeps.get("digests_sent") else ""))
         if report.unreachable:
             raise TemporaryError(f"could not read mailbox(es): {', '.join(report.unreachable)}")
         return

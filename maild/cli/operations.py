@@ -39,10 +39,12 @@ def db_upgrade(obj: Context) -> None:
 @click.pass_obj
 @handles_errors
 def report(obj: Context, since: datetime | None, until: datetime | None, as_json: bool) -> None:
-    """First-response and resolution times, SLA attainment, backlog, follow-ups."""
+    """First-response and resolution times, SLA attainment, open breaches, engineers,
+    backlog, follow-ups and satisfaction."""
     from datetime import timedelta
 
-    from maild.tickets.report import build_report, report_text
+    from maild.tickets.report import build_report
+    from maild.tickets.report_text import report_text
 
     app = obj.app()
     now = app.clock.now()

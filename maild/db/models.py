@@ -153,6 +153,10 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id"
     )
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+    # The tickets opened by a later message after this one was closed.
+    follow_ups: Mapped[list[Ticket]] = relationship(
+        foreign_keys=[follow_up_of_id], order_by="Ticket.id", viewonly=True
+    )
 
     @property
     def cc(self) -> list[str]:

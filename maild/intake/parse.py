@@ -25,6 +25,7 @@ from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
 from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.mail.message_id import message_ids
+from maild.mail.printable import printable_line, printable_text
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def _forwarded(part: Message) -> _Content:
     for name in ("From", "Date", "Subject", "To"):
         value = headers[name]
         if value:
-            lines.append(f"{name}: {' '.join(value.split())}")
+            lines.append(f"{name}: {printable_line(value)}")
     return _Content("\n".join(lines) + "\n\n" + content.text, [], content.attachments)
 
 
@@ -226,6 +227,11 @@ def _safe_filename(name: str) -> str:
     name = "".join(c for c in name if c >= " " and c != "\x7f")
     name = name.replace("\\", "/").rsplit("/", 1)[-1].strip(" .")
     return name[:200] or "unnamed"
+
+
+def _printable(mailboxes: list[Mailbox]) -> list[Mailbox]:
+    """Display names as they may be shown: on one line, without control characters."""
+    return [Mailbox(m.address, printable_line(m.name)) if m.name else m for m in mailboxes]
 
 
 def _date(value: str) -> datetime | None:
@@ -307,15 +313,15 @@ def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: 
     }
     return ParsedMail(
         message_id=message_id,
-        subject=" ".join(header["Subject"].split()),
-        sender=senders[0],
-        to=parse_mailboxes(header.every("To")),
-        cc=parse_mailboxes(header.every("Cc")),
+        subject=printable_line(header["Subject"]),
+        sender=_printable(senders)[0],
+        to=_printable(parse_mailboxes(header.every("To"))),
+        cc=_printable(parse_mailboxes(header.every("Cc"))),
         date=_date(header["Date"]),
         in_reply_to=message_ids(header["In-Reply-To"]),
         references=message_ids(header["References"]),
-        text=content.text,
-        new_text=_paragraphs(new_text(content.body), *content.forwarded),
+        text=printable_text(content.text),
+        new_text=printable_text(_paragraphs(new_text(content.body), *content.forwarded)),
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=content.attachments,

@@ -26,3 +26,9 @@ def new_message_id(domain: str, ticket_id: int | None = None, token: str | None 
     prefix = f"maild.{ticket_id}." if ticket_id is not None else "maild."
     suffix = f".{token}" if token else ""
     return f"<{prefix}{uuid.uuid4().hex}{suffix}@{ascii_domain(domain)}>"
+
+
+def weekly_message_id(kind: str, week: str, domain: str) -> str:
+    """The Message-ID of a mail maild sends once a week ("digest", "2026-W48"): the same
+    for everyone who would send it, so that it is queued once."""
+    return f"<maild.{kind}.{week}@{ascii_domain(domain)}>"

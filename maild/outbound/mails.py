@@ -26,6 +26,7 @@ from maild.outbound.compose import (
 from maild.outbound.outbox import queue_mail
 from maild.outbound.templates import Templates
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.report_text import report_text
 from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
@@ -280,3 +281,21 @@ class Mails:
             auto_submitted="auto-generated",
         )
         return self._queue(session, mail, "welcome", None)
+
+    def digest(self, session: Session, recipients: list[str], report: dict[str, Any],
+               week: str, message_id: str) -> OutboxMail:
+        """The weekly report to the leads: text, and HTML with charts made of tables."""
+        rendered = self.templates.render(
+            "digest", self._context(None, report=report, report_text=report_text(report),
+                                    week=week))
+        mail = OutgoingMail(
+            sender=self._desk(None),
+            to=[Party(address) for address in recipients],
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=self.clock.now(),
+            auto_submitted="auto-generated",
+        )
+        return self._queue(session, mail, "digest", None)

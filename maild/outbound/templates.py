@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from jinja2 import (
 )
 
 from maild.errors import ConfigError
+from maild.tickets.durations import spoken_span
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
-    "sla_alert", "escalation", "staff_unproven", "staff_confirm",
+    "sla_alert", "escalation", "staff_unproven", "staff_confirm", "digest",
 )
 
 
@@ -44,8 +45,11 @@ class Rendered:
 
 
 def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %Z") -> str:
+    """A datetime, or an ISO-8601 text (as in the report's data), in `zone`."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
@@ -62,6 +66,9 @@ def format_span(value: timedelta) -> str:
     if minutes and not days:
         parts.append(f"{minutes} min")
     return " ".join(parts) or "less than a minute"
+def _format_hours(value: float) -> str:
+    """Hours as people say them: 50.5 is "2 days 2 h"."""
+    return spoken_span(timedelta(hours=value))
 
 
 class Templates:
@@ -75,6 +82,7 @@ class Templates:
         for environment in (self._text, self._html):
             environment.filters["datetime"] = _format_datetime
             environment.filters["span"] = format_span
+            environment.filters["hours"] = _format_hours
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         try:

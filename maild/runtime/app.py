@@ -26,6 +26,7 @@ from maild.outbound.templates import Templates
 from maild.runtime.metrics import Metrics
 from maild.tickets.alerts import SlaAlerts
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.digest import WeeklyDigest
 from maild.tickets.followups import FollowUps
 from maild.tickets.sla import SlaClocks
 from maild.tickets.surveys import Surveys
@@ -50,6 +51,7 @@ class App:
     sla_alerts: SlaAlerts
     reply_tokens: ReplyTokens
     metrics: Metrics  # what this process counts, for /metrics
+    digest: WeeklyDigest
 
     def close(self) -> None:
         self.parser.close()
@@ -97,4 +99,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         sla_alerts=SlaAlerts(db, clock, sla, mails, config.staff),
         reply_tokens=reply_tokens,
         metrics=metrics,
+        digest=WeeklyDigest(db, clock, calendar, mails, config.digest, config.support.domain),
     )

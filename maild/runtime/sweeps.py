@@ -64,5 +64,7 @@ def run_sweeps(app: App) -> dict[str, int]:
         closed = close_solved_tickets(app)
     with timed("sla_alerts"):
         alerts = app.sla_alerts.send()
+    with timed("digest"):
+        digests = app.digest.send()
     return {**followups, "surveys_sent": surveys, "close_solved_tickets": closed,
-            "sla_alerts": alerts}
+            "sla_alerts": alerts, "digests_sent": digests}

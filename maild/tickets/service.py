@@ -17,7 +17,7 @@ from maild.db.models import (
 )
 from maild.errors import PermanentError
 from maild.mail.addresses import domain_of
-from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, STATUSES
+from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, RESOLVED, STATUSES
 from maild.tickets.sla import SlaClocks
 
 
@@ -91,6 +91,21 @@ def set_assignee(
         ticket.assignee = assignee
         if assignee:
             add_participant(ticket, assignee, "staff")
+
+
+def link_customer(
+    ticket: Ticket, customer: Customer, *, actor: str, now: datetime, clocks: SlaClocks
+) -> None:
+    """The ticket belongs to `customer`, registered after it came in: its tier ranks it
+    from now on, and while it is unresolved its SLA clocks are planned afresh by the
+    customer's plan. A resolved ticket keeps the due times it was handled under."""
+    if ticket.customer is customer:
+        return
+    record(ticket, now, actor, "customer", ticket.customer.name if ticket.customer else None,
+           customer.name)
+    ticket.customer = customer
+    if ticket.status not in RESOLVED:
+        clocks.refresh(ticket)
 
 
 def add_participant(ticket: Ticket, address: str, role: str) -> bool:

@@ -2,7 +2,8 @@
 
 Order (docs/design.md): priority, then the customer's tier, then the SLA due time (the first
 response while there is none, else the resolution), then age. Only tickets whose next
-step is ours count: new and open.
+step is ours count: new and open. For one engineer: their own tickets and the unassigned
+ones, in the same order.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
 from maild.db.models import Customer, Ticket
@@ -37,9 +38,10 @@ def tier(ticket: Ticket) -> str:
     return ticket.customer.tier if ticket.customer is not None else UNKNOWN_TIER
 
 
-def queue(session: Session, limit: int, offset: int = 0) -> list[Ticket]:
+def queue(session: Session, limit: int, offset: int = 0, engineer: str | None = None
+          ) -> list[Ticket]:
     """The tickets waiting on us, in `tickets next` order, `limit` of them from `offset`
-    (with their customers)."""
+    (with their customers); for one `engineer`, theirs and nobody's."""
     tier_rank = case(
         {name: rank for rank, name in enumerate(TIERS)},
         value=func.coalesce(Customer.tier, UNKNOWN_TIER),
@@ -48,13 +50,17 @@ def queue(session: Session, limit: int, offset: int = 0) -> list[Ticket]:
         (Ticket.first_response_at.is_(None), Ticket.response_due_at),
         else_=Ticket.resolution_due_at,
     )
-    return list(session.scalars(
+    query = (
         select(Ticket)
         .outerjoin(Customer, Ticket.customer_id == Customer.id)
         .options(contains_eager(Ticket.customer))
         .where(Ticket.status.in_(WAITING_ON_US))
-        .order_by(Ticket.priority, tier_rank, due_at.is_(None), due_at, Ticket.created_at,
-                  Ticket.id)
+    )
+    if engineer is not None:
+        query = query.where(or_(Ticket.assignee == engineer, Ticket.assignee.is_(None)))
+    return list(session.scalars(
+        query.order_by(Ticket.priority, tier_rank, due_at.is_(None), due_at, Ticket.created_at,
+                       Ticket.id)
         .limit(limit).offset(offset)
     ))
 
@@ -68,11 +74,14 @@ def _when(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%a %d %b %H:%M %Z") if value else "no due time"
 
 
-def pick_next(session: Session, zone: ZoneInfo, now: datetime) -> Pick | None:
-    return first_of(queue(session, 2), zone, now)
+def pick_next(session: Session, zone: ZoneInfo, now: datetime,
+              engineer: str | None = None) -> Pick | None:
+    """The number-one ticket, for the whole desk or for one `engineer` (an address)."""
+    return first_of(queue(session, 2, engineer=engineer), zone, now, engineer)
 
 
-def first_of(ranked: list[Ticket], zone: ZoneInfo, now: datetime) -> Pick | None:
+def first_of(ranked: list[Ticket], zone: ZoneInfo, now: datetime,
+             engineer: str | None = None) -> Pick | None:
     """The first of the queue's first two tickets, and why it comes first."""
     if not ranked:
         return None
@@ -83,7 +92,9 @@ def first_of(ranked: list[Ticket], zone: ZoneInfo, now: datetime) -> Pick | None
              f"{' (overdue)' if first_due and first_due < now else ''}, "
              f"waiting since {_when(first.created_at, zone)}")
     if len(ranked) == 1:
-        return Pick(first, f"{facts}; the only ticket waiting on us")
+        alone = "the only ticket waiting on us" if engineer is None else (
+            f"the only ticket waiting on us that is {engineer}'s or nobody's")
+        return Pick(first, f"{facts}; {alone}")
     second = ranked[1]
     if first.priority != second.priority:
         decided = f"higher priority than #{second.id} ({second.priority})"

@@ -1,5 +1,6 @@
-"""Tickets as the command line, exports and the dashboard show them (the shape of
-`tickets show --json`; the thread with its quoted history for /tickets/N)."""
+"""Tickets as the command line, exports and the dashboard show them: the shape of
+`tickets show --json`, the text of `tickets show` (times in the business time zone, as in
+mails), and the thread with its quoted history for /tickets/N."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.policy import EmailPolicy
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -23,6 +25,14 @@ from maild.intake.parse import parse
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def local_time(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO timestamp of the JSON as people read it: in the business time zone, to
+    the minute ("Mon 23 Nov 2026 10:00 PST")."""
+    if value is None:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -88,6 +98,7 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "satisfaction_comment": ticket.satisfaction_comment,
     }
     if with_messages:
+        data["follow_ups"] = [later.id for later in ticket.follow_ups]
         data["messages"] = [message_json(m) for m in ticket.messages]
         data["events"] = [
             {"at": iso(e.at), "actor": e.actor, "kind": e.kind, "old": e.old, "new": e.new,
@@ -102,6 +113,7 @@ _FULL = (
     selectinload(Ticket.events),
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
+    selectinload(Ticket.follow_ups),
 )
 
 
@@ -197,3 +209,45 @@ def _quoted(whole_texts: WholeTexts, message: Message) -> str | None:
         return None
     whole = whole_texts.of(message.raw_sha256)
     return whole if whole is not None and whole.strip() != message.body.strip() else None
+def ticket_text(data: dict[str, Any], zone: ZoneInfo) -> str:
+    """`tickets show`: the ticket from its JSON, then its messages, oldest first."""
+    lines = [
+        f"#{data['id']} {data['subject']}",
+        f"status {data['status']}, priority {data['priority']}, "
+        f"requester {data['requester']}, assignee {data['assignee'] or '-'}",
+    ]
+    if data["organization"]:
+        lines.append(f"organization {data['organization']} ({data['tier']}, "
+                     f"{data['plan'] or '-'})")
+    lines.append(f"created {local_time(data['created_at'], zone)}, "
+                 f"severity {data['severity'] or '-'}")
+    if data["follow_up_of"]:
+        lines.append(f"follow-up of #{data['follow_up_of']}")
+    if data.get("follow_ups"):
+        lines.append("followed up in " + ", ".join(f"#{n}" for n in data["follow_ups"]))
+    lines.append(_sla_line(data, zone))
+    for message in data["messages"]:
+        delivery = message["delivery"]
+        sent = f" [{delivery['status']}]" if delivery else ""
+        outside = " [FROM OUTSIDE THE TICKET: not a participant]" if message["outside"] else ""
+        lines.append(f"\n--- {local_time(message['created_at'], zone)} {message['direction']} "
+                     f"{message['kind']} {message['author']}{sent}{outside}")
+        if message["unproven_staff"]:
+            lines.append(f"!!! UNPROVEN: {message['unproven_staff']}; handled as a customer's")
+            lines.extend(f"!!! not run: {command}" for command in message["ignored_commands"])
+        lines.append(message["body"])
+    return "\n".join(lines)
+
+
+def _sla_line(data: dict[str, Any], zone: ZoneInfo) -> str:
+    if data["first_response_at"]:
+        parts = [f"first response {local_time(data['first_response_at'], zone)}"]
+    else:
+        parts = [f"first response due {local_time(data['response_due_at'], zone)} "
+                 f"(our target {local_time(data['internal_response_due_at'], zone)})"]
+    paused = (f", paused since {local_time(data['sla_paused_at'], zone)}"
+              if data["sla_paused_at"] else "")
+    parts.append(f"resolution due {local_time(data['resolution_due_at'], zone)}{paused}")
+    if data["escalated_at"]:
+        parts.append(f"escalated {local_time(data['escalated_at'], zone)}")
+    return "SLA: " + "; ".join(parts)
