@@ -5,8 +5,8 @@ weeks without going through every ticket and event of the desk; /metrics and
 /healthz tell whether each IMAP mailbox is connected and when it was last looked at, the
 same from every maild that shares the database.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-25 10:00:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from maild.db.models import UTCDateTime
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
