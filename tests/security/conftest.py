@@ -18,9 +18,9 @@ import pytest
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
-from maild.runtime.app import build_app
+from maild.runtime.app import App, build_app
 from tests.conftest import Sink, free_port
-from tests.helpers import NOW, maild
+from tests.helpers import NOW, maild, notice_to
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Desk:
     sink: Sink
     clock: FixedClock
     port: int
+    app: App
     now: str = NOW
 
     def at(self, moment: datetime) -> None:
@@ -48,6 +49,11 @@ class Desk:
 
     def run(self, *args: str, stdin: bytes | None = None) -> Any:
         return maild(self.config_file, *args, stdin=stdin, now=self.now)
+
+    def notice(self, ticket_id: int) -> str:
+        """The Message-ID of maild's latest mail to the engineer about the ticket: what a
+        real engineer's reply answers, and so proves them staff."""
+        return notice_to(self.app, ticket_id)
 
     def deliver(self) -> None:
         assert self.run("run", "--once", "--only", "outbound").exit_code == 0
@@ -80,7 +86,7 @@ def desk(config: Config, config_file: Path, sink: Sink, clock: FixedClock) -> It
     listener = SmtpListener(app.intake, app.config.inbound_smtp, lambda result: None)
     listener.start()
     try:
-        yield Desk(config_file, sink, clock, port)
+        yield Desk(config_file, sink, clock, port, app)
     finally:
         listener.stop()
         app.close()

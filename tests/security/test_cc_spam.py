@@ -41,7 +41,7 @@ def test_nudges_surveys_and_the_auto_solve_notice_go_to_the_requester_alone(
 ) -> None:
     desk.smtp(make_mail(cc="Bob <bob@customer.example>"))
     desk.ingest(make_mail(sender="dan@example.com", subject="Re: [#1] Printer on fire",
-                          message_id="<dan1@example.com>", in_reply_to="<first@customer.example>",
+                          message_id="<dan1@example.com>", in_reply_to=desk.notice(1),
                           body="Please try the new driver.\n"))
     monday = datetime.fromisoformat(NOW)
     for later in (timedelta(days=2), timedelta(days=4), timedelta(days=8)):  # Wed, Fri, Tue
@@ -62,7 +62,7 @@ def test_each_address_gets_at_most_its_hourly_share_of_automatic_mail(desk: Desk
         desk.ingest(make_mail(subject=f"Problem {n}", message_id=f"<p{n}@customer.example>"))
         desk.ingest(make_mail(sender="dan@example.com", subject=f"Re: [#{n}] Problem {n}",
                               message_id=f"<d{n}@example.com>",
-                              in_reply_to=f"<p{n}@customer.example>", body="Try this.\n"))
+                              in_reply_to=desk.notice(n), body="Try this.\n"))
     wednesday = datetime(2026, 11, 25, 10, tzinfo=LA)  # two business days later
     desk.at(wednesday)
     desk.sweep()

@@ -75,7 +75,7 @@ def test_a_forged_bounce_of_an_engineers_reply_changes_nothing_and_opens_nothing
 ) -> None:
     _acknowledgment(desk)
     desk.ingest(make_mail(sender="dan@example.com", subject="Re: [#1] Printer on fire",
-                          message_id="<dan1@example.com>", in_reply_to="<first@customer.example>",
+                          message_id="<dan1@example.com>", in_reply_to=desk.notice(1),
                           body="#solve\nFixed in 2.3.1.\n"))
     desk.deliver()
     [_, reply] = desk.mail_to(CUSTOMER)

@@ -26,10 +26,11 @@ def _acknowledged_ticket(desk: Desk) -> str:
     return str(ack["Message-ID"])
 
 
-def _staff_reply(ticket_id: int, body: str, message_id: str) -> bytes:
+def _staff_reply(desk: Desk, ticket_id: int, body: str, message_id: str) -> bytes:
+    """As engineers answer: a reply to maild's notification, which proves them staff."""
     return make_mail(sender="Dan Engineer <dan@example.com>",
                      subject=f"Re: [#{ticket_id}] Printer on fire", message_id=message_id,
-                     in_reply_to="<first@customer.example>", body=body)
+                     in_reply_to=desk.notice(ticket_id), body=body)
 
 
 def test_a_stranger_answering_a_forwarded_acknowledgment_is_kept_outside(desk: Desk) -> None:
@@ -65,7 +66,7 @@ def test_a_stranger_answering_a_forwarded_acknowledgment_is_kept_outside(desk: D
     assert f"{STRANGER} [FROM OUTSIDE THE TICKET: not a participant]" in shown
 
     # The engineer answers: the customer gets it, the stranger does not.
-    assert desk.ingest(_staff_reply(1, "Please unplug it.\n", "<dan1@example.com>")) == 0
+    assert desk.ingest(_staff_reply(desk, 1, "Please unplug it.\n", "<dan1@example.com>")) == 0
     desk.deliver()
     assert [m["Subject"] for m in desk.mail_to(CUSTOMER)] == [
         "Re: [#1] Printer on fire", "Re: [#1] Printer on fire"]
@@ -96,7 +97,7 @@ def test_only_the_requesters_organisation_joins_by_replying(desk: Desk) -> None:
     assert any(e["kind"] == "participant" and e["new"] == "carl@customer.example"
                for e in ticket["events"])
 
-    desk.ingest(_staff_reply(1, "Both of you: unplug it.\n", "<dan2@example.com>"))
+    desk.ingest(_staff_reply(desk, 1, "Both of you: unplug it.\n", "<dan2@example.com>"))
     desk.deliver()
     assert [m["Subject"] for m in desk.mail_to("carl@customer.example")] == [
         "Re: [#1] Printer on fire"]
@@ -107,7 +108,7 @@ def test_an_engineer_lets_someone_take_part_with_cc(desk: Desk) -> None:
     _acknowledged_ticket(desk)
     partner = "dora@partner.example"
 
-    desk.ingest(_staff_reply(1, f"#cc {partner}\nDora from our partner will take it from "
+    desk.ingest(_staff_reply(desk, 1, f"#cc {partner}\nDora from our partner will take it from "
                                 "here.\n", "<dan3@example.com>"))
     desk.deliver()
 

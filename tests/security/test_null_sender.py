@@ -30,7 +30,7 @@ def test_a_null_sender_opens_no_ticket_and_is_never_answered(desk: Desk) -> None
 def test_a_null_sender_on_a_ticket_changes_nothing(desk: Desk) -> None:
     desk.smtp(make_mail(), mail_from=VICTIM)
     desk.ingest(make_mail(sender="dan@example.com", subject="Re: [#1] Printer on fire",
-                          message_id="<dan1@example.com>", in_reply_to="<first@customer.example>",
+                          message_id="<dan1@example.com>", in_reply_to=desk.notice(1),
                           body="Please try the new driver.\n"))
     desk.deliver()
     sent = len(desk.deliveries())
