@@ -96,6 +96,8 @@ def check_staff(config: Config) -> CheckResult:
         f'verify = "none" trusts the From header, and strangers can write to maild '
         f"({', '.join(reachable)}): anyone can act as an engineer. Use verify = "
         '"reply-token" (the default)', warning=True)
+
+
 def check_web(config: Config) -> CheckResult:
     from maild.web.auth import token_missing
 
