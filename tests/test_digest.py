@@ -20,7 +20,7 @@ from maild.db.models import OutboxMail
 from maild.runtime.app import App, build_app
 from maild.tickets.digest import latest_due
 from tests.conftest import Sink, config_text
-from tests.helpers import at_once, maild
+from tests.helpers import at_once, delivered_notice, maild
 from tests.mailbuilder import make_mail, plain_text, staff_reply
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -80,7 +80,7 @@ def test_the_digest_goes_out_each_monday_as_text_and_html(
 
     maild(digest_file, "ingest", "-", stdin=make_mail(subject="Answered"))
     maild(digest_file, "ingest", "-", now="2026-11-23T10:30:00-08:00",
-          stdin=staff_reply(1, "Try this.\n"))
+          stdin=staff_reply(1, "Try this.\n", answering=delivered_notice(digest_file, sink)))
     maild(digest_file, "ingest", "-", stdin=make_mail(
         sender="bob@other.example", subject="Never <b>answered</b> & co",
         message_id="<n@other.example>"))

@@ -102,7 +102,10 @@ class Desk:
 @pytest.fixture
 def desk(tmp_path: Path, database_url: str, sink: Sink) -> Desk:
     config = tmp_path / "maild.toml"
-    config.write_text(config_text(database_url, tmp_path / "storage", sink.port, SLA))
+    # The figures are the subject here, not how engineers prove themselves: Eve, staff by
+    # her domain, answers tickets maild never told her about, so From is trusted.
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port, SLA,
+                                  staff_extra='verify = "none"'))
     return Desk(config)
 
 
