@@ -8,6 +8,7 @@ part, photographed by Debian's headless Chromium (scripts/ensure-chromium).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def main() -> None:
         browser.quit()
         server.stop()
         app.close()
+        shutil.rmtree(storage, ignore_errors=True)
     for name in ("queue", "ticket", "report"):
         print(options.out / f"{name}.png")
 

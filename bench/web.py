@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -241,6 +242,7 @@ def main() -> None:
     finally:
         server.stop()
         app.close()
+        shutil.rmtree(storage, ignore_errors=True)
 
 
 if __name__ == "__main__":
