@@ -89,7 +89,6 @@ def run_worker(spec: dict[str, Any]) -> None:
     from maild.channels.imap.reader import MailboxReader
     from maild.clock import SystemClock
     from maild.config import parse_config
-    from maild.outbound.sender import Sender
     from maild.runtime.app import build_app
 
     logging.disable(logging.WARNING)
@@ -97,13 +96,13 @@ def run_worker(spec: dict[str, Any]) -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {}
     if spec["job"] == "drain":
-        report = MailboxReader(app, app.config.mailboxes[spec["mailbox"]]).drain_once()
+        report = MailboxReader(app.intake, app.config.mailboxes[spec["mailbox"]]).drain_once()
         result.update(stored=report.stored, duplicates=report.duplicates,
                       quarantined=report.quarantined)
     else:
         sent = 0
         while True:
-            delivered = Sender(app).deliver_due(limit=500)
+            delivered = app.sender.deliver_due(limit=500)
             if not delivered.attempted:
                 break
             sent += delivered.sent

@@ -60,6 +60,8 @@ Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 DurationText = Annotated[Duration, BeforeValidator(_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+TimeOfDay = time  # a field named `time` would hide the type in its class
 
 
 class _Section(BaseModel):
@@ -150,8 +152,9 @@ class OutboundConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
-    # Automatic mail (acknowledgments) to one address in an hour, at most: a script or a
-    # loop writing to us again and again gets one answer, not hundreds.
+    # Automatic mail (acknowledgments, nudges, surveys, auto-solve notices) to one address
+    # in an hour, at most: a script or a loop writing to us again and again gets a few
+    # answers, not hundreds.
     auto_replies_per_hour: Annotated[int, Field(ge=1)] = 5
     # Filled from password_env when the config is loaded; never read from the file.
     password: str | None = Field(default=None, exclude=True)
@@ -169,11 +172,16 @@ class StaffConfig(_Section):
     # Each new ticket and customer reply is mailed to the assignee, or while there is
     # none to every address above, in the ticket's thread.
     notify: bool = True
-    # Being staff takes more than a From header. "authentication-results": the receiving
-    # server's Authentication-Results (from one of trusted_authserv_ids) must show
-    # dkim, spf or dmarc passing for the staff address's domain. "none": trust From
-    # (only where nobody else can reach the intake, e.g. the embedded local setup).
-    verify: Literal["none", "authentication-results"] = "none"
+    # Notifications about mail from one sender in an hour, at most: a flood from one
+    # address is stored in full, and the next notification allowed counts what was held.
+    notify_per_sender_per_hour: Annotated[int, Field(ge=1)] = 10
+    # Being staff takes more than a From header (maild/intake/authenticity.py).
+    # "reply-token": the mail answers a mail maild sent to that address about the ticket.
+    # "authentication-results": the receiving server's topmost Authentication-Results
+    # (from one of trusted_authserv_ids) shows dkim, spf or dmarc passing for the staff
+    # address's domain; with trusted_authserv_ids set, that counts in "reply-token" too.
+    # "none": trust From (only where nobody else can reach the intake).
+    verify: Literal["reply-token", "authentication-results", "none"] = "reply-token"
     trusted_authserv_ids: list[str] = []
     # Support leads: tickets unresolved past [sla] escalate_after go to them. They are
     # staff too. None given: escalations go to the addresses above.
@@ -194,9 +202,7 @@ class StaffConfig(_Section):
 
 class BusinessHoursConfig(_Section):
     timezone: str = "UTC"
-    days: Annotated[
-        list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)
-    ] = ["mon", "tue", "wed", "thu", "fri"]
+    days: Annotated[list[Weekday], Field(min_length=1)] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9, 0)
     # "24:00" is midnight at the end of the day, for hours that run until the day is over.
     end: time | Literal["24:00"] = time(17, 0)
@@ -317,8 +323,30 @@ class IntakeConfig(_Section):
     parse_in_second_process: bool = Field(default_factory=_more_than_one_cpu)
 
 
+class DigestConfig(_Section):
+    """The weekly report by mail: to whom, and when (in the business time zone)."""
+
+    # Empty: no digest is sent.
+    to: list[Address] = []
+    weekday: Weekday = "mon"
+    time: TimeOfDay = TimeOfDay(8, 0)
+
+
 class TemplatesConfig(_Section):
     dir: Path | None = None
+
+
+class WebConfig(_Section):
+    """Metrics, health and the read-only dashboard, served by every `maild run`."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8025
+    # The environment variable holding the token the dashboard's pages ask for.
+    token_env: Annotated[str, Field(min_length=1)] = "MAILD_WEB_TOKEN"
+    # Filled from token_env when the config is loaded; None when the variable is unset or
+    # empty (the web part then refuses to start, and `maild check` says why).
+    token: str | None = Field(default=None, exclude=True, repr=False)
 
 
 class LoggingConfig(_Section):
@@ -335,7 +363,9 @@ class Config(_Section):
     followup: FollowupConfig = FollowupConfig()
     sla: SlaConfig = SlaConfig()
     intake: IntakeConfig = IntakeConfig()
+    digest: DigestConfig = DigestConfig()
     templates: TemplatesConfig = TemplatesConfig()
+    web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     mailboxes: list[MailboxConfig] = []
 
@@ -401,8 +431,21 @@ def _resolve_secret(section: object, key: str, environ: Mapping[str, str]) -> li
     return []
 
 
+def _resolve_web_token(section: object, environ: Mapping[str, str]) -> list[str]:
+    """The dashboard's token; a missing one stops only the web part, not the config."""
+    if not isinstance(section, dict):
+        return []
+    if "token" in section:
+        return ["web.token: unknown key (use token_env)"]
+    name = section.get("token_env", WebConfig.model_fields["token_env"].default)
+    if isinstance(name, str) and environ.get(name):
+        section["token"] = environ[name]
+    return []
+
+
 def _resolve_secrets(raw: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     problems = _resolve_secret(raw.get("outbound"), "outbound", environ)
+    problems += _resolve_web_token(raw.get("web"), environ)
     mailboxes = raw.get("mailboxes")
     if isinstance(mailboxes, list):
         for index, mailbox in enumerate(mailboxes):

@@ -7,7 +7,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,22 @@ def app(config: Config, clock: FixedClock) -> Iterator[App]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture
+def app_with(app: App) -> Iterator[Callable[..., App]]:
+    """Another maild on the same database and storage, built by the composition root
+    with some sections of its configuration replaced: `app_with(staff=...)`."""
+    built: list[App] = []
+
+    def build(**sections: Any) -> App:
+        built.append(build_app(app.config.model_copy(update=sections), app.clock,
+                               migrate=False))
+        return built[-1]
+
+    yield build
+    for other in built:
+        other.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from maild.cli import main
+from maild.db.models import OutboxMail
 from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
 
@@ -21,6 +23,27 @@ def maild(config_file: Path, *args: str, stdin: bytes | None = None, now: str = 
     """The command line, in-process, as an operator runs it at `now`."""
     return CliRunner().invoke(main, ["--config", str(config_file), *args], input=stdin,
                               env={"MAILD_NOW": now}, catch_exceptions=False)
+
+
+def notice_to(app: App, ticket_id: int, address: str = "dan@example.com") -> str:
+    """The Message-ID of the latest mail maild wrote to `address` about the ticket (a
+    notification): what an engineer's reply answers, and so proves them staff."""
+    with app.db.transaction() as session:
+        rows = session.execute(select(OutboxMail.message_id, OutboxMail.recipients)
+                               .where(OutboxMail.ticket_id == ticket_id)
+                               .order_by(OutboxMail.id)).all()
+    sent = [message_id for message_id, recipients in rows if address in recipients]
+    assert sent, f"maild wrote {address} nothing about ticket #{ticket_id}"
+    return sent[-1]
+
+
+def delivered_notice(config_file: Path, sink: Any, address: str = "dan@example.com") -> str:
+    """`notice_to` from the command line: maild delivers its outbox to the sink, and the
+    Message-ID of the latest mail the engineer received there is what they answer."""
+    maild(config_file, "run", "--once", "--only", "outbound")
+    received = [m for m in sink.messages() if m["Delivered-To"] == address]
+    assert received, f"{address} received nothing"
+    return str(received[-1]["Message-ID"])
 
 
 def show(app: App, ticket_id: int) -> dict[str, Any]:

@@ -49,10 +49,15 @@ def make_mail(
     return message.as_bytes()
 
 
-def staff_reply(ticket_id: int, body: str, message_id: str = "<dan@example.com>") -> bytes:
-    """Dan, an SE, answering the customer's first mail of ticket N."""
+def staff_reply(ticket_id: int, body: str, message_id: str = "<dan@example.com>",
+                answering: str | None = None) -> bytes:
+    """Dan, an SE, answering ticket N: the notification maild sent him (`answering`, its
+    Message-ID: see tests.helpers.notice_to), which is how an engineer proves to be one;
+    without it, the customer's first mail, as anyone could."""
+    first = "<first@customer.example>"
     return make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                     message_id=message_id, in_reply_to="<first@customer.example>", body=body)
+                     message_id=message_id, in_reply_to=answering or first,
+                     references=[first, answering] if answering else None, body=body)
 
 
 def read_eml(path: Path) -> EmailMessage:

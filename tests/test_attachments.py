@@ -6,13 +6,13 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+from collections.abc import Callable
 from email.message import EmailMessage
 
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
 from maild.runtime.app import App
 from tests.conftest import Sink
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
@@ -27,7 +27,7 @@ def with_attachment(raw: bytes, data: bytes, filename: str) -> bytes:
 
 def test_an_attachment_is_stored_by_its_hash_never_by_its_name(app: App) -> None:
     raw = with_attachment(make_mail(), PDF, "../../etc/cron.d/evil.pdf")
-    ticket_id = ingest(app, raw, "test").ticket_id
+    ticket_id = ingest(app.intake, raw, "test").ticket_id
 
     [attachment] = show(app, ticket_id)["messages"][0]["attachments"]
     digest = hashlib.sha256(PDF).hexdigest()
@@ -41,15 +41,15 @@ def test_an_attachment_is_stored_by_its_hash_never_by_its_name(app: App) -> None
 def test_the_se_s_attachment_travels_with_the_relay_under_its_own_name(
     app: App, sink: Sink
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     reply = with_attachment(
         make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: [#{ticket_id}]",
-                  message_id="<dan-pdf@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<dan-pdf@example.com>", in_reply_to=notice_to(app, ticket_id),
                   body="The report is attached.\n"),
         PDF, "Prüfbericht März.pdf",
     )
-    ingest(app, reply, "test")
-    Sender(app).deliver_due()
+    ingest(app.intake, reply, "test")
+    app.sender.deliver_due()
 
     [raw] = [p.read_bytes() for p in sink.files() if b"The report is attached" in p.read_bytes()]
     relay = email.message_from_bytes(raw, policy=email.policy.default)
@@ -61,23 +61,22 @@ def test_the_se_s_attachment_travels_with_the_relay_under_its_own_name(
 
 
 def test_an_attachment_over_the_limit_is_not_stored_or_relayed_but_kept_in_the_raw_mail(
-    app: App, sink: Sink
+    app: App, app_with: Callable[..., App], sink: Sink
 ) -> None:
-    small = App(**{**app.__dict__, "config": app.config.model_copy(update={
-        "storage": app.config.storage.model_copy(update={"max_attachment_bytes": 1000})})})
-    ticket_id = ingest(small, make_mail(), "test").ticket_id
+    small = app_with(storage=app.config.storage.model_copy(update={"max_attachment_bytes": 1000}))
+    ticket_id = ingest(small.intake, make_mail(), "test").ticket_id
     reply = with_attachment(
         make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                  message_id="<dan-big@example.com>", in_reply_to="<first@customer.example>",
+                  message_id="<dan-big@example.com>", in_reply_to=notice_to(app, ticket_id),
                   body="Too big to pass on.\n"), PDF, "big.pdf")
-    result = ingest(small, reply, "test")
+    result = ingest(small.intake, reply, "test")
 
     [attachment] = show(app, ticket_id)["messages"][-1]["attachments"]
     assert attachment["sha256"] is None
     assert "larger than storage.max_attachment_bytes" in attachment["note"]
     assert not (app.config.storage.dir / "attachments").exists()
     assert result.outcome == "stored"
-    Sender(app).deliver_due()
+    app.sender.deliver_due()
     [raw] = [p.read_bytes() for p in sink.files() if b"Too big to pass on" in p.read_bytes()]
     relay = email.message_from_bytes(raw, policy=email.policy.default)
     assert list(relay.iter_attachments()) == []

@@ -3,8 +3,9 @@ marking that delivery failed, never opening a ticket or answering."""
 
 from __future__ import annotations
 
+from maild.intake.parse import parse
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
+from maild.mail.policy import MailPolicies
 from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
@@ -52,7 +53,7 @@ def gmail_delayed(original: str) -> bytes:
                    "421 4.4.1 connection timed out", "Content-Type: text/rfc822-headers\r\n")
 
 
-def qmail(original: str) -> bytes:
+def qmail(original: str, recipient: str = "ann@customer.example") -> bytes:
     """qmail writes prose and quotes the original message below a line."""
     return (
         "From: MAILER-DAEMON@mx.customer.example\r\nTo: support@example.com\r\n"
@@ -61,7 +62,7 @@ def qmail(original: str) -> bytes:
         "Hi. This is the qmail-send program at mx.customer.example.\r\n"
         "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
         "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
-        "<ann@customer.example>:\r\n"
+        f"<{recipient}>:\r\n"
         "Sorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
         "--- Below this line is a copy of the message.\r\n\r\n"
         f"Message-ID: {original}\r\nFrom: support@example.com\r\n"
@@ -70,8 +71,8 @@ def qmail(original: str) -> bytes:
 
 
 def _acknowledged_ticket(app: App) -> tuple[int, str]:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    Sender(app).deliver_due()
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    app.sender.deliver_due()
     ack = show(app, ticket_id)["messages"][1]
     assert ack["delivery"]["status"] == "sent"
     return ticket_id, ack["delivery"]["message_id"]
@@ -80,7 +81,7 @@ def _acknowledged_ticket(app: App) -> tuple[int, str]:
 def test_a_postfix_bounce_marks_the_acknowledgment_failed(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
 
-    result = ingest(app, postfix(ack_id), "test")
+    result = ingest(app.intake, postfix(ack_id), "test")
 
     assert result.ticket_id == ticket_id
     ticket = show(app, ticket_id)
@@ -98,14 +99,16 @@ def test_a_postfix_bounce_marks_the_acknowledgment_failed(app: App, sink: Sink) 
 
 def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
-    assert ingest(app, exchange(ack_id), "test").ticket_id == ticket_id
+    assert ingest(app.intake, exchange(ack_id), "test").ticket_id == ticket_id
     assert "554 5.2.2 mailbox full" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
 
-    other = ingest(app, make_mail(sender="carl@customer.example", message_id="<c@x.example>"),
-                   "test").ticket_id
-    Sender(app).deliver_due()
+    other = ingest(app.intake,
+        make_mail(sender="carl@customer.example", message_id="<c@x.example>"),
+        "test").ticket_id
+    app.sender.deliver_due()
     other_ack = show(app, other)["messages"][1]["delivery"]["message_id"]
-    assert ingest(app, qmail(other_ack), "test").ticket_id == other
+    assert ingest(app.intake, qmail(other_ack, "carl@customer.example"), "test").ticket_id \
+        == other
     delivery = show(app, other)["messages"][1]["delivery"]
     assert delivery["status"] == "failed"
     assert "(#5.1.1)" in delivery["error"]
@@ -113,13 +116,31 @@ def test_exchange_and_qmail_bounces_find_their_mail_too(app: App, sink: Sink) ->
 
 def test_a_delay_warning_is_kept_but_fails_nothing(app: App, sink: Sink) -> None:
     ticket_id, ack_id = _acknowledged_ticket(app)
-    ingest(app, gmail_delayed(ack_id), "test")
+    ingest(app.intake, gmail_delayed(ack_id), "test")
     ticket = show(app, ticket_id)
     assert ticket["messages"][1]["delivery"]["status"] == "sent"
     assert ticket["messages"][-1]["kind"] == "internal"
 
 
 def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
-    result = ingest(app, postfix("<someone-else@elsewhere.example>"), "test")
+    result = ingest(app.intake, postfix("<someone-else@elsewhere.example>"), "test")
     assert result.outcome == "quarantined"
     assert "automatic message that belongs to no ticket" in result.reason
+
+
+def test_the_recipient_a_bounce_reports_is_read_where_each_mta_writes_it() -> None:
+    def reported(raw: bytes) -> list[str]:
+        bounce = parse(raw, MailPolicies().reading).bounce
+        assert bounce is not None
+        return bounce.recipients
+
+    assert reported(postfix("<a@example.com>")) == ["ann@customer.example"]
+    assert reported(qmail("<a@example.com>", "Carl@Customer.example")) == [
+        "carl@customer.example"]
+    exim = qmail("<a@example.com>").replace(b"<ann@customer.example>:\r\n", b"").replace(
+        b"Return-Path: <>\r\n", b"Return-Path: <>\r\nX-Failed-Recipients: bob@customer.example\r\n")
+    assert reported(exim) == ["bob@customer.example"]
+    # No field names the recipient: the returned headers' To does.
+    fieldless = exchange("<a@example.com>").replace(
+        b"Final-Recipient: rfc822; ann@customer.example\r\n", b"")
+    assert reported(fieldless) == ["ann@customer.example"]

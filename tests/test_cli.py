@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Sink
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
@@ -125,6 +127,41 @@ def test_check_reports_each_server(config_file: Path) -> None:
     assert "ok   outbound SMTP" in result.output
 
 
+@pytest.mark.parametrize(("settings", "warned"), [
+    ('[staff]\nverify = "none"\n[inbound_smtp]\nenabled = true\nhost = "0.0.0.0"\n',
+     "the SMTP listener on 0.0.0.0:"),
+    ('[staff]\nverify = "none"\n[[mailboxes]]\nname = "support"\nhost = "127.0.0.1"\n'
+     'port = 1\nsecurity = "none"\nusername = "support@example.com"\n'
+     'password_env = "HOME"\n', "mailbox support"),
+])
+def test_check_warns_when_anyone_who_can_write_in_is_trusted_as_staff(
+    tmp_path: Path, sink: Sink, settings: str, warned: str
+) -> None:
+    path = tmp_path / "open.toml"
+    path.write_text(f'[support]\naddress = "support@example.com"\n[storage]\n'
+                    f'url = "sqlite:///{tmp_path}/m.db"\n[outbound]\nport = {sink.port}\n'
+                    f"{settings}")
+    result = maild(path, "check")
+    [line] = [line for line in result.output.splitlines() if " staff: " in line]
+    assert line.startswith('WARN staff: verify = "none" trusts the From header, and strangers '
+                           "can write to maild (")
+    assert warned in line
+
+
+def test_check_does_not_warn_about_the_local_setup_or_the_default(
+    tmp_path: Path, sink: Sink
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(f'[support]\naddress = "support@example.com"\n[storage]\n'
+                     f'url = "sqlite:///{tmp_path}/m.db"\n[outbound]\nport = {sink.port}\n'
+                     '[staff]\nverify = "none"\n[inbound_smtp]\nenabled = true\n'
+                     'host = "127.0.0.1"\nport = 1\n')
+    assert "ok   staff: verify = \"none\"" in maild(local, "check").output
+    default = tmp_path / "default.toml"
+    default.write_text(local.read_text().replace('verify = "none"', ""))
+    assert "ok   staff: verify = 'reply-token'" in maild(default, "check").output
+
+
 def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: Path) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
     left = tmp_path / "storage" / "raw" / "incoming.4242.1.7.tmp"  # a killed maild's
@@ -136,3 +173,23 @@ def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: 
     assert "delivered 2" in result.output  # the acknowledgment, and the SE's notification
     assert sorted(m["Delivered-To"] for m in sink.messages()) == [
         "ann@customer.example", "dan@example.com"]
+
+
+def test_tickets_show_speaks_business_time_and_links_follow_ups(config_file: Path) -> None:
+    now = "2026-11-23T10:00:00.123456-08:00"
+    maild(config_file, "ingest", "-", stdin=make_mail(), now=now)
+    maild(config_file, "tickets", "set", "1", "--status", "closed", now=now)
+    maild(config_file, "ingest", "-", now="2026-11-24T09:30:00-08:00", stdin=make_mail(
+        subject="Re: Printer on fire", message_id="<again@customer.example>",
+        in_reply_to="<first@customer.example>", body="It is on fire again.\n"))
+
+    closed = maild(config_file, "tickets", "show", "1").output
+    assert "created Mon 23 Nov 2026 10:00 PST, severity 2" in closed
+    assert "--- Mon 23 Nov 2026 10:00 PST in public ann@customer.example" in closed
+    assert "followed up in #2" in closed
+    assert ".123456" not in closed and "+00:00" not in closed
+    later = maild(config_file, "tickets", "show", "2").output
+    assert "follow-up of #1" in later
+    assert "first response due Tue 01 Dec 2026 09:30 PST" in later
+    assert json.loads(maild(config_file, "tickets", "show", "1", "--json").output)[
+        "follow_ups"] == [2]

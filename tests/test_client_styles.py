@@ -12,7 +12,7 @@ from tests.mailbuilder import make_mail
 
 
 def _ack(app: App) -> tuple[int, str]:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     return ticket_id, show(app, ticket_id)["messages"][1]["delivery"]["message_id"]
 
 
@@ -82,7 +82,7 @@ def test_a_reply_from_each_client_lands_on_its_ticket_with_the_new_text(
     app: App, client: object
 ) -> None:
     ticket_id, ack = _ack(app)
-    result = ingest(app, client(ticket_id, ack), "test")  # type: ignore[operator]
+    result = ingest(app.intake, client(ticket_id, ack), "test")  # type: ignore[operator]
 
     assert result.outcome == "stored"
     assert result.ticket_id == ticket_id

@@ -34,6 +34,22 @@ def test_errors_are_collected() -> None:
         "#status closed: the status must be one of new, open, pending, on_hold, solved",
         "#priority urgent: the priority must be one of p0, p1, p2, p3",
         "#frobnicate: unknown command (known: #note #status #priority #assign #solve #hold "
-        "#take #cause)",
+        "#take #cause #cc)",
     ]
     assert not commands.any  # nothing valid was understood, so nothing may change
+
+
+def test_cc_names_people_to_take_part() -> None:
+    commands = parse_commands("#cc Dora@Partner.example, <erin@partner.example>\n"
+                              "#cc dora@partner.example\nWelcome, both.")
+    assert commands.cc == ("dora@partner.example", "erin@partner.example")
+    assert commands.any and not commands.errors
+    assert commands.text == "Welcome, both."
+
+
+def test_cc_without_an_address_is_an_error() -> None:
+    assert parse_commands("#cc\nHello").errors == [
+        "#cc: name the person by mail address, e.g. #cc bob@customer.example"]
+    assert parse_commands("#cc dora at partner\nHello").errors == [
+        "#cc dora: not a mail address", "#cc at: not a mail address",
+        "#cc partner: not a mail address"]

@@ -161,3 +161,10 @@ addresses = ["dan@example.com"]
 verify = "authentication-results"
 """) == ["staff: verify = \"authentication-results\" needs trusted_authserv_ids (the "
          "receiving server's name in its Authentication-Results)"]
+
+
+def test_the_digest_schedule_is_checked() -> None:
+    found = problems('[support]\naddress="s@example.com"\n[digest]\nto=["lead"]\n'
+                     'weekday="monday"\ntime="8 am"\n')
+    assert [line.split(":")[0] for line in found] == ["digest.to[0]", "digest.weekday",
+                                                      "digest.time"]

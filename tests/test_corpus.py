@@ -40,7 +40,7 @@ def test_corpus_file(name: str, corpus_app: App) -> None:
     expected = EXPECTED[name]
     raw = (CORPUS / name).read_bytes()
 
-    result = ingest(corpus_app, raw, "corpus")
+    result = ingest(corpus_app.intake, raw, "corpus")
 
     assert result.outcome == expected["outcome"], result.reason
     kept = [p for p in (corpus_app.config.storage.dir / "raw").rglob("*.eml")

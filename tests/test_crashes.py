@@ -59,7 +59,11 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
         name = f"run{round_number}"
         daemons.start(name)
         wait_for(lambda name=name: daemons.said(name, "maild running"), "the daemon to start")
-        time.sleep(chance.uniform(0.02, 0.4))  # a random moment: the point of the test
+        # A random moment once the drain is under way: waiting for the first stored message
+        # (not a fixed delay after start) keeps the kills inside the drain on a loaded machine.
+        wait_for(lambda name=name: daemons.said(name, "stored <")
+                 or imap_account.count("INBOX") == 0, "the drain to begin")
+        time.sleep(chance.uniform(0.0, 0.15))  # a random moment: the point of the test
         daemons.processes[name].send_signal(signal.SIGKILL)
         daemons.processes[name].wait(timeout=10)
         interrupted += daemons.said(name, "stored <") and imap_account.count("INBOX") > 0

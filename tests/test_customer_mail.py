@@ -230,7 +230,7 @@ def test_every_variable_a_template_uses_is_documented(name: str) -> None:
     documented = _documented(readme)
     common = documented.get("every template", set())
     environment = jinja2.Environment()
-    environment.filters.update(dict.fromkeys(("datetime", "span", "hours"), str))
+    environment.filters.update(dict.fromkeys(("datetime", "span", "hours", "working_hours"), str))
     for path in sorted(SHIPPED_TEMPLATES.glob(f"{name}.*.j2")):
         used = jinja2.meta.find_undeclared_variables(environment.parse(path.read_text()))
         missing = used - common - documented.get(name, set())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from maild.intake.bounces import Bounce
 from maild.intake.classify import Verdict
-from maild.intake.decide import NO_TICKET, Decision, TicketFacts, decide
+from maild.intake.decide import NO_TICKET, Decision, SentMail, TicketFacts, decide
 from maild.intake.parse import ParsedMail
 from maild.mail.addresses import Mailbox
 
@@ -33,7 +33,8 @@ OUT_OF_OFFICE = Verdict(is_staff=False, automatic="Auto-Submitted: auto-replied"
 SE_OUT_OF_OFFICE = Verdict(is_staff=True, automatic="Auto-Submitted: auto-replied", loop=None)
 BOUNCE = Verdict(is_staff=False, automatic="empty Return-Path (bounce)", loop=None)
 
-OPEN = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER)
+OPEN = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER,
+                   participants=frozenset({CUSTOMER, "bob@customer.example", SE}))
 CLOSED = TicketFacts(ticket_id=7, status="closed", requester=CUSTOMER)
 SURVEYED = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER,
                        survey_sent=True, answers_survey=True)
@@ -77,14 +78,25 @@ def test_staff_writing_to_support_alone_opens_a_ticket_of_their_own() -> None:
     assert decision.requester == SE
 
 
-def test_unverified_staff_writing_to_a_customer_is_a_customers_new_conversation() -> None:
-    unverified = Verdict(is_staff=False, automatic=None, loop=None,
-                         unverified_staff="no passing dkim, spf or dmarc")
-    decision = the(mail(sender=SE, to=(CUSTOMER,), cc=("support@example.com",)),
-                   unverified, NO_TICKET)
-    assert decision.kind == "new_conversation"
+UNPROVEN = Verdict(is_staff=False, automatic=None, loop=None,
+                   unverified_staff="claims staff address dan@example.com, but answers no "
+                                    "mail maild sent to that address")
+
+
+def test_unproven_staff_writing_to_a_customer_opens_the_customers_ticket_unassigned() -> None:
+    decision = the(mail(sender=SE, to=(CUSTOMER,), cc=("support@example.com",),
+                        text="#assign dan@example.com\nHello Ann"), UNPROVEN, NO_TICKET)
+    assert decision.kind == "staff_brings_in_customer_unproven"
+    assert decision.requester == CUSTOMER
+    assert decision.unproven_staff == UNPROVEN.unverified_staff
+    assert decision.ignored_commands == ("#assign dan@example.com",)
+
+
+def test_unproven_staff_writing_to_support_alone_is_their_own_new_conversation() -> None:
+    decision = the(mail(sender=SE), UNPROVEN, NO_TICKET)
+    assert decision.kind == "new_conversation"  # they ask as anyone may: nothing to prove
     assert decision.requester == SE
-    assert decision.cc == (CUSTOMER,)
+    assert decision.unproven_staff is None
 
 
 # --- a mail on a ticket --------------------------------------------------------------------
@@ -134,10 +146,92 @@ def test_an_ses_out_of_office_is_kept_internal() -> None:
     assert decision.reason == "automatic staff mail kept internal (Auto-Submitted: auto-replied)"
 
 
+def test_a_reply_from_someone_who_takes_no_part_is_an_outside_message() -> None:
+    for verdict in (CUSTOMERS, OUT_OF_OFFICE):
+        decision = the(mail(sender="mallory@attacker.example"), verdict, OPEN)
+        assert decision.kind == "outside_message"
+        assert decision.reason == ("from mallory@attacker.example, who takes no part in "
+                                   "ticket #7: kept, nothing sent, nothing changed")
+        assert decision.cc == ()
+
+
+def test_an_outsider_on_a_closed_ticket_opens_no_follow_up() -> None:
+    assert the(mail(sender="mallory@attacker.example"), CUSTOMERS, CLOSED).kind == \
+        "outside_message"
+
+
+def test_an_outsider_cannot_answer_the_survey() -> None:
+    decision = the(mail(sender="mallory@attacker.example", text="1 terrible"), CUSTOMERS,
+                   SURVEYED)
+    assert decision.kind == "outside_message"
+
+
+def test_an_unproven_staff_address_is_handled_as_a_customers_reply() -> None:
+    unverified = Verdict(is_staff=False, automatic=None, loop=None,
+                         unverified_staff="no passing dkim, spf or dmarc")
+    facts = TicketFacts(ticket_id=7, status="open", requester=CUSTOMER,
+                        participants=frozenset({CUSTOMER}))
+    assert the(mail(sender="eve@example.com"), unverified, facts).kind == "customer_reply"
+
+
+def test_a_cc_replies_as_a_participant() -> None:
+    decision = the(mail(sender="bob@customer.example"), CUSTOMERS, OPEN)
+    assert (decision.kind, decision.cc) == ("customer_reply", ())
+
+
+def test_a_colleague_of_the_requesters_organisation_joins_by_replying() -> None:
+    facts = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER,
+                        participants=frozenset({CUSTOMER}), colleague=True)
+    decision = the(mail(sender="carl@customer.example"), CUSTOMERS, facts)
+    assert decision.kind == "customer_reply"
+    assert decision.cc == ("carl@customer.example",)
+    assert decision.reason == "customer reply from the requester's organisation, who joins"
+
+
+def test_whom_the_requester_copies_on_a_reply_take_part() -> None:
+    decision = the(mail(cc=("bob@customer.example", "dora@partner.example", SE,
+                            "support@example.com")), CUSTOMERS, OPEN)
+    assert decision.cc == ("dora@partner.example",)  # bob already takes part
+
+
+def test_whom_a_cc_copies_do_not_take_part() -> None:
+    decision = the(mail(sender="bob@customer.example", cc=("dora@partner.example",)),
+                   CUSTOMERS, OPEN)
+    assert decision.cc == ()
+
+
+def test_an_engineer_adds_people_with_cc_and_by_copying_them() -> None:
+    decision = the(mail(sender=SE, cc=("dora@partner.example", CUSTOMER),
+                        text="#cc erin@partner.example, support@example.com\nHello all."),
+                   STAFFS, OPEN)
+    assert decision.kind == "staff_reply"
+    assert decision.cc == ("dora@partner.example", "erin@partner.example")
+def test_unproven_staff_mail_on_a_ticket_is_a_customers_with_its_commands_ignored() -> None:
+    decision = the(mail(sender=SE, text="#solve\n#assign eve@example.com\nAll done."),
+                   UNPROVEN, OPEN)
+    assert (decision.kind, decision.reason) == ("customer_reply",
+                                                "staff address unproven: a customer's mail")
+    assert decision.unproven_staff == UNPROVEN.unverified_staff
+    assert decision.ignored_commands == ("#solve", "#assign eve@example.com")
+    assert decision.commands is None
+
+
+def test_an_answer_to_the_confirmation_notice_confirms() -> None:
+    facts = TicketFacts(ticket_id=7, status="new", requester=CUSTOMER,
+                        answers_confirmation=True)
+    decision = the(mail(sender=SE, text="Yes, that was me.\n"), STAFFS, facts)
+    assert decision.kind == "staff_confirms"
+    assert decision.commands is not None and decision.commands.text == "Yes, that was me."
+    assert the(mail(sender=SE), UNPROVEN, facts).kind == "customer_reply"
+
+
 def test_staff_who_asked_themselves_reply_as_the_customer() -> None:
     decision = the(mail(sender=SE), STAFFS, TicketFacts(ticket_id=7, status="open",
                                                         requester=SE))
     assert decision.kind == "customer_reply"
+    unproven = the(mail(sender=SE), UNPROVEN, TicketFacts(ticket_id=7, status="open",
+                                                          requester=SE))
+    assert (unproven.kind, unproven.unproven_staff) == ("customer_reply", None)
 
 
 # --- surveys -------------------------------------------------------------------------------
@@ -171,21 +265,36 @@ def test_neither_staff_nor_a_machine_answers_the_survey() -> None:
 
 # --- bounces -------------------------------------------------------------------------------
 
+OURS_TO_THE_CUSTOMER = SentMail("<ours@example.com>", frozenset({CUSTOMER}))
+
 
 def test_a_bounce_of_our_mail_marks_its_delivery_failed() -> None:
     bounce = Bounce(["<ours@example.com>"], failed=True, recipients=[CUSTOMER])
     facts = TicketFacts(ticket_id=7, status="closed", requester=CUSTOMER,
-                        bounced="<ours@example.com>")
+                        bounced=(OURS_TO_THE_CUSTOMER,))
     decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, facts)
     assert decision.kind == "delivery_failed"  # on a closed ticket too: no follow-up
     assert decision.bounced == "<ours@example.com>"
+    assert decision.bounced_to == (CUSTOMER,)
     assert decision.reason == "bounce: delivery of <ours@example.com> failed"
 
 
+def test_a_bounce_for_someone_we_did_not_send_that_mail_to_fails_nothing() -> None:
+    for reported in (["mallory@attacker.example"], []):
+        bounce = Bounce(["<ours@example.com>"], failed=True, recipients=reported)
+        facts = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER,
+                            bounced=(OURS_TO_THE_CUSTOMER,))
+        decision = the(mail(sender="mailer-daemon@evil.example", bounce=bounce), BOUNCE, facts)
+        assert decision.kind == "bounce"
+        assert decision.bounced is None
+        assert decision.reason == ("bounce stored: it reports no recipient of the mail it "
+                                   "names, whose delivery stays as it was")
+
+
 def test_a_delay_warning_is_only_kept() -> None:
-    bounce = Bounce(["<ours@example.com>"], failed=False)
+    bounce = Bounce(["<ours@example.com>"], failed=False, recipients=[CUSTOMER])
     facts = TicketFacts(ticket_id=7, status="pending", requester=CUSTOMER,
-                        bounced="<ours@example.com>")
+                        bounced=(OURS_TO_THE_CUSTOMER,))
     decision = the(mail(sender="mailer-daemon@mx.example", bounce=bounce), BOUNCE, facts)
     assert (decision.kind, decision.reason) == ("bounce", "delivery delay warning stored")
 

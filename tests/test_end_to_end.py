@@ -287,9 +287,10 @@ def test_mail_in_an_se_s_name_that_fails_the_check_changes_nothing(
 
         caution = wait_for(
             lambda: [m for m in desk.sink_mail("dan@example.com")
-                     if plain_text(m).startswith("Caution:")],
-            "the caution to the SE whose name was used")
-        assert "replied:\n\n#solve\nAll done, bye." in plain_text(caution[0])
+                     if "handled as a customer's" in m["Subject"]],
+            "the notice to the SE whose name was used")
+        assert "Its commands were not run:\n  #solve\n" in plain_text(caution[0])
+        assert plain_text(caution[0]).endswith("What it said:\n\n#solve\nAll done, bye.\n")
         ticket = desk.show(1)
         assert ticket["status"] == "open"  # the forged #solve did nothing
         assert [e["kind"] for e in ticket["events"]].count("staff_unverified") == 1

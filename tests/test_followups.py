@@ -10,8 +10,7 @@ from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
-from maild.tickets.followups import send_followups
-from tests.helpers import at_once, show
+from tests.helpers import at_once, notice_to, show
 from tests.mailbuilder import make_mail, staff_reply
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -26,9 +25,10 @@ def system_mails(app: App, ticket_id: int) -> list[dict[str, object]]:
 
 
 def friday_evening_ticket(app: App, clock: FixedClock) -> int:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     clock.set(at(11, 27, 16))  # Friday 16:00, an hour before the weekend
-    ingest(app, staff_reply(ticket_id, "Please try the new driver.\n"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Please try the new driver.\n",
+                answering=notice_to(app, ticket_id)), "test")
     assert show(app, ticket_id)["status"] == "pending"
     return ticket_id
 
@@ -76,8 +76,9 @@ def test_nothing_is_sent_twice_across_a_restart(app: App, clock: FixedClock) -> 
 
     restarted = build_app(app.config, clock)
     try:
-        assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0, "surveys_sent": 0,
-                                         "close_solved_tickets": 0, "sla_alerts": 0}
+        assert run_sweeps(restarted) == {"nudged": 0, "auto_solved": 0, "postponed": 0,
+                                         "surveys_sent": 0, "close_solved_tickets": 0,
+                                         "sla_alerts": 0, "digests_sent": 0}
     finally:
         restarted.close()
     assert len(system_mails(app, ticket_id)) == 1
@@ -91,9 +92,10 @@ def test_a_customer_who_answers_after_the_first_nudge_is_not_nudged_again(
     clock.set(at(12, 1, 16))
     run_sweeps(app)
     clock.set(at(12, 2, 9))
-    ingest(app, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
-                          message_id="<answer@customer.example>",
-                          in_reply_to="<first@customer.example>", body="Works now!\n"), "test")
+    ingest(app.intake,
+        make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                  message_id="<answer@customer.example>",
+                  in_reply_to="<first@customer.example>", body="Works now!\n"), "test")
 
     for day in (3, 7, 14):
         clock.set(at(12, day, 17))
@@ -105,8 +107,9 @@ def test_a_customer_who_answers_after_the_first_nudge_is_not_nudged_again(
 
 
 def test_a_ticket_on_hold_is_never_nudged(app: App, clock: FixedClock) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, staff_reply(ticket_id, "#hold\nWaiting on the vendor.\n",
+                answering=notice_to(app, ticket_id)), "test")
     assert show(app, ticket_id)["status"] == "on_hold"
     for day in (1, 3, 7, 30):
         clock.set(at(12, day, 12))
@@ -121,10 +124,11 @@ def test_a_reply_to_an_auto_solved_ticket_reopens_it(app: App, clock: FixedClock
     assert show(app, ticket_id)["status"] == "solved"
 
     clock.set(at(12, 8, 10))
-    ingest(app, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
-                          message_id="<late@customer.example>",
-                          in_reply_to="<first@customer.example>", body="Sorry, still broken.\n"),
-           "test")
+    ingest(app.intake,
+        make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                  message_id="<late@customer.example>",
+                  in_reply_to="<first@customer.example>", body="Sorry, still broken.\n"),
+        "test")
     ticket = show(app, ticket_id)
     assert ticket["status"] == "open"
     assert ticket["solved_at"] is None
@@ -136,17 +140,19 @@ def test_two_schedulers_at_once_send_every_nudge_exactly_once(
     tickets = []
     for n in range(40):
         clock.set(at(11, 23, 10))
-        ticket_id = ingest(app, make_mail(sender=f"c{n}@customer.example",
-                                          message_id=f"<m{n}@customer.example>"), "test").ticket_id
+        ticket_id = ingest(app.intake,
+            make_mail(sender=f"c{n}@customer.example",
+                      message_id=f"<m{n}@customer.example>"), "test").ticket_id
         clock.set(at(11, 27, 16))
-        ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                              message_id=f"<d{n}@example.com>",
-                              in_reply_to=f"<m{n}@customer.example>", body="Try this.\n"), "test")
+        ingest(app.intake,
+            make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                      message_id=f"<d{n}@example.com>",
+                      in_reply_to=notice_to(app, ticket_id), body="Try this.\n"), "test")
         tickets.append(ticket_id)
     run_sweeps(app)
     clock.set(at(12, 1, 16))
 
-    results = at_once(app, lambda scheduler: send_followups(scheduler, batch=5))
+    results = at_once(app, lambda scheduler: scheduler.followups.send(batch=5))
     assert sum(r["nudged"] for r in results) == 40
     assert all(len(system_mails(app, t)) == 1 for t in tickets)
 
@@ -155,13 +161,14 @@ def test_every_due_solved_ticket_is_closed_in_one_sweep_not_500_a_minute(
     app: App, clock: FixedClock
 ) -> None:
     for n in range(7):
-        ticket_id = ingest(app, make_mail(sender=f"s{n}@customer.example",
-                                          message_id=f"<s{n}@customer.example>"),
+        ticket_id = ingest(app.intake, make_mail(sender=f"s{n}@customer.example",
+                                                 message_id=f"<s{n}@customer.example>"),
                            "test").ticket_id
-        ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                              message_id=f"<sd{n}@example.com>",
-                              in_reply_to=f"<s{n}@customer.example>", body="#solve\nDone.\n"),
-               "test")
+        ingest(app.intake,
+            make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                      message_id=f"<sd{n}@example.com>",
+                      in_reply_to=notice_to(app, ticket_id), body="#solve\nDone.\n"),
+            "test")
     clock.set(at(12, 10, 12))
     assert close_solved_tickets(app, batch=3) == 7
 
@@ -170,9 +177,10 @@ def test_a_nudge_across_the_spring_dst_change_keeps_the_wall_clock_time(
     app: App, clock: FixedClock
 ) -> None:
     clock.set(datetime(2027, 3, 12, 10, tzinfo=LA))
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     clock.set(datetime(2027, 3, 12, 16, tzinfo=LA))  # Friday 16:00 PST; Sunday 14th is 23 h
-    ingest(app, staff_reply(ticket_id, "Try this.\n"), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Try this.\n",
+                answering=notice_to(app, ticket_id)), "test")
     run_sweeps(app)
     # Tuesday 16:00, now PDT (UTC-7): the same wall-clock time as without the change.
     assert show(app, ticket_id)["followup_due_at"] == "2027-03-16T23:00:00+00:00"
@@ -183,9 +191,10 @@ def test_a_holiday_is_not_a_business_day_for_nudges(app: App, clock: FixedClock)
     festive = build_app(app.config.model_copy(update={"business_hours": hours}), clock)
     try:
         clock.set(at(12, 23, 10))
-        ticket_id = ingest(festive, make_mail(), "test").ticket_id
+        ticket_id = ingest(festive.intake, make_mail(), "test").ticket_id
         clock.set(at(12, 23, 16))  # Wednesday 16:00
-        ingest(festive, staff_reply(ticket_id, "Try this.\n"), "test")
+        ingest(festive.intake, staff_reply(ticket_id, "Try this.\n",
+                answering=notice_to(festive, ticket_id)), "test")
         run_sweeps(festive)
         # Wednesday 1 h, Thursday 8 h, Christmas Friday none, Monday 7 h: Monday 16:00.
         assert show(festive, ticket_id)["followup_due_at"] == "2026-12-29T00:00:00+00:00"

@@ -18,8 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.mail.headers import encoded_words
-from maild.mail.policy import READING
-from maild.outbound.compose import OutgoingMail, Party, one_line, render_mail
+from maild.mail.policy import MailPolicies
+from maild.outbound.compose import OutgoingMail, Party, one_line
+from maild.outbound.compose import render_mail as render_with
+
+POLICIES = MailPolicies()
+
+
+def render_mail(mail: OutgoingMail) -> bytes:
+    return render_with(mail, POLICIES.writing)
 
 # Message-IDs as each client writes them, the long ones first.
 OUTLOOK_365 = ("<AM9PR07MB70594A1C3E8D2F6B9A0E4C7D5F1B3A8E2@AM9PR07MB7059.eurprd07."
@@ -174,7 +181,7 @@ def test_a_non_ascii_local_part_is_written_in_utf8_headers() -> None:
                             subject="Größe ✉ — bitte"))
     assert_well_formed(raw)
     assert "To: =?utf-8?b?SsO2cmc=?= <jörg@xn--bcher-kva.example>".encode() in raw
-    parsed = email.message_from_bytes(raw, policy=READING)  # UTF-8 headers read as such
+    parsed = email.message_from_bytes(raw, policy=POLICIES.reading)  # UTF-8 read as such
     assert parsed["To"].addresses[0].addr_spec == "jörg@xn--bcher-kva.example"
     assert parsed["To"].addresses[0].display_name == "Jörg"
     assert parsed["Subject"] == "Größe ✉ — bitte"

@@ -32,6 +32,7 @@ from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.backoff import Backoff
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
+from tests.helpers import notice_to
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_for
@@ -85,7 +86,7 @@ def purposes(app: App) -> dict[str, int]:
 
 
 def reader_for(app: App, **kwargs: Any) -> MailboxReader:
-    return MailboxReader(app, app.config.mailboxes[0], **kwargs)
+    return MailboxReader(app.intake, app.config.mailboxes[0], **kwargs)
 
 
 class RunningReader:
@@ -137,7 +138,7 @@ def test_message_stored_before_a_crash_is_a_duplicate_and_is_filed_away(
 ) -> None:
     raw = make_mail(subject="Stored, then the daemon died", message_id="<crash@customer.example>")
     imap_account.append(raw)
-    ingest(reader_app, raw, "imap:support", "support")  # committed, never moved
+    ingest(reader_app.intake, raw, "imap:support", "support")  # committed, never moved
 
     report = reader_for(reader_app).drain_once()
 
@@ -306,10 +307,11 @@ def test_each_mailbox_answers_from_its_own_address(
     assert senders["Re: [#1] Help"] == "Example Support <support@example.com>"
     assert senders["Re: [#2] Idea"] == "Example Feedback <feedback@example.com>"
 
-    # The SE's answer on the feedback ticket goes out from feedback@, under the SE's name.
+    # The SE's answer on the feedback ticket (to his notification) goes out from feedback@,
+    # under the SE's name.
     feedback.append(make_mail(sender="Dan Engineer <dan@example.com>", to="feedback@example.com",
                               subject="Re: [#2] Idea", message_id="<dan-idea@example.com>",
-                              in_reply_to="<idea@customer.example>", body="Thanks, noted!\n"))
+                              in_reply_to=notice_to(app, 2), body="Thanks, noted!\n"))
     Daemon(app).run_once()
     relay = sink.messages()[-1]
     assert relay["From"] == "Dan Engineer <feedback@example.com>"

@@ -33,10 +33,11 @@ def proxy(dovecot: Any) -> Iterator[TcpProxy]:
 
 class Setup:
     def __init__(self, tmp_path: Path, database_url: str, sink: Sink, account: Any,
-                 port: int) -> None:
+                 port: int, **mailbox: Any) -> None:
         self.config = tmp_path / "maild.toml"
         self.config.write_text(config_text(
-            database_url, tmp_path / "storage", sink.port, mailbox_toml(account, port=port)
+            database_url, tmp_path / "storage", sink.port,
+            mailbox_toml(account, port=port, **mailbox)
         ))
         self.env = {**os.environ, "MAILD_CONFIG": str(self.config),
                     "MAILD_TEST_IMAP_SUPPORT": account.password}
@@ -55,7 +56,10 @@ class Setup:
 def test_sigkill_between_commit_and_move_loses_and_doubles_nothing(
     tmp_path: Path, database_url: str, sink: Sink, imap_account: Any, proxy: TcpProxy
 ) -> None:
-    setup = Setup(tmp_path, database_url, sink, imap_account, proxy.port)
+    # Waiting on the frozen MOVE for longer than the checks below take on a loaded machine
+    # (each `maild` command starts an interpreter): with the tests' 5 s the daemon gives up
+    # on the MOVE, reconnects and files the message away before it is killed.
+    setup = Setup(tmp_path, database_url, sink, imap_account, proxy.port, timeout_seconds=60)
     imap_account.append(make_mail(subject="Killed mid-move", message_id="<kill@customer.example>"))
     # The MOVE never reaches the server: the daemon waits there, its commit done.
     proxy.freeze_on = b" MOVE "

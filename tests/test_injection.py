@@ -7,9 +7,9 @@ import email
 import email.policy
 
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
 from maild.runtime.app import App
 from tests.conftest import Sink
+from tests.helpers import notice_to
 from tests.mailbuilder import make_mail
 
 
@@ -19,8 +19,8 @@ def test_an_encoded_line_break_in_the_subject_adds_no_header(app: App, sink: Sin
         b"Subject: placeholder",
         b"Subject: =?utf-8?q?Help=0D=0ABcc=3A_victim=40evil=2Eexample?=",
     )
-    ingest(app, raw, "test")
-    Sender(app).deliver_due()
+    ingest(app.intake, raw, "test")
+    app.sender.deliver_due()
 
     ack_raw = next(p.read_bytes() for p in sink.files()
                    if b"Delivered-To: ann@customer.example" in p.read_bytes())
@@ -31,8 +31,8 @@ def test_an_encoded_line_break_in_the_subject_adds_no_header(app: App, sink: Sin
 
 
 def test_markup_in_a_subject_is_escaped_in_the_html_part(app: App, sink: Sink) -> None:
-    ingest(app, make_mail(subject='<img src=x onerror="alert(1)"> broken'), "test")
-    Sender(app).deliver_due()
+    ingest(app.intake, make_mail(subject='<img src=x onerror="alert(1)"> broken'), "test")
+    app.sender.deliver_due()
 
     ack_raw = next(p.read_bytes() for p in sink.files()
                    if b"Delivered-To: ann@customer.example" in p.read_bytes())
@@ -45,11 +45,12 @@ def test_markup_in_a_subject_is_escaped_in_the_html_part(app: App, sink: Sink) -
 def test_the_relay_is_multipart_alternative_and_escapes_what_the_se_wrote(
     app: App, sink: Sink
 ) -> None:
-    ingest(app, make_mail(body="Does <b>this</b> work?\n"), "test")
-    ingest(app, make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1]",
-                          message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
-                          body="Use <script>x</script> & restart.\n\nThen call us.\n"), "test")
-    Sender(app).deliver_due()
+    ingest(app.intake, make_mail(body="Does <b>this</b> work?\n"), "test")
+    ingest(app.intake,
+        make_mail(sender="Dan Engineer <dan@example.com>", subject="Re: [#1]",
+                  message_id="<dan@example.com>", in_reply_to=notice_to(app, 1),
+                  body="Use <script>x</script> & restart.\n\nThen call us.\n"), "test")
+    app.sender.deliver_due()
 
     relay_raw = next(p.read_bytes() for p in sink.files()
                      if b"Delivered-To: ann@customer.example" in p.read_bytes()

@@ -3,8 +3,8 @@ the lot, and a message that fails half-way leaves nothing of itself behind."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from maild.config import TemplatesConfig
 from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
 from maild.intake.pipeline import intake_batch
-from maild.outbound.templates import Templates
 from maild.runtime.app import App
 from tests.mailbuilder import make_mail
 
 SHIPPED_ACK = (Path(__file__).resolve().parent.parent / "templates" / "ack.txt.j2").read_text()
 
 
-def _with_ack_failing_for(app: App, tmp_path: Path, subject: str) -> App:
+def _with_ack_failing_for(app_with: Callable[..., App], tmp_path: Path, subject: str) -> App:
     """An operator's acknowledgment template with a mistake that only one ticket meets:
     the failure comes after the ticket and its message were written."""
     directory = tmp_path / "operator-templates"
@@ -30,7 +30,7 @@ def _with_ack_failing_for(app: App, tmp_path: Path, subject: str) -> App:
         SHIPPED_ACK + f'{{% if ticket.subject == "{subject}" %}}{{{{ ticket.no_such_field }}}}'
         "{% endif %}\n"
     )
-    return dataclasses.replace(app, templates=Templates(directory))
+    return app_with(templates=TemplatesConfig(dir=directory))
 
 
 def _count(app: App, model: Any) -> int:
@@ -39,9 +39,9 @@ def _count(app: App, model: Any) -> int:
 
 
 def test_a_batch_commits_once_and_a_failure_half_way_leaves_nothing_of_it(
-    app: App, tmp_path: Path
+    app_with: Callable[..., App], tmp_path: Path
 ) -> None:
-    app = _with_ack_failing_for(app, tmp_path, "Boom")
+    app = _with_ack_failing_for(app_with, tmp_path, "Boom")
     commits: list[int] = []
     event.listen(app.db.engine, "commit", lambda connection: commits.append(1))
     mails = [
@@ -50,7 +50,7 @@ def test_a_batch_commits_once_and_a_failure_half_way_leaves_nothing_of_it(
         for n in range(5)
     ]
 
-    with intake_batch(app, "test") as batch:
+    with intake_batch(app.intake, "test") as batch:
         results = [batch.ingest(raw) for raw in mails]
 
     assert [r.outcome for r in results] == ["stored", "stored", "quarantined", "stored",
@@ -76,7 +76,7 @@ def test_a_batch_commits_once_and_a_failure_half_way_leaves_nothing_of_it(
 
 def test_nothing_of_a_batch_counts_when_it_does_not_end(app: App) -> None:
     try:
-        with intake_batch(app, "test") as batch:
+        with intake_batch(app.intake, "test") as batch:
             batch.ingest(make_mail(message_id="<kept-for-later@customer.example>"))
             raise ConnectionError("the IMAP connection dropped before the batch ended")
     except ConnectionError:
@@ -107,7 +107,7 @@ def test_the_files_of_a_batch_are_on_disk_before_its_commit(
         on_disk_at_commit.append(len(names) == 5 and in_rows == 10 and all(
             app.raw_store.path_for(name).exists() for name in names))
 
-    with intake_batch(app, "test") as batch:
+    with intake_batch(app.intake, "test") as batch:
         for n in range(5):
             batch.ingest(make_mail(f"c{n}@customer.example", subject=f"Question {n}",
                                    message_id=f"<m{n}@customer.example>"))
@@ -146,7 +146,7 @@ def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) 
 
     event.listen(app.db.engine, "after_cursor_execute", the_other_process_first)
     try:
-        with intake_batch(app, "test") as batch:
+        with intake_batch(app.intake, "test") as batch:
             result = batch.ingest(raw)
             after = batch.ingest(make_mail(message_id="<next@customer.example>",
                                            subject="Next question"))

@@ -28,7 +28,7 @@ PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=
 
 
 def assert_kept_and_accounted_for(app: App, raw: bytes) -> None:
-    result = ingest(app, raw, "property")
+    result = ingest(app.intake, raw, "property")
     sha256 = hashlib.sha256(raw).hexdigest()
     assert app.raw_store.path_for(sha256).read_bytes() == raw
     with app.db.transaction() as session:

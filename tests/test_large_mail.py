@@ -23,6 +23,7 @@ from maild.db.rawstore import RawStore
 from maild.intake.large import STORED_PART, skeleton
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest, intake_batch
+from maild.mail.policy import MailPolicies
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, mailbox_toml
 from tests.mailbuilder import make_mail
@@ -100,7 +101,8 @@ def test_the_skeleton_reads_as_the_whole_mail_does(tmp_path: Path) -> None:
     assert large is not None
     assert len(large.raw) < 16 * 1024  # the PDF is not in it
     assert len(large.stored) == 1  # the PNG is small: left in place
-    lean, whole = parse(b"", large=large, raw_sha256=sha256), parse(raw)
+    reading = MailPolicies().reading
+    lean, whole = parse(b"", reading, large=large, raw_sha256=sha256), parse(raw, reading)
     assert (lean.message_id, lean.subject, lean.text, lean.new_text) == (
         whole.message_id, whole.subject, whole.text, whole.new_text)
     assert [(a.filename, a.content_type, a.size) for a in lean.attachments] == [
@@ -116,7 +118,7 @@ def test_a_large_mail_the_pass_cannot_follow_is_read_whole(app: App) -> None:
     sha256 = app.raw_store.put(raw)
     assert skeleton(app.raw_store.path_for(sha256), app.attachment_store) is None
 
-    with intake_batch(app, "test") as batch:
+    with intake_batch(app.intake, "test") as batch:
         result = batch.ingest_stored(sha256)
 
     assert result.outcome == "stored"
@@ -135,7 +137,7 @@ def test_a_sender_naming_a_stored_part_gains_nothing(app: App) -> None:
     attachment = next(message.iter_attachments())
     attachment[STORED_PART] = someone_elses
 
-    assert ingest(app, message.as_bytes(), "test").outcome == "stored"
+    assert ingest(app.intake, message.as_bytes(), "test").outcome == "stored"
 
     kept = attachments_of(app, "<first@customer.example>")
     assert app.attachment_store.get(kept[0]["sha256"]) == b"what I really sent"

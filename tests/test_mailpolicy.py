@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.mail.headers import WRITTEN_HEADER_CLASSES
-from maild.mail.policy import WRITING
-from maild.outbound import compose
+from maild.mail.policy import MailPolicies
 from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
 
 NAMES = [
@@ -47,6 +46,9 @@ def _mail(n: int, name: str) -> OutgoingMail:
     )
 
 
+WRITING = MailPolicies().writing
+
+
 def _uncached() -> EmailPolicy:
     """The writing policy without its caches: email's own, with maild's header classes."""
     registry = HeaderRegistry()
@@ -58,19 +60,16 @@ def _uncached() -> EmailPolicy:
 UNCACHED = _uncached()
 
 
-def _rendered(mail: OutgoingMail) -> bytes:
+def _rendered(mail: OutgoingMail, policy: EmailPolicy = WRITING) -> bytes:
     random.seed(7)  # the same multipart boundaries
-    return render_mail(mail)
+    return render_mail(mail, policy)
 
 
 @pytest.mark.parametrize("n", range(len(NAMES)))
-def test_mail_is_written_byte_for_byte_as_without_the_caches(
-    n: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mail_is_written_byte_for_byte_as_without_the_caches(n: int) -> None:
     mail = _mail(n, NAMES[n])
     ours = [_rendered(mail), _rendered(mail)]  # the second from what the first cached
-    monkeypatch.setattr(compose, "WRITING", UNCACHED)
-    assert ours == [_rendered(mail)] * 2
+    assert ours == [_rendered(mail, UNCACHED)] * 2
 
 
 _PLAIN_HEADERS = ["Subject", "Date", "Message-ID", "In-Reply-To", "References"]
@@ -98,15 +97,15 @@ def test_a_header_unique_to_a_mail_is_written_as_without_the_caches(
 
 
 def test_a_part_holding_a_boundary_line_keeps_it_as_text() -> None:
-    """Each process writes all its mail with the same two boundaries: no text can end a
+    """maild writes all its mail with the same two boundaries: no text can end a
     part early, because quoted-printable writes every "=" as "=3D"."""
-    probe = render_mail(_mail(0, ""))
+    probe = render_mail(_mail(0, ""), WRITING)
     boundaries = {line[2:].rstrip(b"-").decode() for line in probe.split(b"\r\n")
                   if line.startswith(b"--==")}
     text = "".join(f"--{b}\n--{b}--\n" for b in sorted(boundaries)) + "the end\n"
     mail = dataclasses.replace(_mail(0, ""), text=text, html=f"<pre>{text}</pre>")
 
-    parsed = email.message_from_bytes(render_mail(mail), policy=email.policy.default)
+    parsed = email.message_from_bytes(render_mail(mail, WRITING), policy=email.policy.default)
 
     assert isinstance(parsed, EmailMessage)
     assert [part.get_content_type() for part in parsed.walk()] == [

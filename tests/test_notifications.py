@@ -3,21 +3,21 @@ staff list) in the ticket's thread, and answering that mail answers the customer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.message import EmailMessage
 
 from maild.intake.pipeline import ingest
-from maild.outbound.sender import Sender
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from maild.tickets.service import set_assignee, set_status
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail, plain_text
 
 
 def delivered(app: App, sink: Sink, to: str) -> list[EmailMessage]:
-    Sender(app).deliver_due()
+    app.sender.deliver_due()
     return [m for m in sink.messages() if m["Delivered-To"] == to]
 
 
@@ -36,11 +36,11 @@ def test_a_new_ticket_is_told_to_the_staff_list_with_who_the_customer_is(
     app: App, sink: Sink
 ) -> None:
     with app.db.transaction() as session:
-        add_customer(app, session, "Customer Inc", domains=["customer.example"],
+        add_customer(app.mails, session, "Customer Inc", domains=["customer.example"],
                      tier="enterprise", plan="managed")
-    ingest(app, make_mail(subject="Earlier problem", message_id="<old@customer.example>",
-                          sender="bob@customer.example"), "test")
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ingest(app.intake, make_mail(subject="Earlier problem", message_id="<old@customer.example>",
+                                 sender="bob@customer.example"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
 
     notice = delivered(app, sink, "dan@example.com")[-1]
 
@@ -61,7 +61,7 @@ def test_a_new_ticket_is_told_to_the_staff_list_with_who_the_customer_is(
 
 
 def test_replying_to_the_notification_answers_the_customer(app: App, sink: Sink) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     notice = delivered(app, sink, "dan@example.com")[-1]
 
     answer = make_mail(
@@ -69,7 +69,7 @@ def test_replying_to_the_notification_answers_the_customer(app: App, sink: Sink)
         message_id="<dan1@example.com>", in_reply_to=notice["Message-ID"],
         body="Unplug it first.\n\nOn Mon, Example Support wrote:\n> New ticket from Ann\n",
     )
-    assert ingest(app, answer, "test").ticket_id == ticket_id
+    assert ingest(app.intake, answer, "test").ticket_id == ticket_id
 
     [ack, relay] = delivered(app, sink, "ann@customer.example")
     assert plain_text(relay).startswith("Unplug it first.")
@@ -81,11 +81,11 @@ def test_replying_to_the_notification_answers_the_customer(app: App, sink: Sink)
 def test_once_assigned_only_the_assignee_is_told_and_a_call_is_suggested_in_time(
     app: App, sink: Sink
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     assign(app, ticket_id, "eve@example.com")
 
     for n in range(1, 4):
-        ingest(app, customer_reply(ticket_id, n, f"Still broken ({n}).\n"), "test")
+        ingest(app.intake, customer_reply(ticket_id, n, f"Still broken ({n}).\n"), "test")
 
     notices = delivered(app, sink, "eve@example.com")
     assert len(notices) == 3
@@ -96,12 +96,13 @@ def test_once_assigned_only_the_assignee_is_told_and_a_call_is_suggested_in_time
 
 
 def test_no_call_is_suggested_once_the_cause_is_known(app: App, sink: Sink) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                          message_id="<cause@example.com>", in_reply_to="<first@customer.example>",
-                          body="#cause expired TLS certificate on their proxy\n#note\n"), "test")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake,
+        make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                  message_id="<cause@example.com>", in_reply_to=notice_to(app, ticket_id),
+                  body="#cause expired TLS certificate on their proxy\n#note\n"), "test")
     for n in range(1, 4):
-        ingest(app, customer_reply(ticket_id, n, f"Any news ({n})?\n"), "test")
+        ingest(app.intake, customer_reply(ticket_id, n, f"Any news ({n})?\n"), "test")
 
     assert show(app, ticket_id)["cause"] == "expired TLS certificate on their proxy"
     assert "proposing a call" not in plain_text(delivered(app, sink, "dan@example.com")[-1])
@@ -110,12 +111,12 @@ def test_no_call_is_suggested_once_the_cause_is_known(app: App, sink: Sink) -> N
 def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
     app: App, sink: Sink
 ) -> None:
-    closed_id = ingest(app, make_mail(), "test").ticket_id
+    closed_id = ingest(app.intake, make_mail(), "test").ticket_id
     assign(app, closed_id, "eve@example.com")
     with app.db.transaction() as session:
         set_status(get_ticket(session, closed_id), "closed", actor="test", now=app.clock.now(),
                    clocks=app.sla)
-    follow_up = ingest(app, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
+    follow_up = ingest(app.intake, customer_reply(closed_id, 1, "It is on fire again.\n"), "test")
 
     [notice] = delivered(app, sink, "eve@example.com")
     assert notice["Subject"] == f"[#{follow_up.ticket_id}] Printer on fire"
@@ -127,13 +128,13 @@ def test_a_follow_up_of_a_closed_ticket_tells_the_assignee_and_links_it(
 def test_an_se_out_of_office_answering_a_notification_never_reaches_the_customer(
     app: App, sink: Sink
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     notice = delivered(app, sink, "dan@example.com")[-1]
     ooo = make_mail(sender="dan@example.com", subject=f"Automatic reply: {notice['Subject']}",
                     message_id="<ooo@example.com>", in_reply_to=notice["Message-ID"],
                     headers={"Auto-Submitted": "auto-replied"}, body="I am on leave.\n")
 
-    assert ingest(app, ooo, "test").ticket_id == ticket_id
+    assert ingest(app.intake, ooo, "test").ticket_id == ticket_id
 
     assert len(delivered(app, sink, "ann@customer.example")) == 1  # the acknowledgment only
     last = show(app, ticket_id)["messages"][-1]
@@ -141,17 +142,18 @@ def test_an_se_out_of_office_answering_a_notification_never_reaches_the_customer
     assert show(app, ticket_id)["status"] == "new"
 
 
-def test_notifications_can_be_turned_off(app: App, sink: Sink) -> None:
-    quiet = App(**{**app.__dict__, "config": app.config.model_copy(update={
-        "staff": app.config.staff.model_copy(update={"notify": False})})})
-    ingest(quiet, make_mail(), "test")
+def test_notifications_can_be_turned_off(
+    app: App, app_with: Callable[..., App], sink: Sink
+) -> None:
+    quiet = app_with(staff=app.config.staff.model_copy(update={"notify": False}))
+    ingest(quiet.intake, make_mail(), "test")
     assert delivered(app, sink, "dan@example.com") == []
 
 
 def test_customer_html_reaches_the_se_as_text_never_as_markup(app: App, sink: Sink) -> None:
     html = ('<p>The <b>printer</b> is on fire.</p><script>steal(document.cookie)</script>'
             '<img src="https://tracker.example/p.gif" onerror="alert(1)">')
-    ingest(app, make_mail(body=None, html=html), "test")
+    ingest(app.intake, make_mail(body=None, html=html), "test")
 
     notice = delivered(app, sink, "dan@example.com")[-1]
     raw = notice.as_string()

@@ -17,9 +17,9 @@ from maild.clock import FixedClock
 from maild.config import Config
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
+from maild.mail.policy import MailPolicies
 from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
 from maild.outbound.outbox import INLINE_BYTES
-from maild.outbound.sender import Sender
 from maild.runtime.app import App, build_app
 from maild.tickets.customers import add_customer
 from tests.conftest import Sink, free_port
@@ -29,8 +29,12 @@ from tests.mailbuilder import make_mail, plain_text
 
 @pytest.fixture
 def config(config: Config) -> Config:
-    """Delivery mechanics with one mail per ticket: the SEs' notifications are off here."""
-    return config.model_copy(update={"staff": config.staff.model_copy(update={"notify": False})})
+    """Delivery mechanics with one mail per ticket: the SEs' notifications are off here,
+    and so an SE's mail counts by its From (verify = "none"): with no notification to
+    answer, an engineer could not prove themselves, and who is staff is not the point
+    here (tests/security/ is where it is)."""
+    return config.model_copy(update={"staff": config.staff.model_copy(
+        update={"notify": False, "verify": "none"})})
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -53,7 +57,7 @@ def test_rendered_mail_parses_back_identically() -> None:
         references=["<first@customer.example>", "<ack@example.com>"],
         auto_submitted="auto-replied",
     )
-    raw = render_mail(mail)
+    raw = render_mail(mail, MailPolicies().writing)
     raw.decode("ascii")  # 7-bit clean on the wire: encoded words and quoted-printable
     parsed = _parse(raw)
 
@@ -78,7 +82,7 @@ def test_no_header_can_be_injected_through_a_subject_or_name() -> None:
         subject="Hello\r\nBcc: victim@evil.example",
         text="x\n", message_id="<m@example.com>", date=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    parsed = _parse(render_mail(mail))
+    parsed = _parse(render_mail(mail, MailPolicies().writing))
     assert parsed["Bcc"] is None
     assert "\n" not in parsed["Subject"]
 
@@ -92,8 +96,8 @@ def test_subject_tag_is_added_once() -> None:
 def test_acknowledgment_delivered_to_the_sink_threads_under_the_customer_mail(
     app: App, sink: Sink
 ) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    report = Sender(app).deliver_due()
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    report = app.sender.deliver_due()
 
     assert (report.sent, report.failed) == (1, 0)
     [ack] = sink.messages()
@@ -116,22 +120,23 @@ def test_acknowledgment_delivered_to_the_sink_threads_under_the_customer_mail(
 
 def test_recording_a_delivery_does_not_read_the_ticket_history(app: App, sink: Sink) -> None:
     """A long-running ticket has a long audit log; a delivery adds one line to it."""
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     statements: list[str] = []
     event.listen(app.db.engine, "before_cursor_execute",
                  lambda *args: statements.append(args[2]))
-    assert Sender(app).deliver_due().sent == 1
+    assert app.sender.deliver_due().sent == 1
     assert not [s for s in statements if s.lstrip().startswith("SELECT")
                 and "FROM events" in s]
     assert [e["kind"] for e in show(app, ticket_id)["events"]][-1] == "delivered"
 
 
 def test_relay_carries_the_se_name_and_the_thread(app: App, sink: Sink) -> None:
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    ingest(app, make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: [#{ticket_id}]",
-                          message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
-                          body="#priority p1\nUnplug it.\n"), "test")
-    Sender(app).deliver_due()
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake,
+        make_mail(sender="Dan Engineer <dan@example.com>", subject=f"Re: [#{ticket_id}]",
+                  message_id="<dan@example.com>", in_reply_to="<first@customer.example>",
+                  body="#priority p1\nUnplug it.\n"), "test")
+    app.sender.deliver_due()
 
     relay = sink.messages()[-1]
     assert relay["From"].addresses[0].display_name == "Dan Engineer"
@@ -179,8 +184,8 @@ def test_temporary_refusal_is_retried_with_backoff_then_fails_visibly(
 ) -> None:
     port, relay = refusing_relay
     app = _app_with_relay(config, clock, port)
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
-    sender = Sender(app)
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    sender = app.sender
 
     assert sender.deliver_due().deferred == 1
     assert sender.deliver_due().attempted == 0  # not due again yet
@@ -204,9 +209,9 @@ def test_permanent_refusal_fails_at_once(
 ) -> None:
     port, relay = refusing_relay
     app = _app_with_relay(config, clock, port)
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
 
-    assert Sender(app).deliver_due().failed == 1
+    assert app.sender.deliver_due().failed == 1
     assert relay.attempts == 1
     assert "550" in show(app, ticket_id)["messages"][1]["delivery"]["error"]
     app.close()
@@ -216,20 +221,20 @@ def test_relay_down_defers_and_delivers_when_it_is_back(
     config: Config, clock: FixedClock, sink: Sink
 ) -> None:
     app = _app_with_relay(config, clock, free_port())  # nothing listens there
-    ingest(app, make_mail(), "test")
-    assert Sender(app).deliver_due().deferred == 1
+    ingest(app.intake, make_mail(), "test")
+    assert app.sender.deliver_due().deferred == 1
 
     back = _app_with_relay(config, clock, sink.port)
     clock.advance(timedelta(minutes=1))
-    assert Sender(back).deliver_due().sent == 1
+    assert back.sender.deliver_due().sent == 1
     assert len(sink.files()) == 1
     app.close()
     back.close()
 
 
 def test_a_claimed_mail_is_not_sent_twice_while_its_lease_runs(app: App, sink: Sink) -> None:
-    ingest(app, make_mail(), "test")
-    sender = Sender(app)
+    ingest(app.intake, make_mail(), "test")
+    sender = app.sender
     claimed = sender._claim(10)  # as if a process claimed it and died before sending
     assert len(claimed) == 1
     assert sender.deliver_due().attempted == 0
@@ -245,10 +250,10 @@ def test_a_claimed_mail_is_not_sent_twice_while_its_lease_runs(app: App, sink: S
 def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
     for _ in range(2):
         with app.db.transaction() as session:
-            add_customer(app, session, "Customer Inc", domains=["customer.example"],
+            add_customer(app.mails, session, "Customer Inc", domains=["customer.example"],
                          tier="team", plan="cloud", contacts=["Lead@Customer.example"],
                          welcome=True)
-    Sender(app).deliver_due()
+    app.sender.deliver_due()
 
     [welcome] = sink.messages()
     assert welcome["To"] == "lead@customer.example"
@@ -259,7 +264,7 @@ def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
 
 def _large_relay(app: App) -> tuple[int, bytes]:
     """A ticket whose SE reply carries an attachment too large for an outbox row."""
-    ticket_id = ingest(app, make_mail(), "test").ticket_id
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     assert ticket_id is not None
     report = bytes(range(256)) * (INLINE_BYTES // 256 + 1)
     reply = email.message_from_bytes(
@@ -269,7 +274,7 @@ def _large_relay(app: App) -> tuple[int, bytes]:
     assert isinstance(reply, EmailMessage)
     reply.add_attachment(report, maintype="application", subtype="octet-stream",
                          filename="full.log")
-    ingest(app, reply.as_bytes(), "test")
+    ingest(app.intake, reply.as_bytes(), "test")
     return ticket_id, report
 
 
@@ -287,7 +292,7 @@ def test_small_mail_is_kept_in_its_row_and_large_mail_in_the_raw_store(
     assert relay_raw is None and relay_file is not None
     assert len(app.raw_store.get(relay_file)) > INLINE_BYTES
 
-    assert Sender(app).deliver_due().sent == 2
+    assert app.sender.deliver_due().sent == 2
 
     assert [f for f in sink.files() if f.read_bytes().endswith(ack_raw)]
     sent = {str(m["Message-ID"]): m for m in sink.messages()}
@@ -303,7 +308,7 @@ def test_mail_whose_raw_file_is_gone_fails_at_once_and_says_why(app: App, sink: 
         assert row.raw_sha256 is not None
         app.raw_store.path_for(row.raw_sha256).unlink()  # e.g. a partial restore of a backup
 
-    report = Sender(app).deliver_due()
+    report = app.sender.deliver_due()
 
     assert (report.sent, report.failed, report.deferred) == (1, 1, 0)  # the ack went
     [relay] = [m for m in show(app, ticket_id)["messages"] if m["direction"] == "out"
@@ -338,9 +343,9 @@ def test_relay_hanging_up_mid_batch_is_reconnected_for_the_rest(
     app = _app_with_relay(config, clock, port)
     try:
         for n in range(3):
-            ingest(app, make_mail(sender=f"c{n}@customer.example",
-                                  message_id=f"<m{n}@customer.example>"), "test")
-        report = Sender(app).deliver_due()
+            ingest(app.intake, make_mail(sender=f"c{n}@customer.example",
+                                         message_id=f"<m{n}@customer.example>"), "test")
+        report = app.sender.deliver_due()
     finally:
         controller.stop()
         app.close()

@@ -25,12 +25,14 @@ from maild.errors import PermanentError
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import ParserProcess
 from maild.intake.pipeline import intake_batch
+from maild.mail.policy import MailPolicies
 from maild.runtime.app import App, build_app
 from tests.conftest import config_text
 from tests.mailbuilder import make_mail
 from tests.processes import parser_pids
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
+READING = MailPolicies().reading
 
 
 def _sha(raw: bytes) -> str:
@@ -39,7 +41,7 @@ def _sha(raw: bytes) -> str:
 
 def _here(raw: bytes) -> ParsedMail | str:
     try:
-        return parse(raw, raw_sha256=_sha(raw))
+        return parse(raw, READING, raw_sha256=_sha(raw))
     except PermanentError as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -63,7 +65,7 @@ def _same(a: ParsedMail | str, b: ParsedMail | str) -> bool:
 
 @pytest.fixture
 def parser() -> Iterator[ParserProcess]:
-    process = ParserProcess(enabled=True)
+    process = ParserProcess(enabled=True, policy=READING)
     yield process
     process.close()
 
@@ -157,7 +159,7 @@ def test_a_killed_parser_process_loses_no_mail_and_is_replaced(
 
 
 def test_a_closed_parser_process_is_gone_and_takes_no_more_mail() -> None:
-    process = ParserProcess(enabled=True)
+    process = ParserProcess(enabled=True, policy=READING)
     raw = CORPUS[0].read_bytes()
     _there(process, raw)
     assert parser_pids()
@@ -172,8 +174,9 @@ _KILLED_PARENT = """
 import hashlib, sys, time
 from pathlib import Path
 from maild.intake.parser_process import ParserProcess
+from maild.mail.policy import MailPolicies
 raw = Path(sys.argv[1]).read_bytes()
-parser = ParserProcess(enabled=True)
+parser = ParserProcess(enabled=True, policy=MailPolicies().reading)
 parser.submit(raw, hashlib.sha256(raw).hexdigest()).result()
 print("parsed", flush=True)
 time.sleep(60)
@@ -206,7 +209,7 @@ def _app(directory: Path, clock: FixedClock, enabled: bool) -> App:
 
 def _take_batch(app: App, raws: list[bytes]) -> list[tuple[object, ...]]:
     try:
-        with intake_batch(app, "imap", "support") as batch:
+        with intake_batch(app.intake, "imap", "support") as batch:
             batch.parse_ahead(raws)
             results = [batch.ingest(raw) for raw in raws]
         parsed_elsewhere = bool(parser_pids())
@@ -233,7 +236,7 @@ def test_a_batch_ends_the_same_with_and_without_the_parser_process(
 def test_a_lone_message_is_parsed_here(tmp_path: Path, clock: FixedClock) -> None:
     app = _app(tmp_path, clock, True)
     try:
-        with intake_batch(app, "imap", "support") as batch:
+        with intake_batch(app.intake, "imap", "support") as batch:
             batch.parse_ahead([CORPUS[0].read_bytes()])
             result = batch.ingest(CORPUS[0].read_bytes())
         assert not parser_pids()

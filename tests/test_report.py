@@ -1,21 +1,339 @@
-"""`maild report`: times in business hours, SLA attainment per plan, backlog, follow-ups."""
+"""`maild report`: a desk whose figures are worked out by hand below, built and read
+through the command line with the clock set for each step (MAILD_NOW), compared with
+`report --json` field by field."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.customers import add_customer
-from maild.tickets.report import build_report
+from maild.tickets.report import build_report, hours_summary, nearest_rank
 from maild.tickets.service import set_priority
 from maild.tickets.views import get_ticket
-from tests.helpers import maild
+from tests.conftest import Sink, config_text
+from tests.helpers import delivered_notice, maild, notice_to
 from tests.mailbuilder import make_mail, staff_reply
 from tests.test_followups import at
+
+# Simple promises to count by hand, in Los Angeles business hours (Mon-Fri 09:00-17:00).
+SLA = """
+[sla]
+[[sla.policies]]
+plans = ["cloud"]
+severity = 1
+first_response = "2 hours"
+resolution = "8 hours"
+
+[[sla.policies]]
+severity = 1
+first_response = "4 hours"
+resolution = "24 hours"
+
+[[sla.policies]]
+severity = 2
+first_response = "1 business day"
+
+[sla.internal]
+first_response = "1 business hour"
+timezone = "America/Los_Angeles"
+start = "09:00"
+end = "17:00"
+"""
+
+DAN, EVE = "dan@example.com", "eve@staff.example.com"  # two engineers
+
+
+def when(day: str, time: str) -> str:
+    """MAILD_NOW for a day of November 2026 (or "10-15" for October) in Los Angeles."""
+    month_day = day if "-" in day else f"11-{day}"
+    offset = "-07:00" if month_day.startswith("10") else "-08:00"
+    return f"2026-{month_day}T{time}:00{offset}"
+
+
+class Desk:
+    """The command line at the moments the story needs."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+
+    def run(self, now: str, *args: str, stdin: bytes | None = None) -> str:
+        result = maild(self.config, *args, stdin=stdin, now=now)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def customer_writes(self, now: str, number: int, sender: str, subject: str) -> None:
+        output = self.run(now, "ingest", "-", stdin=make_mail(
+            sender=sender, subject=subject, message_id=f"<t{number}@customer.example>"))
+        assert f"ticket #{number}:" in output, output
+
+    def customer_replies(self, now: str, number: int, sender: str) -> None:
+        self.run(now, "ingest", "-", stdin=make_mail(
+            sender=sender, subject=f"Re: [#{number}]", message_id=f"<again{number}@c.example>",
+            in_reply_to=f"<t{number}@customer.example>", body="Still broken.\n"))
+
+    def engineer_answers(self, now: str, number: int, engineer: str) -> None:
+        self.run(now, "ingest", "-", stdin=make_mail(
+            sender=engineer, subject=f"Re: [#{number}]", message_id=f"<a{number}@example.com>",
+            in_reply_to=f"<t{number}@customer.example>", body="Here is what to do.\n"))
+
+    def set(self, now: str, number: int, *options: str) -> None:
+        self.run(now, "tickets", "set", str(number), *options)
+
+    def answer_survey(self, now: str, number: int, sender: str, body: str) -> None:
+        shown = json.loads(self.run(now, "tickets", "show", str(number), "--json"))
+        survey = next(m for m in reversed(shown["messages"]) if "How did we do?" in m["body"])
+        self.run(now, "ingest", "-", stdin=make_mail(
+            sender=sender, subject=f"Re: How did we do? [#{number}]",
+            message_id=f"<csat{number}@c.example>",
+            in_reply_to=survey["delivery"]["message_id"], body=body))
+
+    def report(self, now: str, *args: str) -> dict[str, Any]:
+        return json.loads(self.run(now, "report", *args, "--json"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def desk(tmp_path: Path, database_url: str, sink: Sink) -> Desk:
+    config = tmp_path / "maild.toml"
+    # The figures are the subject here, not how engineers prove themselves: Eve, staff by
+    # her domain, answers tickets maild never told her about, so From is trusted.
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port, SLA,
+                                  staff_extra='verify = "none"'))
+    return Desk(config)
+
+
+def build_the_week(desk: Desk) -> None:
+    """#1 came in weeks ago and was never answered. In the week of Monday 23 November:
+    eight requests (#2-#8, #10) and one outreach by Dan (#9)."""
+    desk.customer_writes(when("10-15", "10:00"), 1, "z@other.example", "Cluster down")
+    desk.set(when("10-15", "10:00"), 1, "--priority", "p1")
+    desk.run(when("22", "12:00"), "customers", "add", "Cloud Co", "--domain", "cloud.example",
+             "--plan", "cloud", "--tier", "enterprise")
+
+    monday = "23"
+    desk.customer_writes(when(monday, "09:00"), 2, "a@cloud.example", "Login slow")
+    desk.customer_writes(when(monday, "09:00"), 3, "b@other.example", "Export fails")
+    for number, sender in ((4, "c@other.example"), (5, "d@cloud.example"),
+                           (6, "e@other.example"), (7, "f@other.example"),
+                           (8, "g@other.example")):
+        desk.customer_writes(when(monday, "10:00"), number, sender, f"Problem {number}")
+    for number in (4, 5, 8):
+        desk.set(when(monday, "10:00"), number, "--priority", "p1")
+    desk.engineer_answers(when(monday, "09:20"), 2, DAN)
+    desk.engineer_answers(when(monday, "09:30"), 3, EVE)
+    desk.engineer_answers(when(monday, "11:00"), 4, DAN)
+    desk.engineer_answers(when(monday, "11:00"), 5, EVE)
+    desk.engineer_answers(when(monday, "12:00"), 6, DAN)
+    desk.set(when(monday, "12:00"), 2, "--status", "solved", "--actor", DAN)
+    desk.run(when(monday, "13:00"), "ingest", "-", stdin=make_mail(
+        sender=DAN, to="h@other.example", cc="support@example.com", subject="Your renewal",
+        message_id="<outreach@example.com>", body="Shall we talk about your renewal?\n"))
+    desk.engineer_answers(when(monday, "16:00"), 7, DAN)
+
+    tuesday = "24"
+    desk.set(when(tuesday, "09:00"), 3, "--status", "solved", "--actor", EVE)
+    desk.customer_replies(when(tuesday, "09:00"), 5, "d@cloud.example")
+    desk.set(when(tuesday, "10:00"), 4, "--status", "solved", "--actor", DAN)
+    desk.engineer_answers(when(tuesday, "11:00"), 8, EVE)
+
+    wednesday = "25"
+    desk.customer_writes(when(wednesday, "10:00"), 10, "i@other.example", "問題 ten")
+    desk.set(when(wednesday, "10:00"), 8, "--status", "solved", "--actor", EVE)
+    desk.run(when(wednesday, "10:30"), "run", "--once")  # surveys; #1 escalated
+    desk.answer_survey(when(wednesday, "11:00"), 2, "a@cloud.example", "5 Great help, thanks")
+    desk.answer_survey(when(wednesday, "11:30"), 3, "b@other.example", "2 Too slow")
+    desk.answer_survey(when("26", "09:00"), 8, "g@other.example", "4")
+
+
+def share(met: int, total: int) -> dict[str, Any]:
+    return {"met": met, "missed": total - met, "total": total,
+            "percent": round(100 * met / total, 1)}
+
+
+def breach(ticket: int, subject: str, priority: str, severity: int, plan: str, engineer: str,
+           due_at: str, late_hours: float, still_open: bool) -> dict[str, Any]:
+    return {"ticket": ticket, "subject": subject, "priority": priority, "severity": severity,
+            "plan": plan, "engineer": engineer, "due_at": due_at, "late_hours": late_hours,
+            "open": still_open}
+
+
+def overdue(ticket: int, subject: str, target: str, status: str, priority: str,
+            severity: int, plan: str, assignee: str | None, due_at: str,
+            hours: float) -> dict[str, Any]:
+    return {"ticket": ticket, "subject": subject, "target": target, "status": status,
+            "priority": priority, "severity": severity, "plan": plan, "assignee": assignee,
+            "due_at": due_at, "overdue_hours": hours}
+
+
+FRIDAY_NOON = when("27", "12:00")
+
+# Due times in UTC, as the JSON gives them (Los Angeles is UTC-8 in November, -7 in October).
+MON_1100, MON_1400 = "2026-11-23T19:00:00+00:00", "2026-11-23T22:00:00+00:00"
+TUE_1000, TUE_1600 = "2026-11-24T18:00:00+00:00", "2026-11-25T00:00:00+00:00"
+WED_1100, THU_1000 = "2026-11-25T19:00:00+00:00", "2026-11-26T18:00:00+00:00"
+OCT15_1100, OCT15_1400 = "2026-10-15T18:00:00+00:00", "2026-10-15T21:00:00+00:00"
+OCT16_1000 = "2026-10-16T17:00:00+00:00"
+
+# Every open breach at Friday noon (20:00 UTC), oldest due time first. #1: 43 days 2 h
+# after 18:00 UTC on 15 October, and so on; #5 is running again since Tuesday 09:00 with
+# 7 of its 8 hours left (it ran Monday 10:00-11:00): due Tuesday 16:00, 68 h before.
+OPEN_BREACHES = [
+    overdue(1, "Cluster down", "internal_first_response", "new", "p1", 1, "none", None,
+            OCT15_1100, 1034.0),
+    overdue(1, "Cluster down", "first_response", "new", "p1", 1, "none", None,
+            OCT15_1400, 1031.0),
+    overdue(1, "Cluster down", "resolution", "new", "p1", 1, "none", None, OCT16_1000, 1011.0),
+    overdue(5, "Problem 5", "resolution", "open", "p1", 1, "cloud", EVE, TUE_1600, 68.0),
+    overdue(10, "問題 ten", "internal_first_response", "new", "p2", 2, "none", None,
+            WED_1100, 49.0),
+    overdue(10, "問題 ten", "first_response", "new", "p2", 2, "none", None, THU_1000, 26.0),
+]
+
+
+def test_a_week_of_the_desk_figured_by_hand(desk: Desk) -> None:
+    build_the_week(desk)
+    report = desk.report(FRIDAY_NOON, "--since", "2026-11-23", "--until", "2026-11-28")
+
+    assert report["since"] == "2026-11-23T00:00:00-08:00"
+    assert report["until"] == "2026-11-28T00:00:00-08:00"
+    assert report["timezone"] == "America/Los_Angeles"
+    assert report["percentile_method"] == "nearest rank"
+    # #2-#10 came in this week; #9 is Dan's outreach, counted apart. Solved: 2, 3, 4, 8.
+    assert report["tickets"] == {"opened": 9, "opened_by_staff": 1, "solved": 4}
+
+    # First responses in business hours: #2 20 min, #3 30 min, #4 and #5 1 h, #6 2 h,
+    # #7 6 h, #8 9 h (Monday 10:00-17:00 and Tuesday 09:00-11:00). Sorted: 0.33, 0.5, 1,
+    # 1, 2, 6, 9. Median: the ceil(0.5 * 7) = 4th, 1 h, and 4 are within it; p90: the
+    # ceil(0.9 * 7) = 7th, 9 h: only 6 of 7 are within 6 h. #9 is no 0-hour response.
+    assert report["first_response"] == {
+        "count": 7, "median_hours": 1.0, "median_within": 4, "p90_hours": 9.0,
+        "p90_within": 7, "max_hours": 9.0}
+    # Resolution, created to solved: #2 3 h, #3 8 h (Monday 09:00-17:00), #4 8 h, #8 16 h.
+    # Median the 2nd of 4 (3 within, 8 h twice), p90 the ceil(3.6) = 4th.
+    assert report["resolution"] == {
+        "count": 4, "median_hours": 8.0, "median_within": 3, "p90_hours": 16.0,
+        "p90_within": 4, "max_hours": 16.0}
+
+    sla = report["sla"]
+    # The promise of a first response: #2 cloud p2 (1 business day), #3 #6 #7 p2, #4 p1
+    # (4 h), #5 cloud p1 (2 h): all met. #8 p1 was due Monday 14:00 and answered Tuesday
+    # 11:00, 21 h late; #10 p2 was due Thursday 10:00 and is still unanswered, 26 h by now.
+    # By engineer: who answered first (#3 #5 #8 Eve, #2 #4 #6 #7 Dan), else the assignee.
+    assert sla["first_response"] == {
+        "all": share(6, 8),
+        "by_plan": {"cloud": share(2, 2), "none": share(4, 6)},
+        "by_severity": {"1": share(2, 3), "2": share(4, 5)},
+        "by_engineer": {DAN: share(4, 4), EVE: share(2, 3), "unassigned": share(0, 1)},
+        "breaching_tickets": [
+            breach(8, "Problem 8", "p1", 1, "none", EVE, MON_1400, 21.0, False),
+            breach(10, "問題 ten", "p2", 2, "none", "unassigned", THU_1000, 26.0, True),
+        ],
+    }
+    # Resolution, p1 only: #4 went pending at 11:00 (1 of 24 h used) and was solved: met.
+    # #8 ran 24 h from Monday 10:00 and went pending Tuesday 11:00: missed by 1 h, though
+    # solved since. #5 (cloud, 8 h) ran out Tuesday 16:00 and is open: missed, and counted
+    # so before anyone solved it. #1's targets came due in October: not in this range.
+    assert sla["resolution"] == {
+        "all": share(1, 3),
+        "by_plan": {"cloud": share(0, 1), "none": share(1, 2)},
+        "by_severity": {"1": share(1, 3)},
+        "by_engineer": {DAN: share(1, 1), EVE: share(0, 2)},
+        "breaching_tickets": [
+            breach(8, "Problem 8", "p1", 1, "none", EVE, TUE_1000, 1.0, False),
+            breach(5, "Problem 5", "p1", 1, "cloud", EVE, TUE_1600, 68.0, True),
+        ],
+    }
+    # Our own hour: met by #2 #3 (09:00, answered within 30 min), #4 #5 (10:00 -> 11:00);
+    # missed by #6 (1 h late), #7 (5 h), #8 (24 h), #10 (due Wednesday 11:00, 49 h by now).
+    assert sla["internal_first_response"] == {
+        "all": share(4, 8),
+        "by_plan": {"cloud": share(2, 2), "none": share(2, 6)},
+        "by_severity": {"1": share(2, 3), "2": share(2, 5)},
+        "by_engineer": {DAN: share(2, 4), EVE: share(2, 3), "unassigned": share(0, 1)},
+        "breaching_tickets": [
+            breach(6, "Problem 6", "p2", 2, "none", DAN, MON_1100, 1.0, False),
+            breach(7, "Problem 7", "p2", 2, "none", DAN, MON_1100, 5.0, False),
+            breach(8, "Problem 8", "p1", 1, "none", EVE, MON_1100, 24.0, False),
+            breach(10, "問題 ten", "p2", 2, "none", "unassigned", WED_1100, 49.0, True),
+        ],
+    }
+    assert (sla["breaches"], sla["internal_breaches"], sla["escalations"]) == (4, 4, 1)
+    assert sla["open_breaches"] == OPEN_BREACHES
+
+    # Assigned this week: Dan #2 #4 #6 #7 and his outreach #9, Eve #3 #5 #8. Dan's first
+    # responses 0.33, 1, 2, 6 h: median the 2nd, p90 the 4th; Eve's 0.5, 1, 9 h. Solved:
+    # Dan #2 #4, Eve #3 #8. Ratings: Dan's #2 5; Eve's #3 2 and #8 4. Backlog now: Dan's
+    # pending #6 #7 #9, Eve's open #5; #1 and #10 nobody's.
+    assert report["engineers"] == {
+        DAN: {"assigned": 5,
+              "first_responses": {"count": 4, "median_hours": 1.0, "median_within": 2,
+                                  "p90_hours": 6.0, "p90_within": 4, "max_hours": 6.0},
+              "solved": 2,
+              "satisfaction": {"answers": 1, "satisfied": 1, "average": 5.0,
+                               "satisfied_percent": 100.0},
+              "backlog": 3},
+        EVE: {"assigned": 3,
+              "first_responses": {"count": 3, "median_hours": 1.0, "median_within": 2,
+                                  "p90_hours": 9.0, "p90_within": 3, "max_hours": 9.0},
+              "solved": 2,
+              "satisfaction": {"answers": 2, "satisfied": 1, "average": 3.0,
+                               "satisfied_percent": 50.0},
+              "backlog": 1},
+    }
+    # Friday noon: #1 is 43 days old, #10 two days, the others four.
+    assert report["backlog"] == {
+        "total": 6, "by_status": {"new": 2, "open": 1, "pending": 3, "on_hold": 0},
+        "by_age": {"under 1 day": 0, "1-3 days": 1, "3-7 days": 4, "1-3 weeks": 0,
+                   "over 3 weeks": 1},
+        "unassigned": 2}
+    assert report["followups"] == {"nudges_sent": 0, "auto_solved": 0}
+    assert report["satisfaction"] == {
+        "answers": 3, "satisfied": 2, "average": 3.67, "satisfied_percent": 66.7,
+        "comments": [
+            {"ticket": 2, "subject": "Login slow", "rating": 5, "comment": "Great help, thanks",
+             "at": "2026-11-25T19:00:00+00:00", "engineer": DAN},
+            {"ticket": 3, "subject": "Export fails", "rating": 2, "comment": "Too slow",
+             "at": "2026-11-25T19:30:00+00:00", "engineer": EVE},
+        ]}
+
+    # The last 30 days (the default): #1's targets came due before them and stay out of
+    # the attainment; its breaches are still listed, as every open breach is.
+    recent = desk.report(FRIDAY_NOON)
+    assert recent["since"] == "2026-10-29T00:00:00-07:00"
+    assert recent["sla"]["resolution"]["all"] == share(1, 3)
+    assert recent["sla"]["open_breaches"] == OPEN_BREACHES
+
+    text = desk.run(FRIDAY_NOON, "report", "--since", "2026-11-23", "--until", "2026-11-28")
+    too_wide = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+    assert "maild report: Mon 23 Nov 2026 to Fri 27 Nov 2026" in text
+    words = " ".join(text.split())  # as read, whatever the line breaks
+    assert ("first response 7 tickets; median 1.0 h (4 of 7 within), p90 9.0 h (7 of 7), "
+            "slowest 9.0 h") in words
+    assert "  first response  75.0 % (6 of 8) met, 2 missed" in text
+    assert "    by severity   1: 66.7 % (2 of 3), 2: 80.0 % (4 of 5)" in text
+    assert "      #8 Problem 8: due Mon 23 Nov 14:00, 21 h late" in text
+    assert "      #5 Problem 5: due Tue 24 Nov 16:00, 2 days 20 h late, still open" in text
+    assert ("#1 Cluster down: our own target overdue 43 days 2 h, first response overdue "
+            "42 days 23 h, resolution overdue 42 days 3 h; p1, new, unassigned") in words
+    assert "  #3 Export fails (2/5, eve@staff.example.com): \u201cToo slow\u201d" in text
+
+
+def test_percentiles_by_nearest_rank() -> None:
+    hours = [1 / 3, 0.5, 1, 1, 2, 6, 9]
+    assert nearest_rank(hours, 90) == 9  # at least 90 % at or under: 7 of 7; 6 h is 6 of 7
+    assert nearest_rank(hours, 50) == 1
+    assert nearest_rank([5.0], 90) == 5.0
+    assert nearest_rank([float(n) for n in range(1, 11)], 90) == 9.0  # exactly 90 %: 9 of 10
+    assert hours_summary([]) == {"count": 0, "median_hours": None, "p90_hours": None,
+                                 "median_within": 0, "p90_within": 0, "max_hours": None}
 
 
 def story(app: App, clock: FixedClock) -> None:
@@ -23,23 +341,23 @@ def story(app: App, clock: FixedClock) -> None:
     answered a day and two hours later; one of severity 2 (a business week) two hours
     later; the third never. Both answered are solved by the customers' silence."""
     with app.db.transaction() as session:
-        add_customer(app, session, "Managed Co", domains=["managed.example"], plan="managed")
-    quick = ingest(app, make_mail(sender="a@managed.example", message_id="<a@x>"),
+        add_customer(app.mails, session, "Managed Co", domains=["managed.example"], plan="managed")
+    quick = ingest(app.intake, make_mail(sender="a@managed.example", message_id="<a@x>"),
                    "test").ticket_id
-    slow = ingest(app, make_mail(sender="b@managed.example", message_id="<b@x>"),
+    slow = ingest(app.intake, make_mail(sender="b@managed.example", message_id="<b@x>"),
                   "test").ticket_id
-    ingest(app, make_mail(sender="c@other.example", message_id="<c@x>"), "test")
+    ingest(app.intake, make_mail(sender="c@other.example", message_id="<c@x>"), "test")
     with app.db.transaction() as session:
         set_priority(get_ticket(session, slow), "p1", actor="test", now=clock.now(),
                      clocks=app.sla)
     clock.set(at(11, 23, 12))  # two business hours later
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
-                          message_id="<r1@example.com>", in_reply_to="<a@x>",
-                          body="Try this.\n"), "test")
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{quick}]",
+                                 message_id="<r1@example.com>", in_reply_to=notice_to(app, quick),
+                                 body="Try this.\n"), "test")
     clock.set(at(11, 24, 12))  # a day and two hours later: past the 24-hour first response
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{slow}]",
-                          message_id="<r2@example.com>", in_reply_to="<b@x>",
-                          body="Sorry for the wait.\n"), "test")
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{slow}]",
+                                 message_id="<r2@example.com>", in_reply_to=notice_to(app, slow),
+                                 body="Sorry for the wait.\n"), "test")
     for day in (24, 30):
         clock.set(at(11, day, 12, 30))
         run_sweeps(app)
@@ -54,34 +372,35 @@ def test_the_report_over_a_story(app: App, clock: FixedClock) -> None:
         report = build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
                               clock.now())
 
-    assert report["tickets"] == {"opened": 3, "solved": 2}
-    # 2 business hours, and 10 (Monday 10:00-17:00, Tuesday 9:00-12:00).
-    assert report["first_response"] == {"count": 2, "median_hours": 6.0, "p90_hours": 10.0}
+    assert report["tickets"] == {"opened": 3, "opened_by_staff": 0, "solved": 2}
+    # 2 business hours, and 10 (Monday 10:00-17:00, Tuesday 9:00-12:00): the median is
+    # the lower of the two by nearest rank.
+    assert report["first_response"] == {"count": 2, "median_hours": 2.0, "median_within": 1,
+                                        "p90_hours": 10.0, "p90_within": 2, "max_hours": 10.0}
     sla = report["sla"]["first_response"]
-    assert sla["all"] == {"met": 1, "total": 3, "percent": 33.3}  # the third came due unanswered
-    assert sla["by_plan"]["managed"] == {"met": 1, "total": 2, "percent": 50.0}
-    assert sla["by_severity"] == {"1": {"met": 0, "total": 1, "percent": 0.0},
-                                  "2": {"met": 1, "total": 2, "percent": 50.0}}
+    assert sla["all"] == share(1, 3)  # the third came due unanswered
+    assert sla["by_plan"]["managed"] == share(1, 2)
+    assert sla["by_severity"] == {"1": share(0, 1), "2": share(1, 2)}
     # Severity 1's 72 hours to resolve: stopped when it went pending, 26 hours in.
-    assert report["sla"]["resolution"]["by_severity"] == {
-        "1": {"met": 1, "total": 1, "percent": 100.0}}
+    assert report["sla"]["resolution"]["by_severity"] == {"1": share(1, 1)}
     # Our own hour, 09:00-24:00 UTC: 10:00 in Los Angeles is 18:00 UTC, due 19:00 UTC.
-    assert report["sla"]["internal_first_response"]["all"] == {
-        "met": 0, "total": 3, "percent": 0.0}
+    assert report["sla"]["internal_first_response"]["all"] == share(0, 3)
     assert report["backlog"]["total"] == 1
     assert report["backlog"]["by_status"]["new"] == 1
     assert report["backlog"]["by_age"]["over 3 weeks"] == 0
     assert report["followups"] == {"nudges_sent": 4, "auto_solved": 2}
 
 
-def test_report_on_the_command_line(config_file: Path) -> None:
+def test_report_on_the_command_line(config_file: Path, sink: Sink) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
-    maild(config_file, "ingest", "-", stdin=staff_reply(1, "Done.\n"))
+    maild(config_file, "ingest", "-", stdin=staff_reply(
+        1, "Done.\n", answering=delivered_notice(config_file, sink)))
 
     text = maild(config_file, "report")
     assert text.exit_code == 0, text.output
-    assert "  tickets opened 1, solved 0" in text.output
-    assert "  first response: median 0.0 h, p90 0.0 h (business hours, 1 tickets)" in text.output
+    assert "  opened 1, solved 0" in text.output
+    assert ("first response 1 ticket; median 0.0 h (1 of 1 within), p90 0.0 h (1 of 1), "
+            "slowest 0.0 h") in " ".join(text.output.split())
     data = json.loads(maild(config_file, "report", "--since", "2026-11-01", "--json").output)
     assert data["since"] == "2026-11-01T00:00:00-07:00"
     assert data["tickets"]["opened"] == 1

@@ -13,7 +13,7 @@ from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.report import build_report
 from maild.tickets.surveys import read_rating
-from tests.helpers import show
+from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
 
@@ -21,12 +21,13 @@ ANSWERS = itertools.count()
 
 
 def solved_with_survey(app: App, clock: FixedClock, n: int = 0) -> tuple[int, str]:
-    ticket_id = ingest(app, make_mail(sender=f"c{n}@customer.example",
-                                      message_id=f"<q{n}@customer.example>"), "test").ticket_id
-    ingest(app, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
-                          message_id=f"<fix{n}@example.com>",
-                          in_reply_to=f"<q{n}@customer.example>",
-                          body="#solve\nFixed in 2.4.1.\n"), "test")
+    ticket_id = ingest(app.intake,
+        make_mail(sender=f"c{n}@customer.example",
+                  message_id=f"<q{n}@customer.example>"), "test").ticket_id
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id=f"<fix{n}@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="#solve\nFixed in 2.4.1.\n"), "test")
     assert run_sweeps(app)["surveys_sent"] == 1
     survey = show(app, ticket_id)["messages"][-1]
     assert "How did we do?" in survey["body"]
@@ -42,7 +43,7 @@ def answer(ticket_id: int, survey_id: str, body: str, n: int = 0) -> bytes:
 
 def test_a_rating_is_recorded_and_reopens_nothing(app: App, clock: FixedClock) -> None:
     ticket_id, survey_id = solved_with_survey(app, clock)
-    ingest(app, answer(ticket_id, survey_id, "bad - took three days to get an answer\n"),
+    ingest(app.intake, answer(ticket_id, survey_id, "bad - took three days to get an answer\n"),
            "test")
 
     ticket = show(app, ticket_id)
@@ -56,7 +57,8 @@ def test_a_reply_to_the_survey_that_is_no_rating_is_a_normal_reply(
     app: App, clock: FixedClock
 ) -> None:
     ticket_id, survey_id = solved_with_survey(app, clock)
-    ingest(app, answer(ticket_id, survey_id, "Actually it broke again this morning.\n"), "test")
+    ingest(app.intake,
+        answer(ticket_id, survey_id, "Actually it broke again this morning.\n"), "test")
     ticket = show(app, ticket_id)
     assert ticket["status"] == "open"
     assert ticket["satisfaction"] is None
@@ -75,10 +77,14 @@ def test_reading_a_rating(text: str, expected: tuple[int, str] | None) -> None:
 def test_the_report_counts_the_latest_answer_per_ticket(app: App, clock: FixedClock) -> None:
     first, first_survey = solved_with_survey(app, clock, 1)
     second, second_survey = solved_with_survey(app, clock, 2)
-    ingest(app, answer(first, first_survey, "2", 1), "test")
-    ingest(app, answer(first, first_survey, "5 sorted it out after all", 1), "test")
-    ingest(app, answer(second, second_survey, "bad", 2), "test")
+    ingest(app.intake, answer(first, first_survey, "2", 1), "test")
+    ingest(app.intake, answer(first, first_survey, "5 sorted it out after all", 1), "test")
+    ingest(app.intake, answer(second, second_survey, "bad", 2), "test")
 
     with app.db.transaction() as session:
         report = build_report(session, app.calendar, at(11, 1, 0), at(12, 1, 0), clock.now())
-    assert report["satisfaction"] == {"answers": 2, "average": 3.0, "satisfied_percent": 50.0}
+    satisfaction = report["satisfaction"]
+    assert {key: satisfaction[key] for key in ("answers", "average", "satisfied_percent")} == {
+        "answers": 2, "average": 3.0, "satisfied_percent": 50.0}
+    assert [(c["ticket"], c["rating"], c["comment"]) for c in satisfaction["comments"]] == [
+        (first, 5, "sorted it out after all")]

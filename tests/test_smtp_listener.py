@@ -40,7 +40,7 @@ def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
     inbound = config.inbound_smtp.model_copy(update={"enabled": True, "port": port})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
     results: list[IngestResult] = []
-    listener = SmtpListener(app, results.append)
+    listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
     listener.start()
     try:
         yield Listening(app, port, listener, results)

@@ -18,8 +18,8 @@ from tests.mailbuilder import make_mail
 
 
 def open_ticket(app: App, sender: str, n: int) -> int:
-    return ingest(app, make_mail(sender=sender, subject=f"Problem {n}",
-                                 message_id=f"<p{n}@x.example>"), "test").ticket_id
+    return ingest(app.intake, make_mail(sender=sender, subject=f"Problem {n}",
+                                        message_id=f"<p{n}@x.example>"), "test").ticket_id
 
 
 def change(app: App, ticket_id: int, *, priority: str | None = None,
@@ -41,7 +41,7 @@ def first(app: App) -> tuple[int, str]:
 
 def test_priority_then_tier_then_due_time_then_age(app: App, clock: FixedClock) -> None:
     with app.db.transaction() as session:
-        add_customer(app, session, "Big Corp", domains=["big.example"], tier="enterprise")
+        add_customer(app.mails, session, "Big Corp", domains=["big.example"], tier="enterprise")
     oldest = open_ticket(app, "ann@small.example", 1)
     clock.advance(timedelta(minutes=5))
     enterprise = open_ticket(app, "bob@big.example", 2)
@@ -79,3 +79,26 @@ def test_overdue_is_said_and_nothing_waiting_is_said_too(config_file: Path) -> N
     ]
     as_json = maild(config_file, "tickets", "next", "--json", now=late)
     assert json.loads(as_json.output)["id"] == 1
+
+
+def test_next_for_one_engineer_skips_what_is_someone_elses(config_file: Path) -> None:
+    for n in (1, 2, 3):
+        maild(config_file, "ingest", "-", stdin=make_mail(
+            sender=f"c{n}@x.example", subject=f"Problem {n}", message_id=f"<p{n}@x.example>"))
+    maild(config_file, "tickets", "set", "1", "--priority", "p1", "--assignee", "dan@example.com")
+    maild(config_file, "tickets", "set", "2", "--assignee", "eve@example.com")
+
+    assert maild(config_file, "tickets", "next").output.startswith("#1 Problem 1")
+    for_eve = maild(config_file, "tickets", "next", "--for", "Eve@Example.com")
+    assert for_eve.exit_code == 0, for_eve.output
+    assert for_eve.output.splitlines()[0] == "#2 Problem 2 (c2@x.example)"
+    assert for_eve.output.splitlines()[1].endswith("waiting longer than #3")
+    for_someone = json.loads(maild(config_file, "tickets", "next", "--for",
+                                   "zed@example.com", "--json").output)
+    assert for_someone["id"] == 3  # only the unassigned one: #1 is Dan's, #2 Eve's
+
+    maild(config_file, "tickets", "set", "2", "--status", "pending")
+    maild(config_file, "tickets", "set", "3", "--status", "pending")
+    assert maild(config_file, "tickets", "next", "--for", "eve@example.com").output == (
+        "nothing is waiting on us that is eve@example.com's or nobody's\n")
+    assert maild(config_file, "tickets", "next", "--for", "not an address").exit_code == 1

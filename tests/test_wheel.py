@@ -51,6 +51,7 @@ def build_wheel(tmp_path: Path) -> Path:
 
 
 def assert_carries_templates_and_migrations(wheel: Path) -> None:
+    """The mail templates, the migrations, and the web part's pages."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     templates = {f"maild/shipped_templates/{p.name}" for p in (CHECKOUT / "templates").glob("*.j2")}
@@ -59,9 +60,12 @@ def assert_carries_templates_and_migrations(wheel: Path) -> None:
         for p in (CHECKOUT / "maild/db/migrations").rglob("*")
         if p.suffix in (".py", ".mako")
     }
-    assert templates and migrations
+    web = {f"maild/web/{p.relative_to(CHECKOUT / 'maild/web').as_posix()}"
+           for p in (CHECKOUT / "maild/web").rglob("*") if p.suffix in (".j2", ".css")}
+    assert templates and migrations and web
     assert templates - names == set()
     assert migrations - names == set()
+    assert web - names == set()  # the dashboard's pages and stylesheet
 
 
 def install(wheel: Path, venv: Path, cwd: Path) -> Path:

@@ -29,8 +29,12 @@ class SinkHandler:
         return "250 2.0.0 OK"
 
 
-def start_sink(host: str, port: int, directory: Path) -> Controller:
+def start_sink(host: str, port: int, directory: Path, *, smtputf8: bool = True
+               ) -> Controller:
+    """`smtputf8`: offer SMTPUTF8 (RFC 6531), as most relays do: mail to an address
+    whose local part is not ASCII is taken."""
     directory.mkdir(parents=True, exist_ok=True)
-    controller = Controller(SinkHandler(directory), hostname=host, port=port)
+    controller = Controller(SinkHandler(directory), hostname=host, port=port,
+                            enable_SMTPUTF8=smtputf8)
     controller.start()
     return controller

@@ -10,16 +10,25 @@ from collections.abc import Callable
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from maild.config import InboundSmtpConfig
 from maild.errors import TemporaryError
-from maild.intake.pipeline import IngestResult, ingest
-from maild.runtime.app import App
+from maild.intake.pipeline import IngestResult, Intake, ingest
 
 log = logging.getLogger(__name__)
 
 
+def return_path(mail_from: str | None) -> bytes:
+    """The envelope sender as the delivering server records it (RFC 5321, section 4.4),
+    above the mail's own headers, where the intake reads it first: `MAIL FROM:<>` is a
+    bounce or another automatic mail by definition, never answered (docs/security.md)."""
+    # aiosmtpd hands over `MAIL FROM:<>` as "<>", an address without its brackets.
+    sender = "".join((mail_from or "").split()).removeprefix("<").removesuffix(">")
+    return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
+
+
 class IntakeHandler:
-    def __init__(self, app: App, on_stored: Callable[[IngestResult], None]) -> None:
-        self.app = app
+    def __init__(self, intake: Intake, on_stored: Callable[[IngestResult], None]) -> None:
+        self.intake = intake
         self.on_stored = on_stored
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -37,14 +46,15 @@ class IntakeHandler:
         # Counted until the answer is decided, so a shutdown waits for the answer too.
         self._count(+1)
         try:
-            return await self._store(envelope.original_content or b"")
+            raw = return_path(envelope.mail_from) + (envelope.original_content or b"")
+            return await self._store(raw)
         finally:
             self._count(-1)
 
     async def _store(self, raw: bytes) -> str:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(None, ingest, self.app, raw, "smtp")
+            result = await loop.run_in_executor(None, ingest, self.intake, raw, "smtp")
         except TemporaryError as exc:
             log.warning("inbound SMTP: deferring a message: %s", exc)
             return "451 4.3.0 Temporary failure, please try again later"
@@ -60,9 +70,9 @@ class SmtpListener:
     # How long a shutdown waits for messages already being stored.
     DRAIN_SECONDS = 30.0
 
-    def __init__(self, app: App, on_stored: Callable[[IngestResult], None]) -> None:
-        settings = app.config.inbound_smtp
-        self.handler = IntakeHandler(app, on_stored)
+    def __init__(self, intake: Intake, settings: InboundSmtpConfig,
+                 on_stored: Callable[[IngestResult], None]) -> None:
+        self.handler = IntakeHandler(intake, on_stored)
         self.controller = Controller(
             self.handler,
             hostname=settings.host,

@@ -33,14 +33,17 @@ def customers_add(obj: Context, name: str, domains: tuple[str, ...], tier: str,
 
     app = obj.app()
     with app.db.transaction() as session:
-        customer, welcomed = add_customer(
-            app, session, name, domains=list(domains), tier=tier, plan=plan,
+        added = add_customer(
+            app.mails, session, name, domains=list(domains), tier=tier, plan=plan,
             contacts=list(contacts), welcome=welcome,
         )
-        already = welcome and not welcomed
+        customer, linked = added.customer, added.linked
+        already = welcome and not added.welcomed
         click.echo(f"customer {customer.name}: {customer.tier}, "
                    f"{', '.join(d.domain for d in customer.domains) or 'no domains'}"
-                   + ("; welcome mail queued" if welcomed else "")
+                   + (f"; {len(linked)} earlier ticket(s) linked: "
+                      + ", ".join(f"#{n}" for n in linked) if linked else "")
+                   + ("; welcome mail queued" if added.welcomed else "")
                    + ("; already welcomed, not sent again" if already else ""))
 
 

@@ -23,13 +23,16 @@ from maild.errors import TemporaryError
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
 @click.option("--only", type=click.Choice(["inbound", "outbound", "scheduler"]),
               help="Run one role only (for running roles as separate processes).")
+@click.option("--web-port", type=click.IntRange(1, 65535),
+              help="Serve [web] on this port instead of the configured one (for several "
+                   "processes on one machine).")
 @click.pass_obj
 @handles_errors
-def run(obj: Context, once: bool, only: str | None) -> None:
+def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     from maild.runtime.daemon import ROLES, Daemon
 
-    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES)
+    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES, web_port=web_port)
     if once:
         report = daemon.run_once()
         received, delivered = report.received, report.delivered
@@ -41,7 +44,8 @@ def run(obj: Context, once: bool, only: str | None) -> None:
                        f"quarantined {received.quarantined}; ", nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
-                   f"closed {closed}; SLA alerts {alerts}")
+                   f"closed {closed}; SLA alerts {alerts}"
+                   + ("; weekly digest queued" if report.sweeps.get("digests_sent") else ""))
         if report.unreachable:
             raise TemporaryError(f"could not read mailbox(es): {', '.join(report.unreachable)}")
         return
@@ -88,7 +92,7 @@ def ingest(obj: Context, files: tuple[str, ...]) -> None:
             worst = max(worst, EX_DATAERR)
             continue
         try:
-            result = ingest_one(app, raw, "ingest")
+            result = ingest_one(app.intake, raw, "ingest")
         except TemporaryError as exc:
             click.echo(f"{name}: not stored, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)

@@ -39,10 +39,12 @@ def db_upgrade(obj: Context) -> None:
 @click.pass_obj
 @handles_errors
 def report(obj: Context, since: datetime | None, until: datetime | None, as_json: bool) -> None:
-    """First-response and resolution times, SLA attainment, backlog, follow-ups."""
+    """First-response and resolution times, SLA attainment, open breaches, engineers,
+    backlog, follow-ups and satisfaction."""
     from datetime import timedelta
 
-    from maild.tickets.report import build_report, report_text
+    from maild.tickets.report import build_report
+    from maild.tickets.report_text import report_text
 
     app = obj.app()
     now = app.clock.now()
@@ -68,6 +70,7 @@ def check(obj: Context) -> None:
     config = obj.config()
     results = run_checks(config, clock_from_env())
     for result in results:
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+        mark = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
+        click.echo(f"{mark} {result.name}: {result.detail}")
     if not all(r.ok for r in results):
         sys.exit(1)

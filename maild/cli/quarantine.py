@@ -30,7 +30,7 @@ def quarantine() -> None:
 def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
     from maild.intake.quarantine import entry_json, held
 
-    entries = obj.read(lambda app, session: [entry_json(app, e)
+    entries = obj.read(lambda app, session: [entry_json(app.raw_store, e)
                                              for e in held(session, everything=everything)])
     if as_json:
         print_json(entries)
@@ -55,7 +55,7 @@ def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
     from maild.intake.quarantine import entry_json, get_entry
 
-    data = obj.read(lambda app, session: entry_json(app, get_entry(session, entry_id)))
+    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(session, entry_id)))
     if raw:
         try:
             sys.stdout.buffer.write(obj.app().raw_store.get(data["raw_sha256"]))
@@ -99,7 +99,7 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
     worst = 0
     for entry_id in entry_ids:
         try:
-            result = replay(app, entry_id).result
+            result = replay(app.intake, entry_id).result
         except TemporaryError as exc:
             click.echo(f"{entry_id}: not tried, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)

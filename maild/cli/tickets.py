@@ -43,16 +43,24 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
 
 
 @tickets.command("next")
+@click.option("--for", "engineer", metavar="ADDR",
+              help="For one engineer: their tickets and the unassigned ones.")
 @json_option
 @click.pass_obj
 @handles_errors
-def tickets_next(obj: Context, as_json: bool) -> None:
+def tickets_next(obj: Context, engineer: str | None, as_json: bool) -> None:
     """The one ticket to work on now (priority, tier, SLA due time, age), and why."""
+    from maild.mail.addresses import InvalidAddress, normalise
     from maild.tickets.triage import pick_next
     from maild.tickets.views import ticket_json
 
+    try:
+        who = normalise(engineer) if engineer is not None else None
+    except InvalidAddress as exc:
+        raise PermanentError(f"--for: {exc}") from None
+
     def next_one(app: App, session: Session) -> dict[str, Any] | None:
-        pick = pick_next(session, app.calendar.zone, app.clock.now())
+        pick = pick_next(session, app.calendar.zone, app.clock.now(), who)
         return None if pick is None else {**ticket_json(pick.ticket, with_messages=False),
                                           "why": pick.why}
 
@@ -61,7 +69,8 @@ def tickets_next(obj: Context, as_json: bool) -> None:
         print_json(found)
         return
     if found is None:
-        click.echo("nothing is waiting on us")
+        click.echo("nothing is waiting on us" if who is None
+                   else f"nothing is waiting on us that is {who}'s or nobody's")
         return
     click.echo(f"#{found['id']} {found['subject']} ({found['requester']})")
     click.echo(f"  first because: {found['why']}")
@@ -73,39 +82,13 @@ def tickets_next(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 @handles_errors
 def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
-    from maild.tickets.views import get_ticket, ticket_json
+    from maild.tickets.views import get_ticket, ticket_json, ticket_text
 
     data = obj.read(lambda app, session: ticket_json(get_ticket(session, ticket_id)))
     if as_json:
         print_json(data)
         return
-    click.echo(f"#{data['id']} {data['subject']}")
-    click.echo(f"status {data['status']}, priority {data['priority']}, "
-               f"requester {data['requester']}, assignee {data['assignee'] or '-'}")
-    if data["organization"]:
-        click.echo(f"organization {data['organization']} ({data['tier']}, {data['plan'] or '-'})")
-    click.echo(f"created {data['created_at']}, severity {data['severity'] or '-'}")
-    click.echo(_sla_line(data))
-    for message in data["messages"]:
-        delivery = message["delivery"]
-        sent = f" [{delivery['status']}]" if delivery else ""
-        click.echo(f"\n--- {message['created_at']} {message['direction']} {message['kind']} "
-                   f"{message['author']}{sent}")
-        click.echo(message["body"])
-
-
-def _sla_line(data: dict[str, Any]) -> str:
-    if data["first_response_at"]:
-        parts = [f"first response {data['first_response_at']}"]
-    else:
-        parts = [f"first response due {data['response_due_at'] or '-'} "
-                 f"(our target {data['internal_response_due_at'] or '-'})"]
-    resolution = data["resolution_due_at"] or "-"
-    paused = f", paused since {data['sla_paused_at']}" if data["sla_paused_at"] else ""
-    parts.append(f"resolution due {resolution}{paused}")
-    if data["escalated_at"]:
-        parts.append(f"escalated {data['escalated_at']}")
-    return "SLA: " + "; ".join(parts)
+    click.echo(ticket_text(data, obj.app().calendar.zone))
 
 
 @tickets.command("set")

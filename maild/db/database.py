@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +39,23 @@ def _prepare_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _prepare_sqlite_reader(engine: Engine) -> None:
+    """Connections that can only read: a plain (deferred) BEGIN gives each transaction one
+    snapshot of the database without taking the write lock from the intake."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
 def create_database_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -55,6 +73,10 @@ class Database:
         self.url = url
         self.engine = create_database_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Built on first use, from whichever thread: by the dashboard's, mostly.
+        self._readers_lock = threading.Lock()
+        self._reader_engine: Engine | None = None
+        self._readers: sessionmaker[Session] | None = None
 
     @property
     def is_postgresql(self) -> bool:
@@ -80,5 +102,38 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that can only read (the dashboard's): on SQLite it never takes
+        the write lock; on both databases a write in it fails."""
+        session = self._reader_sessions()()
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+        finally:
+            session.close()
+
+    def _reader_sessions(self) -> sessionmaker[Session]:
+        with self._readers_lock:
+            if self._readers is None:
+                if self.is_postgresql:
+                    self._readers = sessionmaker(
+                        self.engine.execution_options(postgresql_readonly=True),
+                        expire_on_commit=False)
+                else:
+                    self._reader_engine = create_engine(self.url, connect_args={"timeout": 10})
+                    _prepare_sqlite_reader(self._reader_engine)
+                    self._readers = sessionmaker(self._reader_engine, expire_on_commit=False)
+            return self._readers
+
+    def ping(self) -> None:
+        """Raise TemporaryError unless the database answers now."""
+        with self.reading() as session:
+            session.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
+        if self._reader_engine is not None:
+            self._reader_engine.dispose()
         self.engine.dispose()

@@ -32,7 +32,7 @@ def claim_tickets(
     order_by: Any = None,
     limit: int | None = None,
     loads: tuple[Any, ...] = (),
-) -> Select[tuple[Ticket]]:
+) -> Select[Ticket]:
     """Tickets to act on, locked for this transaction. Rows another scheduler holds are
     skipped, never waited for: two sweeps at once share the work without doing it twice."""
     query = select(Ticket).where(*conditions)

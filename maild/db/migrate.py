@@ -33,10 +33,3 @@ def is_current(database: Database) -> bool:
     with database.engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
 
-
-def make_revision(database: Database, message: str) -> None:
-    """For developers: autogenerate a new revision against an up-to-date database."""
-    config = _alembic_config()
-    with database.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.revision(config, message=message, autogenerate=True)

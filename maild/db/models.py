@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -100,6 +102,8 @@ class Ticket(Base):
         # A requester's tickets; those touched lately first of all (their recent
         # automatic mail, counted for every new ticket).
         Index("ix_tickets_requester_updated_at", "requester", "updated_at"),
+        # The report's weeks: the tickets opened in a range, and how many came before it.
+        Index("ix_tickets_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -149,6 +153,10 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id"
     )
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+    # The tickets opened by a later message after this one was closed.
+    follow_ups: Mapped[list[Ticket]] = relationship(
+        foreign_keys=[follow_up_of_id], order_by="Ticket.id", viewonly=True
+    )
 
     @property
     def cc(self) -> list[str]:
@@ -176,9 +184,11 @@ class Message(Base):
     """
 
     __tablename__ = "messages"
-    # A ticket's messages of a kind since a moment: its recent automatic mail.
     __table_args__ = (
+        # A ticket's messages of a kind since a moment: its recent automatic mail.
         Index("ix_messages_ticket_id_kind_created_at", "ticket_id", "kind", "created_at"),
+        # One sender's recent mail: the cap on the staff's notifications about them.
+        Index("ix_messages_author_created_at", "author", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -194,6 +204,15 @@ class Message(Base):
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(40), default="")
     automatic: Mapped[str | None] = mapped_column(String(200))  # why it counts as automatic
+    # Written by someone who takes no part in the ticket (docs/security.md): kept for the
+    # engineers, never sent on, and it changed nothing.
+    outside: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The staff's notification of this mail: "sent", or "held" by the cap on notifications
+    # about one sender; NULL when none was due.
+    staff_notice: Mapped[str | None] = mapped_column(String(4))
+    # Mail from a staff address that did not prove it came from that engineer: why. It was
+    # handled as a customer's mail (docs/design.md, "Who may do what").
+    unproven_staff: Mapped[str | None] = mapped_column(Text)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
@@ -206,6 +225,8 @@ class OutboxMail(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # The notices of one kind sent lately (those about unproven staff mail are capped).
+        Index("ix_outbox_purpose_created_at", "purpose", "created_at"),
         CheckConstraint("raw IS NOT NULL OR raw_sha256 IS NOT NULL", name="ck_outbox_raw_kept"),
     )
 
@@ -234,6 +255,8 @@ class Event(Base):
     """The audit log of a ticket: every status change and what caused it."""
 
     __tablename__ = "events"
+    # The report's counts of a kind of event in a range (breaches, nudges, answers).
+    __table_args__ = (Index("ix_events_kind_at", "kind", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -247,6 +270,17 @@ class Event(Base):
     ticket: Mapped[Ticket] = relationship(back_populates="events")
 
 
+class SiteSecret(Base):
+    """A random key maild made for itself once, shared by every process on the database
+    (the key of the reply tokens in staff notifications: maild/mail/reply_tokens.py)."""
+
+    __tablename__ = "site_secrets"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MailboxState(Base):
     """Where reading an IMAP folder got to: valid only while the folder's UIDVALIDITY holds."""
 
@@ -257,6 +291,20 @@ class MailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MailboxConnection(Base):
+    """How the reader of an IMAP mailbox stands, written by the maild that holds it, so
+    that every maild sharing the database reports the same (maild/web/metrics.py)."""
+
+    __tablename__ = "mailbox_connections"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # connected | backoff | stopped
+    detail: Mapped[str | None] = mapped_column(Text)  # the fault behind a backoff
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The last time the reader looked at the folder and the server answered.
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class QuarantinedMail(Base):

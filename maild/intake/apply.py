@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -16,11 +17,11 @@ from maild.intake.commands import Commands
 from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
 from maild.mail.subject import bare
-from maild.outbound.mails import Mails
-from maild.runtime.app import App
+from maild.outbound.caps import automatic_mails_to, notices_about
 from maild.tickets.conversation import answered
 from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
+    add_cc,
     add_participant,
     first_response,
     open_ticket,
@@ -29,26 +30,22 @@ from maild.tickets.service import (
     set_priority,
     set_status,
 )
-from maild.tickets.staff import staff_recipients
+from maild.tickets.staff import CONFIRMATION_NOTICE, UNPROVEN_NOTICE, staff_recipients
+
+if TYPE_CHECKING:
+    from maild.intake.pipeline import Intake
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
 CALL_AFTER_REPLIES = 3
 
 
-# A ticket is touched whenever an automatic mail goes into its thread (Mails), so the
-# requester's tickets touched since then hold them all: the count reads those few, by
-# index, however busy the desk is.
-_AUTOMATIC_MAILS_SINCE = (
-    select(func.count(Message.id))
-    .select_from(Ticket)
-    .join(Message, Message.ticket_id == Ticket.id)
-    .where(
-        Ticket.requester == bindparam("requester"),
-        Ticket.updated_at >= bindparam("since", type_=Ticket.updated_at.type),
-        Message.kind == "system",
-        Message.created_at >= bindparam("since", type_=Message.created_at.type),
-    )
+# The notices about unproven mail in an engineer's name sent lately: they are capped per
+# address, so that forged mail cannot flood the engineer it names.
+_UNPROVEN_NOTICES_SINCE = (
+    select(OutboxMail.recipients)
+    .where(OutboxMail.purpose.in_([UNPROVEN_NOTICE, CONFIRMATION_NOTICE]),
+           OutboxMail.created_at >= bindparam("since", type_=OutboxMail.created_at.type))
 )
 
 
@@ -61,17 +58,19 @@ class Applied:
 
 class _Apply:
     def __init__(
-        self, app: App, session: Session, mail: ParsedMail, verdict: Verdict,
+        self, intake: Intake, session: Session, mail: ParsedMail, verdict: Verdict,
         raw_sha256: str, channel: str, mailbox: str | None,
     ) -> None:
-        self.app = app
+        self.config = intake.config
+        self.sla = intake.sla
+        self.mails = intake.mails
+        self.attachment_store = intake.attachment_store
         self.session = session
         self.mail = mail
         self.verdict = verdict
         self.raw_sha256 = raw_sha256
         self.channel = channel
-        self.now = app.clock.now()
-        self.mails = Mails(app, session)
+        self.now = intake.clock.now()
         self.mailbox = mailbox or self._mailbox_written_to()
         self.queued = 0
 
@@ -81,7 +80,7 @@ class _Apply:
         """For channels that are not a mailbox (SMTP, `maild ingest`): the mailbox addressed."""
         addressed = {m.address for m in [*self.mail.to, *self.mail.cc]}
         return next(
-            (box.name for box in self.app.config.mailboxes if box.address in addressed), None
+            (box.name for box in self.config.mailboxes if box.address in addressed), None
         )
 
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
@@ -90,14 +89,21 @@ class _Apply:
         subject = bare(self.mail.subject) if follow_up_of else self.mail.subject
         return open_ticket(
             self.session, subject=subject, requester=requester, now=self.now,
-            clocks=self.app.sla, follow_up_of=follow_up_of,
+            clocks=self.sla, follow_up_of=follow_up_of,
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
 
-    def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str) -> Message:
-        if self.verdict.unverified_staff:
+    def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str,
+               unproven: Decision | None = None) -> Message:
+        """`unproven`: the decision that this mail from a staff address proved nothing;
+        the message is flagged with its reason, and the commands it held are listed."""
+        reason = unproven.unproven_staff if unproven else None
+        if unproven is not None:
             record(ticket, self.now, SYSTEM_ACTOR, "staff_unverified",
-                   detail=f"{self.mail.message_id} {self.verdict.unverified_staff}")
+                   detail=f"{self.mail.message_id} {reason}")
+            if unproven.ignored_commands:
+                record(ticket, self.now, SYSTEM_ACTOR, "commands_ignored",
+                       detail=f"{self.mail.message_id}: {'; '.join(unproven.ignored_commands)}")
         message = Message(
             message_id=self.mail.message_id,
             direction=direction,
@@ -110,6 +116,7 @@ class _Apply:
             raw_sha256=self.raw_sha256,
             channel=self.channel,
             automatic=self.verdict.automatic,
+            unproven_staff=reason,
             attachments=[self._keep(attachment) for attachment in self.mail.attachments],
             outbox=None,  # it came in: no delivery of ours to look up
         )
@@ -123,59 +130,89 @@ class _Apply:
             "filename": attachment.filename, "content_type": attachment.content_type,
             "size": attachment.size, "sha256": None,
         }
-        if attachment.size > self.app.config.storage.max_attachment_bytes:
+        if attachment.size > self.config.storage.max_attachment_bytes:
             kept["note"] = ("larger than storage.max_attachment_bytes: kept only in the raw "
                             "message, not relayed")
         else:
-            kept["sha256"] = attachment.stored_sha256 or self.app.attachment_store.put(
+            kept["sha256"] = attachment.stored_sha256 or self.attachment_store.put(
                 attachment.data)
         return kept
 
     def _automatic_mails_lately(self, requester: str) -> int:
-        """How many automatic mails `requester` got from us in the last hour. Asked
-        before the new ticket is written, on the connection: nothing of this message is
-        written yet, and every message before it is (see pipeline._is_known)."""
-        return self.session.connection().execute(
-            _AUTOMATIC_MAILS_SINCE, {"requester": requester, "since": self.now - timedelta(hours=1)}
-        ).scalar_one()
+        """How many automatic mails `requester` got from us in the last hour, asked before
+        the new ticket is written."""
+        return automatic_mails_to(self.session, requester, self.now)
 
     def _acknowledge(self, ticket: Ticket, message: Message, recent: int,
                      follows: Ticket | None = None) -> int:
         """Queue the acknowledgment unless this requester already got enough automatic
         mail lately (`recent`). `follows`: the closed ticket a follow-up links to."""
-        limit = self.app.config.outbound.auto_replies_per_hour
+        limit = self.config.outbound.auto_replies_per_hour
         if recent >= limit:
             record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
-        self.mails.acknowledgment(ticket, message, follows)
+        self.mails.acknowledgment(self.session, ticket, message, follows)
         return 1
 
-    def _notify(self, ticket: Ticket, message: Message, headline: str) -> int:
-        """Tell the assignee, or while there is none the staff list, what the customer wrote."""
-        if not self.app.config.staff.notify:
+    def _notify(self, ticket: Ticket, message: Message, headline: str,
+                unproven: bool = False) -> int:
+        """Tell the assignee, or while there is none the staff list, what the customer wrote
+        (`unproven`: a staff address wrote it, and proved nothing); unless the staff were
+        told about this sender often enough in the last hour: then the mail is held back,
+        and the next notification about them says so."""
+        staff = self.config.staff
+        if not staff.notify:
             return 0
-        recipients = staff_recipients(ticket, self.app.config.staff,
-                                      author=self.mail.sender.address,
-                                      impersonated=bool(self.verdict.unverified_staff))
+        sender = self.mail.sender.address
+        recipients = staff_recipients(ticket, staff, author=sender)
         if not recipients:
             return 0
+        notices = notices_about(self.session, sender, self.now)
+        if notices.sent_lately >= staff.notify_per_sender_per_hour:
+            message.staff_notice = "held"
+            record(ticket, self.now, SYSTEM_ACTOR, "notification_held",
+                   detail=f"{notices.sent_lately} notifications about {sender} in the last hour")
+            return 0
+        message.staff_notice = "sent"
         customer_replies = sum(
             1 for m in ticket.messages
             if m.direction == "in" and m.kind == "public" and not m.automatic
             and m.author == ticket.requester
         ) - 1
-        if self.verdict.unverified_staff:
+        if unproven:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
         self.mails.notification(
-            ticket, message, recipients,
+            self.session, ticket, message, recipients,
             headline=headline,
             open_tickets=self._open_tickets(ticket),
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
+            held_back=notices.held, held_tickets=notices.held_tickets,
+            notify_cap=staff.notify_per_sender_per_hour,
         )
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
+        return 1
+
+    def _tell_engineer(self, ticket: Ticket, message: Message, decision: Decision,
+                       notice: str) -> int:
+        """Tell the engineer whose address unproven mail used (`notice`: that it was
+        handled as a customer's, or asking them to confirm the ticket it opened), at most
+        outbound.auto_replies_per_hour times an hour, whoever writes in their name."""
+        engineer = self.mail.sender.address
+        limit = self.config.outbound.auto_replies_per_hour
+        told = sum(engineer in recipients for recipients in self.session.connection().execute(
+            _UNPROVEN_NOTICES_SINCE, {"since": self.now - timedelta(hours=1)}).scalars())
+        if told >= limit:
+            record(ticket, self.now, SYSTEM_ACTOR, "staff_notice_withheld",
+                   detail=f"{told} notices of unproven mail to {engineer} in the last hour")
+            return 0
+        self.mails.to_staff(self.session, ticket, notice, notice, [engineer],
+                            in_reply_to=message.message_id, message=message,
+                            reason=decision.unproven_staff,
+                            ignored_commands=list(decision.ignored_commands))
+        record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=engineer)
         return 1
 
     def _open_tickets(self, ticket: Ticket) -> int:
@@ -222,9 +259,45 @@ class _Apply:
             add_participant(ticket, address, "cc")
         self._store(ticket, direction="out", kind="public", body=self.mail.new_text)
         set_assignee(ticket, se, actor=se, now=self.now)
-        first_response(ticket, now=self.now, clocks=self.app.sla)
-        set_status(ticket, "pending", actor=se, now=self.now, clocks=self.app.sla,
+        first_response(ticket, now=self.now, clocks=self.sla)
+        set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
                    detail="opened by staff writing to the customer")
+        return Applied(ticket.id, decision.reason)
+
+    def staff_brings_in_customer_unproven(self, decision: Decision) -> Applied:
+        """Opened for the customer all the same, but flagged and assigned to nobody; the
+        engineer whose address was used is asked to confirm (`staff_confirms`)."""
+        assert decision.requester is not None
+        ticket = self._open_ticket(decision.requester)
+        for address in decision.cc:
+            add_participant(ticket, address, "cc")
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text,
+                              unproven=decision)
+        told = self._tell_engineer(ticket, message, decision, CONFIRMATION_NOTICE)
+        return Applied(ticket.id, decision.reason, told)
+
+    def staff_confirms(self, ticket: Ticket, decision: Decision) -> Applied:
+        """The engineer answered the notice about the ticket opened in their name: their
+        mail to the customer is theirs, and the ticket is as it would have been had it
+        proved so at once. The answer is an internal note: nobody outside sees it."""
+        commands = decision.commands
+        assert commands is not None
+        se = self.mail.sender.address
+        # Only the mail that opened the ticket is confirmed: any later mail in their name
+        # stays what it was, a customer's.
+        opening = ticket.messages[0]
+        self._store(ticket, direction="out", kind="internal", body=commands.text)
+        if opening.unproven_staff and opening.author == se:
+            opening.direction = "out"
+            opening.unproven_staff = None
+            record(ticket, self.now, se, "staff_confirmed", detail=opening.message_id)
+            if ticket.assignee is None:
+                set_assignee(ticket, se, actor=se, now=self.now)
+            first_response(ticket, now=opening.created_at, clocks=self.sla)
+            if ticket.status == "new":
+                set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
+                           detail="opened by staff writing to the customer")
+        self._run_commands(ticket, commands)
         return Applied(ticket.id, decision.reason)
 
     def follow_up(self, closed: Ticket, decision: Decision) -> Applied:
@@ -244,12 +317,41 @@ class _Apply:
         return Applied(ticket.id, decision.reason, acknowledged + notified)
 
     def customer_reply(self, ticket: Ticket, decision: Decision) -> Applied:
+        """Also mail from a staff address that proved nothing: a customer's words, which
+        make that address no participant; its engineer is told."""
         sender = self.mail.sender.address
-        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
-        add_participant(ticket, sender, "cc")
+        unproven = decision if decision.unproven_staff else None
+        message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text,
+                              unproven=unproven)
+        joins = "joined by replying: of the requester's organisation" if sender in decision.cc \
+            else f"put in copy by {sender}"
+        for address in decision.cc:
+            add_cc(ticket, address, actor=sender, now=self.now, detail=joins)
         set_status(ticket, "open", actor=sender, now=self.now,
-                   clocks=self.app.sla, detail="customer replied")
-        notified = self._notify(ticket, message, f"{self._who()} replied:")
+                   clocks=self.sla, detail="customer replied")
+        notified = self._notify(ticket, message, f"{self._who()} replied:",
+                                unproven=unproven is not None)
+        if unproven is not None:
+            notified += self._tell_engineer(ticket, message, unproven, UNPROVEN_NOTICE)
+        return Applied(ticket.id, decision.reason, notified)
+
+    def outside_message(self, ticket: Ticket, decision: Decision) -> Applied:
+        """From someone who takes no part in the ticket: kept for the engineers, marked, and
+        nothing else; its sender gets nothing and the ticket does not change."""
+        sender = self.mail.sender.address
+        message = self._store(ticket, direction="in", kind="internal", body=self.mail.new_text)
+        message.outside = True
+        record(ticket, self.now, sender, "outside_message", detail=self.mail.message_id)
+        if self.verdict.automatic:
+            return Applied(ticket.id, decision.reason)
+        notified = self._notify(
+            ticket, message,
+            f"FROM OUTSIDE THE TICKET: {self._who()} takes no part in ticket #{ticket.id}\n"
+            f"(not its requester, not in copy, not staff). Nothing was sent to them, and\n"
+            f"the ticket did not change. A reply to this mail goes to the ticket's\n"
+            f"participants, not to them; to let them take part, reply with the one line\n"
+            f"#cc {sender}\n\nThey wrote:",
+        )
         return Applied(ticket.id, decision.reason, notified)
 
     def automatic_reply(self, ticket: Ticket, decision: Decision) -> Applied:
@@ -270,7 +372,7 @@ class _Apply:
         bounced = self.session.scalars(
             select(OutboxMail).where(OutboxMail.message_id == decision.bounced)
         ).one()
-        to = ", ".join(bounce.recipients) or ", ".join(bounced.recipients)
+        to = ", ".join(decision.bounced_to)
         bounced.status = "failed"
         bounced.last_error = f"bounced for {to}: {bounce.reason}"
         record(ticket, self.now, self.mail.sender.address, "delivery_failed",
@@ -298,7 +400,7 @@ class _Apply:
         se = self.mail.sender.address
         errors = decision.commands.errors
         note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
-        self.mails.command_error(ticket, se, errors, note)
+        self.mails.command_error(self.session, ticket, se, errors, note)
         record(ticket, self.now, se, "command_rejected", detail="; ".join(errors))
         return Applied(ticket.id, decision.reason, 1)
 
@@ -307,6 +409,9 @@ class _Apply:
         assert commands is not None
         se = self.mail.sender.address
         add_participant(ticket, se, "staff")
+        for address in decision.cc:
+            how = "#cc" if address in commands.cc else "in copy of a staff reply"
+            add_cc(ticket, address, actor=se, now=self.now, detail=how)
         public = not commands.internal and bool(commands.text)
         kind = "public" if public else "internal"
         reply = self._store(ticket, direction="out", kind=kind, body=commands.text)
@@ -314,16 +419,16 @@ class _Apply:
         if public:
             recipients = self._relay_recipients(ticket)
             if recipients:
-                self.mails.relay(ticket, reply, recipients,
+                self.mails.relay(self.session, ticket, reply, recipients,
                                  answering=answered(ticket, self.mail.thread_ids))
                 self.queued += 1
             summary.append(f"relayed to {len(recipients)}")
-            first_response(ticket, now=self.now, clocks=self.app.sla)
+            first_response(ticket, now=self.now, clocks=self.sla)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
             if commands.status is None:
                 set_status(ticket, "pending", actor=se, now=self.now,
-                           clocks=self.app.sla, detail="staff replied")
+                           clocks=self.sla, detail="staff replied")
         self._run_commands(ticket, commands)
         return Applied(ticket.id, ", ".join(summary), self.queued)
 
@@ -337,13 +442,13 @@ class _Apply:
         se = self.mail.sender.address
         if commands.priority:
             set_priority(ticket, commands.priority, actor=se, now=self.now,
-                         clocks=self.app.sla)
+                         clocks=self.sla)
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)
         if commands.status:
             set_status(ticket, commands.status, actor=se, now=self.now,
-                       clocks=self.app.sla, detail="command in a staff reply")
+                       clocks=self.sla, detail="command in a staff reply")
         if commands.cause:
             record(ticket, self.now, se, "cause", ticket.cause, commands.cause)
             ticket.cause = commands.cause
@@ -355,10 +460,12 @@ _OPENING: dict[Kind, Callable[[_Apply, Decision], Applied]] = {
     "noise": _Apply.noise,
     "new_conversation": _Apply.new_conversation,
     "staff_brings_in_customer": _Apply.staff_brings_in_customer,
+    "staff_brings_in_customer_unproven": _Apply.staff_brings_in_customer_unproven,
 }
 _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
     "follow_up": _Apply.follow_up,
     "customer_reply": _Apply.customer_reply,
+    "outside_message": _Apply.outside_message,
     "automatic_reply": _Apply.automatic_reply,
     "bounce": _Apply.bounce,
     "delivery_failed": _Apply.delivery_failed,
@@ -366,15 +473,16 @@ _ON_TICKET: dict[Kind, Callable[[_Apply, Ticket, Decision], Applied]] = {
     "automatic_staff_mail": _Apply.automatic_staff_mail,
     "commands_rejected": _Apply.commands_rejected,
     "staff_reply": _Apply.staff_reply,
+    "staff_confirms": _Apply.staff_confirms,
 }
 
 
 def apply(
-    app: App, session: Session, mail: ParsedMail, verdict: Verdict, ticket: Ticket | None,
+    intake: Intake, session: Session, mail: ParsedMail, verdict: Verdict, ticket: Ticket | None,
     decision: Decision, raw_sha256: str, channel: str, mailbox: str | None = None,
 ) -> Applied:
     """Act on `decision` about `mail`, on the `ticket` it threads to, if any."""
-    step = _Apply(app, session, mail, verdict, raw_sha256, channel, mailbox)
+    step = _Apply(intake, session, mail, verdict, raw_sha256, channel, mailbox)
     if ticket is None:
         return _OPENING[decision.kind](step, decision)
     return _ON_TICKET[decision.kind](step, ticket, decision)

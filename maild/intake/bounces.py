@@ -4,6 +4,11 @@ Standard delivery status notifications (RFC 3464: multipart/report with a
 message/delivery-status part, as Postfix, Exchange and Gmail send) say it in fields;
 older MTAs (qmail, some Exim set-ups) only write prose and quote the original. Either
 way the original Message-ID is found in the returned message or its headers.
+
+Anyone can write a mail that looks like a bounce: what it says is only a claim. So it
+names the recipients it reports (Final-Recipient and Original-Recipient, X-Failed-
+Recipients, qmail's `<address>:` lines, else the To and Cc of the returned headers), and a
+delivery of ours counts as failed only for a recipient we sent it to (intake/decide.py).
 """
 
 from __future__ import annotations
@@ -11,12 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+from email.parser import HeaderParser
+from email.utils import getaddresses
 
-from maild.mail.addresses import is_mailer_daemon
+from maild.mail.addresses import InvalidAddress, is_mailer_daemon, normalise
 from maild.mail.message_id import MSG_ID
 
 # A Message-ID header line, as returned headers and prose bounces quote the original's.
 _MESSAGE_ID_LINE = re.compile(rf"^\s*Message-ID:\s*({MSG_ID})", re.IGNORECASE | re.MULTILINE)
+# qmail's bounce (QSBMF) names each failed recipient on a line of its own: `<address>:`.
+_QMAIL_RECIPIENT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$", re.MULTILINE)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery status notification|failure notice|returned mail|"
     r"delivery (has )?failed|mail delivery failed|non.?delivery",
@@ -28,7 +37,7 @@ _BOUNCE_SUBJECT = re.compile(
 class Bounce:
     original_ids: list[str]  # the Message-IDs of the mail that bounced
     failed: bool  # False for "delayed" warnings: the mail may still arrive
-    recipients: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)  # those it reports, normalised
     reason: str = ""
 
 
@@ -39,6 +48,16 @@ def _delivery_fields(report: Message) -> list[Message]:
         payload, list) else []
 
 
+def _address(value: str) -> str:
+    """An address as a report writes it (`rfc822; <ann@example.com>`), normalised as
+    maild stores addresses, so that it compares with the recipients of our mail."""
+    bare = value.split(";")[-1].strip().strip("<>").strip()
+    try:
+        return normalise(bare)
+    except InvalidAddress:
+        return bare.lower()
+
+
 def _from_report(message: EmailMessage) -> tuple[list[str], bool, str]:
     recipients: list[str] = []
     actions: list[str] = []
@@ -47,15 +66,39 @@ def _from_report(message: EmailMessage) -> tuple[list[str], bool, str]:
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _delivery_fields(part):
-            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-            if recipient:
-                recipients.append(recipient.split(";")[-1].strip().lower())
+            named = [str(block.get(name) or "") for name in ("Final-Recipient",
+                                                           "Original-Recipient")]
+            if any(named):
+                recipients += [_address(value) for value in named if value]
                 actions.append(str(block.get("Action") or "failed").strip().lower())
                 status = str(block.get("Status") or "").strip()
                 diagnostic = " ".join(str(block.get("Diagnostic-Code") or "").split())
                 reasons.append(" ".join(x for x in (status, diagnostic) if x))
     failed = not actions or any(a == "failed" for a in actions)
-    return recipients, failed, "; ".join(r for r in reasons if r)
+    return list(dict.fromkeys(recipients)), failed, "; ".join(r for r in reasons if r)
+
+
+def _returned_headers(message: EmailMessage) -> list[Message]:
+    """The headers of the returned original, as a message/rfc822 part or as
+    text/rfc822-headers."""
+    found: list[Message] = []
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner, Message):
+                found.append(inner)
+        elif content_type == "text/rfc822-headers":
+            found.append(HeaderParser().parsestr(_part_text(part)))
+    return found
+
+
+def _returned_recipients(message: EmailMessage) -> list[str]:
+    values = [str(value) for returned in _returned_headers(message)
+              for value in returned.get_all("To", []) + returned.get_all("Cc", [])]
+    return list(dict.fromkeys(_address(address) for _, address in getaddresses(values)
+                              if address))
 
 
 def _original_ids(message: EmailMessage, text: str) -> list[str]:
@@ -89,7 +132,11 @@ def read_bounce(message: EmailMessage, text: str, sender: str, subject: str) -> 
     recipients, failed, reason = _from_report(message)
     failed_header = message.get("X-Failed-Recipients")
     if not recipients and failed_header:
-        recipients = [a.strip().lower() for a in str(failed_header).split(",") if a.strip()]
+        recipients = [_address(a) for a in str(failed_header).split(",") if a.strip()]
+    if not recipients:
+        recipients = list(dict.fromkeys(_address(a) for a in _QMAIL_RECIPIENT.findall(text)))
+    if not recipients:
+        recipients = _returned_recipients(message)
     if not reason:
         reason = _prose_reason(text)
     return Bounce(_original_ids(message, text), failed, recipients, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from maild.mail.addresses import InvalidAddress, normalise
 from maild.tickets.model import PRIORITIES, STATUSES
 
 _COMMAND_LINE = re.compile(r"^#([a-z_]+)\b\s*(.*)$", re.IGNORECASE)
@@ -18,18 +19,21 @@ class Commands:
     priority: str | None = None
     assign: str | None = None  # an address, or "me" for #take
     cause: str | None = None
+    cc: tuple[str, ...] = ()  # people to make participants (#cc ADDR)
     errors: list[str] = field(default_factory=list)
     text: str = ""  # what is left for the customer, commands removed
 
     @property
     def any(self) -> bool:
-        return bool(self.internal or self.status or self.priority or self.assign or self.cause)
+        return bool(self.internal or self.status or self.priority or self.assign or self.cause
+                    or self.cc)
 
 
 def parse_commands(text: str) -> Commands:
     """Read commands from the leading lines; the first line that is not one ends them."""
     internal = False
     status = priority = assign = cause = None
+    cc: list[str] = []
     errors: list[str] = []
     lines = text.split("\n")
     consumed = 0
@@ -76,6 +80,8 @@ def parse_commands(text: str) -> Commands:
             status = "on_hold"
         elif name == "take":
             assign = "me"
+        elif name == "cc":
+            cc += _addresses("#cc", argument, errors)
         elif name == "cause":
             if argument:
                 cause = argument
@@ -83,6 +89,36 @@ def parse_commands(text: str) -> Commands:
                 errors.append("#cause: say what the cause is, e.g. #cause expired TLS certificate")
         else:
             errors.append(f"#{name}: unknown command (known: #note #status #priority "
-                          "#assign #solve #hold #take #cause)")
+                          "#assign #solve #hold #take #cause #cc)")
     remaining = "\n".join(lines[consumed:]).strip()
-    return Commands(internal, status, priority, assign, cause, errors, remaining)
+    return Commands(internal, status, priority, assign, cause, tuple(dict.fromkeys(cc)), errors,
+                    remaining)
+
+
+def _addresses(command: str, argument: str, errors: list[str]) -> list[str]:
+    """The addresses of `#cc a@example.com, b@example.com`; each bad one is an error."""
+    found = []
+    words = [w for w in argument.replace(",", " ").replace(";", " ").split() if w]
+    if not words:
+        errors.append(f"{command}: name the person by mail address, e.g. {command} "
+                      "bob@customer.example")
+    for word in words:
+        try:
+            found.append(normalise(word.strip("<>")))
+        except InvalidAddress:
+            errors.append(f"{command} {word}: not a mail address")
+    return found
+
+
+def command_lines(text: str) -> list[str]:
+    """The leading lines that read as commands, as written: what a mail that may not
+    command (unproven staff mail) would have commanded."""
+    found = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not _COMMAND_LINE.match(stripped):
+            break
+        found.append(stripped)
+    return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.policy
 import logging
 import re
 import uuid
@@ -25,7 +26,6 @@ from typing import IO
 
 from maild.db.rawstore import RawStore
 from maild.errors import TemporaryError
-from maild.mail.policy import READING
 
 # Names the part a pass stored, by a token only that pass knows: a sender who writes
 # this header into a mail gains nothing.
@@ -64,7 +64,7 @@ class _Unsupported(Exception):
 
 def _headers(lines: list[bytes]) -> tuple[str, str, str]:
     """Content type, boundary (for a multipart) and transfer encoding of a header block."""
-    parsed = BytesHeaderParser(policy=READING).parsebytes(b"".join(lines))
+    parsed = BytesHeaderParser(policy=email.policy.default).parsebytes(b"".join(lines))
     content_type = parsed.get_content_type()
     boundary = ""
     if parsed.get_content_maintype() == "multipart":

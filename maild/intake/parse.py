@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from mimetypes import guess_type
 
@@ -24,7 +25,7 @@ from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
 from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
 from maild.mail.message_id import message_ids
-from maild.mail.policy import READING
+from maild.mail.printable import printable_line, printable_text
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def _forwarded(part: Message) -> _Content:
     for name in ("From", "Date", "Subject", "To"):
         value = headers[name]
         if value:
-            lines.append(f"{name}: {' '.join(value.split())}")
+            lines.append(f"{name}: {printable_line(value)}")
     return _Content("\n".join(lines) + "\n\n" + content.text, [], content.attachments)
 
 
@@ -228,6 +229,11 @@ def _safe_filename(name: str) -> str:
     return name[:200] or "unnamed"
 
 
+def _printable(mailboxes: list[Mailbox]) -> list[Mailbox]:
+    """Display names as they may be shown: on one line, without control characters."""
+    return [Mailbox(m.address, printable_line(m.name)) if m.name else m for m in mailboxes]
+
+
 def _date(value: str) -> datetime | None:
     if not value:
         return None
@@ -247,21 +253,23 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
         return None
 
 
-def parse(raw: bytes, *, large: Skeleton | None = None, raw_sha256: str | None = None
-          ) -> ParsedMail:
-    """`large`: the skeleton of `raw` whose large parts are already stored; then `raw`
+def parse(raw: bytes, policy: EmailPolicy, *, large: Skeleton | None = None,
+          raw_sha256: str | None = None) -> ParsedMail:
+    """`policy`: how headers are read (MailPolicies.reading, maild/mail/policy.py).
+    `large`: the skeleton of `raw` whose large parts are already stored; then `raw`
     is not needed in memory, only its SHA-256 (given when known: it is not computed
     again)."""
     if large is None and not raw.strip():
         raise ParseError("the message is empty")
     try:
-        return _parse(raw, large, raw_sha256)
+        return _parse(raw, policy, large, raw_sha256)
     except RecursionError:
         raise ParseError("MIME parts nested too deeply to read") from None
 
 
-def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> ParsedMail:
-    message = email.message_from_bytes(large.raw if large else raw, policy=READING)
+def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: str | None
+           ) -> ParsedMail:
+    message = email.message_from_bytes(large.raw if large else raw, policy=policy)
     assert isinstance(message, EmailMessage)
 
     header = _Headers(message)
@@ -305,15 +313,15 @@ def _parse(raw: bytes, large: Skeleton | None, raw_sha256: str | None) -> Parsed
     }
     return ParsedMail(
         message_id=message_id,
-        subject=" ".join(header["Subject"].split()),
-        sender=senders[0],
-        to=parse_mailboxes(header.every("To")),
-        cc=parse_mailboxes(header.every("Cc")),
+        subject=printable_line(header["Subject"]),
+        sender=_printable(senders)[0],
+        to=_printable(parse_mailboxes(header.every("To"))),
+        cc=_printable(parse_mailboxes(header.every("Cc"))),
         date=_date(header["Date"]),
         in_reply_to=message_ids(header["In-Reply-To"]),
         references=message_ids(header["References"]),
-        text=content.text,
-        new_text=_paragraphs(new_text(content.body), *content.forwarded),
+        text=printable_text(content.text),
+        new_text=printable_text(_paragraphs(new_text(content.body), *content.forwarded)),
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=content.attachments,

@@ -24,10 +24,12 @@ import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from email.policy import EmailPolicy
 from multiprocessing.connection import Connection
 
 from maild.errors import PermanentError
 from maild.intake.parse import ParsedMail, parse
+from maild.mail.policy import MailPolicies
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,11 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
-def _parse_there(raw: bytes, raw_sha256: str, collected: _Collect) -> Verdict:
+def _parse_there(raw: bytes, raw_sha256: str, policy: EmailPolicy, collected: _Collect
+                 ) -> Verdict:
     collected.records = []
     try:
-        return Verdict(parse(raw, raw_sha256=raw_sha256), None, collected.records)
+        return Verdict(parse(raw, policy, raw_sha256=raw_sha256), None, collected.records)
     except PermanentError as exc:
         return Verdict(None, exc, collected.records)
     except Exception:  # not a verdict: parsed again in the intake, which reports it
@@ -72,6 +75,7 @@ def serve() -> None:
     requests = Connection(requests_fd, writable=False)
     verdicts = Connection(verdicts_fd, readable=False)
     collected = _Collect()
+    policy = MailPolicies().reading
     root = logging.getLogger()
     root.handlers[:] = [collected]  # nothing is written here; the intake logs it all
     root.setLevel(level)
@@ -80,7 +84,7 @@ def serve() -> None:
             raw, raw_sha256 = requests.recv()
         except EOFError:
             return
-        verdict = _parse_there(raw, raw_sha256, collected)
+        verdict = _parse_there(raw, raw_sha256, policy, collected)
         try:
             verdicts.send(verdict)  # pickled whole before a byte is written
         except OSError:  # maild is gone
@@ -194,8 +198,9 @@ class ParserProcess:
     by the time the intake wants it is parsed there and then, in the intake's process:
     so the intake never waits on the process starting, nor on one that falls behind."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, policy: EmailPolicy) -> None:
         self.enabled = enabled
+        self.policy = policy  # for the mail parsed here
         self._worker: _Worker | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -226,19 +231,19 @@ class ParserProcess:
         worker = self._worker
         if not future.done() and (future.cancel() or worker is None
                                   or not worker.started.is_set()):
-            return parse(raw, raw_sha256=raw_sha256)  # sooner here than waiting
+            return parse(raw, self.policy, raw_sha256=raw_sha256)  # sooner here than waiting
         try:
             verdict = future.result()
         except _ParserGone:
             log.warning("the parser process ended unexpectedly; parsing here, and starting "
                         "a new one for the next batch")
-            return parse(raw, raw_sha256=raw_sha256)
+            return parse(raw, self.policy, raw_sha256=raw_sha256)
         for record in verdict.records:
             logging.getLogger(record.name).handle(record)
         if verdict.error is not None:
             raise verdict.error
         if verdict.mail is None:
-            return parse(raw, raw_sha256=raw_sha256)
+            return parse(raw, self.policy, raw_sha256=raw_sha256)
         return verdict.mail
 
     def close(self) -> None:

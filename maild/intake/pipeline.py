@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -21,7 +22,11 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from maild.clock import Clock
+from maild.config import Config
+from maild.db.database import Database
 from maild.db.models import Message, OutboxMail, QuarantinedMail
+from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
 from maild.intake.classify import Verdict as MailVerdict
@@ -29,9 +34,12 @@ from maild.intake.classify import classify
 from maild.intake.decide import Decision, TicketFacts, decide
 from maild.intake.large import skeleton
 from maild.intake.parse import ParsedMail, parse
-from maild.intake.parser_process import Verdict
+from maild.intake.parser_process import ParserProcess, Verdict
 from maild.intake.thread import Threading, find_ticket, ticket_facts
-from maild.runtime.app import App
+from maild.mail.reply_tokens import ReplyTokens
+from maild.outbound.mails import Mails
+from maild.runtime.metrics import Metrics
+from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,22 @@ class IngestResult:
     ticket_id: int | None = None
     message_id: str | None = None
     outbox_queued: int = 0
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the intake works with, built once by the composition root."""
+
+    config: Config
+    clock: Clock
+    db: Database
+    raw_store: RawStore  # every message's bytes, kept before anything else happens
+    attachment_store: RawStore  # attachments, each by its content's hash
+    parser: ParserProcess  # parses a batch's mail ahead, in a second process if enabled
+    sla: SlaClocks
+    mails: Mails
+    reply_tokens: ReplyTokens  # what proves an engineer's mail (intake/authenticity.py)
+    metrics: Metrics  # what was taken in, counted once committed
 
 
 _KNOWN = union_all(
@@ -65,7 +89,7 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
     return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
-def _set_aside(app: App, session: Session, raw_sha256: str, channel: str, reason: str
+def _set_aside(intake: Intake, session: Session, raw_sha256: str, channel: str, reason: str
                ) -> IngestResult:
     """The same message set aside again is one entry, with the latest reason (after a
     replay, the one that still holds)."""
@@ -82,7 +106,7 @@ def _set_aside(app: App, session: Session, raw_sha256: str, channel: str, reason
             raw_sha256=raw_sha256,
             channel=channel,
             reason=reason,
-            received_at=app.clock.now(),
+            received_at=intake.clock.now(),
             status="held",
         )
     )
@@ -90,10 +114,13 @@ def _set_aside(app: App, session: Session, raw_sha256: str, channel: str, reason
     return IngestResult("quarantined", reason)
 
 
-def quarantine(app: App, raw_sha256: str, channel: str, reason: str) -> IngestResult:
+def quarantine(intake: Intake, raw_sha256: str, channel: str, reason: str) -> IngestResult:
     """Set a message aside with its reason, in a transaction of its own."""
-    with app.db.transaction() as session:
-        return _set_aside(app, session, raw_sha256, channel, reason)
+    started = time.monotonic()
+    with intake.db.transaction() as session:
+        result = _set_aside(intake, session, raw_sha256, channel, reason)
+    intake.metrics.taken_in(channel, [(result.outcome, started)])
+    return result
 
 
 def _is_connection_fault(exc: DBAPIError) -> bool:
@@ -119,30 +146,37 @@ class Context:
     result: IngestResult | None = None  # set by the stage that ends the message
 
 
-def classify_stage(app: App, session: Session, ctx: Context) -> None:
-    ctx.verdict = classify(ctx.mail, app.config)
+def classify_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    ctx.verdict = classify(ctx.mail, intake.config, intake.reply_tokens)
     if ctx.verdict.loop:
         raise PermanentError(f"mail loop: {ctx.verdict.loop}")
 
 
-def dedupe_stage(app: App, session: Session, ctx: Context) -> None:
+def dedupe_stage(intake: Intake, session: Session, ctx: Context) -> None:
     if _is_known(session, ctx.mail.message_id):
         ctx.result = _duplicate(ctx.mail)
 
 
-def thread_stage(app: App, session: Session, ctx: Context) -> None:
-    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.is_staff)
-    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket)
+def thread_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on)
+    ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket,
+                             claims_staff=ctx.verdict.staff_proof is not None)
 
 
-def decide_stage(app: App, session: Session, ctx: Context) -> None:
-    ctx.decision = decide(ctx.mail, ctx.verdict, ctx.facts, own=app.config.own_addresses,
-                          is_staff=app.config.staff.is_staff)
+def staff_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    """Is the sender staff on the ticket found? A reply token proves it on its own ticket
+    only (maild/intake/authenticity.py)."""
+    ctx.verdict = ctx.verdict.on_ticket(ctx.facts.ticket_id)
 
 
-def apply_stage(app: App, session: Session, ctx: Context) -> None:
+def decide_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    ctx.decision = decide(ctx.mail, ctx.verdict, ctx.facts, own=intake.config.own_addresses,
+                          is_staff=intake.config.staff.is_staff)
+
+
+def apply_stage(intake: Intake, session: Session, ctx: Context) -> None:
     mail, threading = ctx.mail, ctx.threading
-    applied = apply(app, session, mail, ctx.verdict, threading.ticket, ctx.decision,
+    applied = apply(intake, session, mail, ctx.verdict, threading.ticket, ctx.decision,
                     ctx.raw_sha256, ctx.channel, ctx.mailbox)
     log.info("stored %s on ticket #%s (%s; %s)",
              mail.message_id, applied.ticket_id, threading.reason, applied.summary)
@@ -150,16 +184,16 @@ def apply_stage(app: App, session: Session, ctx: Context) -> None:
                               applied.outbox_queued)
 
 
-Stage = Callable[[App, Session, Context], None]
-STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, decide_stage,
-                             apply_stage)
+Stage = Callable[[Intake, Session, Context], None]
+STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
+                             decide_stage, apply_stage)
 
 
-def run_stages(app: App, session: Session, ctx: Context,
+def run_stages(intake: Intake, session: Session, ctx: Context,
                stages: Sequence[Stage] = STAGES) -> IngestResult:
     """Each stage in turn, until one ends the message; the last one always does."""
     for stage in stages:
-        stage(app, session, ctx)
+        stage(intake, session, ctx)
         if ctx.result is not None:
             return ctx.result
     raise AssertionError("no stage ended the message")
@@ -168,12 +202,14 @@ def run_stages(app: App, session: Session, ctx: Context,
 class IntakeBatch:
     """Messages of one channel taken in one transaction (see `intake_batch`)."""
 
-    def __init__(self, app: App, session: Session, channel: str, mailbox: str | None) -> None:
-        self.app = app
+    def __init__(self, intake: Intake, session: Session, channel: str, mailbox: str | None
+                 ) -> None:
+        self.intake = intake
         self.session = session
         self.channel = channel
         self.mailbox = mailbox
         self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
+        self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
 
     def parse_ahead(self, raws: Sequence[bytes]) -> None:
         """These messages come next in this batch: have the parser process start on
@@ -184,7 +220,7 @@ class IntakeBatch:
         for raw in raws:
             raw_sha256 = hashlib.sha256(raw).hexdigest()
             if raw_sha256 not in self._ahead:
-                future = self.app.parser.submit(raw, raw_sha256)
+                future = self.intake.parser.submit(raw, raw_sha256)
                 if future is None:
                     return
                 self._ahead[raw_sha256] = future
@@ -199,27 +235,37 @@ class IntakeBatch:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
-        raw_sha256 = self.app.raw_store.put(raw)
+        started = time.monotonic()
+        raw_sha256 = self.intake.raw_store.put(raw)
         ahead = self._ahead.pop(raw_sha256, None)
         if ahead is not None:
-            return self._take(raw_sha256,
-                              lambda: self.app.parser.result(ahead, raw, raw_sha256))
-        return self._take(raw_sha256, lambda: parse(raw, raw_sha256=raw_sha256))
+            return self._take(raw_sha256, started,
+                              lambda: self.intake.parser.result(ahead, raw, raw_sha256))
+        return self._take(raw_sha256, started,
+                          lambda: parse(raw, self.intake.parser.policy, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
         it is large: its large attachments are streamed to the attachment store rather
         than decoded in memory (maild/intake/large.py)."""
-        path = self.app.raw_store.path_for(raw_sha256)
+        started = time.monotonic()
+        path = self.intake.raw_store.path_for(raw_sha256)
         try:
-            large = skeleton(path, self.app.attachment_store)
+            large = skeleton(path, self.intake.attachment_store)
             raw = b"" if large is not None else path.read_bytes()  # the pass gave up
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        return self._take(raw_sha256,
-                          lambda: parse(raw, large=large, raw_sha256=raw_sha256))
+        return self._take(raw_sha256, started,
+                          lambda: parse(raw, self.intake.parser.policy, large=large,
+                                         raw_sha256=raw_sha256))
 
-    def _take(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
+    def _take(self, raw_sha256: str, started: float, parsing: Callable[[], ParsedMail]
+              ) -> IngestResult:
+        result = self._outcome(raw_sha256, parsing)
+        self.taken.append((result.outcome, started))
+        return result
+
+    def _outcome(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
         try:
             mail = parsing()
         except PermanentError as exc:
@@ -233,7 +279,7 @@ class IntakeBatch:
             # work. Until then nothing is flushed: what the step reads through the ORM is
             # stored rows, and a loaded collection shows the step's own additions too.
             with self.session.begin_nested(), self.session.no_autoflush:
-                result = run_stages(self.app, self.session, Context(
+                result = run_stages(self.intake, self.session, Context(
                     mail, raw_sha256, self.channel, self.mailbox))
                 self.session.flush()
                 return result
@@ -257,28 +303,29 @@ class IntakeBatch:
                                     f"internal error while processing: {exc!r}")
 
     def _quarantine(self, raw_sha256: str, reason: str) -> IngestResult:
-        return _set_aside(self.app, self.session, raw_sha256, self.channel, reason)
+        return _set_aside(self.intake, self.session, raw_sha256, self.channel, reason)
 
 @contextmanager
-def intake_batch(app: App, channel: str, mailbox: str | None = None
+def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
                  ) -> Iterator[IntakeBatch]:
     """One transaction for many messages, each in a savepoint of its own: one bad
     message is quarantined alone, and the batch costs one commit. Nothing of the batch
     counts until the block ends without an exception. The files it stores are made
     durable together as it ends, before the commit that refers to them."""
-    with app.db.transaction() as session, app.raw_store.batch(), \
-            app.attachment_store.batch():
-        batch = IntakeBatch(app, session, channel, mailbox)
+    with intake.db.transaction() as session, intake.raw_store.batch(), \
+            intake.attachment_store.batch():
+        batch = IntakeBatch(intake, session, channel, mailbox)
         try:
             yield batch
         finally:
             batch.forget_ahead()
+    intake.metrics.taken_in(channel, batch.taken)  # counted once committed
 
 
-def ingest(app: App, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:
+def ingest(intake: Intake, raw: bytes, channel: str, mailbox: str | None = None) -> IngestResult:
     """Take one raw message. Raises TemporaryError only when nothing could be kept.
 
     `mailbox` names the [[mailboxes]] entry it was read from, if any.
     """
-    with intake_batch(app, channel, mailbox) as batch:
+    with intake_batch(intake, channel, mailbox) as batch:
         return batch.ingest(raw)

@@ -13,13 +13,14 @@ import email.policy
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from maild.config import Config
 from maild.db.models import QuarantinedMail
+from maild.db.rawstore import RawStore
 from maild.errors import NotFound, PermanentError
-from maild.intake.pipeline import IngestResult, ingest
-from maild.runtime.app import App
+from maild.intake.pipeline import IngestResult, Intake, ingest
 
 PREVIEW_BYTES = 64 * 1024  # enough for the headers of any sane message
 
@@ -37,6 +38,11 @@ def held(session: Session, *, everything: bool = False) -> list[QuarantinedMail]
     return list(session.scalars(query))
 
 
+def held_count(session: Session) -> int:
+    return session.scalar(
+        select(func.count(QuarantinedMail.id)).where(QuarantinedMail.status == "held")) or 0
+
+
 def get_entry(session: Session, entry_id: int) -> QuarantinedMail:
     entry = session.get(QuarantinedMail, entry_id)
     if entry is None:
@@ -44,13 +50,13 @@ def get_entry(session: Session, entry_id: int) -> QuarantinedMail:
     return entry
 
 
-def headers_preview(app: App, entry: QuarantinedMail) -> dict[str, str]:
+def headers_preview(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, str]:
     """From, To, Subject, Date and Message-ID as the sender wrote them, for a quick look.
 
     Read leniently from the head of the raw bytes: a message in quarantine may well be
     one that the full parser chokes on.
     """
-    path = app.raw_store.path_for(entry.raw_sha256)
+    path = raw_store.path_for(entry.raw_sha256)
     try:
         with path.open("rb") as handle:
             head = handle.read(PREVIEW_BYTES)
@@ -69,8 +75,8 @@ def headers_preview(app: App, entry: QuarantinedMail) -> dict[str, str]:
     return preview
 
 
-def entry_json(app: App, entry: QuarantinedMail) -> dict[str, Any]:
-    path = app.raw_store.path_for(entry.raw_sha256)
+def entry_json(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, Any]:
+    path = raw_store.path_for(entry.raw_sha256)
     return {
         "id": entry.id,
         "status": entry.status,
@@ -84,33 +90,33 @@ def entry_json(app: App, entry: QuarantinedMail) -> dict[str, Any]:
         "replayed_at": entry.replayed_at.isoformat() if entry.replayed_at else None,
         "released_at": entry.released_at.isoformat() if entry.released_at else None,
         "outcome": entry.outcome,
-        "headers": headers_preview(app, entry),
+        "headers": headers_preview(raw_store, entry),
     }
 
 
-def _mailbox_of(app: App, channel: str) -> str | None:
+def _mailbox_of(config: Config, channel: str) -> str | None:
     """An IMAP channel ("imap:support") names the mailbox its ticket belongs to."""
     name = channel.removeprefix("imap:") if channel.startswith("imap:") else None
-    return name if app.config.mailbox(name) is not None else None
+    return name if config.mailbox(name) is not None else None
 
 
-def replay(app: App, entry_id: int) -> Replayed:
+def replay(intake: Intake, entry_id: int) -> Replayed:
     """Run one held message through the intake again. TemporaryError leaves it held."""
-    with app.db.transaction() as session:
+    with intake.db.transaction() as session:
         entry = get_entry(session, entry_id)
         if entry.status != "held":
             raise PermanentError(f"quarantined message {entry_id} was already released")
         sha256, channel = entry.raw_sha256, entry.channel
     try:
-        raw = app.raw_store.get(sha256)
+        raw = intake.raw_store.get(sha256)
     except OSError as exc:
         raise PermanentError(
             f"quarantined message {entry_id}: its raw bytes are missing from storage "
-            f"({exc.strerror}); restore {app.raw_store.path_for(sha256)} first"
+            f"({exc.strerror}); restore {intake.raw_store.path_for(sha256)} first"
         ) from None
-    result = ingest(app, raw, channel, _mailbox_of(app, channel))
-    now = app.clock.now()
-    with app.db.transaction() as session:
+    result = ingest(intake, raw, channel, _mailbox_of(intake.config, channel))
+    now = intake.clock.now()
+    with intake.db.transaction() as session:
         entry = get_entry(session, entry_id)
         entry.replays = (entry.replays or 0) + 1
         entry.replayed_at = now

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
-from maild.intake.decide import NO_TICKET, TicketFacts
+from maild.intake.decide import NO_TICKET, SentMail, TicketFacts
 from maild.intake.parse import ParsedMail
 from maild.mail.subject import tags_in
-from maild.tickets.service import takes_part
+from maild.tickets.service import customer_id_for, takes_part
+from maild.tickets.staff import CONFIRMATION_NOTICE
 from maild.tickets.surveys import answers_survey
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
 # (rank 1; a welcome mail belongs to no ticket).
-_TICKETS_OF: CompoundSelect[tuple[str, int, int]] = union_all(
+_TICKETS_OF: CompoundSelect[*tuple[Any, ...]] = union_all(
     select(Message.message_id, Message.ticket_id, literal(0).label("rank"))
     .where(Message.message_id.in_(bindparam("ids", expanding=True))),
     select(OutboxMail.message_id, OutboxMail.ticket_id, literal(1).label("rank"))
@@ -47,12 +50,13 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
     return None
 
 
-def _by_tag(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading | None:
+def _by_tag(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
+            ) -> Threading | None:
     for number in tags_in(mail.subject):
         ticket = session.get(Ticket, number, with_for_update=True)
         if ticket is None:
             continue
-        if sender_is_staff or takes_part(ticket, mail.sender.address):
+        if staff_on(ticket.id) or takes_part(ticket, mail.sender.address):
             return Threading(ticket, f"subject tag [#{ticket.id}] from a participant")
     return None
 
@@ -71,31 +75,63 @@ def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
     return None
 
 
-def find_ticket(session: Session, mail: ParsedMail, sender_is_staff: bool) -> Threading:
+def find_ticket(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
+                ) -> Threading:
+    """`staff_on`: whether the sender is proven staff on a ticket (its tag then suffices)."""
     return (
         _by_bounce(session, mail)
         or _by_headers(session, mail)
-        or _by_tag(session, mail, sender_is_staff)
+        or _by_tag(session, mail, staff_on)
         or Threading(None, "new conversation")
     )
 
 
-def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None) -> TicketFacts:
-    """What `decide` needs to know of the ticket, read before anything is written."""
+# The notice asking an engineer to confirm a ticket opened in their name, among the
+# Message-IDs a mail answers.
+_CONFIRMATION_NOTICES = (
+    select(OutboxMail.recipients)
+    .where(OutboxMail.message_id.in_(bindparam("ids", expanding=True)),
+           OutboxMail.ticket_id == bindparam("ticket_id"),
+           OutboxMail.purpose == CONFIRMATION_NOTICE)
+)
+
+
+def _answers_confirmation(session: Session, mail: ParsedMail, ticket: Ticket) -> bool:
+    if not mail.thread_ids:
+        return False
+    found = session.connection().execute(
+        _CONFIRMATION_NOTICES, {"ids": mail.thread_ids, "ticket_id": ticket.id}).scalars()
+    return any(mail.sender.address in recipients for recipients in found)
+
+
+def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None, *,
+                 claims_staff: bool = False) -> TicketFacts:
+    """What `decide` needs to know of the ticket, read before anything is written.
+    `claims_staff`: the sender's address is staff's (only they confirm tickets)."""
     if ticket is None:
         return NO_TICKET
-    bounced = None
+    bounced: tuple[SentMail, ...] = ()
     if mail.bounce is not None and mail.bounce.original_ids:
-        bounced = session.scalar(
-            select(OutboxMail.message_id)
-            .where(OutboxMail.message_id.in_(mail.bounce.original_ids)).limit(1)
+        bounced = tuple(
+            SentMail(message_id, frozenset(recipients))
+            for message_id, recipients in session.execute(
+                select(OutboxMail.message_id, OutboxMail.recipients)
+                .where(OutboxMail.message_id.in_(mail.bounce.original_ids))
+                .order_by(OutboxMail.id)
+            )
         )
+    participants = frozenset(p.address for p in ticket.participants)
+    sender = mail.sender.address
     survey_sent = ticket.survey_sent_at is not None
     return TicketFacts(
         ticket_id=ticket.id,
         status=ticket.status,
         requester=ticket.requester,
+        participants=participants,
+        colleague=(sender not in participants and ticket.customer_id is not None
+                   and customer_id_for(session, sender) == ticket.customer_id),
         survey_sent=survey_sent,
         answers_survey=survey_sent and answers_survey(session, mail.thread_ids),
         bounced=bounced,
+        answers_confirmation=claims_staff and _answers_confirmation(session, mail, ticket),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import getaddresses
-from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,21 +20,10 @@ class InvalidAddress(ValueError):
 
 def normalise(address: str) -> str:
     """The canonical form used for every comparison and every row: lower case, IDNA decoded."""
-    normalised, error = _checked(address.strip())
-    if error:
-        raise InvalidAddress(f"{address!r} is not a valid address: {error}")
-    return normalised
-
-
-@lru_cache(maxsize=4096)
-def _checked(address: str) -> tuple[str, str]:
-    """email-validator's verdict, remembered: a mail names several addresses, most of
-    them seen before (the desk's own, its customers'), and checking one costs more than
-    parsing the header it came in."""
     try:
-        return validate_email(address, check_deliverability=False).normalized.lower(), ""
+        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        return "", str(exc)
+        raise InvalidAddress(f"{address!r} is not a valid address: {exc}") from None
 
 
 def parse_mailboxes(header_values: list[str]) -> list[Mailbox]:
@@ -55,17 +43,30 @@ def parse_mailboxes(header_values: list[str]) -> list[Mailbox]:
     return found
 
 
-@lru_cache(maxsize=4096)
+@dataclass(frozen=True)
+class WireAddress:
+    """An address as SMTP carries it: its domain in ASCII (IDNA) form."""
+
+    address: str
+    needs_smtputf8: bool  # the local part is not ASCII: only a relay with SMTPUTF8 takes it
+
+
 def ascii_domain(domain: str) -> str:
-    """A domain as a 7-bit header or the SMTP envelope carries it: an internationalised
-    one in its ASCII form (`bücher.example` is `xn--bcher-kva.example`). One that is no
-    valid domain is given back as it is."""
+    """A domain in the ASCII-compatible form DNS and SMTP use (xn--…)."""
     if domain.isascii():
         return domain
     try:
-        return validate_email(f"postmaster@{domain}", check_deliverability=False).ascii_domain
-    except EmailNotValidError:
-        return domain
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidAddress(f"the domain {domain!r} has no ASCII form: {exc}") from None
+
+
+def on_the_wire(address: str) -> WireAddress:
+    """How an address stored in its Unicode form (as `normalise` keeps it) is sent."""
+    local, _, domain = address.rpartition("@")
+    if not local:
+        raise InvalidAddress(f"{address!r} is not a valid address: no @")
+    return WireAddress(f"{local}@{ascii_domain(domain)}", not local.isascii())
 
 
 def local_part(address: str) -> str:

@@ -23,15 +23,18 @@ without the repeated work, and with two corrections:
   decoded as UTF-8, else as windows-1252, where `email` would make them U+FFFD.
 - Writing: the headers whose folding `email` gets wrong (msg-ids, Subject, addresses)
   are folded by maild/mail/headers.py.
+
+What is kept lives in a `MailPolicies`, built once by the composition root (and by the
+parser process for itself), never at import.
 """
 
 from __future__ import annotations
 
 import re
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import Address, HeaderRegistry
 from email.policy import EmailPolicy
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from maild.mail.headers import WRITTEN_HEADER_CLASSES
 
@@ -40,12 +43,26 @@ _LINE_BREAKS = re.compile(r"\r|\n")
 _CACHED_VALUE_CHARS = 998
 
 
-class _HeaderClasses(HeaderRegistry):
+def _address_header(factory: Any, name: str,
+                    mailboxes: tuple[tuple[str, str, str], ...]) -> Any:
+    return factory(name, [Address(display_name=display_name, username=username, domain=domain)
+                          for display_name, username, domain in mailboxes])
+
+
+class _KeptHeaders(HeaderRegistry):
+    """The header classes, each made once; headers parsed, and folded, once per value."""
+
     def __init__(self, classes: dict[str, type] | None = None) -> None:
         super().__init__()
         for name, header_class in (classes or {}).items():
             self.map_to_type(name, header_class)
         self._classes: dict[str, Any] = {}
+        self.parsed = lru_cache(maxsize=1024)(self.__call__)
+        self.folded = lru_cache(maxsize=1024)(EmailPolicy.fold_binary)
+        self.mailboxes = lru_cache(maxsize=1024)(self._mailboxes)
+
+    def _mailboxes(self, name: str, mailboxes: tuple[tuple[str, str, str], ...]) -> Any:
+        return _address_header(self, name, mailboxes)
 
     def __getitem__(self, name: str) -> Any:
         key = name.lower()
@@ -55,33 +72,19 @@ class _HeaderClasses(HeaderRegistry):
         return made
 
 
-_HEADERS = _HeaderClasses()
-WRITTEN_HEADERS = _HeaderClasses(WRITTEN_HEADER_CLASSES)
+def _kept(policy: EmailPolicy) -> _KeptHeaders:
+    return cast(_KeptHeaders, policy.header_factory)
 
 
-# Values that are new in nearly every mail: kept, they would only push out the ones that
-# repeat (the desk's address, a customer's, Content-Type), at a few KB each. Not Date:
-# the mail maild writes in one second shares it, and parsing and folding it costs 64 µs.
-_NEVER_REPEATED = frozenset({"message-id", "subject", "references", "in-reply-to",
-                             "received", "dkim-signature", "arc-seal",
-                             "arc-message-signature", "arc-authentication-results"})
-
-
-@lru_cache(maxsize=1024)
-def _parsed(name: str, value: str) -> Any:
-    return _HEADERS(name, value)
-
-
-@lru_cache(maxsize=1024)
-def _parsed_for_writing(name: str, value: str) -> Any:
-    return WRITTEN_HEADERS(name, value)
-
-
-def _cacheable(name: str, value: str) -> bool:
-    """Worth keeping parsed or folded: one short line, of a header whose values repeat.
-    Both directions ask this, so that neither fills the caches with dates and IDs."""
-    return (len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
-            and name.lower() not in _NEVER_REPEATED)
+def address_header(policy: EmailPolicy, name: str,
+                   mailboxes: tuple[tuple[str, str, str], ...]) -> Any:
+    """An address header (From, To …) for `policy`'s messages, set from (display name,
+    local part, domain) so that every name is written as meant (maild/mail/headers.py),
+    never parsed back from text; made once for mailboxes that repeat (the desk's own)."""
+    factory = policy.header_factory
+    if isinstance(factory, _KeptHeaders):
+        return factory.mailboxes(name, mailboxes)
+    return _address_header(factory, name, mailboxes)
 
 
 def decode_8bit(value: str) -> str:
@@ -97,6 +100,21 @@ def decode_8bit(value: str) -> str:
         return raw.decode("windows-1252", "replace")
 
 
+# Values that are new in nearly every mail: kept, they would only push out the ones that
+# repeat (the desk's address, a customer's, Content-Type), at a few KB each. Not Date:
+# the mail maild writes in one second shares it, and parsing and folding it costs 64 µs.
+_NEVER_REPEATED = frozenset({"message-id", "subject", "references", "in-reply-to",
+                             "received", "dkim-signature", "arc-seal",
+                             "arc-message-signature", "arc-authentication-results"})
+
+
+def _cacheable(name: str, value: str) -> bool:
+    """Worth keeping parsed or folded: one short line, of a header whose values repeat.
+    Both directions ask this, so that neither fills the caches with dates and IDs."""
+    return (len(value) <= _CACHED_VALUE_CHARS and len(value.splitlines()) <= 1
+            and name.lower() not in _NEVER_REPEATED)
+
+
 class _ReadingPolicy(EmailPolicy):
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
         name, value = super().header_source_parse(sourcelines)
@@ -106,7 +124,7 @@ class _ReadingPolicy(EmailPolicy):
         if not hasattr(value, "name"):
             unfolded = _LINE_BREAKS.sub("", value)
             if _cacheable(name, unfolded):
-                return _parsed(name, unfolded)
+                return _kept(self).parsed(name, unfolded)
         return super().header_fetch_parse(name, value)
 
 
@@ -134,21 +152,19 @@ class _WritingPolicy(EmailPolicy):
             if _is_plain(name, value):
                 return (name, value)
             if _cacheable(name, value):
-                return (name, _parsed_for_writing(name, value))
+                return (name, _kept(self).parsed(name, value))
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if hasattr(value, "name") and _cacheable(name, value):
-            return _folded(self, name, value)
+            return _kept(self).folded(self, name, value)
         return super().fold_binary(name, value)
 
 
-@lru_cache(maxsize=1024)
-def _folded(policy: _WritingPolicy, name: str, value: Any) -> bytes:
-    return EmailPolicy.fold_binary(policy, name, value)
+class MailPolicies:
+    """The policies maild reads and writes mail with, sharing what they keep."""
 
-
-READING = _ReadingPolicy(header_factory=_HEADERS)
-WRITING = _WritingPolicy(header_factory=WRITTEN_HEADERS, linesep="\r\n")
-# For mail to an address whose local part is not ASCII (RFC 6532: headers in UTF-8).
-WRITING_UTF8 = WRITING.clone(utf8=True)
+    def __init__(self) -> None:
+        self.reading: EmailPolicy = _ReadingPolicy(header_factory=_KeptHeaders())
+        self.writing: EmailPolicy = _WritingPolicy(
+            header_factory=_KeptHeaders(WRITTEN_HEADER_CLASSES), linesep="\r\n")

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
-from functools import lru_cache
-from typing import Any
 
-from maild.mail.addresses import ascii_domain, domain_of, local_part
+from maild.mail.addresses import InvalidAddress, ascii_domain
 from maild.mail.message_id import references, writable
-from maild.mail.policy import WRITING, WRITING_UTF8, WRITTEN_HEADERS
+from maild.mail.policy import address_header
 from maild.mail.subject import tagged
-
-
-def _boundary() -> str:
-    return f"{'=' * 15}{secrets.randbelow(10 ** 19):019d}=="
-
 
 # A boundary has only to be absent from the parts it separates, and every part maild
 # writes is quoted-printable, which never holds two "=" in a row, or base64, which never
-# holds a "-"; a boundary line starts "--==". So each process draws its two boundaries
-# once (in email's own format), rather than email drawing one per mail and compiling a
-# regular expression to search the whole mail for it; and the headers naming them are
-# parsed and folded once.
-_ALTERNATIVE = _boundary()
-_MIXED = _boundary()
+# holds a "-"; a boundary line starts "--==". So maild's two boundaries are fixed (in
+# email's own format), rather than email drawing one per mail and compiling a regular
+# expression to search the whole mail for it; and the headers naming them are parsed
+# and folded once. Being random would add nothing: every mail maild sends shows them.
+_ALTERNATIVE = "===============4761837522406173921=="
+_MIXED = "===============0930276457183905512=="
 
 
 @dataclass(frozen=True)
@@ -59,9 +51,13 @@ class OutgoingMail:
     reply_to: Party | None = None
     auto_submitted: str | None = None  # "auto-replied" | "auto-generated"
     attachments: list[OutgoingAttachment] = field(default_factory=list)
+    # Who it is delivered to, when not everyone in To and Cc (each engineer's own copy)
+    envelope_to: list[str] | None = None
 
     @property
     def recipients(self) -> list[str]:
+        if self.envelope_to is not None:
+            return list(self.envelope_to)
         return [p.address for p in [*self.to, *self.cc]]
 
 
@@ -75,38 +71,36 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     return tagged(one_line(subject), ticket_id)
 
 
-def _written_address(address: str) -> tuple[str, str]:
-    """Local part and domain as the header carries them: the domain in ASCII form."""
-    return local_part(address), ascii_domain(domain_of(address))
+def _mailbox(party: Party) -> tuple[str, str, str]:
+    """Display name, local part and domain as the header carries them: the domain in its
+    ASCII form (an encoded word is no domain); a local part that is not ASCII is written
+    as UTF-8 (`render_mail`)."""
+    username, _, domain = party.address.rpartition("@")
+    try:
+        domain = ascii_domain(domain)
+    except InvalidAddress:
+        pass  # kept as stored: its delivery fails, saying why (outbound/smtp.py)
+    return one_line(party.name), username, domain
 
 
-@lru_cache(maxsize=1024)
-def _mailboxes(name: str, parties: tuple[Party, ...]) -> Any:
-    """An address header, made once for parties that repeat (the desk's own From and
-    Reply-To): set from `Address` objects, so that each display name is written as
-    meant (maild/mail/headers.py), never read back from text."""
-    mailboxes = []
-    for party in parties:
-        username, domain = _written_address(party.address)
-        mailboxes.append(Address(display_name=one_line(party.name), username=username,
-                                 domain=domain))
-    return WRITTEN_HEADERS(name, mailboxes)
+def _addresses(policy: EmailPolicy, name: str, *parties: Party) -> object:
+    return address_header(policy, name, tuple(_mailbox(p) for p in parties))
 
 
-def _needs_utf8(mail: OutgoingMail) -> bool:
-    """An address with a non-ASCII local part is written only in UTF-8 headers (RFC 6532)."""
+def render_mail(mail: OutgoingMail, policy: EmailPolicy) -> bytes:
+    """`policy`: how headers are written (MailPolicies.writing, maild/mail/policy.py)."""
     parties = [mail.sender, *mail.to, *mail.cc, *([mail.reply_to] if mail.reply_to else [])]
-    return not all("".join(_written_address(p.address)).isascii() for p in parties)
-
-
-def render_mail(mail: OutgoingMail) -> bytes:
-    message = EmailMessage(policy=WRITING_UTF8 if _needs_utf8(mail) else WRITING)
-    message["From"] = _mailboxes("From", (mail.sender,))
-    message["To"] = _mailboxes("To", tuple(mail.to))
+    # An address that is not ASCII as written (its local part) can only be written as
+    # UTF-8 (RFC 6532); such a mail travels only with SMTPUTF8 anyway.
+    if not all("".join(_mailbox(party)[1:]).isascii() for party in parties):
+        policy = policy.clone(utf8=True)
+    message = EmailMessage(policy=policy)
+    message["From"] = _addresses(policy, "From", mail.sender)
+    message["To"] = _addresses(policy, "To", *mail.to)
     if mail.cc:
-        message["Cc"] = _mailboxes("Cc", tuple(mail.cc))
+        message["Cc"] = _addresses(policy, "Cc", *mail.cc)
     if mail.reply_to:
-        message["Reply-To"] = _mailboxes("Reply-To", (mail.reply_to,))
+        message["Reply-To"] = _addresses(policy, "Reply-To", mail.reply_to)
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.date)
     message["Message-ID"] = mail.message_id

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from email.policy import EmailPolicy
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from maild.clock import Clock
+from maild.config import Config
 from maild.db.models import Customer, Message, OutboxMail, Ticket
+from maild.db.rawstore import RawStore
 from maild.mail.addresses import domain_of
 from maild.mail.message_id import new_message_id
+from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
     Party,
+    render_mail,
     tag_subject,
 )
 from maild.outbound.outbox import queue_mail
-from maild.runtime.app import App
+from maild.outbound.templates import Templates
+from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.report_text import report_text
+from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +52,43 @@ def greeting_name(ticket: Ticket) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
 class Mails:
-    def __init__(self, app: App, session: Session) -> None:
-        self.app = app
-        self.session = session
+    """Every kind of mail maild writes, from its template; each is queued in the session
+    it is given, so that it is sent only if the change that caused it commits."""
+
+    config: Config  # the desk's addresses (support and mailboxes) and business hours
+    templates: Templates
+    clock: Clock
+    calendar: BusinessCalendar
+    sla: SlaClocks
+    raw_store: RawStore  # where a mail too large for its outbox row goes
+    policy: EmailPolicy  # how the mail's headers are written (MailPolicies.writing)
+    attachment_store: RawStore  # where a relayed reply's attachments are read from
+    reply_tokens: ReplyTokens  # what a mail to staff carries for their answer to prove them
 
     def _desk(self, ticket: Ticket | None, display_name: str | None = None) -> Party:
         """Who a ticket's mail is from: the mailbox it came in through, else support@."""
-        address, name = self.app.config.desk_address(ticket.mailbox if ticket else None)
+        address, name = self.config.desk_address(ticket.mailbox if ticket else None)
         return Party(address, display_name or name)
 
     def _message_id(self, ticket: Ticket | None) -> str:
         domain = domain_of(self._desk(ticket).address)
         return new_message_id(domain, ticket.id if ticket else None)
 
+    def _staff_message_id(self, ticket: Ticket, staff_address: str) -> str:
+        """The Message-ID of a mail to one engineer: with the token that their answer
+        brings back as proof that it is theirs (maild/mail/reply_tokens.py)."""
+        domain = domain_of(self._desk(ticket).address)
+        return self.reply_tokens.message_id(domain, ticket.id, staff_address)
+
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
-        config = self.app.config
+        config = self.config
         desk = self._desk(ticket)
         context: dict[str, Any] = {
             "support": {"name": desk.name, "address": desk.address},
-            "now": self.app.clock.now(),
-            "timezone": self.app.calendar.zone,
+            "now": self.clock.now(),
+            "timezone": self.calendar.zone,
             "business_hours": config.business_hours,
             "internal_target": config.sla.internal if config.sla.internal.enabled else None,
             "ticket": ticket,
@@ -74,17 +100,19 @@ class Mails:
 
     def _queue(
         self,
+        session: Session,
         mail: OutgoingMail,
         purpose: str,
         ticket: Ticket | None,
         message: Message | None = None,
     ) -> OutboxMail:
         return queue_mail(
-            self.session,
-            self.app.raw_store,
+            session,
+            self.raw_store,
+            render_mail(mail, self.policy),
             mail,
             purpose=purpose,
-            now=self.app.clock.now(),
+            now=self.clock.now(),
             ticket_id=ticket.id if ticket else None,
             message=message,
         )
@@ -93,7 +121,7 @@ class Mails:
         """The automatic mail kept in the ticket's thread. It touches the ticket: the count
         of a requester's recent automatic mail relies on that (intake/apply.py)."""
         desk = self._desk(ticket)
-        now = self.app.clock.now()
+        now = self.clock.now()
         ticket.updated_at = max(ticket.updated_at, now)
         message = Message(
             message_id=message_id,
@@ -111,18 +139,18 @@ class Mails:
         ticket.messages.append(message)
         return message
 
-    def acknowledgment(self, ticket: Ticket, answering: Message,
+    def acknowledgment(self, session: Session, ticket: Ticket, answering: Message,
                        follows: Ticket | None = None) -> OutboxMail:
         """`follows`: the closed ticket this one follows up."""
-        return self.to_customer(ticket, "ack", "ack", answering=answering,
+        return self.to_customer(session, ticket, "ack", "ack", answering=answering,
                                 auto_submitted="auto-replied",
                                 message=answering, follows=follows)
 
-    def relay(self, ticket: Ticket, reply: Message, recipients: list[str],
+    def relay(self, session: Session, ticket: Ticket, reply: Message, recipients: list[str],
               answering: Message | None) -> OutboxMail:
         """An SE's public reply, sent to the customer from the support address, quoting
         `answering`, the customer's message it answers."""
-        rendered = self.app.templates.render(
+        rendered = self.templates.render(
             "reply", self._context(ticket, reply=reply, answering=answering)
         )
         subject = tag_subject(rendered.subject, ticket.id)
@@ -136,13 +164,13 @@ class Mails:
             text=rendered.text,
             html=rendered.html,
             message_id=self._message_id(ticket),
-            date=self.app.clock.now(),
+            date=self.clock.now(),
             in_reply_to=answering.message_id if answering else (
                 references[-1] if references else None),
             references=references,
             attachments=self._stored_attachments(reply),
         )
-        return self._queue(mail, "reply", ticket, reply)
+        return self._queue(session, mail, "reply", ticket, reply)
 
     def _stored_attachments(self, message: Message) -> list[OutgoingAttachment]:
         found = []
@@ -150,7 +178,7 @@ class Mails:
             if not attachment.get("sha256"):
                 continue  # over the size limit: it stays in the raw message only
             try:
-                data = self.app.attachment_store.get(attachment["sha256"])
+                data = self.attachment_store.get(attachment["sha256"])
             except OSError as exc:
                 log.warning("attachment %s of %s is missing from storage (%s); relayed "
                             "without it", attachment["filename"], message.message_id, exc)
@@ -160,71 +188,82 @@ class Mails:
         return found
 
     def notification(
-        self, ticket: Ticket, message: Message, recipients: list[str], **context: Any
-    ) -> OutboxMail:
+        self, session: Session, ticket: Ticket, message: Message, recipients: list[str],
+        **context: Any,
+    ) -> list[OutboxMail]:
         """Tells the assignee (or the staff list) what the customer wrote, in the ticket's
         thread, so that replying to it answers the customer."""
-        return self.to_staff(ticket, "notify", "notify", recipients, message=message,
+        return self.to_staff(session, ticket, "notify", "notify", recipients, message=message,
                              in_reply_to=message.message_id, **context)
 
     def to_staff(
-        self, ticket: Ticket, template: str, purpose: str, recipients: list[str], *,
-        cc: list[str] | None = None, in_reply_to: str | None = None, **context: Any,
-    ) -> OutboxMail:
+        self, session: Session, ticket: Ticket, template: str, purpose: str,
+        recipients: list[str], *, cc: list[str] | None = None,
+        in_reply_to: str | None = None, **context: Any,
+    ) -> list[OutboxMail]:
         """An automatic mail to the team about a ticket (a notification, an SLA warning, an
         escalation), in the ticket's thread, so that replying to it answers the customer.
-        It answers `in_reply_to`, by default the conversation's latest mail."""
-        rendered = self.app.templates.render(template, self._context(ticket, **context))
+        It answers `in_reply_to`, by default the conversation's latest mail.
+
+        Each engineer gets a copy of their own, with To and Cc as written but a
+        Message-ID carrying their own reply token."""
+        rendered = self.templates.render(template, self._context(ticket, **context))
         references = thread_ids(ticket)
-        mail = OutgoingMail(
-            sender=self._desk(ticket),
-            to=[Party(address) for address in recipients],
-            cc=[Party(address) for address in cc or []],
-            reply_to=self._desk(ticket),
-            subject=tag_subject(rendered.subject, ticket.id),
-            text=rendered.text,
-            html=rendered.html,
-            message_id=self._message_id(ticket),
-            date=self.app.clock.now(),
-            in_reply_to=in_reply_to or (references[-1] if references else None),
-            references=references,
-            auto_submitted="auto-generated",
-        )
-        return self._queue(mail, purpose, ticket)
+        to = [Party(address) for address in recipients]
+        copied = [Party(address) for address in cc or []]
+        return [
+            self._queue(session, OutgoingMail(
+                sender=self._desk(ticket),
+                to=to,
+                cc=copied,
+                envelope_to=[party.address],
+                reply_to=self._desk(ticket),
+                subject=tag_subject(rendered.subject, ticket.id),
+                text=rendered.text,
+                html=rendered.html,
+                message_id=self._staff_message_id(ticket, party.address),
+                date=self.clock.now(),
+                in_reply_to=in_reply_to or (references[-1] if references else None),
+                references=references,
+                auto_submitted="auto-generated",
+            ), purpose, ticket)
+            for party in dict.fromkeys([*to, *copied])
+        ]
 
     def to_customer(
-        self, ticket: Ticket, template: str, purpose: str, *,
+        self, session: Session, ticket: Ticket, template: str, purpose: str, *,
         answering: Message | None = None, auto_submitted: str = "auto-generated",
         **context: Any,
     ) -> OutboxMail:
-        """An automatic mail to the requester and cc's in the ticket's thread (the
-        acknowledgment, a nudge, the auto-solve notice), kept as a system message."""
-        rendered = self.app.templates.render(template, self._context(ticket, **context))
+        """An automatic mail to the requester in the ticket's thread (the acknowledgment, a
+        nudge, the survey, the auto-solve notice), kept as a system message. The requester
+        alone: the cc's get engineers' replies, never automatic mail (docs/security.md)."""
+        rendered = self.templates.render(template, self._context(ticket, **context))
         subject = tag_subject(rendered.subject, ticket.id)
         message_id = self._message_id(ticket)
         references = thread_ids(ticket)
         mail = OutgoingMail(
             sender=self._desk(ticket),
             to=[Party(ticket.requester)],
-            cc=[Party(address) for address in ticket.cc],
             subject=subject,
             text=rendered.text,
             html=rendered.html,
             message_id=message_id,
-            date=self.app.clock.now(),
+            date=self.clock.now(),
             in_reply_to=answering.message_id if answering else (
                 references[-1] if references else None),
             references=references,
             auto_submitted=auto_submitted,
         )
         message = self._system_message(ticket, message_id, subject, rendered.text)
-        return self._queue(mail, purpose, ticket, message)
+        return self._queue(session, mail, purpose, ticket, message)
 
     def command_error(
-        self, ticket: Ticket, staff_address: str, errors: list[str], reply: Message
+        self, session: Session, ticket: Ticket, staff_address: str, errors: list[str],
+        reply: Message,
     ) -> OutboxMail:
         """Told to the SE alone: their commands were not understood and nothing changed."""
-        rendered = self.app.templates.render(
+        rendered = self.templates.render(
             "command_error", self._context(ticket, errors=errors, reply=reply)
         )
         mail = OutgoingMail(
@@ -233,18 +272,18 @@ class Mails:
             subject=tag_subject(rendered.subject, ticket.id),
             text=rendered.text,
             html=rendered.html,
-            message_id=self._message_id(ticket),
-            date=self.app.clock.now(),
+            message_id=self._staff_message_id(ticket, staff_address),
+            date=self.clock.now(),
             in_reply_to=reply.message_id,
             references=[reply.message_id],
             auto_submitted="auto-replied",
         )
-        return self._queue(mail, "command_error", ticket)
+        return self._queue(session, mail, "command_error", ticket)
 
-    def welcome(self, customer: Customer, contact: str) -> OutboxMail:
-        rendered = self.app.templates.render(
+    def welcome(self, session: Session, customer: Customer, contact: str) -> OutboxMail:
+        rendered = self.templates.render(
             "welcome", self._context(None, customer=customer, contact=contact,
-                                     promises=self.app.sla.promises(customer.plan))
+                                     promises=self.sla.promises(customer.plan))
         )
         mail = OutgoingMail(
             sender=self._desk(None),
@@ -253,7 +292,25 @@ class Mails:
             text=rendered.text,
             html=rendered.html,
             message_id=self._message_id(None),
-            date=self.app.clock.now(),
+            date=self.clock.now(),
             auto_submitted="auto-generated",
         )
-        return self._queue(mail, "welcome", None)
+        return self._queue(session, mail, "welcome", None)
+
+    def digest(self, session: Session, recipients: list[str], report: dict[str, Any],
+               week: str, message_id: str) -> OutboxMail:
+        """The weekly report to the leads: text, and HTML with charts made of tables."""
+        rendered = self.templates.render(
+            "digest", self._context(None, report=report, report_text=report_text(report),
+                                    week=week))
+        mail = OutgoingMail(
+            sender=self._desk(None),
+            to=[Party(address) for address in recipients],
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=self.clock.now(),
+            auto_submitted="auto-generated",
+        )
+        return self._queue(session, mail, "digest", None)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail
 from maild.db.rawstore import RawStore
-from maild.outbound.compose import OutgoingMail, render_mail
+from maild.outbound.compose import OutgoingMail
 
 # Mail up to this size is kept in its outbox row, written with the change that caused
 # it; larger mail (a relayed reply with its attachments) is a file of the raw store.
@@ -25,16 +27,10 @@ def mail_bytes(raw: bytes | None, raw_sha256: str | None, raw_store: RawStore) -
 
 
 def queue_mail(
-    session: Session,
-    raw_store: RawStore,
-    mail: OutgoingMail,
-    *,
-    purpose: str,
-    now: datetime,
-    ticket_id: int | None = None,
-    message: Message | None = None,
+    session: Session, raw_store: RawStore, raw: bytes, mail: OutgoingMail, *, purpose: str,
+    now: datetime, ticket_id: int | None = None, message: Message | None = None,
 ) -> OutboxMail:
-    raw = render_mail(mail)
+    """`mail` in the outbox, as `raw`, its bytes."""
     inline = len(raw) <= INLINE_BYTES
     row = OutboxMail(
         ticket_id=ticket_id,
@@ -53,3 +49,20 @@ def queue_mail(
         row.message = message
     session.add(row)
     return row
+
+
+@dataclass(frozen=True)
+class Backlog:
+    queued: int  # waiting to be sent, including those deferred after a failed attempt
+    oldest: datetime | None  # when the oldest of them was queued
+    failed: int  # given up on: visible on their tickets
+
+
+def backlog(session: Session) -> Backlog:
+    queued, oldest = session.execute(
+        select(func.count(OutboxMail.id), func.min(OutboxMail.created_at))
+        .where(OutboxMail.status == "queued")
+    ).one()
+    failed = session.scalar(
+        select(func.count(OutboxMail.id)).where(OutboxMail.status == "failed"))
+    return Backlog(int(queued or 0), oldest, int(failed or 0))

@@ -6,6 +6,8 @@ import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 
+from maild.errors import PermanentError
+
 BASE_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(hours=1)
 
@@ -33,7 +35,11 @@ def describe_smtp_error(error: BaseException) -> tuple[bool, str]:
         return 400 <= error.smtp_code < 500, f"{error.smtp_code} {text}"
     if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):  # timeouts, refusals
         return True, f"relay unreachable: {error}"
-    return False, f"{type(error).__name__}: {error}"
+    if isinstance(error, PermanentError):  # maild knows this mail can never go
+        return False, str(error)
+    # Anything else is maild's own fault, not the mail's: worth another try, and it
+    # must never count against the mails after it.
+    return True, f"internal error: {type(error).__name__}: {error}"
 
 
 def decide(error: BaseException, attempts: int, max_attempts: int) -> RetryDecision:

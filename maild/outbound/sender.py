@@ -10,14 +10,18 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
+from maild.clock import Clock
+from maild.config import OutboundConfig
+from maild.db.database import Database
 from maild.db.models import OutboxMail, Ticket
+from maild.db.rawstore import RawStore
 from maild.errors import PermanentError
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
-from maild.outbound.smtp import connect
-from maild.runtime.app import App
+from maild.outbound.smtp import connect, reset, send
+from maild.runtime.metrics import Metrics
 from maild.tickets.model import SYSTEM_ACTOR
-from maild.tickets.service import record, record_on
+from maild.tickets.service import record
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +67,17 @@ class _Claimed:
     attempts: int
 
 
+@dataclass(frozen=True)
 class Sender:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.config = app.config.outbound
+    db: Database
+    clock: Clock
+    raw_store: RawStore  # where a mail too large for its outbox row is
+    config: OutboundConfig
+    metrics: Metrics  # deliveries by result
 
     def _claim(self, limit: int) -> list[_Claimed]:
-        now = self.app.clock.now()
-        with self.app.db.transaction() as session:
+        now = self.clock.now()
+        with self.db.transaction() as session:
             rows = session.scalars(
                 select(OutboxMail)
                 .where(OutboxMail.status == "queued", OutboxMail.next_attempt_at <= now)
@@ -95,7 +102,7 @@ class Sender:
             while waiting:
                 mail = waiting.pop(0)
                 try:
-                    raw = mail_bytes(mail.raw, mail.raw_sha256, self.app.raw_store)
+                    raw = mail_bytes(mail.raw, mail.raw_sha256, self.raw_store)
                 except OSError as exc:  # no retry brings back a file that is gone
                     self._failed(mail, PermanentError(
                         f"the mail is missing from storage ({exc.strerror})"), report)
@@ -108,10 +115,10 @@ class Sender:
                             self._failed(unsent, exc, report)
                         return report
                 try:
-                    refused = client.sendmail(mail.mail_from, mail.recipients, raw)
-                except Exception as exc:
+                    refused = send(client, mail.mail_from, mail.recipients, raw)
+                except Exception as exc:  # this mail's failure, never the next one's
                     self._failed(mail, exc, report)
-                    if _connection_lost(exc):
+                    if _connection_lost(exc) or not reset(client):
                         client.close()
                         client = None  # reconnect for the next mail
                 else:
@@ -127,34 +134,38 @@ class Sender:
     def _sent(
         self, claimed: _Claimed, refused: Mapping[str, object], report: DeliveryReport
     ) -> None:
-        now = self.app.clock.now()
-        # Done once per mail sent, so in three statements rather than through the ORM.
-        with self.app.db.transaction() as session:
+        now = self.clock.now()
+        with self.db.transaction() as session:
             ticket_id, message_id, purpose, recipients = session.connection().execute(
                 _MARK_SENT,
                 {"outbox_id": claimed.id, "at": now,
                  "error": f"refused for some recipients: {refused}" if refused else None},
             ).one()
             if ticket_id is not None:
-                record_on(session, ticket_id, now, SYSTEM_ACTOR, "delivered", new=message_id,
-                          detail=f"{purpose} to {', '.join(recipients)}")
+                ticket = session.get(Ticket, ticket_id)
+                assert ticket is not None
+                record(ticket, now, SYSTEM_ACTOR, "delivered", new=message_id,
+                       detail=f"{purpose} to {', '.join(recipients)}")
         report.sent += 1
+        self.metrics.delivered("sent")
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
 
     def _failed(self, claimed: _Claimed, error: BaseException, report: DeliveryReport) -> None:
-        now = self.app.clock.now()
+        now = self.clock.now()
         decision = decide(error, claimed.attempts, self.config.max_attempts)
-        with self.app.db.transaction() as session:
+        with self.db.transaction() as session:
             row = session.get(OutboxMail, claimed.id)
             assert row is not None
             row.last_error = decision.reason
             if decision.retry:
                 row.next_attempt_at = now + decision.delay
                 report.deferred += 1
+                self.metrics.delivered("deferred")
                 log.warning("outbox #%s deferred %s: %s", row.id, decision.delay, decision.reason)
                 return
             row.status = "failed"
             report.failed += 1
+            self.metrics.delivered("failed")
             log.error("outbox #%s failed: %s", row.id, decision.reason)
             if row.ticket_id is not None:
                 ticket = session.get(Ticket, row.ticket_id)

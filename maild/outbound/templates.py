@@ -17,6 +17,7 @@ are found wherever maild is installed and whatever directory it runs in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -34,12 +35,13 @@ from jinja2 import (
 
 from maild.config import BusinessHoursConfig
 from maild.errors import ConfigError
+from maild.tickets.durations import spoken_span
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
-TEMPLATE_NAMES = [
+TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
-    "sla_alert", "escalation",
-]
+    "sla_alert", "escalation", "staff_unproven", "staff_confirm", "digest",
+)
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,15 @@ class Rendered:
 
 
 def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %Z") -> str:
+    """A datetime, or an ISO-8601 text (as in the report's data), in `zone`."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
-def _format_span(value: timedelta) -> str:
+def format_span(value: timedelta) -> str:
     """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
     minutes = int(abs(value.total_seconds()) // 60)
     days, minutes = divmod(minutes, 24 * 60)
@@ -68,13 +73,16 @@ def _format_span(value: timedelta) -> str:
     if minutes and not days:
         parts.append(f"{minutes} min")
     return " ".join(parts) or "less than a minute"
+def _format_hours(value: float) -> str:
+    """Hours as people say them: 50.5 is "2 days 2 h"."""
+    return spoken_span(timedelta(hours=value))
 
 
 _DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
               "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 
 
-def _format_hours(hours: BusinessHoursConfig, at: datetime) -> str:
+def _format_working_hours(hours: BusinessHoursConfig, at: datetime) -> str:
     """Working hours as people say them: "Monday to Friday, 09:00 to 17:00 PST" (the
     zone's name as it is at `at`)."""
     order = list(_DAY_NAMES)
@@ -97,8 +105,9 @@ def _environment(directory: Path, *, html: bool) -> Environment:
         keep_trailing_newline=not html, autoescape=html, auto_reload=True,
     )
     environment.filters["datetime"] = _format_datetime
-    environment.filters["span"] = _format_span
+    environment.filters["span"] = format_span
     environment.filters["hours"] = _format_hours
+    environment.filters["working_hours"] = _format_working_hours
     return environment
 
 
@@ -139,7 +148,7 @@ class Templates:
                 html = None
         return Rendered(subject, text, html)
 
-    def check(self, names: list[str]) -> list[str]:
+    def check(self, names: Sequence[str]) -> list[str]:
         """Compile every template; one line per problem, naming the file."""
         problems = []
         for name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import socket
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # works, but the operator should know (ok stays True)
 
 
 def check_database(config: Config) -> CheckResult:
@@ -64,6 +66,56 @@ def check_inbound_smtp(config: Config) -> CheckResult:
     return CheckResult("inbound SMTP", True, f"{where} is free to listen on")
 
 
+def _loopback_only(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may well be reachable from outside
+
+
+def check_staff(config: Config) -> CheckResult:
+    """verify = "none" trusts a From header: fine where only this machine can write to
+    maild, dangerous where strangers can (a mailbox, a listener beyond loopback)."""
+    staff = config.staff
+    if staff.verify != "none":
+        servers = ", ".join(staff.trusted_authserv_ids)
+        extra = (f", or the topmost Authentication-Results of {servers}"
+                 if servers and staff.verify == "reply-token" else "")
+        return CheckResult("staff", True, f"verify = {staff.verify!r}{extra}")
+    reachable = [f"mailbox {m.name}" for m in config.mailboxes]
+    listener = config.inbound_smtp
+    if listener.enabled and not _loopback_only(listener.host):
+        reachable.append(f"the SMTP listener on {listener.host}:{listener.port}")
+    if not reachable:
+        return CheckResult("staff", True,
+                           'verify = "none": a From header makes staff (loopback only)')
+    return CheckResult(
+        "staff", True,
+        f'verify = "none" trusts the From header, and strangers can write to maild '
+        f"({', '.join(reachable)}): anyone can act as an engineer. Use verify = "
+        '"reply-token" (the default)', warning=True)
+
+
+def check_web(config: Config) -> CheckResult:
+    from maild.web.auth import token_missing
+
+    settings = config.web
+    if not settings.enabled:
+        return CheckResult("web", True, "disabled")
+    if not settings.token:
+        return CheckResult("web", False, token_missing(settings))
+    where = f"{settings.host}:{settings.port}"
+    try:
+        with socket.create_server((settings.host, settings.port)):
+            pass
+    except OSError as exc:
+        return CheckResult("web", False, f"cannot listen on {where}: {exc.strerror}")
+    return CheckResult("web", True,
+                       f"http://{where}/ is free to serve on; the token is in {settings.token_env}")
+
+
 def check_templates(config: Config) -> CheckResult:
     problems = Templates(config.templates.dir).check(TEMPLATE_NAMES)
     if problems:
@@ -103,9 +155,11 @@ def check_mailbox(mailbox: MailboxConfig, clock: Clock) -> CheckResult:
 def run_checks(config: Config, clock: Clock) -> list[CheckResult]:
     return [
         CheckResult("config", True, "valid"),
+        check_staff(config),
         check_database(config),
         check_templates(config),
         check_inbound_smtp(config),
+        check_web(config),
         *(check_mailbox(mailbox, clock) for mailbox in config.mailboxes),
         check_outbound(config),
     ]

@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader
+from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader, ReaderStatus
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
-from maild.outbound.sender import DeliveryReport, Sender
+from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
+
+if TYPE_CHECKING:
+    from maild.web.server import WebServer
+    from maild.web.sources import WebSources
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +37,35 @@ class OnceReport:
     sweeps: dict[str, int] = field(default_factory=dict)
 
 
+def _unhealthy(status: ReaderStatus) -> str | None:
+    """Why a reader in this state cannot take mail in; None when it can (connected), or
+    when another maild reads its mailbox (standby: a known wait)."""
+    if status.state in ("connected", "standby"):
+        return None
+    if status.state == "backoff":
+        return f"not connected: {status.detail}"
+    return "not connected yet" if status.state == "starting" else status.state
+
+
+def web_sources(app: App) -> WebSources:
+    """What the web part reads of the services the composition root built."""
+    from maild.web.sources import WebSources
+
+    return WebSources(config=app.config, clock=app.clock, db=app.db, calendar=app.calendar,
+                      raw_store=app.raw_store, mail_policy=app.parser.policy,
+                      metrics=app.metrics)
+
+
 class Daemon:
-    def __init__(self, app: App, roles: tuple[str, ...] = ROLES) -> None:
+    def __init__(self, app: App, roles: tuple[str, ...] = ROLES,
+                 web_port: int | None = None) -> None:
         self.app = app
         self.roles = roles
-        self.sender = Sender(app)
+        self.web_port = web_port
+        self.sender = app.sender
         self._wake_sender = threading.Event()
         self.readers = [
-            MailboxReader(app, box, self._on_stored) for box in app.config.mailboxes
+            MailboxReader(app.intake, box, self._on_stored) for box in app.config.mailboxes
         ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:
@@ -64,6 +90,30 @@ class Daemon:
             log.exception("scheduler: a sweep failed; carrying on")
         return {}
 
+    def health(self) -> list[str]:
+        """What keeps this process's roles from working now (for /healthz); [] if nothing."""
+        found = []
+        for reader in self.readers:
+            problem = _unhealthy(reader.status)
+            if problem:
+                found.append(f"{reader.name}: {problem}")
+        return found
+
+    def _start_web(self) -> WebServer | None:
+        """The web part, when [web] enables it; a web part that cannot start (no token, the
+        port taken) is refused with the reason, and the roles run without it."""
+        if not self.app.config.web.enabled:
+            return None
+        from maild.web.server import WebServer
+
+        try:
+            server = WebServer(web_sources(self.app), self.health, self.web_port)
+            server.start()
+        except (ConfigError, TemporaryError) as exc:
+            log.error("%s (the rest of maild runs)", exc)
+            return None
+        return server
+
     def _outbound_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             report = self._deliver_safely()
@@ -78,9 +128,11 @@ class Daemon:
         self._remove_stale_temporaries()
         listener = scheduler = sender_thread = None
         reader_threads: list[threading.Thread] = []
+        web = self._start_web()
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
-                listener = SmtpListener(self.app, self._on_stored)
+                listener = SmtpListener(self.app.intake, self.app.config.inbound_smtp,
+                                        self._on_stored)
                 listener.start()
             for reader in self.readers:
                 thread = threading.Thread(
@@ -117,6 +169,8 @@ class Daemon:
                 sender_thread.join(timeout=self.app.config.outbound.timeout_seconds + 5)
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
+            if web is not None:
+                web.stop()
             log.info("maild stopped")
 
     def _remove_stale_temporaries(self) -> None:

@@ -9,11 +9,8 @@ from sqlalchemy import select
 from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.runtime.app import App
-from maild.tickets.alerts import send_sla_alerts
-from maild.tickets.followups import send_followups
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import set_status
-from maild.tickets.surveys import send_surveys
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +55,16 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 
 
 def run_sweeps(app: App) -> dict[str, int]:
-    followups = send_followups(app)
-    surveys = send_surveys(app)
-    return {**followups, "surveys_sent": surveys,
-            "close_solved_tickets": close_solved_tickets(app),
-            "sla_alerts": send_sla_alerts(app)}
+    timed = app.metrics.sweep
+    with timed("followups"):
+        followups = app.followups.send()
+    with timed("surveys"):
+        surveys = app.surveys.send()
+    with timed("close_solved_tickets"):
+        closed = close_solved_tickets(app)
+    with timed("sla_alerts"):
+        alerts = app.sla_alerts.send()
+    with timed("digest"):
+        digests = app.digest.send()
+    return {**followups, "surveys_sent": surveys, "close_solved_tickets": closed,
+            "sla_alerts": alerts, "digests_sent": digests}

@@ -23,13 +23,19 @@ class BusinessCalendar:
         self.start = config.start
         self.end: time | str = config.end
         self.holidays = {date.fromisoformat(day) for day in config.holidays}
+        # Each day's window, once worked out: the report asks for the same few hundred
+        # days for thousands of tickets. A day's window never changes.
+        self._windows: dict[date, tuple[datetime, datetime]] = {}
 
     def is_business_day(self, day: date) -> bool:
         return day.weekday() in self.weekdays and day not in self.holidays
 
     def window(self, day: date) -> tuple[datetime, datetime]:
-        opens = datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
-        return opens, self._closes(day)
+        found = self._windows.get(day)
+        if found is None:
+            opens = datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
+            found = self._windows[day] = (opens, self._closes(day))
+        return found
 
     def _closes(self, day: date) -> datetime:
         if isinstance(self.end, time):

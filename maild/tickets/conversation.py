@@ -7,8 +7,10 @@ from maild.db.models import Message, Ticket
 
 def written_by_the_customer(message: Message) -> bool:
     """A mail a person on the customer's side wrote to us: not our own, not a note, not
-    automatic (an out-of-office or a bounce asks nothing)."""
-    return message.direction == "in" and message.kind == "public" and not message.automatic
+    automatic (an out-of-office or a bounce asks nothing), not from outside the ticket
+    (its participants are not to read a stranger's mail)."""
+    return (message.direction == "in" and message.kind == "public" and not message.automatic
+            and not message.outside)
 
 
 def answered(ticket: Ticket, thread_ids: list[str]) -> Message | None:

@@ -1,24 +1,36 @@
-"""Customers: organisations with their mail domains, tier and plan, welcomed once."""
+"""Customers: organisations with their mail domains, tier and plan, welcomed once. The
+tickets that came in from them before they were registered are linked to them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.db.models import Customer, CustomerContact, CustomerDomain
+from maild.db.models import Customer, CustomerContact, CustomerDomain, Ticket
 from maild.errors import PermanentError
 from maild.mail.addresses import InvalidAddress, normalise
 from maild.outbound.mails import Mails
-from maild.runtime.app import App
 from maild.tickets.model import DEFAULT_TIER, TIERS
+from maild.tickets.service import customer_for, link_customer
 from maild.tickets.views import iso
+
+# Who links a customer's earlier tickets to it, in their event logs.
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Registered:
+    customer: Customer
+    welcomed: bool  # a welcome mail was queued
+    linked: list[int] = field(default_factory=list)  # earlier tickets now linked to it
 
 
 def add_customer(
-    app: App,
+    mails: Mails,
     session: Session,
     name: str,
     *,
@@ -27,8 +39,9 @@ def add_customer(
     plan: str | None = None,
     contacts: Sequence[str] = (),
     welcome: bool = False,
-) -> tuple[Customer, bool]:
-    """Create or update a customer; returns it and whether a welcome mail was queued.
+) -> Registered:
+    """Create or update a customer, and link the tickets its domains and contacts opened
+    before (see link_customer).
 
     Adding the same customer again updates it and never sends a second welcome.
     """
@@ -39,7 +52,7 @@ def add_customer(
     except InvalidAddress as exc:
         raise PermanentError(f"--contact: {exc}") from None
     domains = [d.strip().lower().lstrip("@") for d in domains]
-    now = app.clock.now()
+    now = mails.clock.now()
     customer = session.scalar(
         select(Customer).where(Customer.name == name).with_for_update()
     ) or Customer(name=name, created_at=now)
@@ -62,15 +75,36 @@ def add_customer(
         if owner_contact is None:
             customer.contacts.append(CustomerContact(address=address))
     session.flush()
+    linked = _link_earlier_tickets(mails, session, customer)
     if not welcome or customer.welcomed_at is not None:
-        return customer, False
+        return Registered(customer, False, linked)
     if not customer.contacts:
         raise PermanentError("--welcome needs a --contact to write to")
-    mails = Mails(app, session)
     for contact in customer.contacts:
-        mails.welcome(customer, contact.address)
+        mails.welcome(session, customer, contact.address)
     customer.welcomed_at = now
-    return customer, True
+    return Registered(customer, True, linked)
+
+
+def _link_earlier_tickets(mails: Mails, session: Session, customer: Customer) -> list[int]:
+    """The tickets of no organisation whose requester is now this customer's (by contact
+    or domain, as a new ticket would find it), linked to it."""
+    named = [Ticket.requester.endswith(f"@{d.domain}", autoescape=True)
+             for d in customer.domains]
+    named += [Ticket.requester == c.address for c in customer.contacts]
+    if not named:
+        return []
+    candidates = session.scalars(
+        select(Ticket).where(Ticket.customer_id.is_(None), or_(*named))
+        .options(selectinload(Ticket.events)).order_by(Ticket.id)
+    ).all()
+    now = mails.clock.now()
+    linked = []
+    for ticket in candidates:
+        if customer_for(session, ticket.requester) is customer:
+            link_customer(ticket, customer, actor=OPERATOR, now=now, clocks=mails.sla)
+            linked.append(ticket.id)
+    return linked
 
 
 def customer_json(customer: Customer) -> dict[str, Any]:

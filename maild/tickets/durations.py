@@ -1,4 +1,5 @@
-"""Durations as operators write them in the config: "72 hours", "2 business days"."""
+"""Durations as operators write them in the config ("72 hours", "2 business days"), and
+stretches of time as people say them ("3 h 15 min")."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ def parse_duration(text: str) -> Duration:
         )
     amount, business, unit = match.groups()
     return Duration(int(amount), unit.lower(), business is not None)
+
+
+def spoken_span(value: timedelta) -> str:
+    """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
+    minutes = int(abs(value.total_seconds()) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes and not days:
+        parts.append(f"{minutes} min")
+    return " ".join(parts) or "less than a minute"

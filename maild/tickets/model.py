@@ -18,6 +18,10 @@ WAITING_ON_US = ("new", "open")
 # Done with: no longer in the backlog or counted among a customer's open tickets.
 RESOLVED = ("solved", "closed")
 
+# Still to be done with: the backlog. Asked for by name (`IN`), the status index finds
+# them without reading the resolved tickets, which are nearly all of a desk's.
+UNRESOLVED = tuple(status for status in STATUSES if status not in RESOLVED)
+
 Priority = Literal["p0", "p1", "p2", "p3"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 DEFAULT_PRIORITY: Priority = "p2"

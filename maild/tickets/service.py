@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
@@ -17,18 +17,13 @@ from maild.db.models import (
 )
 from maild.errors import PermanentError
 from maild.mail.addresses import domain_of
-from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, STATUSES
+from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, RESOLVED, STATUSES
 from maild.tickets.sla import SlaClocks
 
 
 def record(
-    ticket: Ticket,
-    now: datetime,
-    actor: str,
-    kind: str,
-    old: str | None = None,
-    new: str | None = None,
-    detail: str | None = None,
+    ticket: Ticket, now: datetime, actor: str, kind: str,
+    old: str | None = None, new: str | None = None, detail: str | None = None,
 ) -> None:
     # Linked from the event's side: appending to ticket.events would first load every
     # event the ticket has, only to add one.
@@ -38,31 +33,6 @@ def record(
     if session is not None:
         session.add(event)
     ticket.updated_at = now
-
-
-_NEW_EVENT = insert(Event)
-_TOUCH_TICKET = (
-    update(Ticket).where(Ticket.id == bindparam("ticket")).values(updated_at=bindparam("at"))
-)
-
-
-def record_on(
-    session: Session,
-    ticket_id: int,
-    now: datetime,
-    actor: str,
-    kind: str,
-    old: str | None = None,
-    new: str | None = None,
-    detail: str | None = None,
-) -> None:
-    """`record` for a ticket that is not loaded, by its number: one INSERT and one
-    UPDATE, for the paths done once per mail (a delivery) that need nothing else of
-    the ticket. Loaded copies of the ticket in `session` do not see it."""
-    connection = session.connection()
-    connection.execute(_NEW_EVENT, {"ticket_id": ticket_id, "at": now, "actor": actor,
-                                    "kind": kind, "old": old, "new": new, "detail": detail})
-    connection.execute(_TOUCH_TICKET, {"ticket": ticket_id, "at": now})
 
 
 def set_status(
@@ -123,11 +93,36 @@ def set_assignee(
             add_participant(ticket, assignee, "staff")
 
 
-def add_participant(ticket: Ticket, address: str, role: str) -> None:
+def link_customer(
+    ticket: Ticket, customer: Customer, *, actor: str, now: datetime, clocks: SlaClocks
+) -> None:
+    """The ticket belongs to `customer`, registered after it came in: its tier ranks it
+    from now on, and while it is unresolved its SLA clocks are planned afresh by the
+    customer's plan. A resolved ticket keeps the due times it was handled under."""
+    if ticket.customer is customer:
+        return
+    record(ticket, now, actor, "customer", ticket.customer.name if ticket.customer else None,
+           customer.name)
+    ticket.customer = customer
+    if ticket.status not in RESOLVED:
+        clocks.refresh(ticket)
+
+
+def add_participant(ticket: Ticket, address: str, role: str) -> bool:
+    """False when `address` already takes part."""
     for participant in ticket.participants:
         if participant.address == address:
-            return
+            return False
     ticket.participants.append(Participant(address=address, role=role))
+    return True
+
+
+def add_cc(ticket: Ticket, address: str, *, actor: str, now: datetime,
+           detail: str | None = None) -> None:
+    """Someone joins the ticket's conversation (docs/security.md): engineers' replies go to
+    them from now on; automatic mail does not."""
+    if add_participant(ticket, address, "cc"):
+        record(ticket, now, actor, "participant", None, address, detail)
 
 
 def takes_part(ticket: Ticket, address: str) -> bool:
@@ -142,12 +137,16 @@ _CUSTOMER_NAMED = union_all(
 ).order_by("rank").limit(1)
 
 
-def customer_for(session: Session, address: str) -> Customer | None:
+def customer_id_for(session: Session, address: str) -> int | None:
     """The customer a contact address names, else the one owning its domain. One query,
     on the connection: customers change outside the intake, never unflushed in it."""
-    customer_id = session.connection().execute(
+    return session.connection().execute(
         _CUSTOMER_NAMED, {"address": address, "domain": domain_of(address)}
     ).scalar()
+
+
+def customer_for(session: Session, address: str) -> Customer | None:
+    customer_id = customer_id_for(session, address)
     return session.get(Customer, customer_id) if customer_id is not None else None
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from maild.clock import Clock
+from maild.db.database import Database
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
+from maild.outbound.caps import automatic_mail_waits
 from maild.outbound.mails import Mails
-from maild.runtime.app import App
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 
@@ -48,18 +51,33 @@ def answers_survey(session: Session, thread_ids: list[str]) -> bool:
     ) is not None
 
 
-def send_surveys(app: App, batch: int = 500) -> int:
-    now = app.clock.now()
-    with app.db.transaction() as session:
-        tickets = session.scalars(claim_tickets(
-            Ticket.status == "solved", Ticket.survey_sent_at.is_(None),
-            limit=batch, loads=SWEEP_LOADS,
-        )).all()
-        mails = Mails(app, session)
-        for ticket in tickets:
-            ticket.survey_sent_at = now
-            mails.to_customer(ticket, "survey", "survey")
-            record(ticket, now, SYSTEM_ACTOR, "survey_sent")
-    if tickets:
-        log.info("sent %d satisfaction surveys", len(tickets))
-    return len(tickets)
+@dataclass(frozen=True)
+class Surveys:
+    db: Database
+    clock: Clock
+    mails: Mails
+    automatic_per_hour: int  # outbound.auto_replies_per_hour: to one address, at most
+
+    def send(self, batch: int = 500) -> int:
+        """The survey to every solved ticket that has not had it."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            tickets = session.scalars(claim_tickets(
+                Ticket.status == "solved", Ticket.survey_sent_at.is_(None),
+                limit=batch, loads=SWEEP_LOADS,
+            )).all()
+            sent = 0
+            for ticket in tickets:
+                ticket.survey_sent_at = now
+                waits = automatic_mail_waits(session, ticket.requester, now,
+                                             self.automatic_per_hour)
+                if waits:
+                    # A survey is a favour asked, not owed: one too many is left out.
+                    record(ticket, now, SYSTEM_ACTOR, "survey_withheld", detail=waits)
+                    continue
+                self.mails.to_customer(session, ticket, "survey", "survey")
+                record(ticket, now, SYSTEM_ACTOR, "survey_sent")
+                sent += 1
+        if sent:
+            log.info("sent %d satisfaction surveys", sent)
+        return sent

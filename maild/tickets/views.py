@@ -1,20 +1,38 @@
-"""Tickets as the command line and exports show them (the shape of `tickets show --json`)."""
+"""Tickets as the command line, exports and the dashboard show them: the shape of
+`tickets show --json`, the text of `tickets show` (times in the business time zone, as in
+mails), and the thread with its quoted history for /tickets/N."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from email.policy import EmailPolicy
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Message, Ticket
+from maild.db.rawstore import RawStore
 from maild.errors import NotFound
+from maild.intake.commands import command_lines
+from maild.intake.parse import parse
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def local_time(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO timestamp of the JSON as people read it: in the business time zone, to
+    the minute ("Mon 23 Nov 2026 10:00 PST")."""
+    if value is None:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -29,6 +47,13 @@ def message_json(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "body": message.body,
         "automatic": message.automatic,
+        # From someone who takes no part in the ticket: kept, sent on to nobody.
+        "outside": message.outside,
+        "staff_notice": message.staff_notice,
+        # Mail from a staff address that proved nothing: why, and the commands it held,
+        # which were not run (docs/design.md, "Who may do what").
+        "unproven_staff": message.unproven_staff,
+        "ignored_commands": command_lines(message.body) if message.unproven_staff else [],
         "attachments": message.attachments,
         "delivery": None if outbox is None else {
             "message_id": outbox.message_id,
@@ -73,6 +98,7 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "satisfaction_comment": ticket.satisfaction_comment,
     }
     if with_messages:
+        data["follow_ups"] = [later.id for later in ticket.follow_ups]
         data["messages"] = [message_json(m) for m in ticket.messages]
         data["events"] = [
             {"at": iso(e.at), "actor": e.actor, "kind": e.kind, "old": e.old, "new": e.new,
@@ -87,6 +113,7 @@ _FULL = (
     selectinload(Ticket.events),
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
+    selectinload(Ticket.follow_ups),
 )
 
 
@@ -119,3 +146,108 @@ def export_tickets(session: Session, batch: int = 200) -> Iterator[dict[str, Any
             yield ticket_json(ticket)
         last_id = tickets[-1].id
         session.expunge_all()
+
+
+# A received mail larger than this is not parsed again for its quoted history on a page
+# view (an attachment of many megabytes would make the page slow for one fold).
+QUOTED_HISTORY_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    """One message of a ticket as an engineer reads it: the new text it stored, and what
+    else the mail said (the quoted history), when it said more."""
+
+    message: Message
+    quoted: str | None
+
+
+class WholeTexts:
+    """Received mails' whole texts, read again from their raw bytes for the quoted history
+    a page folds under each message. Raw mail is stored by its SHA-256 and never changes,
+    so the texts read lately are kept (the smaller ones, a few hundred) for the next view."""
+
+    KEPT = 256
+    KEPT_CHARS = 64 * 1024
+
+    def __init__(self, raw_store: RawStore, policy: EmailPolicy) -> None:
+        self.raw_store = raw_store
+        self.policy = policy
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, raw_sha256: str) -> str | None:
+        """None for mail too large to read on a page view, and for raw mail that is gone or
+        cannot be read (the stored text then stands alone)."""
+        with self._lock:
+            if raw_sha256 in self._kept:
+                self._kept.move_to_end(raw_sha256)
+                return self._kept[raw_sha256]
+        path = self.raw_store.path_for(raw_sha256)
+        try:
+            if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
+                return None
+            whole: str | None = parse(path.read_bytes(), self.policy,
+                                     raw_sha256=raw_sha256).text
+        except Exception:  # hostile or lost raw mail costs the fold, never the page
+            whole = None
+        if whole is None or len(whole) <= self.KEPT_CHARS:
+            with self._lock:
+                self._kept[raw_sha256] = whole
+                while len(self._kept) > self.KEPT:
+                    self._kept.popitem(last=False)
+        return whole
+
+
+def thread(ticket: Ticket, whole_texts: WholeTexts) -> list[ThreadEntry]:
+    return [ThreadEntry(m, _quoted(whole_texts, m)) for m in ticket.messages]
+
+
+def _quoted(whole_texts: WholeTexts, message: Message) -> str | None:
+    """A received mail's whole text, when it is more than the text stored."""
+    if message.raw_sha256 is None or message.direction != "in":
+        return None
+    whole = whole_texts.of(message.raw_sha256)
+    return whole if whole is not None and whole.strip() != message.body.strip() else None
+def ticket_text(data: dict[str, Any], zone: ZoneInfo) -> str:
+    """`tickets show`: the ticket from its JSON, then its messages, oldest first."""
+    lines = [
+        f"#{data['id']} {data['subject']}",
+        f"status {data['status']}, priority {data['priority']}, "
+        f"requester {data['requester']}, assignee {data['assignee'] or '-'}",
+    ]
+    if data["organization"]:
+        lines.append(f"organization {data['organization']} ({data['tier']}, "
+                     f"{data['plan'] or '-'})")
+    lines.append(f"created {local_time(data['created_at'], zone)}, "
+                 f"severity {data['severity'] or '-'}")
+    if data["follow_up_of"]:
+        lines.append(f"follow-up of #{data['follow_up_of']}")
+    if data.get("follow_ups"):
+        lines.append("followed up in " + ", ".join(f"#{n}" for n in data["follow_ups"]))
+    lines.append(_sla_line(data, zone))
+    for message in data["messages"]:
+        delivery = message["delivery"]
+        sent = f" [{delivery['status']}]" if delivery else ""
+        outside = " [FROM OUTSIDE THE TICKET: not a participant]" if message["outside"] else ""
+        lines.append(f"\n--- {local_time(message['created_at'], zone)} {message['direction']} "
+                     f"{message['kind']} {message['author']}{sent}{outside}")
+        if message["unproven_staff"]:
+            lines.append(f"!!! UNPROVEN: {message['unproven_staff']}; handled as a customer's")
+            lines.extend(f"!!! not run: {command}" for command in message["ignored_commands"])
+        lines.append(message["body"])
+    return "\n".join(lines)
+
+
+def _sla_line(data: dict[str, Any], zone: ZoneInfo) -> str:
+    if data["first_response_at"]:
+        parts = [f"first response {local_time(data['first_response_at'], zone)}"]
+    else:
+        parts = [f"first response due {local_time(data['response_due_at'], zone)} "
+                 f"(our target {local_time(data['internal_response_due_at'], zone)})"]
+    paused = (f", paused since {local_time(data['sla_paused_at'], zone)}"
+              if data["sla_paused_at"] else "")
+    parts.append(f"resolution due {local_time(data['resolution_due_at'], zone)}{paused}")
+    if data["escalated_at"]:
+        parts.append(f"escalated {local_time(data['escalated_at'], zone)}")
+    return "SLA: " + "; ".join(parts)

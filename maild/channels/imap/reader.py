@@ -27,11 +27,15 @@ from maild.channels.imap.session import (
     open_session,
     token_source,
 )
-from maild.channels.imap.state import last_uid_for, remember_last_uid
+from maild.channels.imap.state import (
+    last_uid_for,
+    record_connection,
+    record_poll,
+    remember_last_uid,
+)
 from maild.config import MailboxConfig
 from maild.errors import TemporaryError
-from maild.intake.pipeline import IngestResult, intake_batch, quarantine
-from maild.runtime.app import App
+from maild.intake.pipeline import IngestResult, Intake, intake_batch, quarantine
 from maild.runtime.backoff import Backoff
 from maild.runtime.leases import lease_for
 
@@ -108,6 +112,15 @@ def _arrivals(selected: dict[bytes, Any]) -> tuple[int, int]:
     return 0, int(selected[b"EXISTS"])
 
 
+@dataclass(frozen=True)
+class ReaderStatus:
+    """How a reader stands now, for /healthz: starting, connected, standby (another maild
+    holds the mailbox), backoff (after a fault, until it tries again) or stopped."""
+
+    state: str
+    detail: str = ""
+
+
 class FolderRenumbered(TemporaryError):
     """The folder's UIDVALIDITY changed under the reader: read it again from the start."""
 
@@ -119,21 +132,22 @@ class MailboxBusy(TemporaryError):
 class MailboxReader:
     def __init__(
         self,
-        app: App,
+        intake: Intake,
         mailbox: MailboxConfig,
         on_stored: Callable[[IngestResult], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        self.app = app
+        self.intake = intake
         self.mailbox = mailbox
         self.on_stored = on_stored or (lambda result: None)
         self.backoff = backoff or Backoff(cap=BACKOFF_CAP_SECONDS)
-        self.tokens = token_source(mailbox, app.clock)
+        self.tokens = token_source(mailbox, intake.clock)
         self.channel = f"imap:{mailbox.name}"
         self.name = f"mailbox {mailbox.name}"
         # One reader per mailbox across every maild sharing the database.
-        self.lease = lease_for(app.db.url, app.config.storage.dir, f"mailbox-{mailbox.name}")
+        self.lease = lease_for(intake.db.url, intake.config.storage.dir, f"mailbox-{mailbox.name}")
         self._standing_by = False
+        self.status = ReaderStatus("starting")
 
     # --- the daemon's loop ----------------------------------------------------------------
 
@@ -144,6 +158,9 @@ class MailboxReader:
                 if self._take_lease(stop):
                     self._serve_safely(stop)
         finally:
+            if self.status.state in ("connected", "backoff"):  # ours to tell
+                record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "stopped")
+            self.status = ReaderStatus("stopped")
             self.lease.release()
 
     def _take_lease(self, stop: threading.Event) -> bool:
@@ -159,10 +176,12 @@ class MailboxReader:
             if self._standing_by:
                 log.info("%s: the other reader is gone; taking over", self.name)
                 self._standing_by = False
+                self.status = ReaderStatus("starting")
             return True
         if not self._standing_by:
             log.info("%s: another maild is reading it; standing by", self.name)
             self._standing_by = True
+            self.status = ReaderStatus("standby", "another maild is reading it")
         stop.wait(LEASE_RETRY_SECONDS)
         return False
 
@@ -175,11 +194,17 @@ class MailboxReader:
             if not said.startswith(self.name):
                 said = f"{self.name}: {said}"
             log.warning("%s; trying again in %.1f s", said, delay)
+            self._backing_off(said.removeprefix(f"{self.name}: "), delay)
             stop.wait(delay)
-        except Exception:
+        except Exception as exc:
             delay = self.backoff.next_delay()
             log.exception("%s: unexpected failure; trying again in %.1f s", self.name, delay)
+            self._backing_off(f"unexpected failure: {exc!r}", delay)
             stop.wait(delay)
+
+    def _backing_off(self, fault: str, delay: float) -> None:
+        self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
+        record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "backoff", fault)
 
     def drain_once(self) -> DrainReport:
         """`maild run --once`: everything waiting in the folder now, then log out."""
@@ -214,6 +239,8 @@ class MailboxReader:
                 "IDLE" if idle else f"polling every {self.mailbox.poll_seconds:g} s",
                 report.handled,
             )
+            self.status = ReaderStatus("connected")
+            record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "connected")
             confirm = True
             while (not stop.is_set() and not self._login_expired(session)
                    and self._still_ours()):
@@ -223,6 +250,7 @@ class MailboxReader:
                     # not see it), so before each wait the folder is selected afresh:
                     # its answer tells whether anything landed since the last look.
                     now = self._look_again(client, uidvalidity)
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                     if now == seen:
                         self._wait_in_idle(client, stop, CONFIRM_SECONDS if confirm else None)
                         confirm = False
@@ -231,6 +259,7 @@ class MailboxReader:
                 else:
                     stop.wait(self.mailbox.poll_seconds)
                     client.noop()
+                    record_poll(self.intake.db, self.intake.clock, self.mailbox.name)
                 if stop.is_set():
                     break
                 report = self._drain(client, stop, last_uid, rescan=False)
@@ -247,7 +276,7 @@ class MailboxReader:
         return False
 
     def _login_expired(self, session: Session) -> bool:
-        if session.expires_at is None or self.app.clock.now() < session.expires_at:
+        if session.expires_at is None or self.intake.clock.now() < session.expires_at:
             return False
         log.info("%s: the access token has expired; logging in again", self.name)
         return True
@@ -261,8 +290,9 @@ class MailboxReader:
         ensure_folder(client, self.mailbox.quarantine_folder)
         selected = client.select_folder(self.mailbox.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        return last_uid_for(self.app, self.mailbox.name, self.mailbox.folder, uidvalidity), \
-            selected
+        last_uid = last_uid_for(self.intake.db, self.intake.clock, self.mailbox.name,
+                                self.mailbox.folder, uidvalidity)
+        return last_uid, selected
 
     def _look_again(self, client: IMAPClient, uidvalidity: int) -> tuple[int, int]:
         """Select the folder again: the server brings the session up to date and answers
@@ -335,7 +365,8 @@ class MailboxReader:
             handled = self._ingest_batch(client, batch, sizes, stop, report)
             if handled:
                 report.last_uid = max(report.last_uid, *handled)
-                remember_last_uid(self.app, self.mailbox.name, report.last_uid)
+                remember_last_uid(self.intake.db, self.intake.clock, self.mailbox.name,
+                                  report.last_uid)
         return report
 
     def _ingest_batch(
@@ -349,7 +380,7 @@ class MailboxReader:
         fetched = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
         results: list[tuple[int, IngestResult]] = []
         fault: TemporaryError | None = None
-        with intake_batch(self.app, self.channel, self.mailbox.name) as intake:
+        with intake_batch(self.intake, self.channel, self.mailbox.name) as intake:
             intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
                                 if isinstance(data.get(b"BODY[]"), bytes)])
             for uid in batch:
@@ -357,7 +388,7 @@ class MailboxReader:
                     break
                 try:
                     if uid in streamed:
-                        raw_sha256 = self.app.raw_store.put_chunks(
+                        raw_sha256 = self.intake.raw_store.put_chunks(
                             self._chunks(client, uid, sizes[uid]))
                         if raw_sha256 == EMPTY_SHA256:
                             continue  # expunged by someone else since the search
@@ -390,12 +421,12 @@ class MailboxReader:
         self, client: IMAPClient, uid: int, size: int, report: DrainReport
     ) -> None:
         """Keep it (streamed to the raw store, never whole in memory) and quarantine it."""
-        raw_sha256 = self.app.raw_store.put_chunks(self._chunks(client, uid, size))
+        raw_sha256 = self.intake.raw_store.put_chunks(self._chunks(client, uid, size))
         reason = (
             f"message of {size} bytes is larger than max_message_bytes "
             f"({self.mailbox.max_message_bytes}) of mailbox {self.mailbox.name}"
         )
-        report.count(quarantine(self.app, raw_sha256, self.channel, reason))
+        report.count(quarantine(self.intake, raw_sha256, self.channel, reason))
         file_away(client, [uid], self.mailbox.quarantine_folder)
 
     def _chunks(self, client: IMAPClient, uid: int, size: int) -> Iterator[bytes]:

@@ -1,0 +1,165 @@
+"""The dashboard's pages: each reads the desk through the ticket domain (the queue in
+`tickets next` order, a ticket as `tickets show` has it, the report of `maild report`)
+in a read-only transaction, and renders it with Jinja2, autoescaped: mail is hostile,
+and a subject full of markup is shown as the text it is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from maild.db.models import Ticket
+from maild.outbound.templates import format_span
+from maild.tickets.desk import open_by_status, sla_breaches
+from maild.tickets.report import report_with_weeks, week_starts
+from maild.tickets.triage import due, first_of, queue, queue_length, tier
+from maild.tickets.views import WholeTexts, get_ticket, thread
+from maild.web.charts import Chart, Series, bar_chart
+from maild.web.sources import WebSources
+
+PAGES = Path(str(files("maild.web") / "pages"))
+PAGE_SIZE = 50
+REPORT_WEEKS = 8
+MAX_REPORT_WEEKS = 52
+# A report reads every ticket of its weeks (thousands on a large desk) and works out their
+# business hours: one built less than a minute ago is shown again rather than rebuilt for
+# every reload. The page says when it was built.
+REPORT_FRESH_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    rank: int
+    ticket: Ticket
+    tier: str
+    target: str  # which promise the due time is: first response or resolution
+    due: datetime | None
+    overdue: bool
+    countdown: str
+
+
+def countdown(moment: datetime | None, now: datetime) -> str:
+    """How long until a due time ("in 3 h 20 min"), or how long past it."""
+    if moment is None:
+        return "no promise"
+    if moment >= now:
+        return f"in {format_span(moment - now)}"
+    return f"overdue {format_span(now - moment)}"
+
+
+class Pages:
+    def __init__(self, app: WebSources) -> None:
+        self.app = app
+        self.env = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=True,
+                               undefined=StrictUndefined)
+        self.env.filters["when"] = self._when
+        self.env.filters["span"] = format_span
+        self.env.globals["support_name"] = app.config.support.name
+        self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
+        self._building = threading.Lock()
+        self._whole_texts = WholeTexts(app.raw_store, app.mail_policy)
+
+    def _when(self, value: datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
+        if value is None:
+            return "-"
+        return value.astimezone(self.app.calendar.zone).strftime(fmt)
+
+    def _render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(now=self.app.clock.now(), **context)
+
+    def login(self, next_path: str, failed: bool = False) -> str:
+        return self._render("login.html.j2", next_path=next_path, failed=failed)
+
+    def not_found(self, what: str) -> str:
+        return self._render("not_found.html.j2", what=what)
+
+    def queue(self, page: int) -> str:
+        now = self.app.clock.now()
+        offset = (page - 1) * PAGE_SIZE
+        with self.app.db.reading() as session:
+            waiting = queue_length(session)
+            tickets = queue(session, PAGE_SIZE, offset)
+            statuses = open_by_status(session)
+            breaches = sla_breaches(session, now)
+        first = first_of(tickets[:2], self.app.calendar.zone, now) if page == 1 else None
+        rows = []
+        for n, ticket in enumerate(tickets, start=offset + 1):
+            when = due(ticket)
+            rows.append(QueueRow(
+                rank=n, ticket=ticket, tier=tier(ticket),
+                target="first response" if ticket.first_response_at is None else "resolution",
+                due=when, overdue=when is not None and when < now,
+                countdown=countdown(when, now),
+            ))
+        pages = max(1, -(-waiting // PAGE_SIZE))
+        return self._render("queue.html.j2", rows=rows, waiting=waiting, page=page,
+                            pages=pages, first=first, statuses=statuses, breaches=breaches)
+
+    def ticket(self, ticket_id: int) -> str:
+        """Raises NotFound for a ticket that does not exist."""
+        now = self.app.clock.now()
+        with self.app.db.reading() as session:
+            ticket = get_ticket(session, ticket_id)
+            entries = thread(ticket, self._whole_texts)
+        return self._render("ticket.html.j2", ticket=ticket, entries=entries,
+                            tier=tier(ticket), due=due(ticket),
+                            countdown=countdown(due(ticket), now)
+                            if ticket.status in ("new", "open") else None)
+
+    def report(self, weeks: int) -> str:
+        with self._building:  # one build at a time: a second asker waits for the first's
+            built = self._reports.get(weeks)
+            if built is not None and time.monotonic() - built[0] < REPORT_FRESH_SECONDS:
+                return built[1]
+            page = self._build_report(weeks)
+            self._reports[weeks] = (time.monotonic(), page)
+            return page
+
+    def _build_report(self, weeks: int) -> str:
+        now = self.app.clock.now()
+        calendar = self.app.calendar
+        starts = week_starts(calendar, now, weeks)
+        with self.app.db.reading() as session:
+            summary, trends = report_with_weeks(session, calendar, starts, now)
+        return self._render("report.html.j2", summary=summary, weeks=weeks,
+                            charts=_charts(trends, calendar.zone),
+                            last_day=starts[-1] - timedelta(days=1))
+
+
+def _charts(trends: list[dict[str, Any]], zone: Any) -> list[Chart]:
+    labels = [datetime.fromisoformat(w["start"]).astimezone(zone).strftime("%d %b")
+              for w in trends]
+
+    def each(*path: str) -> list[float | None]:
+        found: list[float | None] = []
+        for week in trends:
+            value: Any = week
+            for key in path:
+                value = value[key]
+            found.append(value)
+        return found
+
+    return [
+        bar_chart("Tickets opened and solved", "", labels,
+                  [Series("opened", each("opened")), Series("solved", each("solved"))]),
+        bar_chart("First response, business hours", " h", labels,
+                  [Series("median", each("first_response", "median_hours")),
+                   Series("p90", each("first_response", "p90_hours"))]),
+        bar_chart("Resolution, business hours", " h", labels,
+                  [Series("median", each("resolution", "median_hours")),
+                   Series("p90", each("resolution", "p90_hours"))]),
+        bar_chart("SLA met", "%", labels,
+                  [Series("first response", each("sla", "first_response", "percent")),
+                   Series("resolution", each("sla", "resolution", "percent"))], top=100),
+        bar_chart("Backlog as each week ended", "", labels, [Series("backlog", each("backlog"))]),
+        bar_chart("Satisfaction, average of 1 to 5", "", labels,
+                  [Series("average", each("satisfaction", "average"))], top=5),
+    ]
