@@ -56,5 +56,5 @@ def test_every_process_writes_the_same_mail_to_the_same_bytes() -> None:
 def test_what_the_policies_keep_belongs_to_them() -> None:
     """Two maild in one process (as the tests run) share nothing through the policies."""
     first, second = MailPolicies(), MailPolicies()
-    assert first.reading.header_factory is first.writing.header_factory
     assert first.reading.header_factory is not second.reading.header_factory
+    assert first.writing.header_factory is not second.writing.header_factory
