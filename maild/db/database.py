@@ -15,45 +15,34 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import TemporaryError
 
+# A commit is on disk before maild acts on it: the intake files a message away from the
+# IMAP inbox right after its batch commits, so a commit that a power cut could undo
+# (NORMAL) would lose that mail. With a commit per batch, the price is one WAL sync per
+# batch.
+_WRITER_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                   "busy_timeout=10000")
+# Connections that can only read (the dashboard): a plain (deferred) BEGIN gives each
+# transaction one snapshot of the database without taking the write lock from the intake.
+_READER_PRAGMAS = ("query_only=ON", "busy_timeout=10000")
 
-def _prepare_sqlite(engine: Engine) -> None:
+
+def _prepare_sqlite(engine: Engine, pragmas: tuple[str, ...] = _WRITER_PRAGMAS,
+                    begin: str = "BEGIN IMMEDIATE") -> None:
+    """`begin`: IMMEDIATE (writers) takes the write lock up front, so two writers wait on
+    each other (busy_timeout) instead of failing on a lock upgrade mid-way."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" below open the transaction, not pysqlite.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # A commit is on disk before maild acts on it: the intake files a message away
-        # from the IMAP inbox right after its batch commits, so a commit that a power
-        # cut could undo (NORMAL) would lose that mail. With a commit per batch, the
-        # price is one WAL sync per batch.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front: two writers wait on each
-        # other (busy_timeout) instead of failing on a lock upgrade mid-way.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _prepare_sqlite_reader(engine: Engine) -> None:
-    """Connections that can only read: a plain (deferred) BEGIN gives each transaction one
-    snapshot of the database without taking the write lock from the intake."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(begin)
 
 
 def create_database_engine(url: str) -> Engine:
@@ -124,7 +113,7 @@ class Database:
                         expire_on_commit=False)
                 else:
                     self._reader_engine = create_engine(self.url, connect_args={"timeout": 10})
-                    _prepare_sqlite_reader(self._reader_engine)
+                    _prepare_sqlite(self._reader_engine, _READER_PRAGMAS, "BEGIN")
                     self._readers = sessionmaker(self._reader_engine, expire_on_commit=False)
             return self._readers
 

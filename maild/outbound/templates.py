@@ -60,19 +60,6 @@ def _format_datetime(value: Any, zone: Any = None, fmt: str = "%A %d %B, %H:%M %
     return (value.astimezone(zone) if zone else value).strftime(fmt)
 
 
-def format_span(value: timedelta) -> str:
-    """A stretch of time as people say it: "45 min", "3 h 15 min", "2 days 4 h"."""
-    minutes = int(abs(value.total_seconds()) // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = []
-    if days:
-        parts.append(f"{days} day{'s' if days != 1 else ''}")
-    if hours:
-        parts.append(f"{hours} h")
-    if minutes and not days:
-        parts.append(f"{minutes} min")
-    return " ".join(parts) or "less than a minute"
 def _format_hours(value: float) -> str:
     """Hours as people say them: 50.5 is "2 days 2 h"."""
     return spoken_span(timedelta(hours=value))
@@ -105,7 +92,7 @@ def _environment(directory: Path, *, html: bool) -> Environment:
         keep_trailing_newline=not html, autoescape=html, auto_reload=True,
     )
     environment.filters["datetime"] = _format_datetime
-    environment.filters["span"] = format_span
+    environment.filters["span"] = spoken_span
     environment.filters["hours"] = _format_hours
     environment.filters["working_hours"] = _format_working_hours
     return environment

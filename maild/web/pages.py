@@ -17,8 +17,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from maild.db.models import Ticket
-from maild.outbound.templates import format_span
 from maild.tickets.desk import open_by_status, sla_breaches
+from maild.tickets.durations import spoken_span
 from maild.tickets.report import report_with_weeks, week_starts
 from maild.tickets.triage import due, first_of, queue, queue_length, tier
 from maild.tickets.views import WholeTexts, get_ticket, thread
@@ -51,8 +51,8 @@ def countdown(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "no promise"
     if moment >= now:
-        return f"in {format_span(moment - now)}"
-    return f"overdue {format_span(now - moment)}"
+        return f"in {spoken_span(moment - now)}"
+    return f"overdue {spoken_span(now - moment)}"
 
 
 class Pages:
@@ -61,7 +61,7 @@ class Pages:
         self.env = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=True,
                                undefined=StrictUndefined)
         self.env.filters["when"] = self._when
-        self.env.filters["span"] = format_span
+        self.env.filters["span"] = spoken_span
         self.env.globals["support_name"] = app.config.support.name
         self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
         self._building = threading.Lock()
