@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from mimetypes import guess_type
@@ -23,7 +24,13 @@ from maild.intake.large import STORED_PART, Skeleton, StoredPart
 from maild.intake.replies import new_text
 from maild.intake.tnef import is_tnef
 from maild.intake.tnef import unpack as unpack_tnef
-from maild.mail.addresses import InvalidAddress, Mailbox, normalise, parse_mailboxes
+from maild.mail.addresses import (
+    InvalidAddress,
+    Mailbox,
+    normalise,
+    parse_mailboxes,
+    recovered_mailboxes,
+)
 from maild.mail.message_id import message_ids
 from maild.mail.printable import printable_line, printable_text
 
@@ -253,6 +260,31 @@ def _bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Boun
         return None
 
 
+def _sender(header: _Headers) -> Mailbox:
+    """Who wrote the mail, as a person reads the From header: a value that is not RFC
+    5322 (an unquoted comma in the name, no angle brackets, which the header parser turns
+    into something else) is read again as it came, and its one address taken."""
+    from_value = header["From"]
+    if not from_value:
+        raise ParseError("the message has no From header")
+    senders = parse_mailboxes([from_value])
+    if senders:
+        return senders[0]
+    as_written = str(make_header(decode_header(header.every("From")[0])))
+    recovered = recovered_mailboxes(as_written)
+    if len(recovered) == 1:
+        return recovered[0]
+    if recovered:
+        raise ParseError(f"invalid sender: {from_value!r} names several addresses, "
+                         "none of them clearly the author")
+    claimed = getaddresses([from_value])[0][1] or from_value
+    try:
+        normalise(claimed)
+    except InvalidAddress as exc:
+        raise ParseError(f"invalid sender: {exc}") from None
+    raise ParseError(f"invalid sender: {from_value!r} names no address")
+
+
 def parse(raw: bytes, policy: EmailPolicy, *, large: Skeleton | None = None,
           raw_sha256: str | None = None) -> ParsedMail:
     """`policy`: how headers are read (MailPolicies.reading, maild/mail/policy.py).
@@ -277,17 +309,7 @@ def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: 
         # Which one is the sender? Mail systems disagree, and that is how authenticity
         # checks are fooled; RFC 5322 allows exactly one.
         raise ParseError("more than one From header")
-    from_value = header["From"]
-    senders = parse_mailboxes([from_value]) if from_value else []
-    if not senders:
-        if not from_value:
-            raise ParseError("the message has no From header")
-        claimed = getaddresses([from_value])[0][1] or from_value
-        try:
-            normalise(claimed)
-        except InvalidAddress as exc:
-            raise ParseError(f"invalid sender: {exc}") from None
-        raise ParseError(f"invalid sender: {from_value!r} names no address")
+    sender = _sender(header)
 
     own_ids = message_ids(header["Message-ID"])
     if own_ids:
@@ -314,7 +336,7 @@ def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: 
     return ParsedMail(
         message_id=message_id,
         subject=printable_line(header["Subject"]),
-        sender=_printable(senders)[0],
+        sender=_printable([sender])[0],
         to=_printable(parse_mailboxes(header.every("To"))),
         cc=_printable(parse_mailboxes(header.every("Cc"))),
         date=_date(header["Date"]),
@@ -325,7 +347,7 @@ def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: 
         headers={k: v for k, v in headers.items() if v},
         content_type=message.get_content_type(),
         attachments=content.attachments,
-        bounce=_bounce(message, content.text, senders[0].address, header["Subject"]),
+        bounce=_bounce(message, content.text, sender.address, header["Subject"]),
         authentication_results=[" ".join(v.split())
                                 for v in header.every("Authentication-Results")],
     )
