@@ -10,8 +10,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage, Message
 from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from mimetypes import guess_type
