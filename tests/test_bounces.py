@@ -122,9 +122,9 @@ def test_a_delay_warning_is_kept_but_fails_nothing(app: App, sink: Sink) -> None
     assert ticket["messages"][-1]["kind"] == "internal"
 
 
-def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
+def test_a_bounce_of_mail_we_never_sent_is_ignored_with_its_reason(app: App) -> None:
     result = ingest(app.intake, postfix("<someone-else@elsewhere.example>"), "test")
-    assert result.outcome == "quarantined"
+    assert result.outcome == "ignored"
     assert "automatic message that belongs to no ticket" in result.reason
 
 

@@ -102,6 +102,8 @@ def ingest(obj: Context, files: tuple[str, ...]) -> None:
             worst = max(worst, EX_DATAERR)  # a temporary failure (75) outranks it
         elif result.outcome == "duplicate":
             click.echo(f"{name}: duplicate of {result.message_id}")
+        elif result.outcome == "ignored":
+            click.echo(f"{name}: ignored: {result.reason}")
         else:
             click.echo(f"{name}: ticket #{result.ticket_id}: {result.reason}")
     sys.exit(worst)
