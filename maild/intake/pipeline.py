@@ -164,7 +164,7 @@ def dedupe_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 
 def thread_stage(intake: Intake, session: Session, ctx: Context) -> None:
-    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on)
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on, intake.clock.now())
     ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket,
                              claims_staff=ctx.verdict.staff_proof is not None)
 
