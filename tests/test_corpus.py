@@ -3,6 +3,9 @@ quarantine with a reason, its raw bytes kept, and the intake goes on."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,9 @@ from maild.config import parse_config
 from maild.db.models import Message, QuarantinedMail
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
-from tests.conftest import config_text
+from tests.conftest import Sink, config_text, mailbox_toml
 from tests.helpers import show
+from tests.realmail import IGNORED, Corpus, Desk, play
 
 CORPUS = Path(__file__).parent / "corpus"
 EXPECTED: dict[str, dict[str, Any]] = tomllib.loads((CORPUS / "expected.toml").read_text())
@@ -67,3 +71,39 @@ def test_corpus_file(name: str, corpus_app: App) -> None:
     if "attachments" in expected:
         seen = [[a["filename"], a["sha256"] is not None] for a in message["attachments"]]
         assert seen == expected["attachments"]
+
+
+# --- mail as the world writes it, through a real Dovecot and `maild run --once` -------------
+
+def test_real_world_mail_lands_where_a_person_would_put_it(
+    tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
+) -> None:
+    """tests/realmail.py: customers in the styles of nine clients, their out-of-office
+    replies and their servers' bounces in nine MTA formats, strangers on the same subject,
+    noise, duplicates and malformed senders, with the truth about each."""
+    config = tmp_path / "maild.toml"
+    config.write_text(config_text(database_url, tmp_path / "storage", sink.port,
+                                  mailbox_toml(imap_account)))
+    env = {**os.environ, "MAILD_CONFIG": str(config),
+           "MAILD_TEST_IMAP_SUPPORT": imap_account.password}
+    desk = Desk([sys.executable, "-m", "maild"], env, imap_account, sink.directory)
+    corpus = Corpus(seed=17)
+
+    result = play(corpus, desk, conversations=70)
+
+    print(json.dumps(result.summary()))
+    assert result.mails >= 200
+    assert len({m.style for m in corpus.mails}) >= 40
+    assert result.wrong == [] or result.accuracy >= 0.99, result.wrong
+    assert result.tickets_opened_wrongly == []
+    assert result.lost == []
+    assert result.characters_lost == []
+    assert (result.noise_quarantined, result.noise_ignored) == (
+        0, sum(1 for m in {m.raw: m for m in corpus.mails}.values() if m.truth == IGNORED))
+    # No automatic mail was answered: what maild sent outside the team answers people.
+    automatic = {m.message_id for m in corpus.mails if m.kind in ("auto_reply", "bounce",
+                                                                  "noise")}
+    answered = {str(m.get("In-Reply-To", "")).strip(): m for m in desk.sent()
+                if m["Delivered-To"] != "dan@example.com"}
+    assert [str(answered[i]["Subject"]) for i in automatic.intersection(answered)] == []
+    assert imap_account.count("INBOX") == 0

@@ -31,10 +31,11 @@ from maild.mail.message_id import MSG_ID
 _MESSAGE_ID_LINE = re.compile(rf"^\s*Message-ID:\s*({MSG_ID})", re.IGNORECASE | re.MULTILINE)
 # qmail's bounce (QSBMF) names each failed recipient on a line of its own: `<address>:`.
 _QMAIL_RECIPIENT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$", re.MULTILINE)
-# The subjects delivery systems give their reports, in the languages they write them in,
-# at the start of the subject ("Fwd: Undeliverable: …" is a person asking about one).
+# The words delivery systems put in their reports' subjects, in the languages they write
+# them in. At the start of the subject they make a bounce of any sender's mail; anywhere
+# in it, of a mailer-daemon's ("Fwd: Undeliverable: …" is a person asking about one).
 _BOUNCE_SUBJECT = re.compile(
-    r"^\s*(undeliver|delivery status notification|failure notice|returned mail|"
+    r"\s*(undeliver|delivery status notification|failure notice|returned mail|"
     r"(mail )?delivery (has )?fail|mail delivery (failed|system)|non.?delivery|"
     r"(your )?(message|mail) (could|can) ?not be delivered|delivery failure|"
     r"unzustellbar|nicht zustellbar|non remis|non distribuable|onbestelbaar|"
