@@ -41,7 +41,8 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
         alerts = report.sweeps.get("sla_alerts", 0)
         if daemon.readers:
             click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
-                       f"quarantined {received.quarantined}; ", nl=False)
+                       f"quarantined {received.quarantined}, ignored {received.ignored}; ",
+                       nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
                    f"closed {closed}; SLA alerts {alerts}"
