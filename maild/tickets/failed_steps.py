@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -136,8 +136,18 @@ def _hold_back(session: Session, ticket: Ticket, step: str, failed: FailedStep |
                 exc_info=exc if failed.attempts == 1 else None)
 
 
-def failing_steps(session: Session) -> list[FailedStep]:
-    """Every step held back, the ticket with the longest-failing first."""
-    return list(session.scalars(
-        select(FailedStep).order_by(FailedStep.first_failed_at, FailedStep.ticket_id,
-                                    FailedStep.step)))
+def failing_steps(session: Session, status: str | None = None) -> list[dict[str, Any]]:
+    """Every step held back, with its ticket, the longest-failing first: what
+    `maild tickets list --failing` shows."""
+    query = (select(FailedStep, Ticket).join(Ticket, Ticket.id == FailedStep.ticket_id)
+             .order_by(FailedStep.first_failed_at, FailedStep.ticket_id, FailedStep.step))
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    return [{
+        "id": ticket.id, "subject": ticket.subject, "status": ticket.status,
+        "requester": ticket.requester, "step": failed.step, "attempts": failed.attempts,
+        "last_error": failed.last_error,
+        "failing_since": failed.first_failed_at.isoformat(),
+        "last_failed_at": failed.last_failed_at.isoformat(),
+        "retry_at": failed.retry_at.isoformat(),
+    } for failed, ticket in session.execute(query)]
