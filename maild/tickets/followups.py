@@ -127,7 +127,7 @@ class FollowUps:
                                        lambda ticket: self._follow_up(session, ticket, now))
                 for outcome in outcomes.done:
                     done[outcome] += 1
-                failed += outcomes.failed
+                failed += len(outcomes.failed)
             if len(due) < batch:
                 break
         if any(done.values()) or failed:
