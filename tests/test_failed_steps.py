@@ -218,3 +218,26 @@ def test_a_ticket_that_cannot_be_closed_does_not_stop_those_solved_after_it(
     clock.advance(timedelta(minutes=5))
     assert close_solved_tickets(app, batch=batch) == 1
     assert show(app, oldest)["status"] == "closed"
+
+
+def test_a_held_back_nudge_is_forgotten_when_the_customer_answers(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+    config_file: Path,
+) -> None:
+    templates = tmp_path / "templates"
+    override(templates, "nudge", NAMING_THE_CUSTOMER, "Still there?", "are you still there?")
+    desk = desk_with_templates(app, app_with, templates)
+    ticket_id = new_ticket(desk, "bob@customer.example", 1)
+    engineer_answers(desk, ticket_id)
+    clock.set(at(11, 25, 10))
+    run_sweeps(desk)
+    assert [f["id"] for f in failing(config_file, clock.now(), "--json")] == [ticket_id]
+
+    clock.set(at(11, 25, 10, 2))
+    ingest(desk.intake, make_mail(sender="bob@customer.example",
+                                  subject=f"Re: [#{ticket_id}] Printer on fire",
+                                  message_id="<answer@customer.example>",
+                                  in_reply_to="<q1@x.example>", body="Works now.\n"), "test")
+    run_sweeps(desk)
+    assert show(desk, ticket_id)["status"] == "open"
+    assert failing(config_file, clock.now(), "--json") == []

@@ -17,7 +17,7 @@ from maild.db.loads import CLOSE_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.errors import TemporaryError
 from maild.runtime.app import App
-from maild.tickets.failed_steps import CLOSE, each_ticket, not_held_back
+from maild.tickets.failed_steps import CLOSE, each_ticket, forget_settled, not_held_back
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import set_status
 
@@ -45,6 +45,7 @@ def close_solved_tickets(app: App, batch: int = 500) -> int:
 
     while True:
         with app.db.transaction() as session:
+            forget_settled(session, CLOSE, Ticket.status == "solved")
             candidates = session.execute(
                 select(Ticket.id, Ticket.solved_at)
                 .where(Ticket.status == "solved", Ticket.solved_at.is_not(None),

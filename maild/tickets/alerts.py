@@ -22,7 +22,7 @@ from maild.db.database import Database
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
-from maild.tickets.failed_steps import SLA_ALERT, each_ticket, not_held_back
+from maild.tickets.failed_steps import SLA_ALERT, each_ticket, forget_settled, not_held_back
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 from maild.tickets.sla import Alert, SlaClocks, worth_telling
@@ -84,6 +84,7 @@ class SlaAlerts:
         sent = 0
         while True:
             with self.db.transaction() as session:
+                forget_settled(session, SLA_ALERT, Ticket.sla_alert_at.is_not(None))
                 tickets = session.scalars(claim_tickets(
                     Ticket.sla_alert_at <= now, not_held_back(SLA_ALERT, now),
                     order_by=Ticket.sla_alert_at, limit=batch, loads=SWEEP_LOADS,

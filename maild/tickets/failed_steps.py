@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,16 @@ def not_held_back(step: str, now: datetime) -> ColumnElement[bool]:
     so that a held-back ticket never stands in front of the ones behind it."""
     return ~exists().where(FailedStep.ticket_id == Ticket.id, FailedStep.step == step,
                            FailedStep.retry_at > now)
+
+
+def forget_settled(session: Session, step: str, due: ColumnElement[bool]) -> None:
+    """Forget the held-back `step` of tickets for which it is no longer due (`due`, over
+    Ticket, says when it is): a customer who answered is not nudged, a ticket reopened
+    is not closed. Reads only the held-back rows, usually none."""
+    session.execute(delete(FailedStep).where(
+        FailedStep.step == step,
+        ~exists().where(Ticket.id == FailedStep.ticket_id, due),
+    ).execution_options(synchronize_session=False))
 
 
 def reason(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from maild.outbound.caps import HOUR, automatic_mail_waits
 from maild.outbound.mails import Mails
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.durations import Duration
-from maild.tickets.failed_steps import FOLLOWUP, each_ticket, not_held_back
+from maild.tickets.failed_steps import FOLLOWUP, each_ticket, forget_settled, not_held_back
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record, set_status
 from maild.tickets.sla import SlaClocks
@@ -118,6 +118,7 @@ class FollowUps:
         failed = 0
         while True:
             with self.db.transaction() as session:
+                forget_settled(session, FOLLOWUP, Ticket.status == "pending")
                 due = session.scalars(claim_tickets(
                     Ticket.status == "pending", Ticket.followup_due_at <= now,
                     not_held_back(FOLLOWUP, now),

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from maild.clock import Clock
@@ -23,7 +23,7 @@ from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import OutboxMail, Ticket
 from maild.outbound.caps import automatic_mail_waits
 from maild.outbound.mails import Mails
-from maild.tickets.failed_steps import SURVEY, each_ticket, not_held_back
+from maild.tickets.failed_steps import SURVEY, each_ticket, forget_settled, not_held_back
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 
@@ -85,6 +85,8 @@ class Surveys:
         sent = 0
         while True:
             with self.db.transaction() as session:
+                forget_settled(session, SURVEY, and_(Ticket.status == "solved",
+                                                     Ticket.survey_sent_at.is_(None)))
                 tickets = session.scalars(claim_tickets(
                     Ticket.status == "solved", Ticket.survey_sent_at.is_(None),
                     not_held_back(SURVEY, now), limit=batch, loads=SWEEP_LOADS,
