@@ -241,3 +241,34 @@ def test_a_held_back_nudge_is_forgotten_when_the_customer_answers(
     run_sweeps(desk)
     assert show(desk, ticket_id)["status"] == "open"
     assert failing(config_file, clock.now(), "--json") == []
+
+
+def test_a_failing_digest_is_held_back_too_and_goes_out_once_fixed(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "digest.txt.j2").write_text(
+        "Subject: The week {{ week }}\n\n{{ report.no_such_figure }}\n")
+    desk = app_with(templates=app.config.templates.model_copy(update={"dir": templates}),
+                    digest=app.config.digest.model_copy(update={"to": ["lead@example.com"]}))
+
+    def digest_failures() -> float:
+        return desk.metrics.registry.get_sample_value(
+            "maild_sweep_failures_total", {"sweep": "digest"}) or 0
+
+    clock.set(at(11, 30, 8))  # Monday 08:00: the digest is due
+    assert run_sweeps(desk)["digests_sent"] == 0
+    assert digest_failures() == 1
+    for minutes in (1, 4):
+        clock.set(at(11, 30, 8, minutes))
+        run_sweeps(desk)
+    assert digest_failures() == 1  # not every minute
+    clock.set(at(11, 30, 8, 5))
+    run_sweeps(desk)
+    assert digest_failures() == 2
+
+    (templates / "digest.txt.j2").unlink()
+    clock.set(at(11, 30, 8, 15))
+    assert run_sweeps(desk)["digests_sent"] == 1
+    assert digest_failures() == 2
