@@ -4,18 +4,27 @@ through the command line with the clock set for each step (MAILD_NOW), compared 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from maild.clock import FixedClock
+from maild.db.models import Ticket
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.customers import add_customer
-from maild.tickets.report import build_report, hours_summary, nearest_rank
+from maild.tickets.report import (
+    build_report,
+    hours_summary,
+    nearest_rank,
+    report_with_weeks,
+    week_starts,
+)
 from maild.tickets.service import set_priority
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
@@ -405,3 +414,31 @@ def test_report_on_the_command_line(config_file: Path, sink: Sink) -> None:
     assert data["since"] == "2026-11-01T00:00:00-07:00"
     assert data["tickets"]["opened"] == 1
     assert data["until"] == "2026-11-24T00:00:00-08:00"  # through today, in Los Angeles
+
+
+def test_the_weeks_read_at_once_agree_with_a_report_per_week(app: App) -> None:
+    """The dashboard reads its weeks' tickets once; each week must still come out as the
+    report of that week alone would give it, on a desk of every state and age."""
+    from bench.web import NOW, seed  # the benchmark's desk, here at 4,000 tickets
+
+    seed(app, 4000)
+    starts = week_starts(app.calendar, NOW, 8)
+    with app.db.reading() as session:
+        summary, weeks = report_with_weeks(session, app.calendar, starts, NOW)
+        assert summary == build_report(session, app.calendar, starts[0], starts[-1], NOW)
+        for (start, end), week in zip(itertools.pairwise(starts), weeks, strict=True):
+            alone = build_report(session, app.calendar, start, end, NOW)
+            assert week["opened"] == alone["tickets"]["opened"]
+            assert week["solved"] == alone["tickets"]["solved"]
+            assert week["first_response"] == alone["first_response"]
+            assert week["resolution"] == alone["resolution"]
+            for target in ("first_response", "resolution"):
+                assert week["sla"][target] == alone["sla"][target]["all"]
+            assert week["satisfaction"] == {
+                key: alone["satisfaction"][key] for key in ("answers", "average")}
+            ended = min(end, NOW)
+            assert week["backlog"] == (
+                session.scalar(select(func.count(Ticket.id)).where(Ticket.created_at < ended))
+                - session.scalar(select(func.count(Ticket.id)).where(Ticket.solved_at < ended)))
+    assert sum(w["opened"] for w in weeks) == summary["tickets"]["opened"] > 100
+    assert any(w["sla"]["resolution"]["missed"] for w in weeks)
