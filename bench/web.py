@@ -128,6 +128,11 @@ def seed(app: App, size: int) -> int:
                                "created_at": NOW - SPAN})
     for n in range(1, size + 1):
         ticket = _ticket(n, size, rng, customers)
+        # As maild keeps them when a ticket is answered and solved (sla.py).
+        for moment, column in (("first_response_at", "first_response_business_seconds"),
+                               ("solved_at", "resolution_business_seconds")):
+            ticket[column] = (app.calendar.business_time_between(
+                ticket["created_at"], ticket[moment]).total_seconds() if ticket[moment] else None)
         rows[Ticket].append(ticket)
         rows[Participant].append({"ticket_id": n, "address": ticket["requester"],
                                   "role": "requester"})

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from maild.clock import FixedClock
 from maild.db.models import Ticket
@@ -442,3 +442,32 @@ def test_the_weeks_read_at_once_agree_with_a_report_per_week(app: App) -> None:
                 - session.scalar(select(func.count(Ticket.id)).where(Ticket.solved_at < ended)))
     assert sum(w["opened"] for w in weeks) == summary["tickets"]["opened"] > 100
     assert any(w["sla"]["resolution"]["missed"] for w in weeks)
+
+
+def test_business_times_are_kept_on_the_ticket_and_read_back_alike(
+        app: App, clock: FixedClock) -> None:
+    """A ticket keeps its business time to first response and to solve from when they
+    happen; tickets from before they were kept are worked out from the calendar, the
+    same."""
+    story(app, clock)
+    with app.db.transaction() as session:
+        kept = session.execute(select(
+            Ticket.id, Ticket.created_at, Ticket.first_response_at, Ticket.solved_at,
+            Ticket.first_response_business_seconds, Ticket.resolution_business_seconds,
+        ).order_by(Ticket.id)).all()
+        report = build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
+                              clock.now())
+    assert sorted(row.first_response_business_seconds or 0 for row in kept) == [
+        0, 2 * 3600, 10 * 3600]
+    for row in kept:
+        if row.solved_at is not None:
+            assert row.resolution_business_seconds == app.calendar.business_time_between(
+                row.created_at, row.solved_at).total_seconds()
+        else:
+            assert row.resolution_business_seconds is None
+    with app.db.transaction() as session:
+        session.execute(update(Ticket).values(first_response_business_seconds=None,
+                                              resolution_business_seconds=None))
+    with app.db.transaction() as session:
+        assert build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
+                            clock.now()) == report

@@ -33,7 +33,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -145,27 +145,17 @@ def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: 
             Ticket.id.in_(answered_in_range),
         )),
     )
-    in_view = select(Ticket.id).where(relevant)
-    first_messages = (select(func.min(Message.id)).where(Message.ticket_id.in_(in_view))
-                      .group_by(Message.ticket_id))
-    opened_by_staff = set(session.scalars(
-        select(Message.ticket_id).where(Message.id.in_(first_messages),
-                                        Message.direction == "out")))
-    first_replies = (select(func.min(Message.id))
-                     .where(Message.ticket_id.in_(in_view), Message.direction == "out",
-                            Message.kind == "public")
-                     .group_by(Message.ticket_id))
-    responder: dict[int, str] = {
-        ticket_id: author for ticket_id, author in session.execute(
-            select(Message.ticket_id, Message.author).where(Message.id.in_(first_replies)))}
     rows = session.execute(
         select(Ticket.id, Ticket.subject, Ticket.status, Ticket.priority, Ticket.severity,
                Customer.plan, Ticket.assignee, Ticket.created_at, Ticket.solved_at,
                Ticket.first_response_at, Ticket.response_due_at,
                Ticket.internal_response_due_at, Ticket.resolution_due_at,
-               Ticket.sla_paused_at)
+               Ticket.sla_paused_at, Ticket.first_response_business_seconds,
+               Ticket.resolution_business_seconds)
         .outerjoin(Customer, Ticket.customer_id == Customer.id)
-        .where(relevant).order_by(Ticket.id))
+        .where(relevant).order_by(Ticket.id)).all()
+    opened_by_staff, responder = _first_messages(session, [row.id for row in rows])
+    since, until = since.astimezone(UTC), until.astimezone(UTC)
     tickets = []
     for row in rows:
         by_staff = row.id in opened_by_staff
@@ -176,11 +166,13 @@ def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: 
             created_at=row.created_at, solved_at=solved, first_response_at=answered,
             by_staff=by_staff, responder=responder.get(row.id),
             first_response_time=(
-                calendar.business_time_between(row.created_at, answered)
+                _business_time(calendar, row.created_at, answered,
+                               row.first_response_business_seconds)
                 if answered is not None and not by_staff and row.created_at >= since
                 else None),
             resolution_time=(
-                calendar.business_time_between(row.created_at, solved)
+                _business_time(calendar, row.created_at, solved,
+                               row.resolution_business_seconds)
                 if solved is not None and not by_staff and since <= solved < until
                 else None),
             outcomes=() if by_staff else tuple(outcomes(row, now)),
@@ -188,11 +180,44 @@ def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: 
     return tickets
 
 
+def _business_time(calendar: BusinessCalendar, opened: datetime, until: datetime,
+                   known: float | None) -> timedelta:
+    """As kept on the ticket when it happened; worked out for tickets from before that."""
+    if known is not None:
+        return timedelta(seconds=known)
+    return calendar.business_time_between(opened, until)
+
+
+def _first_messages(session: Session, ticket_ids: list[int]) -> tuple[set[int], dict[int, str]]:
+    """Of these tickets: those whose first message was staff's (opened by an engineer),
+    and the author of each one's first public reply."""
+    opened_by_staff: set[int] = set()
+    responder: dict[int, str] = {}
+    for start in range(0, len(ticket_ids), 500):  # by the ticket index, a chunk at a time
+        seen: set[int] = set()
+        for ticket_id, direction, kind, author in session.execute(
+            select(Message.ticket_id, Message.direction, Message.kind, Message.author)
+            .where(Message.ticket_id.in_(ticket_ids[start:start + 500]))
+            .order_by(Message.ticket_id, Message.id)
+        ):
+            if ticket_id not in seen:
+                seen.add(ticket_id)
+                if direction == "out":
+                    opened_by_staff.add(ticket_id)
+            if direction == "out" and kind == "public" and ticket_id not in responder:
+                responder[ticket_id] = author
+    return opened_by_staff, responder
+
+
 class _Window:
     """The figures of the tickets in [since, until) that are about that range, by the
     module's definitions. `tickets` may hold more than the range touches; never less."""
 
     def __init__(self, tickets: Iterable[_Ticket], since: datetime, until: datetime) -> None:
+        # Compared in UTC as the database gives them: comparing across time zones asks
+        # each zone for its offset, every time.
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+
         def within(moment: datetime | None) -> bool:
             return moment is not None and since <= moment < until
 
@@ -434,10 +459,12 @@ def weekly_trends(session: Session, calendar: BusinessCalendar, starts: list[dat
 
 def _weeks(session: Session, tickets: list[_Ticket], starts: list[datetime],
            now: datetime) -> list[dict[str, Any]]:
+    bounds = [start.astimezone(UTC) for start in starts]
+
     def week_of(moment: datetime | None) -> int | None:
-        if moment is None or not starts[0] <= moment < starts[-1]:
+        if moment is None or not bounds[0] <= moment < bounds[-1]:
             return None
-        return bisect_right(starts, moment) - 1
+        return bisect_right(bounds, moment) - 1
 
     # Each week gets the tickets with something in it, so that a week's figures read
     # a week's tickets, not the whole range's.
@@ -450,7 +477,7 @@ def _weeks(session: Session, tickets: list[_Ticket], starts: list[datetime],
                 touching[week][ticket.id] = ticket
     answers: list[list[Answer]] = [[] for _ in starts[1:]]
     for answer in _Events(session, starts[0], starts[-1]).answers():
-        answers[bisect_right(starts, answer[3]) - 1].append(answer)
+        answers[bisect_right(bounds, answer[3]) - 1].append(answer)
     backlog = _backlog_at(session, starts[0])
     weeks = []
     for n, (start, end) in enumerate(itertools.pairwise(starts)):
