@@ -43,6 +43,7 @@ from maild.runtime.app import App, build_app
 from maild.runtime.daemon import web_sources
 from maild.tickets.desk import open_by_status
 from maild.tickets.model import TIERS
+from maild.tickets.report import report_with_weeks, week_starts
 from maild.tickets.triage import queue_length
 from maild.web.pages import PAGE_SIZE
 from maild.web.server import WebServer
@@ -242,6 +243,14 @@ def main() -> None:
                   f"{median / baseline:10.1f}x")
         for path, took in cold.items():
             print(f"{path + ', first view':40} {took * 1000:7.1f}ms "
+                  f"{'':>9} {took / baseline:10.1f}x")
+        for weeks in (8, 52):  # what a build costs, beside the views that never wait for it
+            starts = week_starts(app.calendar, NOW, weeks)
+            with app.db.reading() as session:
+                started = time.perf_counter()
+                report_with_weeks(session, app.calendar, starts, NOW)
+                took = time.perf_counter() - started
+            print(f"{f'report build, {weeks} weeks':40} {took * 1000:7.1f}ms "
                   f"{'':>9} {took / baseline:10.1f}x")
         connection.close()
     finally:
