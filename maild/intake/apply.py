@@ -441,11 +441,14 @@ class _Apply:
         summary = [f"staff {kind} reply"]
         if public:
             recipients = self._relay_recipients(ticket)
+            relayed = 0
             if recipients:
                 answering = answered(ticket, self.mail.thread_ids)
-                self.queued += self._compose(ticket, "reply", lambda: self.mails.relay(
+                relayed = self._compose(ticket, "reply", lambda: self.mails.relay(
                     self.session, ticket, reply, recipients, answering=answering))
-            summary.append(f"relayed to {len(recipients)}")
+                self.queued += relayed
+            summary.append(f"relayed to {len(recipients)}" if relayed or not recipients
+                           else "not relayed: its template failed")
             first_response(ticket, now=self.now, clocks=self.sla)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
