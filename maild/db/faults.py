@@ -43,6 +43,9 @@ _SQLITE_SCHEMA_MISSING = ("no such table", "no such column")
 # syntax or access-rule errors of a statement, except those that mean the schema or the
 # rights are not what maild was set up with.
 _POSTGRESQL_REFUSALS = ("22", "23", "54", "42")
+# What libpq refuses to send, with no SQLSTATE as the server never saw it; any other error
+# without one is a connection that failed.
+_POSTGRESQL_UNSENDABLE = ("number of parameters must be between",)
 _POSTGRESQL_ENVIRONMENT = frozenset({
     "42P01",  # undefined_table
     "42703",  # undefined_column
@@ -64,7 +67,7 @@ def is_outage(exc: DBAPIError) -> bool:
         return any(text in str(original) for text in _SQLITE_SCHEMA_MISSING)
     state = getattr(original, "sqlstate", None)
     if not isinstance(state, str):
-        return True  # no code: a connection that failed before the server answered
+        return not any(text in str(original) for text in _POSTGRESQL_UNSENDABLE)
     if state in _POSTGRESQL_ENVIRONMENT:
         return True
     return not state.startswith(_POSTGRESQL_REFUSALS)
