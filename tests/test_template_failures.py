@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -13,12 +15,14 @@ from sqlalchemy import select
 from maild.clock import FixedClock
 from maild.config import Config
 from maild.db.models import OutboxMail
+from maild.intake.pipeline import ingest
 from maild.outbound.samples import samples
 from maild.outbound.templates import SHIPPED_TEMPLATES, TEMPLATE_NAMES, Templates
-from maild.runtime.app import build_app
+from maild.runtime.app import App, build_app
+from maild.tickets.customers import add_customer
 from tests.conftest import START
-from tests.helpers import maild
-from tests.mailbuilder import make_mail
+from tests.helpers import maild, notice_to, show
+from tests.mailbuilder import make_mail, staff_reply
 
 TYPO = "{{ customer.nmae }}"
 
@@ -133,15 +137,11 @@ def test_a_failing_notification_fails_alone(config: Config, tmp_path: Path) -> N
         "templates": config.templates.model_copy(update={"dir": overrides})}),
         FixedClock(START))
     try:
-        from maild.intake.pipeline import ingest
-
         result = ingest(app.intake, make_mail(), "smtp")
         assert (result.outcome, result.ticket_id) == ("stored", 1)
         with app.db.transaction() as session:
             queued = session.scalars(select(OutboxMail.purpose)).all()
         assert queued == ["ack"]
-        from tests.helpers import show
-
         ticket = show(app, 1)
         assert _mail_failed(ticket) == [
             f"notification not sent: {overrides / 'notify.txt.j2'} line 3: "
@@ -161,3 +161,50 @@ def test_the_log_names_the_ticket(config_file: Path, tmp_path: Path,
     assert re.match(r"ticket #1: acknowledgment not sent for <first@customer\.example>: "
                     r"template .*ack\.txt\.j2 line 3: 'None' has no attribute 'nmae'",
                     failed[0])
+
+
+def test_samples_give_each_template_what_its_live_mail_gives_it(
+    app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The samples `maild check` renders hold the very variables the live mails hold: a
+    variable added to a mail and not to its samples fails here, not at a customer's."""
+    given: dict[str, set[str]] = {}
+    render = Templates.render
+
+    def recording(self: Templates, name: str, context: dict[str, Any]) -> Any:
+        given.setdefault(name, set()).update(context)
+        return render(self, name, context)
+
+    # A spy, not a stand-in: the real render runs, and its context is noted.
+    monkeypatch.setattr(Templates, "render", recording)
+
+    # intake/apply.py: the acknowledgment and notification; an engineer's reply, relayed;
+    # commands not understood.
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    assert ticket_id is not None
+    ingest(app.intake, staff_reply(ticket_id, "#sovle\n", "<bad@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
+    ingest(app.intake, staff_reply(ticket_id, "Unplug it.\n", "<dan1@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
+    # tickets/followups.py and surveys.py: each nudge, the auto-solve, the survey.
+    for _ in range(4):
+        clock.advance(timedelta(days=7))
+        app.followups.send()
+        app.surveys.send()
+    # tickets/alerts.py: a ticket nobody answers, warned about, breached, escalated.
+    ingest(app.intake, make_mail(sender="Bob <bob@elsewhere.example>",
+                                 message_id="<bob@elsewhere.example>"), "test")
+    for _ in range(20):
+        clock.advance(timedelta(days=1))
+        app.sla_alerts.send()
+    # tickets/customers.py: the welcome mail.
+    with app.db.transaction() as session:
+        add_customer(app.mails, session, "Acme", domains=["acme.example"],
+                     contacts=["ann@acme.example"], welcome=True)
+
+    assert set(given) >= {"ack", "notify", "reply", "command_error", "nudge", "auto_solved",
+                          "survey", "sla_alert", "escalation", "welcome"}
+    sampled: dict[str, set[str]] = {}
+    for sample in samples(app.config, clock):
+        sampled.setdefault(sample.template, set()).update(sample.context)
+    assert {name: sampled[name] for name in given} == given
