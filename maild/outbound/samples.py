@@ -114,7 +114,8 @@ class _Desk:
             answered = status != "new"
             yield _Case(f"{status}, a customer of an organisation",
                         self.ticket(customer=self.customer, status=status, answered=answered))
-            yield _Case(f"{status}, an organisation without a plan, through a mailbox",
+            through = f", through mailbox {self.mailbox}" if self.mailbox else ""
+            yield _Case(f"{status}, an organisation without a plan{through}",
                         self.ticket(customer=self.customer_without_plan, status=status,
                                     mailbox=self.mailbox, answered=answered))
             yield _Case(f"{status}, a sender of no known organisation, who gave no name",
