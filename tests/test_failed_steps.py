@@ -102,14 +102,16 @@ def test_a_nudge_that_fails_for_one_ticket_holds_back_that_ticket_alone(
     assert customer_mails(desk, alone) == []
     [event] = events(desk, alone, "step_failed")
     assert event["new"] == "followup"
+    # The template's file and line, and what is wrong there.
     assert event["detail"].startswith(
-        "nudge.txt.j2 line 3: UndefinedError: 'None' has no attribute 'name' (attempt 1;")
+        f"{templates / 'nudge.txt.j2'} line 3: 'None' has no attribute 'name' (attempt 1;")
 
     [listed] = failing(config_file, failed_at, "--json")
     assert {k: listed[k] for k in ("id", "step", "attempts", "retry_at")} == {
         "id": alone, "step": "followup", "attempts": 1,
         "retry_at": iso(failed_at + timedelta(minutes=5))}
-    assert listed["last_error"].startswith("nudge.txt.j2 line 3: UndefinedError")
+    assert listed["last_error"] == f"{templates / 'nudge.txt.j2'} line 3: 'None' has no " \
+        "attribute 'name'"
     text = failing(config_file, failed_at)
     assert f"#{alone:<5} pending  followup  failed 1 time since 2026-11-25 10:00 PST" in text
     assert "next try 2026-11-25 10:05 PST" in text
