@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -127,6 +128,10 @@ class Ticket(Base):
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     internal_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Business time from opening to the first response and to the solve, worked out when
+    # they happen (sla.py), so that the report sums them instead of walking calendars.
+    first_response_business_seconds: Mapped[float | None] = mapped_column(Float)
+    resolution_business_seconds: Mapped[float | None] = mapped_column(Float)
     # The next warning, breach notice or escalation to send, and the ones already sent.
     sla_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     sla_alerts_sent: Mapped[list[str] | None] = mapped_column(JSON, default=list)
@@ -323,3 +328,21 @@ class QuarantinedMail(Base):
     replays: Mapped[int | None] = mapped_column(Integer, default=0)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class FailedStep(Base):
+    """A scheduled step (a nudge, a survey, a closing, an SLA alert) that failed for one
+    ticket: held back until `retry_at`, so that the ticket neither fails every minute nor
+    stops the tickets behind it. Gone once the step succeeds."""
+
+    __tablename__ = "failed_steps"
+    # The sweeps leave out what is held back: by step, until when.
+    __table_args__ = (Index("ix_failed_steps_step_retry_at", "step", "retry_at"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime)
