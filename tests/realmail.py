@@ -48,6 +48,9 @@ Kind = Literal["first", "reply", "auto_reply", "bounce", "noise"]
 _WORDS = ("Größenänderung schlägt fehl ✉ — bitte helfen", "Café crème, déjà vu",
           "Łódź: żółć gęślą jaźń", "東京のサーバーが応答しません", "Ошибка входа в систему",
           "¿Por qué no funciona? ñandú", "Ελληνικά γράμματα", "naïve façade — 😀 ok")
+# Written by old clients as raw 8-bit Latin-1 in the header, without RFC 2047.
+_LATIN1_SUBJECTS = ("Café crème: la synchronisation échoue", "Größe ändern geht nicht",
+                    "Señal perdida en la oficina de Núñez {n}", "Kötbullar på menyn {n}")
 _LATIN1_WORDS = ("Café crème", "Größe ändern", "déjà reçu", "Señor Núñez", "smørrebrød")
 _SUBJECTS = ("Cannot log in", "Invoice {n} is wrong", "Export to CSV fails", "SSO broken",
              "Password reset mail never arrives", "API returns 500 on /orders",
@@ -78,6 +81,7 @@ class Mail:
     kind: Kind
     style: str
     text: str = ""  # what its author wrote now, to be found in the stored body
+    subject: str = ""  # a first mail's subject, as its author meant it
 
     @property
     def sha256(self) -> str:
@@ -205,9 +209,10 @@ class Corpus:
         self._counter += 1
         key = f"c{len(self.conversations) + 1}"
         person = self._person()
-        subject = self.random.choice(_SUBJECTS).format(n=self._counter)
         client = self.random.choice(CLIENTS)
-        latin1 = client in ("outlook", "thunderbird") and self.random.random() < 0.15
+        latin1 = client in ("outlook", "thunderbird") and self.random.random() < 0.3
+        subject = self.random.choice(_LATIN1_SUBJECTS if latin1 else _SUBJECTS).format(
+            n=self._counter)
         text = self._text(latin1)
         with_id = self.random.random() > 0.03
         headers = [("From", person.from_header), ("To", SUPPORT),
@@ -216,7 +221,7 @@ class Corpus:
             headers.append(("Message-ID", _message_id(client, self.random)))
         headers += _client_headers(client)
         mail = Mail(_mail(headers, text, client, latin1=latin1), key, "first",
-                    client if with_id else f"{client}_without_message_id", text)
+                    client if with_id else f"{client}_without_message_id", text, subject)
         self.conversations.append(Conversation(key, person, subject, mail.message_id, text,
                                                client, latin1, with_id))
         return mail
@@ -289,7 +294,7 @@ class Corpus:
                    ("Subject", f"RE: {victim.subject}"), ("Date", self._date()),
                    ("Message-ID", message_id)]
         raw = _mail(headers, text, "outlook")
-        return Mail(raw, key, "first", "stranger_same_subject", text)
+        return Mail(raw, key, "first", "stranger_same_subject", text, f"RE: {victim.subject}")
 
     # --- automatic mail ------------------------------------------------------------------
 
@@ -369,7 +374,8 @@ class Corpus:
     def _duplicates(self, written: Sequence[Mail]) -> list[Mail]:
         """Some mail arrives twice: a retried delivery, a copy by To and by Cc."""
         chosen = [m for m in written if self.random.random() < 0.05]
-        return [Mail(m.raw, m.truth, m.kind, f"duplicate_{m.style}", m.text) for m in chosen]
+        return [Mail(m.raw, m.truth, m.kind, f"duplicate_{m.style}", m.text, m.subject)
+                for m in chosen]
 
 
 # --- the clients' ways ---------------------------------------------------------------------
@@ -638,7 +644,7 @@ class Score:
     lost: list[str] = field(default_factory=list)
     noise_quarantined: int = 0
     noise_ignored: int = 0
-    characters_lost: list[str] = field(default_factory=list)
+    characters_lost: list[str] = field(default_factory=list)  # bodies, and first subjects
     wrong: list[str] = field(default_factory=list)  # "style: why"
 
     @property
@@ -656,7 +662,7 @@ class Score:
             "tickets_opened_by_replies_or_automatic_mail": len(self.tickets_opened_wrongly),
             "lost": len(self.lost), "noise_ignored": self.noise_ignored,
             "noise_quarantined": self.noise_quarantined,
-            "bodies_that_lost_characters": len(self.characters_lost),
+            "bodies_or_subjects_that_lost_characters": len(self.characters_lost),
         }
 
 
@@ -666,6 +672,7 @@ def score(mails: Sequence[Mail], tickets: Sequence[dict[str, Any]],
     where: dict[str, int] = {}
     bodies: dict[str, str] = {}
     first_of: dict[int, str] = {}
+    subjects = {ticket["id"]: ticket["subject"] for ticket in tickets}
     for ticket in tickets:
         incoming = [m for m in ticket["messages"] if m["direction"] == "in"]
         if incoming:
@@ -708,7 +715,9 @@ def score(mails: Sequence[Mail], tickets: Sequence[dict[str, Any]],
                                 f"{stored_on}, expected {ticket_of.get(mail.truth)}")
         if ok and mail.text and stored_on is not None:
             if mail.text.split("\n")[0] not in bodies.get(mail.message_id, ""):
-                result.characters_lost.append(mail.style)
+                result.characters_lost.append(f"{mail.style} body")
+        if ok and mail.kind == "first" and subjects.get(stored_on) != mail.subject:
+            result.characters_lost.append(f"{mail.style} subject {subjects.get(stored_on)!r}")
     return result
 
 
