@@ -181,7 +181,8 @@ def test_a_killed_senders_mail_is_delivered_by_the_other_within_seconds(
         senders.start("a")
         assert handler.stalling.wait(30), "the first sender never reached the relay"
         senders.start("b")  # takes what the first did not claim
-        wait_for(lambda: len(handler.delivered()) == 1, "the second sender to send", 30)
+        wait_for(lambda: len(handler.delivered()) == 1 and _owners(app, "sent"),
+                 "the second sender to send one", 30)
         [killed_owner] = _owners(app, "queued")
 
         senders.processes["a"].send_signal(signal.SIGKILL)
