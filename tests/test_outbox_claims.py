@@ -9,11 +9,17 @@ minute into the database's past, which is what a minute without a beat leaves be
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from email import message_from_bytes
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
 from maild.clock import FixedClock
@@ -28,10 +34,11 @@ from maild.outbound.claims import (
     mark_failed,
     mark_sent,
 )
-from maild.outbound.sender import Sender
+from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
-from tests.conftest import Sink
+from tests.conftest import Sink, free_port
 from tests.mailbuilder import make_mail
+from tests.waiting import wait_for
 
 OLD_LEASE = timedelta(minutes=5)  # the bare time lease claims had before they had owners
 
@@ -177,3 +184,61 @@ def test_a_sender_that_finishes_leaves_nothing_claimed_and_is_not_listed(
     assert [owner for status, owner, _ in rows.values() if status == "queued"] == [None]
     with app.db.transaction() as session:
         assert session.scalars(select(OutboxSender)).all() == []
+
+
+class _StallsFirstMail:
+    """A real relay (aiosmtpd) that holds the answer to the first DATA until released."""
+
+    def __init__(self) -> None:
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        self.accepted: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        self.accepted.append(str(message_from_bytes(envelope.content)["Message-ID"]))
+        return "250 OK"
+
+
+def test_a_sender_found_silent_mid_send_stops_and_records_nothing(
+    app: App, app_with: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first sender waits on a stalled relay and is found silent (as when its
+    machine was paused); the second takes its mail over and sends it. When the relay
+    finally answers the first, the mail is not the first's any more: it records nothing,
+    and sends nothing more."""
+    relay = _StallsFirstMail()
+    port = free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    outbound = app.config.outbound.model_copy(update={"port": port})
+    first, second = app_with(outbound=outbound).sender, app_with(outbound=outbound).sender
+    _customers(app, 3)
+    outcome: list[DeliveryReport] = []
+    sending = threading.Thread(target=lambda: outcome.append(first.deliver_due()))
+    try:
+        with caplog.at_level(logging.WARNING):
+            sending.start()
+            assert relay.stalled.wait(10)
+            _silence(app, first)
+            assert second.deliver_due().sent == 3
+            wait_for(lambda: "its claims were taken over" in caplog.text,
+                     "the first sender to learn it was found silent")
+            relay.release.set()
+            sending.join(timeout=30)
+    finally:
+        relay.release.set()
+        controller.stop()
+
+    assert outcome == [DeliveryReport(sent=0, deferred=0, failed=0)]
+    assert "not marked sent" in caplog.text
+    rows = _rows(app)
+    assert {(status, owner) for status, owner, _ in rows.values()} == {
+        ("sent", second.identity.owner)}
+    assert _delivered_events(app) == 3
+    # The mail in the relay's hands when the first was found silent went twice, as the
+    # same message; the others once, by the second sender only.
+    assert sorted(Counter(relay.accepted).values()) == [1, 1, 2]
