@@ -42,7 +42,7 @@ STALE_AFTER = timedelta(seconds=15)
 CLAIM_BATCH = 5
 
 
-class database_time(FunctionElement[datetime]):  # noqa: N801 (an SQL function)
+class database_time(FunctionElement[datetime]):  # lower case, as SQL functions are
     """The database's clock now, shifted by `offset_seconds`: clock_timestamp() on
     PostgreSQL (real time, not the transaction's start), strftime('now') on SQLite in
     the format SQLAlchemy writes datetimes in, so that stored values compare as text."""

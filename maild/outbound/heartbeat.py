@@ -46,8 +46,15 @@ class Heartbeat:
         """Another sender found us silent and took our claims over."""
         return self._lost.is_set()
 
+    def lose(self) -> None:
+        """A mail of ours turned out to be another's: we were found silent."""
+        self._lost.set()
+
     def _run(self) -> None:
         while not self._stop.wait(BEAT_EVERY.total_seconds()):
+            # Taken before the beat: the database's beat_at is never older than what
+            # holding() counts from, however long the transaction takes.
+            beginning = time.monotonic()
             try:
                 with self.db.transaction() as session:
                     alive = beat(session, self.owner)
@@ -62,4 +69,4 @@ class Heartbeat:
                           "over; it stops sending them", self.owner)
                 self._lost.set()
                 return
-            self._last_beat = time.monotonic()
+            self._last_beat = beginning

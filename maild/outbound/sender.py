@@ -46,6 +46,7 @@ class DeliveryReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    taken_over: int = 0  # mails another sender took while this one had them in hand
 
     @property
     def attempted(self) -> int:
@@ -84,7 +85,7 @@ class Sender:
                 if heartbeat is None:
                     heartbeat = Heartbeat(self.db, owner).start()
                 while in_hand:
-                    if not heartbeat.holding():
+                    if not heartbeat.holding() or report.taken_over:
                         log.warning("outbox sender %s stops: its claims may no longer be "
                                     "its own", owner)
                         return report
@@ -120,20 +121,21 @@ class Sender:
                     client.close()
             if heartbeat is not None:
                 heartbeat.stop()
-                self._retire(heartbeat, [mail.id for mail in in_hand])
+                self._retire(heartbeat, [mail.id for mail in in_hand],
+                             lost=heartbeat.lost or report.taken_over > 0)
         return report
 
-    def _retire(self, heartbeat: Heartbeat, unsent: list[int]) -> None:
-        """Free what was claimed and not tried, and leave the senders at work."""
-        if heartbeat.lost:
-            self.identity.renew()  # what it held is no one's business of its own now
-            return
+    def _retire(self, heartbeat: Heartbeat, unsent: list[int], *, lost: bool) -> None:
+        """Free what was claimed and not tried (what is still its own), and leave the
+        senders at work. A sender that was found silent starts afresh under a new id."""
         try:
             with self.db.transaction() as session:
                 retire(session, heartbeat.owner, unsent)
         except TemporaryError as exc:  # its claims are taken over once it is found silent
             log.warning("outbox sender %s could not release its claims: %s",
                         heartbeat.owner, exc)
+        if lost:
+            self.identity.renew()
 
     def _sent(
         self, claimed: Claimed, refused: Mapping[str, object], report: DeliveryReport
@@ -144,7 +146,7 @@ class Sender:
                 session, self.identity.owner, claimed.id, now,
                 f"refused for some recipients: {refused}" if refused else None)
             if recorded is None:
-                self._taken_over(claimed, "sent")
+                self._taken_over(claimed, "sent", report)
                 return
             if recorded.ticket_id is not None:
                 ticket = session.get(Ticket, recorded.ticket_id)
@@ -163,7 +165,7 @@ class Sender:
             if decision.retry:
                 if not defer(session, owner, claimed.id, now + decision.delay,
                              decision.reason):
-                    self._taken_over(claimed, "deferred")
+                    self._taken_over(claimed, "deferred", report)
                     return
                 report.deferred += 1
                 self.metrics.delivered("deferred")
@@ -172,7 +174,7 @@ class Sender:
                 return
             recorded = mark_failed(session, owner, claimed.id, decision.reason)
             if recorded is None:
-                self._taken_over(claimed, "failed")
+                self._taken_over(claimed, "failed", report)
                 return
             report.failed += 1
             self.metrics.delivered("failed")
@@ -183,6 +185,9 @@ class Sender:
                 record(ticket, now, SYSTEM_ACTOR, "delivery_failed", new=recorded.message_id,
                        detail=decision.reason)
 
-    def _taken_over(self, claimed: Claimed, outcome: str) -> None:
+    def _taken_over(self, claimed: Claimed, outcome: str, report: DeliveryReport) -> None:
+        """The mail is another sender's now: this one was found silent, and what else it
+        has in hand is not its own either (deliver_due stops)."""
+        report.taken_over += 1
         log.warning("outbox #%s was taken over by another sender while %s had it in hand; "
                     "not marked %s", claimed.id, self.identity.owner, outcome)
