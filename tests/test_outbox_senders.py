@@ -46,12 +46,14 @@ MAILS = 6
 
 
 class StallingRelay:
-    """Accepts every mail, counting it by Message-ID once it has answered 250; the first
-    DATA is answered only after `stall` seconds, or never (None: the test ends first)."""
+    """Accepts every mail, counting it by Message-ID once it has answered 250. The first
+    DATA is answered after `stall` seconds at the least, and only once `release` is set;
+    never when `stall` is None (the test ends first)."""
 
     def __init__(self, stall: float | None) -> None:
         self.stall = stall
         self.stalling = threading.Event()
+        self.release = threading.Event()
         self.accepted: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -61,6 +63,8 @@ class StallingRelay:
             if self.stall is None:
                 await asyncio.Event().wait()
             await asyncio.sleep(self.stall or 0)
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
         message_id = str(message_from_bytes(envelope.content)["Message-ID"])
         with self._lock:
             self.accepted[message_id] += 1
@@ -157,6 +161,9 @@ def test_two_senders_and_a_stalling_relay_deliver_every_mail_once(
         assert handler.stalling.wait(30), "the first sender never reached the relay"
         # The second sender sees the first one's claims long after the old lease ran out.
         senders.start("b", now=(clock.now() + timedelta(minutes=6)).isoformat())
+        # The relay answers the first sender only once the second has been at work.
+        wait_for(lambda: handler.delivered(), "the second sender to send", timeout=30)
+        handler.release.set()
         wait_for(lambda: _all_sent(app), "every mail to be marked sent", timeout=60)
     finally:
         senders.stop_all()  # and let each finish what it had in hand
