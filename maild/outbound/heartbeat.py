@@ -16,12 +16,14 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, db: Database, owner: str) -> None:
+    def __init__(self, db: Database, owner: str, first_beat: float) -> None:
+        """`first_beat`: time.monotonic() taken before the claim that registered the
+        owner (and so beat for it) began."""
         self.db = db
         self.owner = owner
         self._stop = threading.Event()
         self._lost = threading.Event()
-        self._last_beat = time.monotonic()  # the claim that started it has just beaten
+        self._last_beat = first_beat
         self._thread = threading.Thread(target=self._run, name="outbox-heartbeat",
                                         daemon=True)
 
@@ -30,8 +32,10 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
+        """No more beats. A beat still waiting on the database is not waited for long:
+        once the sender has left, that beat finds nothing to renew."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=STALE_AFTER.total_seconds())
 
     def holding(self) -> bool:
         """Whether the claims are surely still ours: not taken over, and the last beat

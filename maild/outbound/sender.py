@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -79,11 +80,12 @@ class Sender:
         client: smtplib.SMTP | None = None
         try:
             while report.attempted < limit:
+                claiming = time.monotonic()
                 in_hand = self._claim(min(CLAIM_BATCH, limit - report.attempted))
                 if not in_hand:
                     break
                 if heartbeat is None:
-                    heartbeat = Heartbeat(self.db, owner).start()
+                    heartbeat = Heartbeat(self.db, owner, claiming).start()
                 while in_hand:
                     if not heartbeat.holding() or report.taken_over:
                         log.warning("outbox sender %s stops: its claims may no longer be "
