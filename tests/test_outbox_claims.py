@@ -20,14 +20,17 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from maild.clock import FixedClock
 from maild.config import Config
+from maild.db.database import Database
+from maild.db.migrate import upgrade
 from maild.db.models import Event, OutboxMail, OutboxSender
 from maild.intake.pipeline import ingest
 from maild.outbound.claims import (
     STALE_AFTER,
+    SenderIdentity,
     claim,
     database_time,
     defer,
@@ -38,6 +41,7 @@ from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
 from tests.conftest import Sink, free_port
 from tests.mailbuilder import make_mail
+from tests.test_migrations import _downgrade
 from tests.waiting import wait_for
 
 OLD_LEASE = timedelta(minutes=5)  # the bare time lease claims had before they had owners
@@ -242,3 +246,30 @@ def test_a_sender_found_silent_mid_send_stops_and_records_nothing(
     # The mail in the relay's hands when the first was found silent went twice, as the
     # same message; the others once, by the second sender only.
     assert sorted(Counter(relay.accepted).values()) == [1, 1, 2]
+
+
+def test_mail_queued_by_the_older_version_is_claimed_after_the_upgrade_and_back(
+    database_url: str, clock: FixedClock
+) -> None:
+    database = Database(database_url)
+    try:
+        upgrade(database, "0013")
+        with database.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO outbox (purpose, message_id, mail_from, recipients, raw, status,"
+                " attempts, next_attempt_at, created_at) VALUES ('ack', '<m1@example.com>',"
+                " 's@example.com', '[\"a@customer.example\"]', :raw, 'queued', 0, :at, :at)"),
+                {"raw": b"queued by the older version", "at": "2026-11-23 17:00:00.000000"})
+        upgrade(database)
+        identity = SenderIdentity()
+        with database.transaction() as session:
+            [claimed] = claim(session, identity, clock.now(), 5)
+        assert claimed.raw == b"queued by the older version"
+        with database.transaction() as session:
+            assert mark_sent(session, identity.owner, claimed.id, clock.now(), None)
+
+        _downgrade(database, "0013")
+        with database.engine.begin() as connection:
+            assert connection.execute(text("SELECT status FROM outbox")).scalar() == "sent"
+    finally:
+        database.dispose()
