@@ -9,7 +9,7 @@ Queued mail of the older version has no owner and is free to claim at once; its
 next_attempt_at may still carry an old lease (up to five minutes ahead): it waits that out.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0018
 Create Date: 2026-12-01 08:00:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from maild.db.models import UTCDateTime
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
