@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from maild.channels.imap.session import CONNECTION_FAULTS, describe, open_session, token_source
+from maild.channels.smtp_listener import listen_problem
 from maild.clock import Clock
 from maild.config import Config, MailboxConfig
 from maild.db.database import Database
@@ -58,11 +59,12 @@ def check_inbound_smtp(config: Config) -> CheckResult:
     if not settings.enabled:
         return CheckResult("inbound SMTP", True, "disabled")
     where = f"{settings.host}:{settings.port}"
-    try:
-        with socket.create_server((settings.host, settings.port)):
-            pass
-    except OSError as exc:
-        return CheckResult("inbound SMTP", False, f"cannot listen on {where}: {exc.strerror}")
+    problem = listen_problem(settings.host, settings.port)
+    if problem is not None and problem.endswith("(in use by a running maild)"):
+        # The daemon being checked, most likely: its own port is no failure.
+        return CheckResult("inbound SMTP", True, f"{where} is in use by a running maild")
+    if problem is not None:
+        return CheckResult("inbound SMTP", False, problem)
     return CheckResult("inbound SMTP", True, f"{where} is free to listen on")
 
 
