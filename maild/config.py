@@ -99,9 +99,10 @@ class InboundSmtpConfig(_Section):
     # Mail is taken for [support] address and the mailboxes' addresses, and these;
     # any other recipient is refused at RCPT (550).
     addresses: list[Address] = []
-    # Messages received and stored at once; the others wait their turn at DATA. Each
-    # one being received is held in memory whole, up to max_message_bytes.
-    max_concurrent_messages: Annotated[int, Field(ge=1)] = 2
+    # Large messages (over 1 MB, or of a size the client does not declare) received and
+    # stored at once; the others wait their turn at DATA. Each one being received is
+    # held in memory whole, about three times over.
+    max_concurrent_large_messages: Annotated[int, Field(ge=1)] = 1
     # Beyond this many clients connected at once, new mail is deferred (451).
     max_connections: Annotated[int, Field(ge=1)] = 100
 

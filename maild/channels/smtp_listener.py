@@ -7,11 +7,12 @@ excess as it comes), and new mail while too many clients are connected (451 at M
 FROM). A message is never accepted to be discarded later.
 
 aiosmtpd holds a message's DATA in memory until the final dot (a list of its lines,
-then one joined copy), and its public interface has no way to stream it. What can be
-bounded is how many messages are held at once: `max_concurrent_messages` messages are
-received and stored at a time, the others wait at DATA. Once received, a large message
-is written to the raw store and read from there as the IMAP reader reads large mail
-(maild/intake/spool.py), never parsed whole.
+then one joined copy: about three times the message), and its public interface has no
+way to stream it. What can be bounded is how many large messages are held at once: a
+message the client declares (SIZE) to be small is received at once; a large one, or one
+of undeclared size, waits for its turn at DATA, `max_concurrent_large_messages` at a
+time. Once received, a large message is written to the raw store and read from there as
+the IMAP reader reads large mail (maild/intake/spool.py), never parsed whole.
 """
 
 from __future__ import annotations
@@ -88,23 +89,29 @@ def take(intake: Intake, mail_from: str | None, content: bytes) -> IngestResult:
     return ingest_spooled(intake, (trace, content), "smtp")
 
 
-class Admission:
-    """How many clients are connected, and the turns of the messages being received."""
+def declared_size(envelope: Envelope) -> int | None:
+    """The size the client gave with MAIL FROM (RFC 1870), if it gave one."""
+    for option in envelope.mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
 
-    def __init__(self, max_connections: int, max_concurrent_messages: int) -> None:
+
+class Admission:
+    """How many clients are connected, and the turns of the large messages."""
+
+    def __init__(self, max_connections: int, max_concurrent_large_messages: int) -> None:
         self.max_connections = max_connections
-        self.max_concurrent_messages = max_concurrent_messages
+        self.max_concurrent_large_messages = max_concurrent_large_messages
         self.connections = 0  # changed on the listener's event loop only
         self._turns: asyncio.Semaphore | None = None
 
-    def turns(self) -> asyncio.Semaphore:
+    def large_turns(self) -> asyncio.Semaphore:
         if self._turns is None:  # made on the listener's loop, where it is used
-            self._turns = asyncio.Semaphore(self.max_concurrent_messages)
+            self._turns = asyncio.Semaphore(self.max_concurrent_large_messages)
         return self._turns
 
-    @property
-    def crowded(self) -> bool:
-        return self.connections > self.max_connections
 
 
 class IntakeHandler:
@@ -129,7 +136,7 @@ class IntakeHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         # aiosmtpd has already refused a declared SIZE above max_message_bytes (552).
-        if self.admission.crowded:
+        if isinstance(server, ListenerSession) and not server.admitted():
             log.warning("inbound SMTP: %d clients connected, over the %d allowed: "
                         "deferring mail from %s", self.admission.connections,
                         self.admission.max_connections, address)
@@ -177,12 +184,21 @@ class ListenerSession(SMTP):
         super().__init__(handler, **settings)
         self.admission = admission
         self._counted = False
+        self._admitted = False
 
     def connection_made(self, transport: Any) -> None:
         if not self._counted:
             self._counted = True
             self.admission.connections += 1
+            self._admitted = self.admission.connections <= self.admission.max_connections
         super().connection_made(transport)
+
+    def admitted(self) -> bool:
+        """Whether this client may send mail: one that came while the listener was full
+        may once enough clients before it have gone."""
+        if not self._admitted:
+            self._admitted = self.admission.connections <= self.admission.max_connections
+        return self._admitted
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
@@ -191,9 +207,14 @@ class ListenerSession(SMTP):
         super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
-        # Waiting here, before aiosmtpd's 354, keeps the waiting message's bytes with
-        # its sender: only the messages whose turn it is are held in memory.
-        async with self.admission.turns():
+        """A message declared small is received at once. A large one, or one whose
+        size the client does not declare, waits for its turn here, before aiosmtpd's
+        354: its bytes stay with its sender until it is received."""
+        size = declared_size(self.envelope) if self.envelope is not None else None
+        if size is not None and size <= SPOOL_BYTES:
+            await super().smtp_DATA(arg)
+            return
+        async with self.admission.large_turns():
             await super().smtp_DATA(arg)
 
 
@@ -226,7 +247,8 @@ class SmtpListener:
     def __init__(self, intake: Intake, settings: InboundSmtpConfig,
                  on_stored: Callable[[IngestResult], None]) -> None:
         config = intake.config
-        admission = Admission(settings.max_connections, settings.max_concurrent_messages)
+        admission = Admission(settings.max_connections,
+                              settings.max_concurrent_large_messages)
         self.handler = IntakeHandler(
             intake, {*config.own_addresses, *settings.addresses}, admission, on_stored)
         self.controller = ListenerController(self.handler, admission, settings)
