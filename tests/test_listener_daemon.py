@@ -5,6 +5,7 @@ known as maild on its port."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import smtplib
 import socket
@@ -28,12 +29,14 @@ from tests.test_large_mail import PDF, large_mail
 from tests.waiting import wait_for
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+WEB_TOKEN = "a-token-for-the-dashboard-of-the-test"
 
 
 @dataclass
 class Listening:
     config: Path
     port: int
+    web_port: int
     storage: Path
     database_url: str
     process: subprocess.Popen[bytes]
@@ -54,7 +57,7 @@ class Listening:
 
 @pytest.fixture
 def listening(tmp_path: Path, database_url: str, sink: Sink) -> Iterator[Listening]:
-    port = free_port()
+    port, web_port = free_port(), free_port()
     config = tmp_path / "maild.toml"
     config.write_text(config_text(database_url, tmp_path / "storage", sink.port, f"""
 [inbound_smtp]
@@ -64,17 +67,21 @@ port = {port}
 max_message_bytes = {MAX_MESSAGE_BYTES}
 addresses = ["feedback@example.com"]
 max_connections = 3
+[web]
+enabled = true
+host = "127.0.0.1"
+port = {web_port}
 """))
     log = open(tmp_path / "maild.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "maild", "--config", str(config), "run", "--only", "inbound"],
-        env={**__import__("os").environ, "MAILD_NOW": NOW}, stderr=log)
+        env={**os.environ, "MAILD_NOW": NOW, "MAILD_WEB_TOKEN": WEB_TOKEN}, stderr=log)
     try:
         wait_for(lambda: process.poll() is not None
                  or who_listens("127.0.0.1", port) == "in use by a running maild",
                  "the listener", timeout=60)
         assert process.poll() is None, (tmp_path / "maild.log").read_text()
-        yield Listening(config, port, tmp_path / "storage", database_url, process)
+        yield Listening(config, port, web_port, tmp_path / "storage", database_url, process)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -195,9 +202,16 @@ def test_large_messages_take_turns_and_small_ones_do_not_wait(listening: Listeni
     assert (stored / f"{pdf['sha256']}.bin").read_bytes() == PDF
 
 
-def test_a_running_maild_is_known_on_its_port(listening: Listening) -> None:
+def test_a_running_maild_is_known_on_its_ports(listening: Listening,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILD_WEB_TOKEN", WEB_TOKEN)
+    wait_for(lambda: maild(listening.config, "check").output.count("in use by a running "
+                                                                     "maild") == 2,
+             "the web part too")
     checked = maild(listening.config, "check")
     assert (f"ok   inbound SMTP: 127.0.0.1:{listening.port} is in use by a running maild"
+            in checked.output)
+    assert (f"ok   web: http://127.0.0.1:{listening.web_port}/ is in use by a running maild"
             in checked.output)
 
     again = maild(listening.config, "run")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import smtplib
 import socket
+import urllib.request
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -100,6 +101,16 @@ def check_staff(config: Config) -> CheckResult:
         '"reply-token" (the default)', warning=True)
 
 
+def _serves_maild_metrics(host: str, port: int) -> bool:
+    """Whether a running maild serves its web part there: its /metrics, open to all,
+    names maild's own counters."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as answer:
+            return b"maild_messages" in answer.read(1_000_000)
+    except (OSError, ValueError):
+        return False
+
+
 def check_web(config: Config) -> CheckResult:
     from maild.web.auth import token_missing
 
@@ -113,6 +124,8 @@ def check_web(config: Config) -> CheckResult:
         with socket.create_server((settings.host, settings.port)):
             pass
     except OSError as exc:
+        if _serves_maild_metrics(settings.host, settings.port):
+            return CheckResult("web", True, f"http://{where}/ is in use by a running maild")
         return CheckResult("web", False, f"cannot listen on {where}: {exc.strerror}")
     return CheckResult("web", True,
                        f"http://{where}/ is free to serve on; the token is in {settings.token_env}")
