@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from maild.channels.smtp_listener import who_listens
 from tests.conftest import Sink, config_text, free_port, using_postgresql
@@ -142,7 +143,8 @@ def _stall_the_database(url: str) -> Any:
     """Hold a lock that makes the daemon's intake wait: SQLite's write lock, or a table
     lock on PostgreSQL."""
     if using_postgresql():
-        connection = create_engine(url).raw_connection()
+        # No pool: closing it closes the connection.
+        connection = create_engine(url, poolclass=NullPool).raw_connection()
         connection.cursor().execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
         return connection
     blocker = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
