@@ -300,4 +300,17 @@ def test_a_database_in_a_missing_directory_is_refused(config_file: Path, tmp_pat
     assert result.output.splitlines() == [
         f"maild: config: storage.url: the database's directory {missing.parent} does not "
         "exist; create it, or correct the URL"]
+    checked = maild(config_file, "check")
+    assert checked.exit_code == 1
+    assert (f"FAIL database: cannot open sqlite:///{missing}: storage.url: the database's "
+            "directory") in checked.output
     assert not missing.parent.exists()
+
+    # In storage.dir, which maild makes when it starts, the database is no mistake.
+    fresh = tmp_path / "fresh"
+    config_file.write_text(config_file.read_text()
+                           .replace(f"sqlite:///{missing}", f"sqlite:///{fresh}/maild.db")
+                           .replace(f'dir = "{tmp_path / "storage"}"', f'dir = "{fresh}"'))
+    assert (f"ok   database: sqlite:///{fresh}/maild.db: made in storage.dir on the first "
+            "start") in maild(config_file, "check").output
+    assert maild(config_file, "tickets", "list").exit_code == 0

@@ -223,7 +223,7 @@ class ListenerController(Controller):
                  settings: InboundSmtpConfig) -> None:
         self.admission = admission
         self.session_settings: dict[str, Any] = {
-            "hostname": None,  # the machine's name in the greeting
+            "hostname": socket.getfqdn(),  # in the greeting; asked once, not per client
             "ident": BANNER,
             "data_size_limit": settings.max_message_bytes,
             "enable_SMTPUTF8": True,

@@ -7,8 +7,10 @@ import smtplib
 import socket
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from maild.channels.imap.session import CONNECTION_FAULTS, describe, open_session, token_source
 from maild.channels.smtp_listener import listen_problem
@@ -31,6 +33,11 @@ class CheckResult:
 
 def check_database(config: Config) -> CheckResult:
     url = config.storage.url
+    where = make_url(url)
+    if (where.get_backend_name() == "sqlite" and where.database
+            and not config.storage.dir.exists()
+            and Path(where.database).parent.absolute() == config.storage.dir.absolute()):
+        return CheckResult("database", True, f"{url}: made in storage.dir on the first start")
     try:
         database = Database(url)
         with database.engine.connect() as connection:
