@@ -92,6 +92,7 @@ port = {web_port}
 def test_what_would_not_be_kept_is_refused_in_the_dialogue(listening: Listening) -> None:
     with listening.client() as client:
         assert client.esmtp_features["size"] == str(MAX_MESSAGE_BYTES)
+        assert b"DATA" in client.help()
         client.mail("ann@customer.example")
         code, said = client.rcpt("someone@elsewhere.example")
         assert (code, said[:5]) == (550, b"5.1.1")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from maild.config import InboundSmtpConfig
 from maild.errors import PermanentError, TemporaryError
@@ -111,7 +111,6 @@ class Admission:
         if self._turns is None:  # made on the listener's loop, where it is used
             self._turns = asyncio.Semaphore(self.max_concurrent_large_messages)
         return self._turns
-
 
 
 class IntakeHandler:
@@ -206,6 +205,7 @@ class ListenerSession(SMTP):
             self.admission.connections -= 1
         super().connection_lost(error)
 
+    @syntax("DATA")  # as aiosmtpd's own: HELP lists the command
     async def smtp_DATA(self, arg: str) -> None:
         """A message declared small is received at once. A large one, or one whose
         size the client does not declare, waits for its turn here, before aiosmtpd's
