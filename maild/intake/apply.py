@@ -257,7 +257,8 @@ class _Apply:
     # --- the cases -------------------------------------------------------------------------
 
     def noise(self, decision: Decision) -> Applied:
-        """Never a ticket, never answered: for now set aside with its reason."""
+        """Never a ticket, never answered: filed as ignored before it comes here
+        (pipeline.ignore_stage)."""
         raise PermanentError(decision.reason)
 
     def new_conversation(self, decision: Decision) -> Applied:
