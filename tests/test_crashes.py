@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 
 from maild.db.models import OutboxMail
-from maild.outbound.sender import CLAIM_LEASE
 from tests.conftest import Sink
 from tests.mailbuilder import make_mail
 from tests.test_scale_out import Daemons
@@ -68,10 +67,10 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
         daemons.processes[name].wait(timeout=10)
         interrupted += daemons.said(name, "stored <") and imap_account.count("INBOX") > 0
 
-    # Mail a killed sender had claimed is free again once its claim runs out (five
-    # minutes): the last run starts just past that, on the injected clock.
-    daemons.start("last", now=(datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=1))
-                  .isoformat())
+    # Mail a killed sender had claimed is taken over once it has been silent for
+    # STALE_AFTER (real seconds, within the waits below); mail deferred after a failed
+    # attempt waits out its retry delay, which the last run skips on the injected clock.
+    daemons.start("last", now=(datetime.now(UTC) + timedelta(minutes=6)).isoformat())
     try:
         wait_for(lambda: imap_account.count("INBOX") == 0, "the mailbox to be drained",
                  timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from maild.outbound.sender import CLAIM_LEASE
+from maild.outbound.claims import STALE_AFTER
 from tests.conftest import Sink, config_text, mailbox_toml, using_postgresql
 from tests.mailbuilder import make_mail
 from tests.test_crashes import outbox_by_purpose_and_status
@@ -105,9 +106,11 @@ def test_postgresql_restarted_in_the_middle_of_a_drain(
     assert sorted(t["subject"] for t in tickets) == sorted(f"Q{n}" for n in range(60))
     assert imap_account.count("INBOX") == 0
 
-    # Mail the sender had claimed or was recording when the server went down waits out
-    # its retry delay or its claim (five minutes): a run just past that sends the rest.
-    later = (datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=5)).isoformat()
+    # Mail the sender had claimed or was recording when the server went down is free once
+    # its sender is silent for STALE_AFTER (real time); mail deferred waits out its retry
+    # delay: a run past both sends the rest.
+    time.sleep(STALE_AFTER.total_seconds())
+    later = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     subprocess.run([*MAILD, "run", "--once"], env={**daemons.env, "MAILD_NOW": later},
                    check=True, capture_output=True)
     assert outbox_by_purpose_and_status(database_url).get(("ack", "sent")) == 60
