@@ -249,8 +249,17 @@ def test_a_survey_answer_in_words() -> None:
     assert (decision.kind, decision.rating, decision.comment) == ("survey_answer", 5, "")
 
 
-def test_an_answer_to_the_survey_without_a_rating_is_a_reply() -> None:
-    assert the(mail(text="Why do you ask?"), CUSTOMERS, SURVEYED).kind == "customer_reply"
+def test_an_answer_to_the_survey_without_a_rating_is_an_answer_all_the_same() -> None:
+    decision = the(mail(text="Thanks a lot!"), CUSTOMERS, SURVEYED)
+    assert (decision.kind, decision.rating, decision.comment, decision.reopens) == (
+        "survey_answer", None, "Thanks a lot!", False)
+
+
+def test_an_answer_to_the_survey_saying_the_problem_is_back_reopens() -> None:
+    decision = the(mail(text="1 - not fixed at all"), CUSTOMERS, SURVEYED)
+    assert (decision.kind, decision.rating, decision.reopens) == ("survey_answer", 1, True)
+    assert decision.reason == ("satisfaction 1 of 5, saying the problem is back: "
+                               "the ticket reopened")
 
 
 def test_a_rating_that_answers_another_mail_is_a_reply() -> None:

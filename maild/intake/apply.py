@@ -380,15 +380,24 @@ class _Apply:
         return Applied(ticket.id, decision.reason)
 
     def survey_answer(self, ticket: Ticket, decision: Decision) -> Applied:
-        """Recorded on the ticket; it reopens nothing, whatever the rating."""
+        """Recorded on the ticket, with or without a rating. Whatever the rating, it
+        reopens nothing, unless it says the problem is back: then it is also the
+        customer's reply (on a closed ticket, the mail that opens its follow-up)."""
         rating, comment = decision.rating, decision.comment
-        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        if not decision.reopens:
+            self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+            applied = Applied(ticket.id, decision.reason)
+        elif ticket.status == "closed":
+            applied = self.follow_up(ticket, decision)
+        else:
+            applied = self.customer_reply(ticket, decision)
         record(ticket, self.now, self.mail.sender.address, "satisfaction",
-               str(ticket.satisfaction) if ticket.satisfaction else None, str(rating),
-               detail=comment or None)
-        ticket.satisfaction = rating
-        ticket.satisfaction_comment = comment or None
-        return Applied(ticket.id, decision.reason)
+               str(ticket.satisfaction) if ticket.satisfaction else None,
+               str(rating) if rating is not None else None, detail=comment or None)
+        if rating is not None:
+            ticket.satisfaction = rating
+        ticket.satisfaction_comment = comment or ticket.satisfaction_comment
+        return applied
 
     def automatic_staff_mail(self, ticket: Ticket, decision: Decision) -> Applied:
         """An SE's out-of-office answering a notification: kept, never relayed."""

@@ -1,8 +1,10 @@
 """Customer satisfaction: one short survey when a ticket is solved, and its answer.
 
 The survey is due from the database (a solved ticket with no `survey_sent_at`), so a
-restart or a second scheduler never sends it twice. An answer ("good", "bad", or 1-5,
-with an optional comment) is recorded on the ticket and never reopens it.
+restart or a second scheduler never sends it twice. Every reply to the survey is an answer,
+recorded on the ticket with its comment: a rating ("good", "bad", or 1-5) when it starts
+with one, else the words alone ("Thanks a lot!"). An answer reopens the ticket only when it
+says the problem is back ("not solved", "still broken", "funktioniert immer noch nicht").
 """
 
 from __future__ import annotations
@@ -28,6 +30,51 @@ log = logging.getLogger(__name__)
 _WORDS = {"good": 5, "great": 5, "excellent": 5, "bad": 1, "poor": 1, "terrible": 1}
 _ANSWER = re.compile(r"^\s*(?P<rating>[1-5]\b|[a-z]+)[\s.!,:;-]*(?P<comment>.*)$",
                      re.IGNORECASE | re.DOTALL)
+
+
+# What a customer writes when the problem is not gone, in the languages our customers
+# write in. Each is a phrase, never a lone word: "still" alone is in "still grateful".
+_PROBLEM_IS_BACK = re.compile(
+    r"""\b(?:
+        not\s+(?:yet\s+)?(?:solved|fixed|resolved|working|gone)
+      | (?:is|are|was|were)(?:n't|\s+not)\s+(?:yet\s+)?(?:solved|fixed|resolved|working|gone)
+      | (?:does|do|did)(?:n't|\s+not)\s+(?:work|help|fix)
+      | still\s+(?:broken|not|doesn't|does\s+not|don't|can't|cannot|fails|failing|
+                  happening|happens|occurs|down|crashing|crashes|the\s+same|an?\s+(?:issue|problem)|
+                  getting|seeing|having)
+      | (?:problem|issue|error|bug|outage)(?:'s|\s+is|\s+has)\s+(?:come\s+)?back
+      | came\s+back | (?:broke|broken|failing|failed|down|happening|crashing)\s+again
+      | please\s+re-?open
+      | nicht\s+(?:gelöst|behoben|erledigt) | funktioniert\s+(?:\w+\s+)?nicht
+      | immer\s+noch\s+(?:nicht|kaputt|da|dasselbe|das\s+gleiche|defekt)
+      | geht\s+(?:\w+\s+)?nicht | wieder\s+(?:da|aufgetreten|kaputt)
+      | pas\s+(?:encore\s+)?(?:résolu|réglé|corrigé) | toujours\s+(?:pas|le\s+même|en\s+panne)
+      | ne\s+(?:fonctionne|marche)\s+(?:toujours\s+|plus\s+)?pas | est\s+revenu
+      | no\s+(?:está\s+)?(?:resuelto|solucionado|arreglado) | sigue\s+(?:fallando|sin|igual)
+      | no\s+funciona | todavía\s+no
+      | niet\s+opgelost | nog\s+steeds\s+(?:niet|kapot|hetzelfde) | werkt\s+(?:\w+\s+)?niet
+    )\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class SurveyAnswer:
+    rating: int | None  # 1-5, or None: words without a rating
+    comment: str
+    problem_is_back: bool  # the customer says it is not solved: the ticket reopens
+
+
+def read_answer(text: str) -> SurveyAnswer:
+    """What a reply to the survey says: its rating if it starts with one, its comment,
+    and whether it says the problem is back."""
+    rated = read_rating(text)
+    rating, comment = rated if rated is not None else (None, " ".join(text.split()))
+    return SurveyAnswer(rating, comment, says_problem_is_back(text))
+
+
+def says_problem_is_back(text: str) -> bool:
+    return _PROBLEM_IS_BACK.search(text.replace("\u2019", "'")) is not None
 
 
 def read_rating(text: str) -> tuple[int, str] | None:
