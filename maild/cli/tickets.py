@@ -102,7 +102,7 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
 def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
                 assignee: str | None, actor: str) -> None:
     from maild.mail.addresses import InvalidAddress, normalise
-    from maild.tickets.service import set_assignee, set_priority, set_status
+    from maild.tickets.service import set_assignee, set_status, triage_priority
     from maild.tickets.views import get_ticket
 
     if status is None and priority is None and assignee is None:
@@ -111,8 +111,9 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     now = app.clock.now()
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
-        if priority:
-            set_priority(ticket, priority, actor=actor, now=now, clocks=app.sla)
+        if priority and triage_priority(ticket, priority, actor=actor, now=now,
+                                        clocks=app.sla):
+            app.mails.severity_changed(session, ticket)
         if assignee is not None:
             try:
                 who = normalise(assignee) if assignee else None

@@ -23,13 +23,16 @@ from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
 from maild.tickets.service import (
     add_cc,
     add_participant,
+    claim_severity,
     first_response,
     open_ticket,
     record,
     set_assignee,
-    set_priority,
     set_status,
+    triage_priority,
+    untriaged_claim,
 )
+from maild.tickets.severity_claims import read_claim
 from maild.tickets.staff import CONFIRMATION_NOTICE, UNPROVEN_NOTICE, staff_recipients
 
 if TYPE_CHECKING:
@@ -92,6 +95,13 @@ class _Apply:
             clocks=self.sla, follow_up_of=follow_up_of,
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
         )
+
+    def _take_claim(self, ticket: Ticket) -> None:
+        """A severity the customer claims in the mail that opens the ticket is believed
+        until an engineer triages: before the acknowledgment, which states its promise."""
+        claim = read_claim(self.mail.subject, self.mail.new_text, self.sla.config)
+        if claim is not None:
+            claim_severity(ticket, claim, now=self.now, clocks=self.sla)
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str,
                unproven: Decision | None = None) -> Message:
@@ -191,6 +201,7 @@ class _Apply:
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
             held_back=notices.held, held_tickets=notices.held_tickets,
             notify_cap=staff.notify_per_sender_per_hour,
+            severity_claim=untriaged_claim(ticket),
         )
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
         return 1
@@ -245,6 +256,7 @@ class _Apply:
         for address in decision.cc:
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        self._take_claim(ticket)
         acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(ticket, message, f"New ticket from {self._who()}:")
         summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
@@ -298,7 +310,7 @@ class _Apply:
                 set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
                            detail="opened by staff writing to the customer")
         self._run_commands(ticket, commands)
-        return Applied(ticket.id, decision.reason)
+        return Applied(ticket.id, decision.reason, self.queued)
 
     def follow_up(self, closed: Ticket, decision: Decision) -> Applied:
         recent = self._automatic_mails_lately(self.mail.sender.address)
@@ -308,6 +320,7 @@ class _Apply:
         if closed.assignee:
             set_assignee(ticket, closed.assignee, actor=SYSTEM_ACTOR, now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        self._take_claim(ticket)
         acknowledged = self._acknowledge(ticket, message, recent, follows=closed)
         notified = self._notify(
             ticket, message,
@@ -449,9 +462,10 @@ class _Apply:
 
     def _run_commands(self, ticket: Ticket, commands: Commands) -> None:
         se = self.mail.sender.address
-        if commands.priority:
-            set_priority(ticket, commands.priority, actor=se, now=self.now,
-                         clocks=self.sla)
+        if commands.priority and triage_priority(ticket, commands.priority, actor=se,
+                                                 now=self.now, clocks=self.sla):
+            self.mails.severity_changed(self.session, ticket)
+            self.queued += 1
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)
