@@ -135,6 +135,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 @handles_errors
 def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     """Add an internal note (never sent to anyone)."""
+    from maild.db.fulltext import index_new_messages
     from maild.db.models import Message
     from maild.mail.message_id import new_message_id
     from maild.tickets.service import record
@@ -151,7 +152,40 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
             attachments=[],
         ))
         record(ticket, now, author, "note")
+        session.flush()
+        index_new_messages(session)
     click.echo(f"#{ticket_id}: note added")
+
+
+@tickets.command("search")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--customer", "domain", metavar="DOMAIN",
+              help="Only the tickets of the customer owning DOMAIN, or from addresses there.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@json_option
+@click.pass_obj
+@handles_errors
+def tickets_search(obj: Context, words: tuple[str, ...], status: str | None,
+                   domain: str | None, limit: int, as_json: bool) -> None:
+    """Past tickets whose subjects or messages hold every one of WORDS, best first."""
+    from maild.tickets.search import found_json, search_tickets
+    from maild.tickets.views import local_time
+
+    found = obj.read(lambda app, session: [found_json(f) for f in search_tickets(
+        session, " ".join(words), status=status, customer_domain=domain, limit=limit)])
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no ticket holds those words")
+        return
+    zone = obj.app().calendar.zone
+    for t in found:
+        who = t["organization"] or t["requester"]
+        click.echo(f"#{t['id']:<5} {t['status']:<8} {local_time(t['created_at'], zone)}  "
+                   f"{t['subject']}  ({who})")
+        click.echo(f"       {t['excerpt']}")
 
 
 @tickets.command("export")
