@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
@@ -19,7 +19,8 @@ from maild.intake.parse import Attachment, ParsedMail
 from maild.mail.subject import bare
 from maild.outbound.caps import automatic_mails_to, notices_about
 from maild.tickets.conversation import answered
-from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
+from maild.tickets.customer_context import customer_context
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import (
     add_cc,
     add_participant,
@@ -193,10 +194,13 @@ class _Apply:
         if unproven:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
+        context = customer_context(self.session, ticket, self.now)
         self.mails.notification(
             self.session, ticket, message, recipients,
             headline=headline,
-            open_tickets=self._open_tickets(ticket),
+            open_tickets=context.open_count,
+            other_open=context.other_open,
+            recently_solved=context.recently_solved,
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
             held_back=notices.held, held_tickets=notices.held_tickets,
@@ -225,19 +229,6 @@ class _Apply:
                             ignored_commands=list(decision.ignored_commands))
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=engineer)
         return 1
-
-    def _open_tickets(self, ticket: Ticket) -> int:
-        """Unresolved tickets of the same organisation (or, without one, the same person),
-        this one included. The others are counted on the connection: this ticket may not
-        be written yet, and every other one is (see pipeline._is_known)."""
-        customer = ticket.customer
-        same = (Ticket.customer_id == customer.id if customer is not None
-                else Ticket.requester == ticket.requester)
-        others = self.session.connection().execute(
-            select(func.count(Ticket.id)).where(
-                same, Ticket.id != ticket.id, Ticket.status.not_in(RESOLVED))
-        ).scalar_one()
-        return int(others) + (ticket.status not in RESOLVED)
 
     def _who(self) -> str:
         sender = self.mail.sender
