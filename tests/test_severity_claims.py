@@ -140,3 +140,21 @@ def test_the_command_line_settles_the_claim_too(app: App, sink: Sink,
     assert (ticket["priority"], ticket["severity"]) == ("p3", 2)
     assert any("set it to severity 2" in plain_text(m)
                for m in delivered(app, sink, CUSTOMER))
+
+
+def test_the_dashboard_queue_shows_the_claim_until_triage(app: App) -> None:
+    from maild.runtime.daemon import web_sources
+    from maild.web.pages import Pages
+
+    ticket_id = ingest(app.intake, make_mail(subject="Severity 1: production down"),
+                       "test").ticket_id
+    page = Pages(web_sources(app)).queue(1)
+    assert ('1 <span class="claimed" title="claimed by the customer: Severity 1">claimed, '
+            'not triaged</span>') in page
+    assert 'as the customer claimed (&#34;Severity 1&#34;), not triaged yet' in page
+
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id="<triage@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="#priority p0\n#note all regions\n"), "test")
+    assert "claimed" not in Pages(web_sources(app)).queue(1)

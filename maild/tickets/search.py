@@ -76,7 +76,7 @@ def search_tickets(session: Session, query: str, *, status: str | None = None,
         chosen = chosen.where(or_(
             Ticket.customer_id.in_(select(CustomerDomain.customer_id)
                                    .where(CustomerDomain.domain == domain)),
-            Ticket.requester.like(f"%@{domain}"),
+            Ticket.requester.endswith(f"@{domain}", autoescape=True),
         ))
     rows = session.execute(chosen).all()
     newest = {m.id: m for m in session.scalars(
