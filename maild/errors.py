@@ -30,3 +30,19 @@ class ConfigError(MaildError):
 
 class NotFound(MaildError):
     """A ticket, customer or quarantined message that does not exist."""
+
+
+class TemplateFailed(PermanentError):
+    """A template could not make its mail: one mail fails, never the change that caused it.
+
+    `template` is the file ("ack.txt.j2"), `path` where it was read from, `line` the line
+    in it (None when Jinja cannot tell), `reason` what went wrong ("'customer' has no
+    attribute 'nmae'")."""
+
+    def __init__(self, template: str, path: str, line: int | None, reason: str) -> None:
+        self.template = template
+        self.path = path
+        self.line = line
+        self.reason = reason
+        where = f"{path} line {line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")

@@ -14,12 +14,14 @@ from maild.errors import MaildError
 from maild.intake.pipeline import ingest
 from maild.outbound.outbox import backlog
 from maild.runtime.app import App
+from maild.runtime.daemon import web_sources
 from maild.tickets.desk import open_by_status, sla_breaches
 from maild.tickets.report import report_with_weeks, week_starts
 from maild.tickets.service import set_priority, set_status
 from maild.tickets.views import get_ticket
 from maild.web.auth import Authenticator, safe_next
 from maild.web.charts import Series, bar_chart
+from maild.web.pages import Pages
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
 from tests.test_report import story
@@ -136,3 +138,23 @@ def test_a_bar_chart_scales_its_bars_to_a_round_axis() -> None:
     assert heights["w3: solved 0"] == 0
     percent = bar_chart("SLA", "%", ["w1"], [Series("met", [50])], top=100)
     assert percent.ticks[-1].text == "100" and percent.bars[0].title == "w1: met 50%"
+
+
+def test_a_report_is_shown_at_once_and_rebuilt_beside_the_views(app: App) -> None:
+    """Nobody waits for a report they have seen: one over a minute old is shown once more
+    while the next is built in the background."""
+    seconds = [1000.0]
+    pages = Pages(web_sources(app), monotonic=lambda: seconds[0])
+    pages.refresh_report().join()  # as the web part does when it starts
+    _new(app, 1)
+    first = pages.report(8)
+    assert "<b>0</b> opened" in first  # built before the ticket came
+    _new(app, 2)
+    seconds[0] += 30
+    assert pages.report(8) == first  # built half a minute ago: shown as it is
+    seconds[0] += 31
+    assert pages.report(8) == first  # over a minute: shown, and built again beside it
+    pages.refresh_report().join()
+    rebuilt = pages.report(8)
+    assert "<b>2</b> opened" in rebuilt
+    assert pages.report(8) == rebuilt

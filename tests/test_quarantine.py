@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from maild.config import parse_config
-from tests.conftest import Sink, config_text
+from tests.conftest import Sink, using_postgresql
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
 
@@ -18,23 +19,37 @@ AUTO_REPLY = make_mail(sender="Bob <bob@customer.example>", subject="Out of offi
                        headers={"Auto-Submitted": "auto-replied"}, body="Back Monday.\n")
 
 
-@pytest.fixture
-def own_templates(tmp_path: Path) -> Path:
-    """An operator's template directory whose acknowledgment has a typo in a variable."""
-    directory = tmp_path / "templates"
-    directory.mkdir()
-    (directory / "ack.txt.j2").write_text(
-        "Subject: Re: [#{{ ticket.id }}] {{ ticket.subject }}\n\nHello {{ ticket.requestor }},\n"
-        "we have your mail.\n")
-    return directory
+REFUSED_AUTHOR = "ann@customer.example"
 
 
 @pytest.fixture
-def desk_config(tmp_path: Path, database_url: str, sink: Sink, own_templates: Path) -> Path:
-    path = tmp_path / "maild.toml"
-    path.write_text(config_text(database_url, tmp_path / "storage", sink.port,
-                                extra=f'\n[templates]\ndir = "{own_templates}"\n'))
-    return path
+def desk_config(config_file: Path, database_url: str) -> Path:
+    """A desk whose database refuses the messages of one customer (a trigger, as the
+    database refuses a value it cannot hold), until `_mend` drops it."""
+    assert maild(config_file, "db", "upgrade").exit_code == 0
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        if using_postgresql():
+            connection.execute(text(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.author = '{REFUSED_AUTHOR}' THEN RAISE EXCEPTION 'row is too big' "
+                "USING ERRCODE = '54000'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+            connection.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON messages "
+                                    "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        else:
+            connection.execute(text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.author = "
+                f"'{REFUSED_AUTHOR}' BEGIN SELECT RAISE(ABORT, 'row is too big'); END"))
+    engine.dispose()
+    return config_file
+
+
+def _mend(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER refuse ON messages" if using_postgresql()
+                                else "DROP TRIGGER refuse"))
+    engine.dispose()
 
 
 def test_list_and_show_say_why_and_keep_the_bytes(config_file: Path) -> None:
@@ -57,18 +72,16 @@ def test_list_and_show_say_why_and_keep_the_bytes(config_file: Path) -> None:
     assert raw.stdout_bytes == AUTO_REPLY
 
 
-def test_a_message_quarantined_by_a_broken_template_goes_through_once_it_is_fixed(
-    desk_config: Path, own_templates: Path, sink: Sink
+def test_a_message_the_database_refused_goes_through_once_it_is_mended(
+    desk_config: Path, database_url: str, sink: Sink
 ) -> None:
     assert maild(desk_config, "ingest", "-", stdin=make_mail()).exit_code == 65
     [entry] = json.loads(maild(desk_config, "quarantine", "list", "--json").output)
-    assert "internal error while processing" in entry["reason"]
-    assert "requestor" in entry["reason"]
+    assert entry["reason"].startswith("refused by the database:")
+    assert "row is too big" in entry["reason"]
     assert json.loads(maild(desk_config, "tickets", "list", "--json").output) == []
 
-    (own_templates / "ack.txt.j2").write_text(
-        "Subject: Re: [#{{ ticket.id }}] {{ ticket.subject }}\n\nHello {{ ticket.requester }},\n"
-        "we have your mail.\n")
+    _mend(database_url)
     replayed = maild(desk_config, "quarantine", "replay", str(entry["id"]))
     assert replayed.exit_code == 0, replayed.output
     # The failed attempt may have used up a number (PostgreSQL sequences do not roll back).
@@ -78,7 +91,7 @@ def test_a_message_quarantined_by_a_broken_template_goes_through_once_it_is_fixe
 
     ticket = json.loads(maild(desk_config, "tickets", "show", str(ticket_id), "--json").output)
     assert ticket["messages"][0]["message_id"] == "<first@customer.example>"
-    assert "Hello ann@customer.example" in ticket["messages"][1]["body"]
+    assert "Thank you for writing" in ticket["messages"][1]["body"]
     after = json.loads(maild(desk_config, "quarantine", "show", "1", "--json").output)
     assert (after["status"], after["replays"]) == ("released", 1)
     assert after["outcome"] == f"stored on ticket #{ticket_id}: new ticket, acknowledged"
@@ -99,10 +112,10 @@ def test_what_still_fails_stays_held_with_the_reason_that_holds_now(config_file:
 
 
 def test_a_replay_whose_message_arrived_meanwhile_is_released_as_a_duplicate(
-    desk_config: Path, own_templates: Path
+    desk_config: Path, database_url: str
 ) -> None:
-    maild(desk_config, "ingest", "-", stdin=make_mail())  # quarantined by the broken template
-    (own_templates / "ack.txt.j2").unlink()  # back to the shipped one
+    maild(desk_config, "ingest", "-", stdin=make_mail())  # refused by the database
+    _mend(database_url)
     assert maild(desk_config, "ingest", "-", stdin=make_mail()).exit_code == 0  # resent
     replayed = maild(desk_config, "quarantine", "replay", "1")
     assert replayed.output == "1: released, a duplicate of <first@customer.example>\n"

@@ -4,18 +4,27 @@ through the command line with the clock set for each step (MAILD_NOW), compared 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
 
 from maild.clock import FixedClock
+from maild.db.models import Ticket
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.customers import add_customer
-from maild.tickets.report import build_report, hours_summary, nearest_rank
+from maild.tickets.report import (
+    build_report,
+    hours_summary,
+    nearest_rank,
+    report_with_weeks,
+    week_starts,
+)
 from maild.tickets.service import set_priority
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
@@ -405,3 +414,60 @@ def test_report_on_the_command_line(config_file: Path, sink: Sink) -> None:
     assert data["since"] == "2026-11-01T00:00:00-07:00"
     assert data["tickets"]["opened"] == 1
     assert data["until"] == "2026-11-24T00:00:00-08:00"  # through today, in Los Angeles
+
+
+def test_the_weeks_read_at_once_agree_with_a_report_per_week(app: App) -> None:
+    """The dashboard reads its weeks' tickets once; each week must still come out as the
+    report of that week alone would give it, on a desk of every state and age."""
+    from bench.web import NOW, seed  # the benchmark's desk, here at 4,000 tickets
+
+    seed(app, 4000)
+    starts = week_starts(app.calendar, NOW, 8)
+    with app.db.reading() as session:
+        summary, weeks = report_with_weeks(session, app.calendar, starts, NOW)
+        assert summary == build_report(session, app.calendar, starts[0], starts[-1], NOW)
+        for (start, end), week in zip(itertools.pairwise(starts), weeks, strict=True):
+            alone = build_report(session, app.calendar, start, end, NOW)
+            assert week["opened"] == alone["tickets"]["opened"]
+            assert week["solved"] == alone["tickets"]["solved"]
+            assert week["first_response"] == alone["first_response"]
+            assert week["resolution"] == alone["resolution"]
+            for target in ("first_response", "resolution"):
+                assert week["sla"][target] == alone["sla"][target]["all"]
+            assert week["satisfaction"] == {
+                key: alone["satisfaction"][key] for key in ("answers", "average")}
+            ended = min(end, NOW)
+            assert week["backlog"] == (
+                session.scalar(select(func.count(Ticket.id)).where(Ticket.created_at < ended))
+                - session.scalar(select(func.count(Ticket.id)).where(Ticket.solved_at < ended)))
+    assert sum(w["opened"] for w in weeks) == summary["tickets"]["opened"] > 100
+    assert any(w["sla"]["resolution"]["missed"] for w in weeks)
+
+
+def test_business_times_are_kept_on_the_ticket_and_read_back_alike(
+        app: App, clock: FixedClock) -> None:
+    """A ticket keeps its business time to first response and to solve from when they
+    happen; tickets from before they were kept are worked out from the calendar, the
+    same."""
+    story(app, clock)
+    with app.db.transaction() as session:
+        kept = session.execute(select(
+            Ticket.id, Ticket.created_at, Ticket.first_response_at, Ticket.solved_at,
+            Ticket.first_response_business_seconds, Ticket.resolution_business_seconds,
+        ).order_by(Ticket.id)).all()
+        report = build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
+                              clock.now())
+    assert sorted(row.first_response_business_seconds or 0 for row in kept) == [
+        0, 2 * 3600, 10 * 3600]
+    for row in kept:
+        if row.solved_at is not None:
+            assert row.resolution_business_seconds == app.calendar.business_time_between(
+                row.created_at, row.solved_at).total_seconds()
+        else:
+            assert row.resolution_business_seconds is None
+    with app.db.transaction() as session:
+        session.execute(update(Ticket).values(first_response_business_seconds=None,
+                                              resolution_business_seconds=None))
+    with app.db.transaction() as session:
+        assert build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
+                            clock.now()) == report

@@ -101,8 +101,10 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
 @handles_errors
 def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
                 assignee: str | None, actor: str) -> None:
+    from maild.errors import TemplateFailed
     from maild.mail.addresses import InvalidAddress, normalise
-    from maild.tickets.service import set_assignee, set_status, triage_priority
+    from maild.tickets.model import SYSTEM_ACTOR
+    from maild.tickets.service import record, set_assignee, set_status, triage_priority
     from maild.tickets.views import get_ticket
 
     if status is None and priority is None and assignee is None:
@@ -113,7 +115,13 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
         ticket = get_ticket(session, ticket_id)
         if priority and triage_priority(ticket, priority, actor=actor, now=now,
                                         clocks=app.sla):
-            app.mails.severity_changed(session, ticket)
+            try:
+                app.mails.severity_changed(session, ticket)
+            except TemplateFailed as exc:  # the change stands; only the mail failed
+                record(ticket, now, SYSTEM_ACTOR, "mail_failed",
+                       detail=f"severity change notice not sent: {exc}")
+                click.echo(f"#{ticket.id}: the customer was not told of the new severity: "
+                           f"{exc}", err=True)
         if assignee is not None:
             try:
                 who = normalise(assignee) if assignee else None

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -127,6 +128,10 @@ class Ticket(Base):
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     internal_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Business time from opening to the first response and to the solve, worked out when
+    # they happen (sla.py), so that the report sums them instead of walking calendars.
+    first_response_business_seconds: Mapped[float | None] = mapped_column(Float)
+    resolution_business_seconds: Mapped[float | None] = mapped_column(Float)
     # The next warning, breach notice or escalation to send, and the ones already sent.
     sla_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     sla_alerts_sent: Mapped[list[str] | None] = mapped_column(JSON, default=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
-from maild.errors import PermanentError
+from maild.errors import PermanentError, TemplateFailed
 from maild.intake.classify import Verdict
 from maild.intake.commands import Commands
 from maild.intake.decide import Decision, Kind
@@ -38,6 +39,8 @@ from maild.tickets.staff import CONFIRMATION_NOTICE, UNPROVEN_NOTICE, staff_reci
 
 if TYPE_CHECKING:
     from maild.intake.pipeline import Intake
+
+log = logging.getLogger(__name__)
 
 # The customer's replies on one ticket after which, with the cause still unknown, the
 # notification suggests a call: by then mail is costing both sides more than talking.
@@ -149,6 +152,21 @@ class _Apply:
                 attachment.data)
         return kept
 
+    def _compose(self, ticket: Ticket, what: str, compose: Callable[[], object]) -> int:
+        """Queue one mail about `ticket` (`compose`); 1 if it was queued. A template that
+        cannot make it fails that mail alone: the customer's mail and the ticket are kept,
+        and the failure is an event on the ticket and an error in the log, for the operator
+        to mend the template (`maild check` names what is wrong)."""
+        try:
+            compose()
+        except TemplateFailed as exc:
+            record(ticket, self.now, SYSTEM_ACTOR, "mail_failed",
+                   detail=f"{what} not sent: {exc}")
+            log.error("ticket #%s: %s not sent for %s: template %s",
+                      ticket.id, what, self.mail.message_id, exc)
+            return 0
+        return 1
+
     def _automatic_mails_lately(self, requester: str) -> int:
         """How many automatic mails `requester` got from us in the last hour, asked before
         the new ticket is written."""
@@ -163,8 +181,8 @@ class _Apply:
             record(ticket, self.now, SYSTEM_ACTOR, "ack_withheld",
                    detail=f"{recent} automatic mails to {ticket.requester} in the last hour")
             return 0
-        self.mails.acknowledgment(self.session, ticket, message, follows)
-        return 1
+        return self._compose(ticket, "acknowledgment", lambda: self.mails.acknowledgment(
+            self.session, ticket, message, follows))
 
     def _notify(self, ticket: Ticket, message: Message, headline: str,
                 unproven: bool = False) -> int:
@@ -185,7 +203,6 @@ class _Apply:
             record(ticket, self.now, SYSTEM_ACTOR, "notification_held",
                    detail=f"{notices.sent_lately} notifications about {sender} in the last hour")
             return 0
-        message.staff_notice = "sent"
         customer_replies = sum(
             1 for m in ticket.messages
             if m.direction == "in" and m.kind == "public" and not m.automatic
@@ -195,7 +212,7 @@ class _Apply:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
         context = customer_context(self.session, ticket, self.now)
-        self.mails.notification(
+        if not self._compose(ticket, "notification", lambda: self.mails.notification(
             self.session, ticket, message, recipients,
             headline=headline,
             open_tickets=context.open_count,
@@ -206,7 +223,9 @@ class _Apply:
             held_back=notices.held, held_tickets=notices.held_tickets,
             notify_cap=staff.notify_per_sender_per_hour,
             severity_claim=untriaged_claim(ticket),
-        )
+        )):
+            return 0
+        message.staff_notice = "sent"
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=", ".join(recipients))
         return 1
 
@@ -223,10 +242,12 @@ class _Apply:
             record(ticket, self.now, SYSTEM_ACTOR, "staff_notice_withheld",
                    detail=f"{told} notices of unproven mail to {engineer} in the last hour")
             return 0
-        self.mails.to_staff(self.session, ticket, notice, notice, [engineer],
-                            in_reply_to=message.message_id, message=message,
-                            reason=decision.unproven_staff,
-                            ignored_commands=list(decision.ignored_commands))
+        if not self._compose(ticket, f"{notice} notice", lambda: self.mails.to_staff(
+                self.session, ticket, notice, notice, [engineer],
+                in_reply_to=message.message_id, message=message,
+                reason=decision.unproven_staff,
+                ignored_commands=list(decision.ignored_commands))):
+            return 0
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=engineer)
         return 1
 
@@ -413,9 +434,10 @@ class _Apply:
         se = self.mail.sender.address
         errors = decision.commands.errors
         note = self._store(ticket, direction="out", kind="internal", body=self.mail.new_text)
-        self.mails.command_error(self.session, ticket, se, errors, note)
+        told = self._compose(ticket, "command error notice", lambda: self.mails.command_error(
+            self.session, ticket, se, errors, note))
         record(ticket, self.now, se, "command_rejected", detail="; ".join(errors))
-        return Applied(ticket.id, decision.reason, 1)
+        return Applied(ticket.id, decision.reason, told)
 
     def staff_reply(self, ticket: Ticket, decision: Decision) -> Applied:
         commands = decision.commands
@@ -431,11 +453,14 @@ class _Apply:
         summary = [f"staff {kind} reply"]
         if public:
             recipients = self._relay_recipients(ticket)
+            relayed = 0
             if recipients:
-                self.mails.relay(self.session, ticket, reply, recipients,
-                                 answering=answered(ticket, self.mail.thread_ids))
-                self.queued += 1
-            summary.append(f"relayed to {len(recipients)}")
+                answering = answered(ticket, self.mail.thread_ids)
+                relayed = self._compose(ticket, "reply", lambda: self.mails.relay(
+                    self.session, ticket, reply, recipients, answering=answering))
+                self.queued += relayed
+            summary.append(f"relayed to {len(recipients)}" if relayed or not recipients
+                           else "not relayed: its template failed")
             first_response(ticket, now=self.now, clocks=self.sla)
             if ticket.assignee is None:
                 set_assignee(ticket, se, actor=se, now=self.now)
@@ -455,8 +480,9 @@ class _Apply:
         se = self.mail.sender.address
         if commands.priority and triage_priority(ticket, commands.priority, actor=se,
                                                  now=self.now, clocks=self.sla):
-            self.mails.severity_changed(self.session, ticket)
-            self.queued += 1
+            self.queued += self._compose(
+                ticket, "severity change notice",
+                lambda: self.mails.severity_changed(self.session, ticket))
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)

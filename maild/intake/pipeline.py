@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import bindparam, select, union_all
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
+from maild.db.faults import is_outage
 from maild.db.fulltext import index_new_messages
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.db.rawstore import RawStore
@@ -124,9 +125,10 @@ def quarantine(intake: Intake, raw_sha256: str, channel: str, reason: str) -> In
     return result
 
 
-def _is_connection_fault(exc: DBAPIError) -> bool:
-    """The database is away: the message is not at fault, and the batch is retried."""
-    return isinstance(exc, OperationalError) or exc.connection_invalidated
+def _refusal(exc: DBAPIError) -> str:
+    """The reason a message is set aside for: the database's first line of it."""
+    first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+    return f"refused by the database: {first_line or type(exc.orig).__name__}"
 
 
 # --- the stages ------------------------------------------------------------------------
@@ -275,35 +277,44 @@ class IntakeBatch:
             log.exception("parsing %s failed", raw_sha256[:12])
             return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
 
-        try:
-            # A message's rows are written once, at its end, by one flush of the unit of
-            # work. Until then nothing is flushed: what the step reads through the ORM is
-            # stored rows, and a loaded collection shows the step's own additions too.
-            with self.session.begin_nested(), self.session.no_autoflush:
-                result = run_stages(self.intake, self.session, Context(
-                    mail, raw_sha256, self.channel, self.mailbox))
-                self.session.flush()
-                # Searchable as soon as it is stored: in the same savepoint.
-                index_new_messages(self.session)
-                return result
-        except IntegrityError:
-            # Another process stored the same Message-ID between our check and our insert.
-            if _is_known(self.session, mail.message_id):
-                return _duplicate(mail)
-            raise TemporaryError("a constraint failed while storing; will retry") from None
-        except DBAPIError as exc:
-            if _is_connection_fault(exc):
-                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
-            log.exception("storing %s failed", mail.message_id)
-            return self._quarantine(raw_sha256, f"internal error while storing: {exc.orig!r}")
-        except TemporaryError:
-            raise
-        except PermanentError as exc:
-            return self._quarantine(raw_sha256, str(exc))
-        except Exception as exc:
-            log.exception("processing %s failed", mail.message_id)
-            return self._quarantine(raw_sha256,
-                                    f"internal error while processing: {exc!r}")
+        for attempt in (1, 2):
+            try:
+                # A message's rows are written once, at its end, by one flush of the unit
+                # of work. Until then nothing is flushed: what the step reads through the
+                # ORM is stored rows, and a loaded collection shows the step's own
+                # additions too.
+                with self.session.begin_nested(), self.session.no_autoflush:
+                    result = run_stages(self.intake, self.session, Context(
+                        mail, raw_sha256, self.channel, self.mailbox))
+                    self.session.flush()
+                    # Searchable as soon as it is stored: in the same savepoint.
+                    index_new_messages(self.session)
+                    return result
+            except IntegrityError as exc:
+                # Another process stored the same Message-ID between our check and our
+                # insert, or the same customer row or participant: its row is committed
+                # by the time ours is refused, and a second try sees it. A constraint
+                # that fails twice is ours to mend, and that mail's alone.
+                if _is_known(self.session, mail.message_id):
+                    return _duplicate(mail)
+                if attempt == 1:
+                    continue
+                log.error("storing %s: %s", mail.message_id, _refusal(exc))
+                return self._quarantine(raw_sha256, _refusal(exc))
+            except DBAPIError as exc:
+                if is_outage(exc):
+                    raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+                log.exception("storing %s: %s", mail.message_id, _refusal(exc))
+                return self._quarantine(raw_sha256, _refusal(exc))
+            except TemporaryError:
+                raise
+            except PermanentError as exc:
+                return self._quarantine(raw_sha256, str(exc))
+            except Exception as exc:
+                log.exception("processing %s failed", mail.message_id)
+                return self._quarantine(raw_sha256,
+                                        f"internal error while processing: {exc!r}")
+        raise AssertionError("the second attempt returns or raises")
 
     def _quarantine(self, raw_sha256: str, reason: str) -> IngestResult:
         return _set_aside(self.intake, self.session, raw_sha256, self.channel, reason)

@@ -1,4 +1,8 @@
-"""Which ticket a mail belongs to (docs/design.md, threading rules 2–4)."""
+"""Which ticket a mail belongs to (docs/design.md, threading rules 2–4).
+
+What it looks up is bounded whatever the mail says: the IDs of In-Reply-To and
+References as parse.py keeps them (maild/mail/message_id.py), the first few IDs a bounce
+names."""
 
 from __future__ import annotations
 
@@ -26,6 +30,15 @@ _TICKETS_OF: CompoundSelect[*tuple[Any, ...]] = union_all(
     .where(OutboxMail.message_id.in_(bindparam("ids", expanding=True)),
            OutboxMail.ticket_id.is_not(None)),
 ).order_by("rank")
+
+
+# A bounce names the one mail that bounced; a prose bounce may quote a few IDs. The
+# first of them are read, however many a crafted report lists.
+BOUNCED_IDS_READ = 8
+
+
+def _bounced_ids(mail: ParsedMail) -> list[str]:
+    return mail.bounce.original_ids[:BOUNCED_IDS_READ] if mail.bounce is not None else []
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,11 @@ def _by_tag(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
 
 def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
     """A bounce belongs to the ticket of the mail that bounced."""
-    if mail.bounce is None or not mail.bounce.original_ids:
+    if not _bounced_ids(mail):
         return None
     for message_id, ticket_id in session.execute(
         select(OutboxMail.message_id, OutboxMail.ticket_id)
-        .where(OutboxMail.message_id.in_(mail.bounce.original_ids))
+        .where(OutboxMail.message_id.in_(_bounced_ids(mail)))
     ):
         if ticket_id is not None:
             ticket = session.get(Ticket, ticket_id, with_for_update=True)
@@ -111,12 +124,12 @@ def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None, *,
     if ticket is None:
         return NO_TICKET
     bounced: tuple[SentMail, ...] = ()
-    if mail.bounce is not None and mail.bounce.original_ids:
+    if _bounced_ids(mail):
         bounced = tuple(
             SentMail(message_id, frozenset(recipients))
             for message_id, recipients in session.execute(
                 select(OutboxMail.message_id, OutboxMail.recipients)
-                .where(OutboxMail.message_id.in_(mail.bounce.original_ids))
+                .where(OutboxMail.message_id.in_(_bounced_ids(mail)))
                 .order_by(OutboxMail.id)
             )
         )

@@ -18,6 +18,26 @@ _LONGEST_WRITABLE = 997
 REFERENCES_KEPT = 20
 
 
+# What threading reads of a mail's own headers: In-Reply-To names what it answers (one
+# ID, a few when it answers several), References the thread, oldest first. A client
+# keeps the first and the latest when it trims (RFC 5322 3.6.4 allows it), and so do
+# we: a header of 130,000 IDs costs no more than one of 48.
+IN_REPLY_TO_READ = 8
+REFERENCES_READ = 40
+
+
+def read_in_reply_to(ids: list[str]) -> list[str]:
+    """The In-Reply-To IDs threading reads: the first few."""
+    return ids[:IN_REPLY_TO_READ]
+
+
+def read_references(ids: list[str]) -> list[str]:
+    """The References IDs threading reads: the first (the thread's start) and the latest."""
+    if len(ids) <= REFERENCES_READ:
+        return ids
+    return [ids[0], *ids[-(REFERENCES_READ - 1):]]
+
+
 def message_ids(value: str) -> list[str]:
     """Every Message-ID in a header value (Message-ID, In-Reply-To, References), in order."""
     return _MSG_ID.findall(value)

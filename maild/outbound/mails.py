@@ -52,6 +52,25 @@ def greeting_name(ticket: Ticket) -> str | None:
     return None
 
 
+def mail_context(config: Config, clock: Clock, calendar: BusinessCalendar,
+                 ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
+    """What every template receives (templates/README.md), and `extra`, what its own
+    mail adds. `maild check` renders its samples with this too (outbound/samples.py)."""
+    address, name = config.desk_address(ticket.mailbox if ticket else None)
+    context: dict[str, Any] = {
+        "support": {"name": name, "address": address},
+        "now": clock.now(),
+        "timezone": calendar.zone,
+        "business_hours": config.business_hours,
+        "internal_target": config.sla.internal if config.sla.internal.enabled else None,
+        "ticket": ticket,
+        "customer": ticket.customer if ticket else None,
+        "requester_name": greeting_name(ticket) if ticket else None,
+    }
+    context.update(extra)
+    return context
+
+
 @dataclass(frozen=True)
 class Mails:
     """Every kind of mail maild writes, from its template; each is queued in the session
@@ -83,20 +102,7 @@ class Mails:
         return self.reply_tokens.message_id(domain, ticket.id, staff_address)
 
     def _context(self, ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
-        config = self.config
-        desk = self._desk(ticket)
-        context: dict[str, Any] = {
-            "support": {"name": desk.name, "address": desk.address},
-            "now": self.clock.now(),
-            "timezone": self.calendar.zone,
-            "business_hours": config.business_hours,
-            "internal_target": config.sla.internal if config.sla.internal.enabled else None,
-            "ticket": ticket,
-            "customer": ticket.customer if ticket else None,
-            "requester_name": greeting_name(ticket) if ticket else None,
-        }
-        context.update(extra)
-        return context
+        return mail_context(self.config, self.clock, self.calendar, ticket, **extra)
 
     def _queue(
         self,

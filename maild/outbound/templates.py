@@ -17,6 +17,7 @@ are found wherever maild is installed and whatever directory it runs in.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,12 +30,13 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
 )
 
 from maild.config import BusinessHoursConfig
-from maild.errors import ConfigError
+from maild.errors import TemplateFailed
 from maild.tickets.durations import spoken_span
 
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
@@ -42,6 +44,14 @@ TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
     "sla_alert", "escalation", "staff_unproven", "staff_confirm", "digest", "severity_changed",
 )
+
+
+# What a template an operator wrote can raise while it renders: Jinja's own errors (an
+# undefined variable under StrictUndefined), and what its expressions and our filters
+# raise on values they cannot handle. Anything else (the database going away while a
+# template reads a ticket's messages) is not the template's fault and is not caught.
+_TEMPLATE_FAULTS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+                    AttributeError)
 
 
 @dataclass(frozen=True)
@@ -120,20 +130,59 @@ class Templates:
             html = SHIPPED_TEMPLATES
         return text, html
 
-    def render(self, name: str, context: dict[str, Any]) -> Rendered:
-        text_dir, html_dir = self.sources(name)
+    def _render_file(self, environments: dict[Path, Environment], directory: Path,
+                     filename: str, context: dict[str, Any]) -> str:
+        path = directory / filename
         try:
-            text_source = self._text[text_dir].get_template(f"{name}.txt.j2").render(context)
+            return environments[directory].get_template(filename).render(context)
         except TemplateNotFound:
-            raise ConfigError([f"templates: {name}.txt.j2 is missing"]) from None
-        subject, text = _split_subject(name, text_source)
-        html = None
-        if html_dir is not None:
+            raise
+        except TemplateSyntaxError as exc:
+            raise TemplateFailed(filename, str(path), exc.lineno, exc.message or str(exc)
+                                 ) from exc
+        except _TEMPLATE_FAULTS as exc:
+            raise TemplateFailed(filename, str(path), _line_in(exc, path), _reason(exc)
+                                 ) from exc
+
+    def render_text(self, name: str, context: dict[str, Any]) -> tuple[str, str]:
+        """The subject and the text of template `name`; TemplateFailed if it cannot."""
+        directory, _ = self.sources(name)
+        filename = f"{name}.txt.j2"
+        try:
+            source = self._render_file(self._text, directory, filename, context)
+        except TemplateNotFound:
+            raise TemplateFailed(filename, str(directory / filename), None,
+                                 "the template is missing") from None
+        return _split_subject(filename, directory / filename, source)
+
+    def render_html(self, name: str, context: dict[str, Any]) -> str | None:
+        """The HTML of template `name`, None when it has none; TemplateFailed if it
+        cannot be rendered."""
+        _, directory = self.sources(name)
+        if directory is None:
+            return None
+        try:
+            return self._render_file(self._html, directory, f"{name}.html.j2", context)
+        except TemplateNotFound:  # removed since it was looked for: none, as asked
+            return None
+
+    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        """The mail of template `name`. A template that cannot be rendered, text or HTML,
+        raises TemplateFailed: the mail is not sent, and the caller decides what the
+        failure of that one mail means."""
+        subject, text = self.render_text(name, context)
+        return Rendered(subject, text, self.render_html(name, context))
+
+    def render_problems(self, name: str, context: dict[str, Any]) -> list[TemplateFailed]:
+        """What fails when template `name` renders `context`: its text and its HTML,
+        each on its own, so that one does not hide the other."""
+        problems = []
+        for render in (self.render_text, self.render_html):
             try:
-                html = self._html[html_dir].get_template(f"{name}.html.j2").render(context)
-            except TemplateNotFound:  # removed since it was looked for: none, as asked
-                html = None
-        return Rendered(subject, text, html)
+                render(name, context)
+            except TemplateFailed as exc:
+                problems.append(exc)
+        return problems
 
     def check(self, names: Sequence[str]) -> list[str]:
         """Compile every template; one line per problem, naming the file."""
@@ -155,8 +204,30 @@ class Templates:
         return problems
 
 
-def _split_subject(name: str, source: str) -> tuple[str, str]:
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    """The line of the template at `path` where `exc` was raised: Jinja gives the frames
+    of template code the template's file name and line (the innermost one counts, for an
+    error inside a macro or an included file of the same template)."""
+    wanted = os.path.normpath(path)
+    line = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if os.path.normpath(traceback.tb_frame.f_code.co_filename) == wanted:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
+
+
+def _reason(exc: BaseException) -> str:
+    """Jinja's own message names the variable ("'customer' is undefined", "... has no
+    attribute 'nmae'"); anything else is named by its type too."""
+    if isinstance(exc, TemplateError):
+        return str(exc.message if exc.message is not None else exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _split_subject(filename: str, path: Path, source: str) -> tuple[str, str]:
     head, _, body = source.lstrip("\n").partition("\n")
     if not head.lower().startswith("subject:"):
-        raise ConfigError([f"templates: {name}.txt.j2 must start with a 'Subject: …' line"])
+        raise TemplateFailed(filename, str(path), 1, "must start with a 'Subject: …' line")
     return " ".join(head[len("subject:"):].split()), body.lstrip("\n").rstrip() + "\n"

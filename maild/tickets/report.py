@@ -28,16 +28,18 @@ Every figure is defined here once, in words a lead can check by hand:
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
 
-from maild.db.models import Event, Message, Ticket
+from maild.db.models import Customer, Event, Message, Ticket
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.model import RESOLVED, STATUSES, SYSTEM_ACTOR
 from maild.tickets.targets import Outcome, outcomes
@@ -82,29 +84,58 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _plan(ticket: Ticket) -> str:
-    return ticket.customer.plan if ticket.customer and ticket.customer.plan else "none"
+def _plan(plan: str | None) -> str:
+    return plan or "none"
 
 
-def _severity(ticket: Ticket) -> str:
-    return str(ticket.severity) if ticket.severity is not None else "none"
+def _severity(severity: int | None) -> str:
+    return str(severity) if severity is not None else "none"
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    """What the report knows of one ticket, worked out once however many weeks read it."""
+
+    id: int
+    subject: str
+    status: str
+    priority: str
+    severity: int | None
+    plan: str
+    assignee: str | None
+    created_at: datetime
+    solved_at: datetime | None
+    first_response_at: datetime | None
+    by_staff: bool  # opened by an engineer: outreach, not a request
+    responder: str | None  # author of the first public reply
+    first_response_time: timedelta | None  # business hours, for requests answered
+    resolution_time: timedelta | None  # business hours, for requests solved
+    outcomes: tuple[Outcome, ...]  # settled targets, for requests
+
+    def engineer(self, target: str) -> str:
+        """Whose the target was: the first response's author, or the assignee."""
+        if target != "resolution" and self.first_response_at is not None:
+            return self.responder or self.assignee or UNASSIGNED
+        return self.assignee or UNASSIGNED
 
 
 @dataclass(frozen=True)
 class _Settled:
-    ticket: Ticket
+    ticket: _Ticket
     outcome: Outcome
     engineer: str
 
 
-class _Desk:
-    """The tickets the report reads, with what it needs to know of their messages."""
-
-    def __init__(self, session: Session, since: datetime, until: datetime) -> None:
-        answered_in_range = select(Event.ticket_id).where(
-            Event.kind == "satisfaction", Event.at >= since, Event.at < until)
-        relevant: ColumnElement[bool] = or_(
-            Ticket.status.not_in(RESOLVED),
+def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: datetime,
+          now: datetime) -> list[_Ticket]:
+    """Every ticket a figure of [since, until) or of now can count: those still open, and
+    those opened before `until` with anything (opened, answered, solved, a due time, a
+    satisfaction answer) at or after `since`."""
+    answered_in_range = select(Event.ticket_id).where(
+        Event.kind == "satisfaction", Event.at >= since, Event.at < until)
+    relevant: ColumnElement[bool] = or_(
+        Ticket.status.not_in(RESOLVED),
+        and_(Ticket.created_at < until, or_(
             Ticket.created_at >= since,
             Ticket.solved_at >= since,
             Ticket.first_response_at >= since,
@@ -112,65 +143,124 @@ class _Desk:
             Ticket.internal_response_due_at >= since,
             Ticket.resolution_due_at >= since,
             Ticket.id.in_(answered_in_range),
-        )
-        self.tickets = list(session.scalars(
-            select(Ticket).options(selectinload(Ticket.customer)).where(relevant)
-            .order_by(Ticket.id)
+        )),
+    )
+    rows = session.execute(
+        select(Ticket.id, Ticket.subject, Ticket.status, Ticket.priority, Ticket.severity,
+               Customer.plan, Ticket.assignee, Ticket.created_at, Ticket.solved_at,
+               Ticket.first_response_at, Ticket.response_due_at,
+               Ticket.internal_response_due_at, Ticket.resolution_due_at,
+               Ticket.sla_paused_at, Ticket.first_response_business_seconds,
+               Ticket.resolution_business_seconds)
+        .outerjoin(Customer, Ticket.customer_id == Customer.id)
+        .where(relevant).order_by(Ticket.id)).all()
+    opened_by_staff, responder = _first_messages(session, [row.id for row in rows])
+    since, until = since.astimezone(UTC), until.astimezone(UTC)
+    tickets = []
+    for row in rows:
+        by_staff = row.id in opened_by_staff
+        answered, solved = row.first_response_at, row.solved_at
+        tickets.append(_Ticket(
+            id=row.id, subject=row.subject, status=row.status, priority=row.priority,
+            severity=row.severity, plan=_plan(row.plan), assignee=row.assignee,
+            created_at=row.created_at, solved_at=solved, first_response_at=answered,
+            by_staff=by_staff, responder=responder.get(row.id),
+            first_response_time=(
+                _business_time(calendar, row.created_at, answered,
+                               row.first_response_business_seconds)
+                if answered is not None and not by_staff and row.created_at >= since
+                else None),
+            resolution_time=(
+                _business_time(calendar, row.created_at, solved,
+                               row.resolution_business_seconds)
+                if solved is not None and not by_staff and since <= solved < until
+                else None),
+            outcomes=() if by_staff else tuple(outcomes(row, now)),
         ))
-        in_view = select(Ticket.id).where(relevant)
-        first_messages = (select(func.min(Message.id)).where(Message.ticket_id.in_(in_view))
-                          .group_by(Message.ticket_id))
-        self.opened_by_staff = set(session.scalars(
-            select(Message.ticket_id).where(Message.id.in_(first_messages),
-                                            Message.direction == "out")))
-        first_replies = (select(func.min(Message.id))
-                         .where(Message.ticket_id.in_(in_view), Message.direction == "out",
-                                Message.kind == "public")
-                         .group_by(Message.ticket_id))
-        self.responder: dict[int, str] = {
-            ticket_id: author for ticket_id, author in session.execute(
-                select(Message.ticket_id, Message.author).where(Message.id.in_(first_replies)))
-        }
+    return tickets
 
-    def requests(self) -> list[Ticket]:
-        """The tickets customers opened (not staff's outreach)."""
-        return [t for t in self.tickets if t.id not in self.opened_by_staff]
 
-    def engineer(self, ticket: Ticket, target: str) -> str:
-        if target != "resolution" and ticket.first_response_at is not None:
-            return self.responder.get(ticket.id) or ticket.assignee or UNASSIGNED
-        return ticket.assignee or UNASSIGNED
+def _business_time(calendar: BusinessCalendar, opened: datetime, until: datetime,
+                   known: float | None) -> timedelta:
+    """As kept on the ticket when it happened; worked out for tickets from before that."""
+    if known is not None:
+        return timedelta(seconds=known)
+    return calendar.business_time_between(opened, until)
+
+
+def _first_messages(session: Session, ticket_ids: list[int]) -> tuple[set[int], dict[int, str]]:
+    """Of these tickets: those whose first message was staff's (opened by an engineer),
+    and the author of each one's first public reply."""
+    opened_by_staff: set[int] = set()
+    responder: dict[int, str] = {}
+    for start in range(0, len(ticket_ids), 500):  # by the ticket index, a chunk at a time
+        seen: set[int] = set()
+        for ticket_id, direction, kind, author in session.execute(
+            select(Message.ticket_id, Message.direction, Message.kind, Message.author)
+            .where(Message.ticket_id.in_(ticket_ids[start:start + 500]))
+            .order_by(Message.ticket_id, Message.id)
+        ):
+            if ticket_id not in seen:
+                seen.add(ticket_id)
+                if direction == "out":
+                    opened_by_staff.add(ticket_id)
+            if direction == "out" and kind == "public" and ticket_id not in responder:
+                responder[ticket_id] = author
+    return opened_by_staff, responder
+
+
+class _Window:
+    """The figures of the tickets in [since, until) that are about that range, by the
+    module's definitions. `tickets` may hold more than the range touches; never less."""
+
+    def __init__(self, tickets: Iterable[_Ticket], since: datetime, until: datetime) -> None:
+        # Compared in UTC as the database gives them: comparing across time zones asks
+        # each zone for its offset, every time.
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+
+        def within(moment: datetime | None) -> bool:
+            return moment is not None and since <= moment < until
+
+        self.opened: list[_Ticket] = []
+        self.solved: list[_Ticket] = []
+        self.first_response_times: dict[int, timedelta] = {}
+        self.resolution_times: list[timedelta] = []
+        self.settled: dict[str, list[_Settled]] = defaultdict(list)
+        for ticket in tickets:
+            if within(ticket.created_at):
+                self.opened.append(ticket)
+                if ticket.first_response_time is not None:
+                    self.first_response_times[ticket.id] = ticket.first_response_time
+            if within(ticket.solved_at):
+                self.solved.append(ticket)
+                if ticket.resolution_time is not None:
+                    self.resolution_times.append(ticket.resolution_time)
+            for found in ticket.outcomes:
+                if within(found.settled_at):
+                    self.settled[found.target].append(
+                        _Settled(ticket, found, ticket.engineer(found.target)))
+
+    def counts(self) -> dict[str, int]:
+        return {"opened": len(self.opened),
+                "opened_by_staff": sum(t.by_staff for t in self.opened),
+                "solved": len(self.solved)}
 
 
 def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
                  until: datetime, now: datetime) -> dict[str, Any]:
-    desk = _Desk(session, since, until)
+    tickets = _load(session, calendar, since, until, now)
+    return _report(session, tickets, calendar, since, until, now)
 
-    def within(moment: datetime | None) -> bool:
-        return moment is not None and since <= moment < until
 
-    opened = [t for t in desk.tickets if within(t.created_at)]
-    solved = [t for t in desk.tickets if within(t.solved_at)]
-    requests = desk.requests()
-    answered = [t for t in requests if within(t.created_at) and t.first_response_at]
-    first_response_times = {
-        t.id: calendar.business_time_between(t.created_at, t.first_response_at)
-        for t in answered if t.first_response_at}
-    resolution_times = [calendar.business_time_between(t.created_at, t.solved_at)
-                        for t in solved if t.solved_at and t.id not in desk.opened_by_staff]
-
-    settled: dict[str, list[_Settled]] = defaultdict(list)
-    open_breaches = []
-    for ticket in requests:
-        for found in outcomes(ticket, now):
-            if within(found.settled_at):
-                settled[found.target].append(
-                    _Settled(ticket, found, desk.engineer(ticket, found.target)))
-            if found.open:
-                open_breaches.append((ticket, found))
-
+def _report(session: Session, tickets: list[_Ticket], calendar: BusinessCalendar,
+            since: datetime, until: datetime, now: datetime) -> dict[str, Any]:
+    window = _Window(tickets, since, until)
+    settled = window.settled
+    open_breaches = sorted(((ticket, found) for ticket in tickets for found in ticket.outcomes
+                            if found.open), key=lambda pair: (pair[1].due, pair[0].id))
     events = _Events(session, since, until)
-    satisfaction = _satisfaction(desk, events)
+    by_id = {t.id: t for t in tickets}
+    answers = events.answers()
     sla = {
         "first_response": _attainment(settled["first_response"]),
         "resolution": _attainment(settled["resolution"]),
@@ -179,25 +269,22 @@ def build_report(session: Session, calendar: BusinessCalendar, since: datetime,
         "breaches": sum(not s.outcome.met for t in CUSTOMER_TARGETS for s in settled[t]),
         "internal_breaches": sum(not s.outcome.met for s in settled["internal_first_response"]),
         "escalations": events.count("escalated"),
-        "open_breaches": [_open_breach(ticket, found, now) for ticket, found in
-                          sorted(open_breaches, key=lambda pair: (pair[1].due, pair[0].id))],
+        "open_breaches": [_open_breach(ticket, found, now) for ticket, found in open_breaches],
     }
-    backlog = [t for t in desk.tickets if t.status not in RESOLVED]
+    backlog = [t for t in tickets if t.status not in RESOLVED]
     return {
         "since": since.isoformat(), "until": until.isoformat(), "now": now.isoformat(),
         "timezone": calendar.zone.key,
         "percentile_method": PERCENTILE_METHOD,
-        "tickets": {"opened": len(opened),
-                    "opened_by_staff": sum(t.id in desk.opened_by_staff for t in opened),
-                    "solved": len(solved)},
-        "first_response": hours_summary(first_response_times.values()),
-        "resolution": hours_summary(resolution_times),
+        "tickets": window.counts(),
+        "first_response": hours_summary(window.first_response_times.values()),
+        "resolution": hours_summary(window.resolution_times),
         "sla": sla,
-        "engineers": _engineers(desk, events, first_response_times, solved, backlog),
+        "engineers": _engineers(by_id, window, events.assignments(), answers, backlog),
         "backlog": _backlog(backlog, now),
         "followups": {"nudges_sent": events.count("nudged"),
                       "auto_solved": events.count("status", actor=SYSTEM_ACTOR, new="solved")},
-        "satisfaction": satisfaction,
+        "satisfaction": _satisfaction(by_id, answers),
     }
 
 
@@ -205,8 +292,8 @@ def _attainment(settled: list[_Settled]) -> dict[str, Any]:
     groups: dict[str, dict[str, list[bool]]] = {"by_plan": {}, "by_severity": {},
                                                  "by_engineer": {}}
     for item in settled:
-        for group, key in (("by_plan", _plan(item.ticket)),
-                           ("by_severity", _severity(item.ticket)),
+        for group, key in (("by_plan", item.ticket.plan),
+                           ("by_severity", _severity(item.ticket.severity)),
                            ("by_engineer", item.engineer)):
             groups[group].setdefault(key, []).append(item.outcome.met)
     missed = sorted((s for s in settled if not s.outcome.met),
@@ -218,19 +305,22 @@ def _attainment(settled: list[_Settled]) -> dict[str, Any]:
         "breaching_tickets": [{
             "ticket": s.ticket.id, "subject": s.ticket.subject,
             "priority": s.ticket.priority, "severity": s.ticket.severity,
-            "plan": _plan(s.ticket), "engineer": s.engineer,
+            "plan": s.ticket.plan, "engineer": s.engineer,
             "due_at": _iso(s.outcome.due), "late_hours": _hours(s.outcome.late),
             "open": s.outcome.open,
         } for s in missed],
     }
 
 
-def _open_breach(ticket: Ticket, found: Outcome, now: datetime) -> dict[str, Any]:
+def _open_breach(ticket: _Ticket, found: Outcome, now: datetime) -> dict[str, Any]:
     return {"ticket": ticket.id, "subject": ticket.subject, "target": found.target,
             "status": ticket.status, "priority": ticket.priority,
-            "severity": ticket.severity, "plan": _plan(ticket),
+            "severity": ticket.severity, "plan": ticket.plan,
             "assignee": ticket.assignee, "due_at": _iso(found.due),
             "overdue_hours": _hours(now - found.due)}
+
+
+Answer = tuple[int, str | None, str | None, datetime]  # ticket, rating, comment, when
 
 
 class _Events:
@@ -258,8 +348,8 @@ class _Events:
             given[str(assignee)].add(ticket_id)
         return given
 
-    def answers(self) -> list[tuple[int, str | None, str | None, datetime]]:
-        """The survey answers given in the range, in order: ticket, rating, comment, when."""
+    def answers(self) -> list[Answer]:
+        """The survey answers given in the range, in order."""
         return [(ticket_id, rating, comment, at) for ticket_id, rating, comment, at in
                 self.session.execute(
                     select(Event.ticket_id, Event.new, Event.detail, Event.at)
@@ -275,20 +365,19 @@ def _ratings(ratings: list[int]) -> dict[str, Any]:
             "satisfied_percent": round(100 * satisfied / len(ratings), 1)}
 
 
-def _latest_ratings(events: _Events) -> dict[int, int]:
-    """The rating of each ticket answered in the range, the latest (a customer may
-    change their mind)."""
+def _latest_ratings(answers: list[Answer]) -> dict[int, int]:
+    """The rating of each ticket answered, the latest (a customer may change their
+    mind)."""
     latest: dict[int, int] = {}
-    for ticket_id, rating, _, _ in events.answers():
+    for ticket_id, rating, _, _ in answers:
         if rating is not None and rating.isdigit():
             latest[ticket_id] = int(rating)
     return latest
 
 
-def _satisfaction(desk: _Desk, events: _Events) -> dict[str, Any]:
-    by_id = {t.id: t for t in desk.tickets}
+def _satisfaction(by_id: dict[int, _Ticket], answers: list[Answer]) -> dict[str, Any]:
     comments = []
-    for ticket_id, rating, comment, at in events.answers():
+    for ticket_id, rating, comment, at in answers:
         ticket = by_id.get(ticket_id)
         if comment and ticket is not None:
             comments.append({
@@ -296,22 +385,20 @@ def _satisfaction(desk: _Desk, events: _Events) -> dict[str, Any]:
                 "rating": int(rating) if rating and rating.isdigit() else None,
                 "comment": comment, "at": at.isoformat(), "engineer": ticket.assignee,
             })
-    return {**_ratings(list(_latest_ratings(events).values())), "comments": comments}
+    return {**_ratings(list(_latest_ratings(answers).values())), "comments": comments}
 
 
-def _engineers(desk: _Desk, events: _Events, first_response_times: dict[int, timedelta],
-               solved: list[Ticket], backlog: list[Ticket]) -> dict[str, Any]:
-    by_id = {t.id: t for t in desk.tickets}
-    assigned = events.assignments()
+def _engineers(by_id: dict[int, _Ticket], window: _Window, assigned: dict[str, set[int]],
+               answers: list[Answer], backlog: list[_Ticket]) -> dict[str, Any]:
     responses: dict[str, list[timedelta]] = defaultdict(list)
-    for ticket_id, took in first_response_times.items():
-        responses[desk.responder.get(ticket_id) or UNASSIGNED].append(took)
+    for ticket_id, took in window.first_response_times.items():
+        responses[by_id[ticket_id].responder or UNASSIGNED].append(took)
     ratings: dict[str, list[int]] = defaultdict(list)
-    for ticket_id, rating in _latest_ratings(events).items():
+    for ticket_id, rating in _latest_ratings(answers).items():
         ticket = by_id.get(ticket_id)
         if ticket is not None and ticket.assignee:
             ratings[ticket.assignee].append(rating)
-    solved_by = _count(t.assignee for t in solved if t.assignee)
+    solved_by = _count(t.assignee for t in window.solved if t.assignee)
     waiting = _count(t.assignee for t in backlog if t.assignee)
     names = set(assigned) | set(responses) | set(ratings) | set(solved_by) | set(waiting)
     names.discard(UNASSIGNED)
@@ -332,7 +419,7 @@ def _count(values: Iterable[str | None]) -> dict[str, int]:
     return counted
 
 
-def _backlog(backlog: list[Ticket], now: datetime) -> dict[str, Any]:
+def _backlog(backlog: list[_Ticket], now: datetime) -> dict[str, Any]:
     by_status = {s: 0 for s in STATUSES if s not in RESOLVED}
     by_age = {name: 0 for name, _ in AGE_BUCKETS}
     for ticket in backlog:
@@ -354,23 +441,62 @@ def week_starts(calendar: BusinessCalendar, now: datetime, weeks: int) -> list[d
             for n in range(weeks + 1)]
 
 
+def report_with_weeks(session: Session, calendar: BusinessCalendar, starts: list[datetime],
+                      now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The report over the weeks between `starts` (each a week's start, the last one the
+    end of the range), and its figures week by week, each by the report's definitions,
+    with the backlog as each week ended. The tickets are read once for all of them."""
+    since, until = starts[0], starts[-1]
+    tickets = _load(session, calendar, since, until, now)
+    summary = _report(session, tickets, calendar, since, until, now)
+    return summary, _weeks(session, tickets, starts, now)
+
+
 def weekly_trends(session: Session, calendar: BusinessCalendar, starts: list[datetime],
                   now: datetime) -> list[dict[str, Any]]:
-    """The report's figures week by week (each by `build_report`'s definitions), for the
-    weeks between `starts` (each a week's start, the last one the end of the range), with
-    the backlog as each week ended."""
+    return report_with_weeks(session, calendar, starts, now)[1]
+
+
+def _weeks(session: Session, tickets: list[_Ticket], starts: list[datetime],
+           now: datetime) -> list[dict[str, Any]]:
+    bounds = [start.astimezone(UTC) for start in starts]
+
+    def week_of(moment: datetime | None) -> int | None:
+        if moment is None or not bounds[0] <= moment < bounds[-1]:
+            return None
+        return bisect_right(bounds, moment) - 1
+
+    # Each week gets the tickets with something in it, so that a week's figures read
+    # a week's tickets, not the whole range's.
+    touching: list[dict[int, _Ticket]] = [{} for _ in starts[1:]]
+    for ticket in tickets:
+        for moment in (ticket.created_at, ticket.solved_at,
+                       *(found.settled_at for found in ticket.outcomes)):
+            week = week_of(moment)
+            if week is not None:
+                touching[week][ticket.id] = ticket
+    answers: list[list[Answer]] = [[] for _ in starts[1:]]
+    for answer in _Events(session, starts[0], starts[-1]).answers():
+        answers[bisect_right(bounds, answer[3]) - 1].append(answer)
+    backlog = _backlog_at(session, starts[0])
     weeks = []
-    for start, end in zip(starts, starts[1:], strict=False):
-        week = build_report(session, calendar, start, end, now)
+    for n, (start, end) in enumerate(itertools.pairwise(starts)):
+        window = _Window(touching[n].values(), start, end)
+        counts = window.counts()
+        ended = min(end, now)
+        backlog += (sum(1 for t in window.opened if t.created_at < ended)
+                    - sum(1 for t in window.solved if t.solved_at and t.solved_at < ended))
+        ratings = _ratings(list(_latest_ratings(answers[n]).values()))
         weeks.append({
             "start": start.isoformat(),
-            "opened": week["tickets"]["opened"],
-            "solved": week["tickets"]["solved"],
-            "first_response": week["first_response"],
-            "resolution": week["resolution"],
-            "sla": {target: week["sla"][target]["all"] for target in CUSTOMER_TARGETS},
-            "backlog": _backlog_at(session, min(end, now)),
-            "satisfaction": {key: week["satisfaction"][key] for key in ("answers", "average")},
+            "opened": counts["opened"],
+            "solved": counts["solved"],
+            "first_response": hours_summary(window.first_response_times.values()),
+            "resolution": hours_summary(window.resolution_times),
+            "sla": {target: _share([s.outcome.met for s in window.settled[target]])
+                    for target in CUSTOMER_TARGETS},
+            "backlog": backlog,
+            "satisfaction": {key: ratings[key] for key in ("answers", "average")},
         })
     return weeks
 
@@ -381,10 +507,3 @@ def _backlog_at(session: Session, at: datetime) -> int:
     opened = session.scalar(select(func.count(Ticket.id)).where(Ticket.created_at < at)) or 0
     solved = session.scalar(select(func.count(Ticket.id)).where(Ticket.solved_at < at)) or 0
     return opened - solved
-
-
-def report_with_weeks(session: Session, calendar: BusinessCalendar, starts: list[datetime],
-                      now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`build_report` over the weeks between `starts`, and `weekly_trends` of them."""
-    return (build_report(session, calendar, starts[0], starts[-1], now),
-            weekly_trends(session, calendar, starts, now))

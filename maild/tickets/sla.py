@@ -101,7 +101,21 @@ class SlaClocks:
             self._resolution_due(ticket.created_at, policy.resolution, stopped)
             if policy is not None and policy.resolution is not None else None
         )
+        ticket.first_response_business_seconds = self._business_seconds(
+            ticket, ticket.first_response_at, ticket.first_response_business_seconds)
+        ticket.resolution_business_seconds = self._business_seconds(
+            ticket, ticket.solved_at, ticket.resolution_business_seconds)
         self.plan_alerts(ticket)
+
+    def _business_seconds(self, ticket: Ticket, until: datetime | None,
+                          known: float | None) -> float | None:
+        """Business time from the ticket's opening to `until`, for the report; worked out
+        once, as `until` (a first response, a solve) does not move once it happened."""
+        if until is None:
+            return None
+        if known is not None:
+            return known
+        return self.calendar.business_time_between(ticket.created_at, until).total_seconds()
 
     def plan_alerts(self, ticket: Ticket) -> None:
         """When the ticket's next unsent alert is due (its due times as they stand)."""

@@ -20,11 +20,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from maild.db.models import Ticket
 from maild.tickets.model import RESOLVED
 
 TARGETS = ("first_response", "resolution", "internal_first_response")
+
+
+class TicketTimes(Protocol):
+    """What a ticket's outcomes are read from: a Ticket, or a row of these columns."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def first_response_at(self) -> datetime | None: ...
+    @property
+    def solved_at(self) -> datetime | None: ...
+    @property
+    def response_due_at(self) -> datetime | None: ...
+    @property
+    def internal_response_due_at(self) -> datetime | None: ...
+    @property
+    def resolution_due_at(self) -> datetime | None: ...
+    @property
+    def sla_paused_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,7 @@ class Outcome:
     open: bool  # missed and still unmet now
 
 
-def _due(ticket: Ticket, target: str) -> datetime | None:
+def _due(ticket: TicketTimes, target: str) -> datetime | None:
     return {
         "first_response": ticket.response_due_at,
         "internal_first_response": ticket.internal_response_due_at,
@@ -45,12 +64,12 @@ def _due(ticket: Ticket, target: str) -> datetime | None:
     }[target]
 
 
-def _resolved(ticket: Ticket) -> datetime | None:
+def _resolved(ticket: TicketTimes) -> datetime | None:
     """When the ticket was resolved, if it is."""
     return ticket.solved_at if ticket.status in RESOLVED else None
 
 
-def outcome(ticket: Ticket, target: str, now: datetime) -> Outcome | None:
+def outcome(ticket: TicketTimes, target: str, now: datetime) -> Outcome | None:
     """The target's outcome as of `now`; None while it runs, or when there is no target."""
     due = _due(ticket, target)
     if due is None:
@@ -60,7 +79,7 @@ def outcome(ticket: Ticket, target: str, now: datetime) -> Outcome | None:
     return _first_response(ticket, target, due, now)
 
 
-def _first_response(ticket: Ticket, target: str, due: datetime,
+def _first_response(ticket: TicketTimes, target: str, due: datetime,
                     now: datetime) -> Outcome | None:
     answered = ticket.first_response_at
     if answered is not None:
@@ -76,7 +95,7 @@ def _first_response(ticket: Ticket, target: str, due: datetime,
     return Outcome(target, due, False, due, until - due, resolved is None)
 
 
-def _resolution(ticket: Ticket, due: datetime, now: datetime) -> Outcome | None:
+def _resolution(ticket: TicketTimes, due: datetime, now: datetime) -> Outcome | None:
     resolved = _resolved(ticket)
     stopped = ticket.sla_paused_at  # None while the clock runs
     if resolved is not None:
@@ -90,6 +109,6 @@ def _resolution(ticket: Ticket, due: datetime, now: datetime) -> Outcome | None:
     return Outcome("resolution", due, False, due, now - due, True)
 
 
-def outcomes(ticket: Ticket, now: datetime) -> list[Outcome]:
+def outcomes(ticket: TicketTimes, now: datetime) -> list[Outcome]:
     """Every settled target of the ticket as of `now`."""
     return [found for target in TARGETS if (found := outcome(ticket, target, now)) is not None]

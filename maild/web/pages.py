@@ -6,8 +6,10 @@ and a subject full of markup is shown as the text it is.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -25,13 +27,16 @@ from maild.tickets.views import WholeTexts, get_ticket, thread
 from maild.web.charts import Chart, Series, bar_chart
 from maild.web.sources import WebSources
 
+log = logging.getLogger(__name__)
+
 PAGES = Path(str(files("maild.web") / "pages"))
 PAGE_SIZE = 50
 REPORT_WEEKS = 8
 MAX_REPORT_WEEKS = 52
-# A report reads every ticket of its weeks (thousands on a large desk) and works out their
-# business hours: one built less than a minute ago is shown again rather than rebuilt for
-# every reload. The page says when it was built.
+# A report reads every ticket of its weeks (thousands on a large desk, a second or more
+# of work): a page view never waits for one it has been shown before. A report older than
+# a minute is shown once more while a new one is built beside it; the page says when it
+# was built. The default range is built when the web part starts.
 REPORT_FRESH_SECONDS = 60.0
 
 
@@ -56,15 +61,19 @@ def countdown(moment: datetime | None, now: datetime) -> str:
 
 
 class Pages:
-    def __init__(self, app: WebSources) -> None:
+    def __init__(self, app: WebSources,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.app = app
+        self._monotonic = monotonic  # the age of built reports, real time
         self.env = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=True,
                                undefined=StrictUndefined)
         self.env.filters["when"] = self._when
         self.env.filters["span"] = spoken_span
         self.env.globals["support_name"] = app.config.support.name
         self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
-        self._building = threading.Lock()
+        self._building = threading.Lock()  # one build at a time
+        self._guard = threading.Lock()  # _reports and _refreshing
+        self._refreshing: dict[int, threading.Thread] = {}
         self._whole_texts = WholeTexts(app.raw_store, app.mail_policy)
 
     def _when(self, value: datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
@@ -115,13 +124,42 @@ class Pages:
                             if ticket.status in ("new", "open") else None)
 
     def report(self, weeks: int) -> str:
-        with self._building:  # one build at a time: a second asker waits for the first's
+        with self._guard:
             built = self._reports.get(weeks)
-            if built is not None and time.monotonic() - built[0] < REPORT_FRESH_SECONDS:
-                return built[1]
-            page = self._build_report(weeks)
-            self._reports[weeks] = (time.monotonic(), page)
-            return page
+        if built is not None:
+            if self._monotonic() - built[0] >= REPORT_FRESH_SECONDS:
+                self.refresh_report(weeks)
+            return built[1]
+        with self._building:  # never built: the first asker builds, a second waits for it
+            with self._guard:
+                built = self._reports.get(weeks)
+            return built[1] if built is not None else self._build_and_keep(weeks)
+
+    def refresh_report(self, weeks: int = REPORT_WEEKS) -> threading.Thread:
+        """Build the report of `weeks` beside the page views, unless it is being built."""
+        with self._guard:
+            running = self._refreshing.get(weeks)
+            if running is None:
+                running = self._refreshing[weeks] = threading.Thread(
+                    target=self._refresh, args=(weeks,), name=f"report-{weeks}", daemon=True)
+                running.start()
+            return running
+
+    def _refresh(self, weeks: int) -> None:
+        try:
+            with self._building:
+                self._build_and_keep(weeks)
+        except Exception:  # the page keeps showing the report built before, with its time
+            log.exception("the %d-week report could not be built", weeks)
+        finally:
+            with self._guard:
+                del self._refreshing[weeks]
+
+    def _build_and_keep(self, weeks: int) -> str:
+        page = self._build_report(weeks)
+        with self._guard:
+            self._reports[weeks] = (self._monotonic(), page)
+        return page
 
     def _build_report(self, weeks: int) -> str:
         now = self.app.clock.now()

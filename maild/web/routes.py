@@ -168,6 +168,11 @@ async def report_page(request: web.Request) -> web.Response:
     return _html(await _in_thread(partial(request.app[PAGES].report, weeks)))
 
 
+async def prepare_report(web_app: web.Application) -> None:
+    """The default report, built while nobody waits for it."""
+    web_app[PAGES].refresh_report()
+
+
 def make_web_app(app: WebSources, token: str, health: Health) -> web.Application:
     web_app = web.Application(middlewares=[security_headers, needs_token])
     web_app[APP] = app
@@ -185,4 +190,5 @@ def make_web_app(app: WebSources, token: str, health: Health) -> web.Application
         web.get("/report", report_page),
         web.static("/static", STATIC),
     ])
+    web_app.on_startup.append(prepare_report)
     return web_app
