@@ -8,9 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic.script import ScriptDirectory
+
 from maild.clock import FixedClock
 from maild.db.database import Database
-from maild.db.migrate import upgrade
+from maild.db.migrate import MIGRATIONS, upgrade
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
@@ -145,7 +147,9 @@ def test_the_migration_indexes_the_messages_already_stored(
     t = desk(app, clock)
     database = Database(database_url)
     try:
-        _downgrade(database, "0013")  # as before search existed, with the messages kept
+        # As before search existed, with the messages kept.
+        _downgrade(database, str(ScriptDirectory(str(MIGRATIONS)).get_revision(
+            "0016").down_revision))
         upgrade(database)
     finally:
         database.dispose()
