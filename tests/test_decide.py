@@ -262,6 +262,23 @@ def test_an_answer_to_the_survey_saying_the_problem_is_back_reopens() -> None:
                                "the ticket reopened")
 
 
+ASKING_AND_INVITING = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER,
+                                  survey_sent=True, answers_survey=True,
+                                  survey_invites_reopen=True)
+
+
+def test_words_to_a_mail_that_also_invites_a_reply_to_reopen_are_a_reply() -> None:
+    """A mail asking for a rating that also says "reply and the ticket opens again" (the
+    auto-solve notice): a rating, or thanks alone, is an answer; other words reopen."""
+    logs = the(mail(text="Sorry for the delay, here are the logs you wanted."), CUSTOMERS,
+               ASKING_AND_INVITING)
+    assert logs.kind == "customer_reply"
+    thanks = the(mail(text="Thanks a lot, all good!"), CUSTOMERS, ASKING_AND_INVITING)
+    assert (thanks.kind, thanks.rating, thanks.reopens) == ("survey_answer", None, False)
+    rated = the(mail(text="5 thanks"), CUSTOMERS, ASKING_AND_INVITING)
+    assert (rated.kind, rated.rating) == ("survey_answer", 5)
+
+
 def test_a_rating_that_answers_another_mail_is_a_reply() -> None:
     facts = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER, survey_sent=True)
     assert the(mail(text="5"), CUSTOMERS, facts).kind == "customer_reply"

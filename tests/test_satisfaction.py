@@ -15,7 +15,7 @@ from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.report import build_report
-from maild.tickets.surveys import read_answer, read_rating
+from maild.tickets.surveys import only_thanks, read_answer, read_rating
 from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
@@ -189,3 +189,12 @@ def test_a_rating_saying_the_problem_is_back_on_a_closed_ticket_opens_a_follow_u
 ])
 def test_reading_whether_the_problem_is_back(text: str, back: bool) -> None:
     assert read_answer(text).problem_is_back is back
+
+
+@pytest.mark.parametrize(("text", "thanks"), [
+    ("Thanks a lot!", True), ("all good, cheers", True), ("Danke!", True),
+    ("Thanks, but it is still broken", False), ("Thanks! Can you also check the VPN?", False),
+    ("Here are the logs you asked for.", False), ("", False),
+])
+def test_reading_whether_a_reply_only_thanks(text: str, thanks: bool) -> None:
+    assert only_thanks(text) is thanks

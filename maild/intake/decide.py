@@ -15,7 +15,7 @@ from typing import Literal
 from maild.intake.classify import Verdict
 from maild.intake.commands import Commands, command_lines, parse_commands
 from maild.intake.parse import ParsedMail
-from maild.tickets.surveys import read_answer
+from maild.tickets.surveys import only_thanks, read_answer
 
 Kind = Literal[
     "noise",  # automatic mail that belongs to no ticket
@@ -57,6 +57,9 @@ class TicketFacts:
     colleague: bool = False  # the sender belongs to the requester's registered organisation
     survey_sent: bool = False
     answers_survey: bool = False  # the mail answers the survey sent on this ticket
+    # The mail it answers asks for a rating and also invites a reply to reopen (not the
+    # survey itself, which says an answer reopens nothing)
+    survey_invites_reopen: bool = False
     # The mail answers the notice asking its sender to confirm they opened this ticket
     answers_confirmation: bool = False
     bounced: tuple[SentMail, ...] = ()  # the mails of ours a bounce names
@@ -111,14 +114,18 @@ def decide(mail: ParsedMail, verdict: Verdict, facts: TicketFacts, *,
         answer = read_answer(mail.new_text)
         rated = (f"satisfaction {answer.rating} of 5" if answer.rating
                  else "survey answer without a rating")
-        if not answer.problem_is_back:
-            return Decision("survey_answer", rated,
-                            rating=answer.rating, comment=answer.comment)
-        again = ("a follow-up opened" if facts.status == "closed"
-                 else "the ticket reopened")
-        return Decision("survey_answer",
-                        f"{rated}, saying the problem is back: {again}",
-                        rating=answer.rating, comment=answer.comment, reopens=True)
+        # Words without a rating to a mail that invites a reply to reopen are a reply,
+        # unless they only thank us.
+        if answer.rating is not None or not facts.survey_invites_reopen \
+                or only_thanks(mail.new_text):
+            if not answer.problem_is_back:
+                return Decision("survey_answer", rated,
+                                rating=answer.rating, comment=answer.comment)
+            again = ("a follow-up opened" if facts.status == "closed"
+                     else "the ticket reopened")
+            return Decision("survey_answer",
+                            f"{rated}, saying the problem is back: {again}",
+                            rating=answer.rating, comment=answer.comment, reopens=True)
     if verdict.automatic and facts.status == "closed":
         return Decision("automatic_reply", f"automatic reply stored ({verdict.automatic})")
     if facts.status == "closed":

@@ -73,6 +73,21 @@ def read_answer(text: str) -> SurveyAnswer:
     return SurveyAnswer(rating, comment, says_problem_is_back(text))
 
 
+# A reply that only thanks or says all is well: "Thanks a lot!", "all good, cheers".
+_THANKS = re.compile(
+    r"\b(?:thanks?|thank\s+you|thx|cheers|great|perfect|all\s+good|works\s+(?:now|fine)|"
+    r"(?:is\s+)?(?:solved|resolved|fixed)\s+now|danke|merci|gracias|bedankt|grazie)\b",
+    re.IGNORECASE)
+THANKS_AT_MOST_WORDS = 15
+
+
+def only_thanks(text: str) -> bool:
+    """Whether a short reply only thanks us or says all is well, and asks nothing."""
+    words = text.split()
+    return (0 < len(words) <= THANKS_AT_MOST_WORDS and "?" not in text
+            and _THANKS.search(text) is not None and not says_problem_is_back(text))
+
+
 def says_problem_is_back(text: str) -> bool:
     return _PROBLEM_IS_BACK.search(text.replace("\u2019", "'")) is not None
 
@@ -89,13 +104,22 @@ def read_rating(text: str) -> tuple[int, str] | None:
     return rating, " ".join(match.group("comment").split())
 
 
-def answers_survey(session: Session, thread_ids: list[str]) -> bool:
+# The mails that ask the satisfaction question, by outbox purpose. The survey says an
+# answer reopens nothing; any other that asks it also invites a reply to reopen.
+SURVEY_PURPOSE = "survey"
+ASKING_PURPOSES = (SURVEY_PURPOSE,)
+
+
+def asking_mail_answered(session: Session, thread_ids: list[str]) -> str | None:
+    """The purpose of the mail asking the satisfaction question that a mail answers (its
+    In-Reply-To or References name it), or None."""
     if not thread_ids:
-        return False
+        return None
     return session.scalar(
-        select(OutboxMail.id).where(OutboxMail.message_id.in_(thread_ids),
-                                    OutboxMail.purpose == "survey")
-    ) is not None
+        select(OutboxMail.purpose).where(OutboxMail.message_id.in_(thread_ids),
+                                         OutboxMail.purpose.in_(ASKING_PURPOSES))
+        .order_by(OutboxMail.id.desc()).limit(1)
+    )
 
 
 @dataclass(frozen=True)
