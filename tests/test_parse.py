@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from maild.intake.parse import ParseError, parse
+from maild.intake.parse import ParseError, parse, whole_text
 from maild.mail.policy import MailPolicies
 from tests.mailbuilder import make_mail
 
 READING = MailPolicies().reading
+CORPUS = Path(__file__).parent / "corpus"
 
 
 def test_plain_mail() -> None:
@@ -156,3 +159,20 @@ def test_control_characters_never_get_past_the_intake() -> None:
     assert mail.to[0].name == "Support[5m"
     assert mail.text == "Step\t1:[31m red\nStep 2 done"
     assert mail.new_text == "Step\t1:[31m red\nStep 2 done"
+
+
+def _taken_in(path: Path) -> bool:
+    try:
+        parse(path.read_bytes(), READING)
+    except ParseError:
+        return False  # never taken in, never shown
+    return True
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(CORPUS.glob("*.eml")) if _taken_in(p)],
+                         ids=lambda p: p.stem)
+def test_the_whole_text_a_page_folds_is_the_one_taken_in(path: Path) -> None:
+    """A ticket page reads a mail's whole text again without the rest of the intake's
+    parse: it must be the text the intake read, for every shape of mail in the corpus."""
+    raw = path.read_bytes()
+    assert whole_text(raw, READING) == parse(raw, READING).text

@@ -198,3 +198,72 @@ def test_reading_whether_the_problem_is_back(text: str, back: bool) -> None:
 ])
 def test_reading_whether_a_reply_only_thanks(text: str, thanks: bool) -> None:
     assert only_thanks(text) is thanks
+
+
+def test_an_auto_solved_ticket_is_asked_in_the_notice_and_the_answer_is_recorded(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id="<try@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="Please try the new driver.\n"), "test")
+    run_sweeps(app)
+    for day in (25, 27):  # the two nudges
+        clock.set(at(11, day, 10))
+        run_sweeps(app)
+    clock.set(at(12, 1, 10))  # six business days: solved for want of an answer
+    done = run_sweeps(app)
+    assert (done["auto_solved"], done["surveys_sent"]) == (1, 0)
+    clock.set(at(12, 1, 10, 5))
+    assert run_sweeps(app)["surveys_sent"] == 0
+
+    shown = show(app, ticket_id)
+    notice = shown["messages"][-1]
+    assert sum(m["kind"] == "system" for m in shown["messages"]) == 4  # ack, 2 nudges, this
+    assert "marked ticket" in notice["body"] and "how did we do?" in notice["body"]
+    assert '"good" or "bad", or a number from 1 (poor) to 5 (excellent)' in notice["body"]
+
+    ingest(app.intake, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                                 message_id="<rated@customer.example>",
+                                 in_reply_to=notice["delivery"]["message_id"],
+                                 body="4 fine, it works now\n"), "test")
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "solved"
+    assert (ticket["satisfaction"], ticket["satisfaction_comment"]) == (4, "fine, it works now")
+
+
+
+def auto_solved(app: App, clock: FixedClock) -> tuple[int, str]:
+    """A ticket solved for want of an answer, and the Message-ID of the notice that says
+    so and asks how we did."""
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    assert ticket_id is not None
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id="<try@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="Please try the new driver.\n"), "test")
+    run_sweeps(app)
+    for day in (25, 27):
+        clock.set(at(11, day, 10))
+        run_sweeps(app)
+    clock.set(at(12, 1, 10))
+    assert run_sweeps(app)["auto_solved"] == 1
+    return ticket_id, show(app, ticket_id)["messages"][-1]["delivery"]["message_id"]
+
+
+@pytest.mark.parametrize(("text", "status", "comment"), [
+    ("Thanks a lot!", "solved", "Thanks a lot!"),
+    ("Sorry for the delay, the new driver did not change anything.", "open", None),
+    ("1 - still broken", "open", "still broken"),
+    ("Here are the logs you asked for.", "open", None),
+])
+def test_words_to_the_auto_solve_notice_reopen_unless_they_only_thank(
+    app: App, clock: FixedClock, text: str, status: str, comment: str | None
+) -> None:
+    ticket_id, notice_id = auto_solved(app, clock)
+    ingest(app.intake, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                                 message_id="<words@customer.example>",
+                                 in_reply_to=notice_id, body=text + "\n"), "test")
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["satisfaction_comment"]) == (status, comment)

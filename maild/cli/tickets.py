@@ -26,12 +26,18 @@ def tickets() -> None:
 
 @tickets.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
+@click.option("--failing", is_flag=True,
+              help="The tickets whose scheduled steps (nudge, survey, closing, SLA alert) "
+                   "are failing: which step, how often, why, and the next try.")
 @json_option
 @click.pass_obj
 @handles_errors
-def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
+def tickets_list(obj: Context, status: str | None, failing: bool, as_json: bool) -> None:
     from maild.tickets.views import list_tickets, ticket_json
 
+    if failing:
+        _list_failing(obj, status, as_json)
+        return
     found = obj.read(lambda app, session: [ticket_json(t, with_messages=False)
                                            for t in list_tickets(session, status)])
     if as_json:
@@ -40,6 +46,31 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
     for t in found:
         click.echo(f"#{t['id']:<5} {t['status']:<8} {t['priority']} "
                    f"{t['requester']:<32} {t['subject']}")
+
+
+def _list_failing(obj: Context, status: str | None, as_json: bool) -> None:
+    from datetime import datetime
+
+    from maild.tickets.failed_steps import failing_steps
+
+    found = obj.read(lambda app, session: failing_steps(session, status))
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no scheduled step is failing")
+        return
+    zone = obj.app().calendar.zone
+
+    def local(moment: str) -> str:
+        return datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    for f in found:
+        times = "time" if f["attempts"] == 1 else "times"
+        click.echo(f"#{f['id']:<5} {f['status']:<8} {f['step']:<9} failed {f['attempts']} "
+                   f"{times} since {local(f['failing_since'])}, next try "
+                   f"{local(f['retry_at'])}  {f['subject']}")
+        click.echo(f"       {f['last_error']}")
 
 
 @tickets.command("next")

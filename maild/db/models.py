@@ -334,3 +334,21 @@ class QuarantinedMail(Base):
     replays: Mapped[int | None] = mapped_column(Integer, default=0)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class FailedStep(Base):
+    """A scheduled step (a nudge, a survey, a closing, an SLA alert) that failed for one
+    ticket: held back until `retry_at`, so that the ticket neither fails every minute nor
+    stops the tickets behind it. Gone once the step succeeds."""
+
+    __tablename__ = "failed_steps"
+    # The sweeps leave out what is held back: by step, until when.
+    __table_args__ = (Index("ix_failed_steps_step_retry_at", "step", "retry_at"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime)

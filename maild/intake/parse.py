@@ -278,6 +278,13 @@ def parse(raw: bytes, policy: EmailPolicy, *, large: Skeleton | None = None,
         raise ParseError("MIME parts nested too deeply to read") from None
 
 
+def whole_text(raw: bytes, policy: EmailPolicy) -> str:
+    """The mail's whole text body as `parse` reads it, and nothing else of it: what a page
+    folds under the new text of a mail taken in before."""
+    message = email.message_from_bytes(raw, policy=policy)
+    return printable_text(_content(message).text)
+
+
 def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: str | None
            ) -> ParsedMail:
     message = email.message_from_bytes(large.raw if large else raw, policy=policy)

@@ -20,7 +20,7 @@ from maild.db.models import Message, Ticket
 from maild.db.rawstore import RawStore
 from maild.errors import NotFound
 from maild.intake.commands import command_lines
-from maild.intake.parse import parse
+from maild.intake.parse import whole_text
 
 
 def iso(value: datetime | None) -> str | None:
@@ -192,8 +192,7 @@ class WholeTexts:
         try:
             if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
                 return None
-            whole: str | None = parse(path.read_bytes(), self.policy,
-                                     raw_sha256=raw_sha256).text
+            whole: str | None = whole_text(path.read_bytes(), self.policy)
         except Exception:  # hostile or lost raw mail costs the fold, never the page
             whole = None
         if whole is None or len(whole) <= self.KEPT_CHARS:

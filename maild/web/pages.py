@@ -75,6 +75,8 @@ class Pages:
         self._guard = threading.Lock()  # _reports and _refreshing
         self._refreshing: dict[int, threading.Thread] = {}
         self._whole_texts = WholeTexts(app.raw_store, app.mail_policy)
+        for name in self.env.list_templates(extensions=["j2"]):  # compiled before any view
+            self.env.get_template(name)
 
     def _when(self, value: datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
         if value is None:
