@@ -12,6 +12,7 @@ from maild.cli.context import (
     Context,
     handles_errors,
     json_option,
+    known_id,
     print_json,
 )
 from maild.errors import NotFound, PermanentError, TemporaryError
@@ -55,7 +56,8 @@ def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
     from maild.intake.quarantine import entry_json, get_entry
 
-    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(session, entry_id)))
+    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(
+        session, known_id(entry_id, f"there is no quarantined message {entry_id}"))))
     if raw:
         try:
             sys.stdout.buffer.write(obj.app().raw_store.get(data["raw_sha256"]))
@@ -99,7 +101,8 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
     worst = 0
     for entry_id in entry_ids:
         try:
-            result = replay(app.intake, entry_id).result
+            result = replay(app.intake, known_id(
+                entry_id, f"there is no quarantined message {entry_id}")).result
         except TemporaryError as exc:
             click.echo(f"{entry_id}: not tried, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)

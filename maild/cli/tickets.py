@@ -12,6 +12,7 @@ from maild.cli.context import (
     Context,
     handles_errors,
     json_option,
+    known_id,
     print_json,
 )
 from maild.errors import PermanentError
@@ -115,6 +116,7 @@ def tickets_next(obj: Context, engineer: str | None, as_json: bool) -> None:
 def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
     from maild.tickets.views import get_ticket, ticket_json, ticket_text
 
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     data = obj.read(lambda app, session: ticket_json(get_ticket(session, ticket_id)))
     if as_json:
         print_json(data)
@@ -140,6 +142,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 
     if status is None and priority is None and assignee is None:
         raise PermanentError("nothing to change: give --status, --priority or --assignee")
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
@@ -180,6 +183,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:

@@ -238,6 +238,8 @@ class OutboxMail(Base):
         Index("ix_outbox_due", "status", "next_attempt_at"),
         # The notices of one kind sent lately (those about unproven staff mail are capped).
         Index("ix_outbox_purpose_created_at", "purpose", "created_at"),
+        # The claims of one sender: released when it goes silent.
+        Index("ix_outbox_owner", "owner"),
         CheckConstraint("raw IS NOT NULL OR raw_sha256 IS NOT NULL", name="ck_outbox_raw_kept"),
     )
 
@@ -258,8 +260,28 @@ class OutboxMail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The sender that holds the mail now (a queued mail), or that last had it in hand (a
+    # sent or failed one); an OutboxSender's owner id. A queued mail whose owner has no
+    # live OutboxSender row is free to claim.
+    owner: Mapped[str | None] = mapped_column(String(120))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message: Mapped[Message | None] = relationship(back_populates="outbox")
+
+
+class OutboxSender(Base):
+    """A sender at work: it holds outbox claims while its heartbeat is fresh.
+
+    `beat_at` is written with the database's own clock (maild.outbound.claims), so every
+    sender judges silence on one clock, whatever MAILD_NOW or the machines' skew says."""
+
+    __tablename__ = "outbox_senders"
+
+    owner: Mapped[str] = mapped_column(String(120), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Event(Base):

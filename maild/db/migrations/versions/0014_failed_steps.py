@@ -5,7 +5,7 @@ ticket alone and retried later (5, 10, 20, 40 minutes, then hourly); this table 
 which step, how often it failed, why, and when it is tried again.
 
 Revision ID: 0014
-Revises: 0018
+Revises: 0013
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from maild.db.models import UTCDateTime
 
 revision = "0014"
-down_revision = "0018"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
