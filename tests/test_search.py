@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from alembic.script import ScriptDirectory
+from sqlalchemy import insert
 
 from maild.clock import FixedClock
 from maild.db.database import Database
 from maild.db.migrate import MIGRATIONS, upgrade
+from maild.db.models import Message, Ticket
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from tests.helpers import maild, notice_to
 from tests.mailbuilder import make_mail
-from tests.test_migrations import _downgrade
 
 
 def write(app: App, clock: FixedClock, n: int, subject: str, body: str,
@@ -142,16 +143,31 @@ def test_the_json_and_the_text(app: App, clock: FixedClock, config_file: Path) -
 
 
 def test_the_migration_indexes_the_messages_already_stored(
-    app: App, clock: FixedClock, config_file: Path, database_url: str
+    clock: FixedClock, config_file: Path, database_url: str
 ) -> None:
-    t = desk(app, clock)
     database = Database(database_url)
     try:
-        # As before search existed, with the messages kept.
-        _downgrade(database, str(ScriptDirectory(str(MIGRATIONS)).get_revision(
+        # A desk as it stood before search existed, with a ticket and its messages.
+        upgrade(database, str(ScriptDirectory(str(MIGRATIONS)).get_revision(
             "0016").down_revision))
+        now = clock.now()
+        with database.engine.begin() as connection:
+            connection.execute(insert(Ticket.__table__).values(
+                id=7, subject="Kühlschrank defekt", status="solved", priority="p2",
+                requester="ann@customer.example", created_at=now, updated_at=now,
+                nudges_sent=0, sla_alerts_sent=[]))
+            for n, (kind, body) in enumerate([
+                    ("public", "Der Kühlschrank kühlt nicht mehr."),
+                    ("system", "Thank you for writing to Example Support."),
+                    ("public", "Replace the compressor relay.")]):
+                connection.execute(insert(Message.__table__).values(
+                    ticket_id=7, message_id=f"<old{n}@customer.example>", direction="in",
+                    kind=kind, author="ann@customer.example", created_at=now,
+                    subject="Kühlschrank defekt", body=body, channel="imap",
+                    attachments=[]))
         upgrade(database)
     finally:
         database.dispose()
-    assert ids(search(config_file, clock, "fuser")) == [t["printer"]]
-    assert ids(search(config_file, clock, "café")) == [t["cafe"]]
+    assert ids(search(config_file, clock, "kühlschrank")) == [7]
+    assert [t["matching_messages"] for t in search(config_file, clock, "compressor")] == [1]
+    assert search(config_file, clock, "writing") == []

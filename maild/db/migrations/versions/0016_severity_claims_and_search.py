@@ -6,7 +6,7 @@ full-text index, existing messages included: an FTS5 table on SQLite, a generate
 column with a GIN index on PostgreSQL (maild/db/fulltext.py).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-01 08:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from maild.db.models import UTCDateTime
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
