@@ -56,7 +56,8 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
         alerts = report.sweeps.get("sla_alerts", 0)
         if daemon.readers:
             click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
-                       f"quarantined {received.quarantined}; ", nl=False)
+                       f"quarantined {received.quarantined}, ignored {received.ignored}; ",
+                       nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
                    f"closed {closed}; SLA alerts {alerts}"
@@ -96,8 +97,9 @@ def sink(host: str, port: int, directory: Path) -> None:
 def ingest(obj: Context, files: tuple[str, ...]) -> None:
     """Take raw messages as if they had arrived (- reads one from stdin).
 
-    Exit 0 when every one was stored (or was a duplicate), 65 when one was quarantined,
-    66 when a file could not be read, 75 when one could not be kept (try again later).
+    Exit 0 when every one was stored (or was a duplicate, or ignored), 65 when one was
+    quarantined, 66 when a file could not be read, 75 when one could not be kept (try
+    again later).
     """
     from maild.intake.spool import ingest_stream
 
@@ -128,6 +130,8 @@ def ingest(obj: Context, files: tuple[str, ...]) -> None:
             worst = max(worst, EX_DATAERR)  # not readable (66) and temporary (75) outrank it
         elif result.outcome == "duplicate":
             click.echo(f"{name}: duplicate of {result.message_id}")
+        elif result.outcome == "ignored":
+            click.echo(f"{name}: ignored: {result.reason}")
         else:
             click.echo(f"{name}: ticket #{result.ticket_id}: {result.reason}")
     sys.exit(worst)

@@ -24,20 +24,25 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@click.option("--all", "everything", is_flag=True, help="Released messages too.")
+@click.option("--all", "everything", is_flag=True, help="Released and ignored messages too.")
+@click.option("--ignored", is_flag=True,
+              help="Only the automatic mail for no ticket that was filed as ignored.")
 @json_option
 @click.pass_obj
 @handles_errors
-def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
+def quarantine_list(obj: Context, everything: bool, ignored: bool, as_json: bool) -> None:
     from maild.intake.quarantine import entry_json, held
 
-    entries = obj.read(lambda app, session: [entry_json(app.raw_store, e)
-                                             for e in held(session, everything=everything)])
+    status = "ignored" if ignored else "held"
+    entries = obj.read(lambda app, session: [
+        entry_json(app.raw_store, e)
+        for e in held(session, everything=everything, status=status)])
     if as_json:
         print_json(entries)
         return
     if not entries:
-        click.echo("nothing in quarantine" if not everything else "the quarantine is empty")
+        click.echo("nothing ignored" if ignored else
+                   "nothing in quarantine" if not everything else "the quarantine is empty")
         return
     for entry in entries:
         headers = entry["headers"]
@@ -116,6 +121,8 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
             worst = max(worst, EX_DATAERR)
         elif result.outcome == "duplicate":
             click.echo(f"{entry_id}: released, a duplicate of {result.message_id}")
+        elif result.outcome == "ignored":
+            click.echo(f"{entry_id}: released, ignored: {result.reason}")
         else:
             click.echo(f"{entry_id}: released, ticket #{result.ticket_id}: {result.reason}")
     sys.exit(worst)
