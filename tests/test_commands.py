@@ -28,6 +28,21 @@ def test_note_with_text_on_the_same_line() -> None:
     assert commands.text == "they use the old plan\nmore detail"
 
 
+def test_commands_after_a_note_with_text_are_commands() -> None:
+    commands = parse_commands("#note customer is on the old plan\n#priority p1\n"
+                              "#status open\n\nThey need the upgrade path.")
+    assert commands.internal
+    assert (commands.priority, commands.status) == ("p1", "open")
+    assert commands.text == "customer is on the old plan\nThey need the upgrade path."
+
+
+def test_a_line_after_a_note_that_is_no_command_is_refused_not_swallowed() -> None:
+    commands = parse_commands("#note checked the logs\n#prio p1\nNothing there.")
+    assert commands.errors == [
+        "#prio: unknown command (known: #note #status #priority #assign #solve #hold "
+        "#take #cause #cc)"]
+
+
 def test_errors_are_collected() -> None:
     commands = parse_commands("#status closed\n#priority urgent\n#frobnicate\ntext")
     assert commands.errors == [

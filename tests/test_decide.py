@@ -249,8 +249,34 @@ def test_a_survey_answer_in_words() -> None:
     assert (decision.kind, decision.rating, decision.comment) == ("survey_answer", 5, "")
 
 
-def test_an_answer_to_the_survey_without_a_rating_is_a_reply() -> None:
-    assert the(mail(text="Why do you ask?"), CUSTOMERS, SURVEYED).kind == "customer_reply"
+def test_an_answer_to_the_survey_without_a_rating_is_an_answer_all_the_same() -> None:
+    decision = the(mail(text="Thanks a lot!"), CUSTOMERS, SURVEYED)
+    assert (decision.kind, decision.rating, decision.comment, decision.reopens) == (
+        "survey_answer", None, "Thanks a lot!", False)
+
+
+def test_an_answer_to_the_survey_saying_the_problem_is_back_reopens() -> None:
+    decision = the(mail(text="1 - not fixed at all"), CUSTOMERS, SURVEYED)
+    assert (decision.kind, decision.rating, decision.reopens) == ("survey_answer", 1, True)
+    assert decision.reason == ("satisfaction 1 of 5, saying the problem is back: "
+                               "the ticket reopened")
+
+
+ASKING_AND_INVITING = TicketFacts(ticket_id=7, status="solved", requester=CUSTOMER,
+                                  survey_sent=True, answers_survey=True,
+                                  survey_invites_reopen=True)
+
+
+def test_words_to_a_mail_that_also_invites_a_reply_to_reopen_are_a_reply() -> None:
+    """A mail asking for a rating that also says "reply and the ticket opens again" (the
+    auto-solve notice): a rating, or thanks alone, is an answer; other words reopen."""
+    logs = the(mail(text="Sorry for the delay, here are the logs you wanted."), CUSTOMERS,
+               ASKING_AND_INVITING)
+    assert logs.kind == "customer_reply"
+    thanks = the(mail(text="Thanks a lot, all good!"), CUSTOMERS, ASKING_AND_INVITING)
+    assert (thanks.kind, thanks.rating, thanks.reopens) == ("survey_answer", None, False)
+    rated = the(mail(text="5 thanks"), CUSTOMERS, ASKING_AND_INVITING)
+    assert (rated.kind, rated.rating) == ("survey_answer", 5)
 
 
 def test_a_rating_that_answers_another_mail_is_a_reply() -> None:

@@ -142,6 +142,20 @@ def test_note_command_keeps_the_reply_internal(app: App) -> None:
     assert ticket["first_response_at"] is None
 
 
+def test_commands_after_a_note_on_the_first_line_are_carried_out(app: App) -> None:
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    note = staff_reply(ticket_id, "#note customer is on the old firmware\n#priority p1\n"
+                       "#status open\n", "<note@example.com>",
+                       answering=notice_to(app, ticket_id))
+    ingest(app.intake, note, "test")
+
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["priority"], ticket["severity"]) == ("open", "p1", 1)
+    last = ticket["messages"][-1]
+    assert (last["kind"], last["delivery"]) == ("internal", None)
+    assert last["body"] == "customer is on the old firmware"
+
+
 def test_commands_change_the_ticket_and_are_stripped_from_the_relay(app: App) -> None:
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     reply = staff_reply(ticket_id, "#priority p1\n#solve\nFixed in 2.3.1, please upgrade.\n",

@@ -4,8 +4,10 @@ staff list) in the ticket's thread, and answering that mail answers the customer
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from email.message import EmailMessage
 
+from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
@@ -158,5 +160,58 @@ def test_customer_html_reaches_the_se_as_text_never_as_markup(app: App, sink: Si
     notice = delivered(app, sink, "dan@example.com")[-1]
     raw = notice.as_string()
     assert "The printer is on fire." in plain_text(notice)
-    assert notice.get_body(preferencelist=("html",)) is None
+    # The HTML part shows the customer's words as escaped text, never their markup.
+    html_part = notice.get_body(preferencelist=("html",))
+    assert html_part is not None
+    shown = html_part.get_content()
+    assert "The printer is on fire." in shown
+    assert "<b>printer" not in shown and "<script" not in shown and "<img" not in shown
     assert "steal(" not in raw and "tracker.example" not in raw and "onerror" not in raw
+
+
+def test_the_notification_says_who_the_customer_is_and_what_else_they_have(
+    app: App, sink: Sink, clock: FixedClock
+) -> None:
+    """Organisation, plan and tier; their other open tickets and the last three solved,
+    one line each, in the text and the HTML; the severity they claim."""
+    with app.db.transaction() as session:
+        add_customer(app.mails, session, "Customer Inc", domains=["customer.example"],
+                     tier="enterprise", plan="managed")
+    for n, subject in enumerate(["Old one", "Export <broken>", "Login slow", "VPN drops"]):
+        solved = ingest(app.intake, make_mail(sender="bob@customer.example", subject=subject,
+                                              message_id=f"<s{n}@customer.example>"),
+                        "test").ticket_id
+        assert solved is not None
+        clock.set(clock.now() + timedelta(hours=2))
+        with app.db.transaction() as session:
+            set_status(get_ticket(session, solved), "solved", actor="dan@example.com",
+                       now=app.clock.now(), clocks=app.sla)
+    still_open = ingest(app.intake, make_mail(sender="eve@customer.example",
+                                              subject="Billing question",
+                                              message_id="<open@customer.example>"),
+                        "test").ticket_id
+    clock.set(clock.now() + timedelta(days=1))
+    ticket_id = ingest(app.intake, make_mail(subject="Severity 1: production down"),
+                       "test").ticket_id
+
+    notice = delivered(app, sink, "dan@example.com")[-1]
+    text = plain_text(notice)
+    assert "Customer: Customer Inc, tier enterprise, managed plan\n" in text
+    assert "Open tickets from them: 2\n" in text
+    assert (f"  open:   #{still_open} Billing question (new, p2, opened 1 day ago)\n"
+            "  solved: #4 VPN drops (solved, p2, solved 1 day ago)\n"
+            "  solved: #3 Login slow (solved, p2, solved 1 day 2 h ago)\n"
+            "  solved: #2 Export <broken> (solved, p2, solved 1 day 4 h ago)\n") in text
+    assert "Old one" not in text  # the last three solved only
+    assert 'Severity claimed by the customer ("Severity 1"), not triaged' in text
+
+    html_part = notice.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = html_part.get_content()
+    assert "Customer Inc, tier enterprise, managed plan" in html
+    assert f"<li>open: #{still_open} Billing question (new, p2, opened 1 day ago)</li>" in html
+    assert "<li>solved: #2 Export &lt;broken&gt; (solved, p2, solved 1 day 4 h ago)</li>" \
+        in html
+    assert "Old one" not in html
+    assert '<strong>Severity claimed by the customer</strong> ("Severity 1")' in html
+    assert f"#{ticket_id}, new, p1 (severity 1)" in html

@@ -138,15 +138,16 @@ def test_the_welcome_mail_is_well_formed(config_file: Path, sink: Sink) -> None:
     assert welcome.mail["Subject"] == "Welcome to Example Support, Kältetechnik Müller Söhne"
     assert welcome.mail["From"].addresses[0].display_name == "Example Support"
     assert welcome.mail["Message-ID"] is not None
-    # It introduces the team, how to reach it and when, and promises only what maild does:
-    # a customer's own "severity 1" is not taken at its word, the engineer sets it.
+    # It introduces the team, how to reach it and when, and tells how to say severity 1,
+    # which maild believes until the engineer has looked.
     text = " ".join(plain_text(welcome.mail).split())
     assert "We are the support engineers who help Kältetechnik Müller Söhne" in text
     assert "Write to support@example.com." in text
     assert ("Our support hours are Monday to Friday, 09:00 to 24:00 UTC; during them we aim "
             "to give a first answer within 1 business hour.") in text
-    assert "The engineer who takes your ticket sets its severity." in text
-    assert "we treat it so" not in text
+    assert ('If a production system is down, write "Severity 1" in the subject of your '
+            'first mail (for example "Severity 1: production down"): we treat the ticket so '
+            "from the start, until the engineer who takes it has looked") in text
 
 
 def test_a_raw_latin1_subject_and_name_are_stored_and_quoted_as_written(

@@ -4,15 +4,18 @@ shows in the report."""
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from maild.clock import FixedClock
+from maild.db.models import OutboxMail, Ticket
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.report import build_report
-from maild.tickets.surveys import read_rating
+from maild.tickets.surveys import only_thanks, read_answer, read_rating
 from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
@@ -90,6 +93,113 @@ def test_the_report_counts_the_latest_answer_per_ticket(app: App, clock: FixedCl
         (first, 5, "sorted it out after all")]
 
 
+def mails_queued(app: App) -> int:
+    with app.db.transaction() as session:
+        return session.scalar(select(func.count(OutboxMail.id))) or 0
+
+
+def tickets(app: App) -> int:
+    with app.db.transaction() as session:
+        return session.scalar(select(func.count(Ticket.id))) or 0
+
+
+def closed_with_survey(app: App, clock: FixedClock) -> tuple[int, str]:
+    ticket_id, survey_id = solved_with_survey(app, clock)
+    clock.set(clock.now() + timedelta(hours=73))
+    assert run_sweeps(app)["close_solved_tickets"] == 1
+    assert show(app, ticket_id)["status"] == "closed"
+    return ticket_id, survey_id
+
+
+def test_thanks_without_a_rating_is_an_answer_that_reopens_nothing(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id, survey_id = solved_with_survey(app, clock)
+    queued = mails_queued(app)
+    ingest(app.intake, answer(ticket_id, survey_id, "Thanks a lot!\n"), "test")
+
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "solved"
+    assert (ticket["satisfaction"], ticket["satisfaction_comment"]) == (None, "Thanks a lot!")
+    assert ticket["messages"][-1]["body"] == "Thanks a lot!"
+    assert mails_queued(app) == queued  # nobody paged, nothing sent
+    with app.db.transaction() as session:
+        report = build_report(session, app.calendar, at(11, 1, 0), at(12, 31, 0), clock.now())
+    assert [(c["ticket"], c["rating"], c["comment"])
+            for c in report["satisfaction"]["comments"]] == [(ticket_id, None, "Thanks a lot!")]
+    assert report["satisfaction"]["answers"] == 0  # a comment is no rating
+
+
+def test_thanks_on_a_closed_ticket_opens_no_follow_up(app: App, clock: FixedClock) -> None:
+    ticket_id, survey_id = closed_with_survey(app, clock)
+    queued, opened = mails_queued(app), tickets(app)
+    ingest(app.intake, answer(ticket_id, survey_id, "Thank you, great work!\n"), "test")
+
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "closed"
+    assert ticket["follow_ups"] == []
+    assert (ticket["satisfaction"], ticket["satisfaction_comment"]) == (
+        None, "Thank you, great work!")
+    assert (tickets(app), mails_queued(app)) == (opened, queued)  # no ticket, no ack
+
+
+@pytest.mark.parametrize("text", [
+    "Sorry, the problem is back since this morning.",
+    "not solved",
+    "Es funktioniert immer noch nicht.",
+    "Ça ne marche toujours pas.",
+])
+def test_an_answer_saying_the_problem_is_back_reopens(
+    app: App, clock: FixedClock, text: str
+) -> None:
+    ticket_id, survey_id = solved_with_survey(app, clock)
+    queued = mails_queued(app)
+    ingest(app.intake, answer(ticket_id, survey_id, text + "\n"), "test")
+
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "open"
+    assert ticket["satisfaction_comment"] == text
+    assert mails_queued(app) == queued + 1  # the engineer is told
+    assert notice_to(app, ticket_id)
+
+
+def test_a_rating_saying_the_problem_is_back_on_a_closed_ticket_opens_a_follow_up(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id, survey_id = closed_with_survey(app, clock)
+    ingest(app.intake, answer(ticket_id, survey_id, "2 - still broken after the update\n"),
+           "test")
+
+    closed = show(app, ticket_id)
+    assert closed["status"] == "closed"
+    assert (closed["satisfaction"], closed["satisfaction_comment"]) == (
+        2, "still broken after the update")
+    [follow_up] = closed["follow_ups"]
+    opened = show(app, follow_up)
+    assert (opened["status"], opened["follow_up_of"]) == ("new", ticket_id)
+    assert opened["messages"][0]["body"] == "2 - still broken after the update"
+
+
+@pytest.mark.parametrize(("text", "back"), [
+    ("Thanks a lot!", False), ("Thanks, all good, it works now", False),
+    ("Great, still grateful", False), ("No problems since, thank you", False),
+    ("It doesn\u2019t work", True), ("still broken", True), ("wasn't fixed", True),
+    ("Actually it broke again this morning.", True), ("please reopen", True),
+    ("Das ist nicht gelöst", True), ("no funciona", True), ("werkt nog steeds niet", True),
+])
+def test_reading_whether_the_problem_is_back(text: str, back: bool) -> None:
+    assert read_answer(text).problem_is_back is back
+
+
+@pytest.mark.parametrize(("text", "thanks"), [
+    ("Thanks a lot!", True), ("all good, cheers", True), ("Danke!", True),
+    ("Thanks, but it is still broken", False), ("Thanks! Can you also check the VPN?", False),
+    ("Here are the logs you asked for.", False), ("", False),
+])
+def test_reading_whether_a_reply_only_thanks(text: str, thanks: bool) -> None:
+    assert only_thanks(text) is thanks
+
+
 def test_an_auto_solved_ticket_is_asked_in_the_notice_and_the_answer_is_recorded(
     app: App, clock: FixedClock
 ) -> None:
@@ -121,3 +231,39 @@ def test_an_auto_solved_ticket_is_asked_in_the_notice_and_the_answer_is_recorded
     ticket = show(app, ticket_id)
     assert ticket["status"] == "solved"
     assert (ticket["satisfaction"], ticket["satisfaction_comment"]) == (4, "fine, it works now")
+
+
+
+def auto_solved(app: App, clock: FixedClock) -> tuple[int, str]:
+    """A ticket solved for want of an answer, and the Message-ID of the notice that says
+    so and asks how we did."""
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    assert ticket_id is not None
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id="<try@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="Please try the new driver.\n"), "test")
+    run_sweeps(app)
+    for day in (25, 27):
+        clock.set(at(11, day, 10))
+        run_sweeps(app)
+    clock.set(at(12, 1, 10))
+    assert run_sweeps(app)["auto_solved"] == 1
+    return ticket_id, show(app, ticket_id)["messages"][-1]["delivery"]["message_id"]
+
+
+@pytest.mark.parametrize(("text", "status", "comment"), [
+    ("Thanks a lot!", "solved", "Thanks a lot!"),
+    ("Sorry for the delay, the new driver did not change anything.", "open", None),
+    ("1 - still broken", "open", "still broken"),
+    ("Here are the logs you asked for.", "open", None),
+])
+def test_words_to_the_auto_solve_notice_reopen_unless_they_only_thank(
+    app: App, clock: FixedClock, text: str, status: str, comment: str | None
+) -> None:
+    ticket_id, notice_id = auto_solved(app, clock)
+    ingest(app.intake, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                                 message_id="<words@customer.example>",
+                                 in_reply_to=notice_id, body=text + "\n"), "test")
+    ticket = show(app, ticket_id)
+    assert (ticket["status"], ticket["satisfaction_comment"]) == (status, comment)

@@ -186,6 +186,14 @@ def test_samples_give_each_template_what_its_live_mail_gives_it(
                                    answering=notice_to(app, ticket_id)), "test")
     ingest(app.intake, staff_reply(ticket_id, "Unplug it.\n", "<dan1@example.com>",
                                    answering=notice_to(app, ticket_id)), "test")
+    # intake/apply.py: a claimed severity the engineer's #priority changes.
+    claimed = ingest(app.intake, make_mail(subject="Severity 1: production down",
+                                           message_id="<sev1@customer.example>"),
+                     "test").ticket_id
+    assert claimed is not None
+    ingest(app.intake, staff_reply(claimed, "#priority p2\n#note only a report\n",
+                                   "<triage@example.com>",
+                                   answering=notice_to(app, claimed)), "test")
     # tickets/followups.py and surveys.py: each nudge, the auto-solve (which asks how we
     # did itself), and the survey of a ticket an engineer solved.
     for _ in range(4):
@@ -209,7 +217,7 @@ def test_samples_give_each_template_what_its_live_mail_gives_it(
                      contacts=["ann@acme.example"], welcome=True)
 
     assert set(given) >= {"ack", "notify", "reply", "command_error", "nudge", "auto_solved",
-                          "survey", "sla_alert", "escalation", "welcome"}
+                          "survey", "sla_alert", "escalation", "welcome", "severity_changed"}
     sampled: dict[str, set[str]] = {}
     for sample in samples(app.config, clock):
         sampled.setdefault(sample.template, set()).update(sample.context)

@@ -134,8 +134,10 @@ def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
 @handles_errors
 def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str | None,
                 assignee: str | None, actor: str) -> None:
+    from maild.errors import TemplateFailed
     from maild.mail.addresses import InvalidAddress, normalise
-    from maild.tickets.service import set_assignee, set_priority, set_status
+    from maild.tickets.model import SYSTEM_ACTOR
+    from maild.tickets.service import record, set_assignee, set_status, triage_priority
     from maild.tickets.views import get_ticket
 
     if status is None and priority is None and assignee is None:
@@ -145,8 +147,15 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     now = app.clock.now()
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
-        if priority:
-            set_priority(ticket, priority, actor=actor, now=now, clocks=app.sla)
+        if priority and triage_priority(ticket, priority, actor=actor, now=now,
+                                        clocks=app.sla):
+            try:
+                app.mails.severity_changed(session, ticket)
+            except TemplateFailed as exc:  # the change stands; only the mail failed
+                record(ticket, now, SYSTEM_ACTOR, "mail_failed",
+                       detail=f"severity change notice not sent: {exc}")
+                click.echo(f"#{ticket.id}: the customer was not told of the new severity: "
+                           f"{exc}", err=True)
         if assignee is not None:
             try:
                 who = normalise(assignee) if assignee else None
@@ -168,6 +177,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 @handles_errors
 def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     """Add an internal note (never sent to anyone)."""
+    from maild.db.fulltext import index_new_messages
     from maild.db.models import Message
     from maild.mail.message_id import new_message_id
     from maild.tickets.service import record
@@ -185,7 +195,40 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
             attachments=[],
         ))
         record(ticket, now, author, "note")
+        session.flush()
+        index_new_messages(session)
     click.echo(f"#{ticket_id}: note added")
+
+
+@tickets.command("search")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--customer", "domain", metavar="DOMAIN",
+              help="Only the tickets of the customer owning DOMAIN, or from addresses there.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@json_option
+@click.pass_obj
+@handles_errors
+def tickets_search(obj: Context, words: tuple[str, ...], status: str | None,
+                   domain: str | None, limit: int, as_json: bool) -> None:
+    """Past tickets whose subjects or messages hold every one of WORDS, best first."""
+    from maild.tickets.search import found_json, search_tickets
+    from maild.tickets.views import local_time
+
+    found = obj.read(lambda app, session: [found_json(f) for f in search_tickets(
+        session, " ".join(words), status=status, customer_domain=domain, limit=limit)])
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no ticket holds those words")
+        return
+    zone = obj.app().calendar.zone
+    for t in found:
+        who = t["organization"] or t["requester"]
+        click.echo(f"#{t['id']:<5} {t['status']:<8} {local_time(t['created_at'], zone)}  "
+                   f"{t['subject']}  ({who})")
+        click.echo(f"       {t['excerpt']}")
 
 
 @tickets.command("export")

@@ -152,6 +152,12 @@ class Ticket(Base):
     delivered_to: Mapped[str | None] = mapped_column(String(320))
     # What the SEs found the problem to be (#cause); unknown until one says.
     cause: Mapped[str | None] = mapped_column(Text)
+    # The customer's own severity (maild/tickets/severity_claims.py): the priority it maps
+    # to and their words. The ticket runs on it until an engineer sets the priority
+    # (priority_triaged_at).
+    claimed_priority: Mapped[str | None] = mapped_column(String(2))
+    severity_claim: Mapped[str | None] = mapped_column(String(200))
+    priority_triaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer: Mapped[Customer | None] = relationship()
     participants: Mapped[list[Participant]] = relationship(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail, Ticket
@@ -20,17 +20,21 @@ from maild.intake.parse import Attachment, ParsedMail
 from maild.mail.subject import bare
 from maild.outbound.caps import automatic_mails_to, notices_about
 from maild.tickets.conversation import answered
-from maild.tickets.model import RESOLVED, SYSTEM_ACTOR
+from maild.tickets.customer_context import customer_context
+from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import (
     add_cc,
     add_participant,
+    claim_severity,
     first_response,
     open_ticket,
     record,
     set_assignee,
-    set_priority,
     set_status,
+    triage_priority,
+    untriaged_claim,
 )
+from maild.tickets.severity_claims import read_claim
 from maild.tickets.staff import CONFIRMATION_NOTICE, UNPROVEN_NOTICE, staff_recipients
 
 if TYPE_CHECKING:
@@ -109,6 +113,13 @@ class _Apply:
             delivered_to=self.delivered_to or (follow_up_of.delivered_to if follow_up_of
                                                else None),
         )
+
+    def _take_claim(self, ticket: Ticket) -> None:
+        """A severity the customer claims in the mail that opens the ticket is believed
+        until an engineer triages: before the acknowledgment, which states its promise."""
+        claim = read_claim(self.mail.subject, self.mail.new_text, self.sla.config)
+        if claim is not None:
+            claim_severity(ticket, claim, now=self.now, clocks=self.sla)
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str,
                unproven: Decision | None = None) -> Message:
@@ -214,15 +225,18 @@ class _Apply:
         if unproven:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")
-        open_tickets = self._open_tickets(ticket)
+        context = customer_context(self.session, ticket, self.now)
         if not self._compose(ticket, "notification", lambda: self.mails.notification(
             self.session, ticket, message, recipients,
             headline=headline,
-            open_tickets=open_tickets,
+            open_tickets=context.open_count,
+            other_open=context.other_open,
+            recently_solved=context.recently_solved,
             customer_replies=customer_replies,
             suggest_call=customer_replies >= CALL_AFTER_REPLIES and ticket.cause is None,
             held_back=notices.held, held_tickets=notices.held_tickets,
             notify_cap=staff.notify_per_sender_per_hour,
+            severity_claim=untriaged_claim(ticket),
         )):
             return 0
         message.staff_notice = "sent"
@@ -251,19 +265,6 @@ class _Apply:
         record(ticket, self.now, SYSTEM_ACTOR, "notified", detail=engineer)
         return 1
 
-    def _open_tickets(self, ticket: Ticket) -> int:
-        """Unresolved tickets of the same organisation (or, without one, the same person),
-        this one included. The others are counted on the connection: this ticket may not
-        be written yet, and every other one is (see pipeline._is_known)."""
-        customer = ticket.customer
-        same = (Ticket.customer_id == customer.id if customer is not None
-                else Ticket.requester == ticket.requester)
-        others = self.session.connection().execute(
-            select(func.count(Ticket.id)).where(
-                same, Ticket.id != ticket.id, Ticket.status.not_in(RESOLVED))
-        ).scalar_one()
-        return int(others) + (ticket.status not in RESOLVED)
-
     def _who(self) -> str:
         sender = self.mail.sender
         return f"{sender.name} <{sender.address}>" if sender.name else sender.address
@@ -282,6 +283,7 @@ class _Apply:
         for address in decision.cc:
             add_participant(ticket, address, "cc")
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        self._take_claim(ticket)
         acknowledged = self._acknowledge(ticket, message, recent)
         notified = self._notify(ticket, message, f"New ticket from {self._who()}:")
         summary = "new ticket, acknowledged" if acknowledged else "new ticket, not acknowledged"
@@ -335,7 +337,7 @@ class _Apply:
                 set_status(ticket, "pending", actor=se, now=self.now, clocks=self.sla,
                            detail="opened by staff writing to the customer")
         self._run_commands(ticket, commands)
-        return Applied(ticket.id, decision.reason)
+        return Applied(ticket.id, decision.reason, self.queued)
 
     def follow_up(self, closed: Ticket, decision: Decision) -> Applied:
         recent = self._automatic_mails_lately(self.mail.sender.address)
@@ -345,6 +347,7 @@ class _Apply:
         if closed.assignee:
             set_assignee(ticket, closed.assignee, actor=SYSTEM_ACTOR, now=self.now)
         message = self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        self._take_claim(ticket)
         acknowledged = self._acknowledge(ticket, message, recent, follows=closed)
         notified = self._notify(
             ticket, message,
@@ -417,15 +420,24 @@ class _Apply:
         return Applied(ticket.id, decision.reason)
 
     def survey_answer(self, ticket: Ticket, decision: Decision) -> Applied:
-        """Recorded on the ticket; it reopens nothing, whatever the rating."""
+        """Recorded on the ticket, with or without a rating. Whatever the rating, it
+        reopens nothing, unless it says the problem is back: then it is also the
+        customer's reply (on a closed ticket, the mail that opens its follow-up)."""
         rating, comment = decision.rating, decision.comment
-        self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+        if not decision.reopens:
+            self._store(ticket, direction="in", kind="public", body=self.mail.new_text)
+            applied = Applied(ticket.id, decision.reason)
+        elif ticket.status == "closed":
+            applied = self.follow_up(ticket, decision)
+        else:
+            applied = self.customer_reply(ticket, decision)
         record(ticket, self.now, self.mail.sender.address, "satisfaction",
-               str(ticket.satisfaction) if ticket.satisfaction else None, str(rating),
-               detail=comment or None)
-        ticket.satisfaction = rating
-        ticket.satisfaction_comment = comment or None
-        return Applied(ticket.id, decision.reason)
+               str(ticket.satisfaction) if ticket.satisfaction else None,
+               str(rating) if rating is not None else None, detail=comment or None)
+        if rating is not None:
+            ticket.satisfaction = rating
+        ticket.satisfaction_comment = comment or ticket.satisfaction_comment
+        return applied
 
     def automatic_staff_mail(self, ticket: Ticket, decision: Decision) -> Applied:
         """An SE's out-of-office answering a notification: kept, never relayed."""
@@ -481,9 +493,11 @@ class _Apply:
 
     def _run_commands(self, ticket: Ticket, commands: Commands) -> None:
         se = self.mail.sender.address
-        if commands.priority:
-            set_priority(ticket, commands.priority, actor=se, now=self.now,
-                         clocks=self.sla)
+        if commands.priority and triage_priority(ticket, commands.priority, actor=se,
+                                                 now=self.now, clocks=self.sla):
+            self.queued += self._compose(
+                ticket, "severity change notice",
+                lambda: self.mails.severity_changed(self.session, ticket))
         if commands.assign:
             assignee = se if commands.assign == "me" else commands.assign
             set_assignee(ticket, assignee, actor=se, now=self.now)

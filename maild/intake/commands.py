@@ -30,11 +30,14 @@ class Commands:
 
 
 def parse_commands(text: str) -> Commands:
-    """Read commands from the leading lines; the first line that is not one ends them."""
+    """Read commands from the leading lines; the first line that is not one ends them.
+    `#note` may be anywhere among them, with its words on its line or below: the
+    commands after it are commands all the same, never note text."""
     internal = False
     status = priority = assign = cause = None
     cc: list[str] = []
     errors: list[str] = []
+    note: list[str] = []  # the words on #note lines, the start of the note
     lines = text.split("\n")
     consumed = 0
     for line in lines:
@@ -51,9 +54,7 @@ def parse_commands(text: str) -> Commands:
             internal = True
             # "#note the customer is on the old plan" keeps its words as the note.
             if argument:
-                lines[consumed - 1] = argument
-                consumed -= 1
-                break
+                note.append(argument)
         elif name == "status":
             value = argument.lower().replace("-", "_").replace(" ", "_")
             if value in _SETTABLE_STATUSES:
@@ -90,7 +91,7 @@ def parse_commands(text: str) -> Commands:
         else:
             errors.append(f"#{name}: unknown command (known: #note #status #priority "
                           "#assign #solve #hold #take #cause #cc)")
-    remaining = "\n".join(lines[consumed:]).strip()
+    remaining = "\n".join([*note, *lines[consumed:]]).strip()
     return Commands(internal, status, priority, assign, cause, tuple(dict.fromkeys(cc)), errors,
                     remaining)
 

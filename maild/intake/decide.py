@@ -15,7 +15,7 @@ from typing import Literal
 from maild.intake.classify import Verdict
 from maild.intake.commands import Commands, command_lines, parse_commands
 from maild.intake.parse import ParsedMail
-from maild.tickets.surveys import read_rating
+from maild.tickets.surveys import only_thanks, read_answer
 
 Kind = Literal[
     "noise",  # automatic mail that belongs to no ticket
@@ -31,7 +31,7 @@ Kind = Literal[
     "automatic_reply",  # out-of-office and the like on a ticket: kept, reopens nothing
     "bounce",  # kept on the ticket; no delivery of ours is marked failed
     "delivery_failed",  # a bounce that marks our delivery `bounced` failed
-    "survey_answer",
+    "survey_answer",  # a reply to the survey: recorded; reopens only if the problem is back
     "staff_reply",
     "commands_rejected",  # a staff reply whose commands do not parse: nothing changes
     "automatic_staff_mail",  # an SE's out-of-office: kept internal, never relayed
@@ -57,6 +57,9 @@ class TicketFacts:
     colleague: bool = False  # the sender belongs to the requester's registered organisation
     survey_sent: bool = False
     answers_survey: bool = False  # the mail answers the survey sent on this ticket
+    # The mail it answers asks for a rating and also invites a reply to reopen (not the
+    # survey itself, which says an answer reopens nothing)
+    survey_invites_reopen: bool = False
     # The mail answers the notice asking its sender to confirm they opened this ticket
     answers_confirmation: bool = False
     bounced: tuple[SentMail, ...] = ()  # the mails of ours a bounce names
@@ -71,8 +74,9 @@ class Decision:
     reason: str  # for the log and the result's summary
     requester: str | None = None  # a ticket to open: whose it is
     cc: tuple[str, ...] = ()  # who becomes a participant (of the ticket opened, or this one)
-    rating: int | None = None  # a survey answer
+    rating: int | None = None  # a survey answer, if it gave one
     comment: str = ""  # a survey answer
+    reopens: bool = False  # a survey answer saying the problem is back
     commands: Commands | None = None  # a staff reply
     bounced: str | None = None  # a failed delivery: the Message-ID of our mail
     bounced_to: tuple[str, ...] = ()  # a failed delivery: the recipients it failed for
@@ -107,11 +111,21 @@ def decide(mail: ParsedMail, verdict: Verdict, facts: TicketFacts, *,
                         "kept, nothing sent, nothing changed")
     if facts.survey_sent and facts.answers_survey and not verdict.is_staff \
             and not verdict.automatic:
-        answer = read_rating(mail.new_text)
-        if answer is not None:
-            rating, comment = answer
-            return Decision("survey_answer", f"satisfaction {rating} of 5",
-                            rating=rating, comment=comment)
+        answer = read_answer(mail.new_text)
+        rated = (f"satisfaction {answer.rating} of 5" if answer.rating
+                 else "survey answer without a rating")
+        # Words without a rating to a mail that invites a reply to reopen are a reply,
+        # unless they only thank us.
+        if answer.rating is not None or not facts.survey_invites_reopen \
+                or only_thanks(mail.new_text):
+            if not answer.problem_is_back:
+                return Decision("survey_answer", rated,
+                                rating=answer.rating, comment=answer.comment)
+            again = ("a follow-up opened" if facts.status == "closed"
+                     else "the ticket reopened")
+            return Decision("survey_answer",
+                            f"{rated}, saying the problem is back: {again}",
+                            rating=answer.rating, comment=answer.comment, reopens=True)
     if verdict.automatic and facts.status == "closed":
         return Decision("automatic_reply", f"automatic reply stored ({verdict.automatic})")
     if facts.status == "closed":

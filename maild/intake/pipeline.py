@@ -26,6 +26,7 @@ from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
 from maild.db.faults import is_outage
+from maild.db.fulltext import index_new_messages
 from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
@@ -301,6 +302,8 @@ class IntakeBatch:
                     result = run_stages(self.intake, self.session, Context(
                         mail, raw_sha256, self.channel, self.mailbox))
                     self.session.flush()
+                    # Searchable as soon as it is stored: in the same savepoint.
+                    index_new_messages(self.session)
                     return result
             except IntegrityError as exc:
                 # Another process stored the same Message-ID between our check and our

@@ -20,7 +20,7 @@ from maild.intake.parse import ParsedMail
 from maild.mail.subject import conversation, is_reply, tags_in
 from maild.tickets.service import customer_id_for, takes_part
 from maild.tickets.staff import CONFIRMATION_NOTICE
-from maild.tickets.surveys import answers_survey
+from maild.tickets.surveys import SURVEY_PURPOSE, asking_mail_answered
 
 # The ticket of each Message-ID: as a message of ours (rank 0), else as a mail we sent
 # (rank 1; a welcome mail belongs to no ticket).
@@ -172,6 +172,7 @@ def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None, *,
     participants = frozenset(p.address for p in ticket.participants)
     sender = mail.sender.address
     survey_sent = ticket.survey_sent_at is not None
+    asking = asking_mail_answered(session, mail.thread_ids) if survey_sent else None
     return TicketFacts(
         ticket_id=ticket.id,
         status=ticket.status,
@@ -180,7 +181,8 @@ def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None, *,
         colleague=(sender not in participants and ticket.customer_id is not None
                    and customer_id_for(session, sender) == ticket.customer_id),
         survey_sent=survey_sent,
-        answers_survey=survey_sent and answers_survey(session, mail.thread_ids),
+        answers_survey=asking is not None,
+        survey_invites_reopen=asking not in (None, SURVEY_PURPOSE),
         bounced=bounced,
         answers_confirmation=claims_staff and _answers_confirmation(session, mail, ticket),
     )

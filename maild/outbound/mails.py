@@ -269,6 +269,13 @@ class Mails:
         message = self._system_message(ticket, message_id, subject, rendered.text)
         return self._queue(session, mail, purpose, ticket, message)
 
+    def severity_changed(self, session: Session, ticket: Ticket) -> OutboxMail:
+        """Tells the requester that the engineer set another severity than they claimed,
+        and what it now promises."""
+        claimed = self.sla.config.severity(str(ticket.claimed_priority))
+        return self.to_customer(session, ticket, "severity_changed", "severity_changed",
+                                claimed_severity=claimed)
+
     def command_error(
         self, session: Session, ticket: Ticket, staff_address: str, errors: list[str],
         reply: Message,

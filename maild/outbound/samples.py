@@ -25,6 +25,7 @@ from maild.config import Config
 from maild.db.models import Base, Customer, CustomerDomain, Event, Message, Participant, Ticket
 from maild.outbound.mails import mail_context
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.customer_context import TicketLine
 from maild.tickets.report import build_report
 from maild.tickets.report_text import report_text
 from maild.tickets.sla import Alert, SlaClocks
@@ -151,16 +152,27 @@ def samples(config: Config, clock: Clock) -> list[Sample]:
         add("ack", case.situation, case.ticket, message=message, follows=None)
         add("ack", f"{case.situation}, following up closed ticket #{closed.id}",
             case.ticket, message=message, follows=closed)
+    other_open = [TicketLine(1002, "Login is slow", "open", "p2", "opened 2 days ago")]
+    recently_solved = [TicketLine(998, "Export <broken>", "solved", "p1", "solved 5 days ago"),
+                       TicketLine(990, "VPN drops", "closed", "p2", "solved 3 weeks ago")]
     for case in desk.cases(("new", "open")):
         message = case.ticket.messages[-1]
         for suggest_call, held_back in ((False, 0), (True, 3)):
+            # The busier sample also has the customer's other tickets and a claimed severity.
             add("notify", f"{case.situation}{', after many replies' if suggest_call else ''}"
                 f"{', with mail held back' if held_back else ''}", case.ticket,
                 message=message, headline="New ticket from Ann Example <ann@acme.example>:",
-                open_tickets=2, customer_replies=4 if suggest_call else 0,
+                open_tickets=2 if suggest_call else 1,
+                other_open=other_open if suggest_call else [],
+                recently_solved=recently_solved if suggest_call else [],
+                severity_claim="Severity 1" if suggest_call else None,
+                customer_replies=4 if suggest_call else 0,
                 suggest_call=suggest_call, held_back=held_back,
                 held_tickets=[1002, 1003] if held_back else [],
                 notify_cap=config.staff.notify_per_sender_per_hour)
+        # intake/apply.py and cli/tickets.py: the engineer set another severity than the
+        # customer claimed.
+        add("severity_changed", case.situation, case.ticket, claimed_severity=1)
         # intake/apply.py: an engineer's reply relayed; commands that were not understood;
         # mail in an engineer's name that proved nothing.
         reply = desk.message(case.ticket, direction="out", author=desk.engineer,

@@ -42,7 +42,7 @@ from maild.tickets.durations import spoken_span
 SHIPPED_TEMPLATES = Path(str(files("maild") / "shipped_templates"))
 TEMPLATE_NAMES = (
     "ack", "reply", "command_error", "welcome", "notify", "nudge", "auto_solved", "survey",
-    "sla_alert", "escalation", "staff_unproven", "staff_confirm", "digest",
+    "sla_alert", "escalation", "staff_unproven", "staff_confirm", "digest", "severity_changed",
 )
 
 

@@ -18,6 +18,7 @@ from maild.db.models import (
 from maild.errors import PermanentError
 from maild.mail.addresses import domain_of
 from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, RESOLVED, STATUSES
+from maild.tickets.severity_claims import Claim
 from maild.tickets.sla import SlaClocks
 
 
@@ -74,6 +75,35 @@ def set_priority(
         record(ticket, now, actor, "priority", ticket.priority, priority)
         ticket.priority = priority
         clocks.refresh(ticket)
+
+
+def claim_severity(ticket: Ticket, claim: Claim, *, now: datetime, clocks: SlaClocks) -> None:
+    """The customer says how bad it is: believed, clocks and all, until triage."""
+    ticket.claimed_priority = claim.priority
+    ticket.severity_claim = claim.words
+    record(ticket, now, ticket.requester, "severity_claimed", None, claim.priority,
+           detail=claim.words)
+    set_priority(ticket, claim.priority, actor=ticket.requester, now=now, clocks=clocks)
+
+
+def triage_priority(
+    ticket: Ticket, priority: str, *, actor: str, now: datetime, clocks: SlaClocks
+) -> bool:
+    """An engineer sets the priority, which settles what the customer claimed. True when
+    the customer is to be told: this settles their claim with another severity."""
+    settles_claim = ticket.claimed_priority is not None and ticket.priority_triaged_at is None
+    set_priority(ticket, priority, actor=actor, now=now, clocks=clocks)
+    ticket.priority_triaged_at = ticket.priority_triaged_at or now
+    return settles_claim and ticket.severity != clocks.config.severity(
+        str(ticket.claimed_priority))
+
+
+def untriaged_claim(ticket: Ticket) -> str | None:
+    """The severity the customer claimed, as they wrote it, while no engineer has set the
+    priority: what the ticket runs on for now."""
+    if ticket.claimed_priority is None or ticket.priority_triaged_at is not None:
+        return None
+    return ticket.severity_claim
 
 
 def first_response(ticket: Ticket, *, now: datetime, clocks: SlaClocks) -> None:

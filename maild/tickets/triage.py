@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, contains_eager
 
 from maild.db.models import Customer, Ticket
 from maild.tickets.model import DEFAULT_TIER, TIERS, WAITING_ON_US
+from maild.tickets.service import untriaged_claim
 
 # A ticket of no known organisation ranks with the tier a new customer gets.
 UNKNOWN_TIER = DEFAULT_TIER
@@ -88,7 +89,9 @@ def first_of(ranked: list[Ticket], zone: ZoneInfo, now: datetime,
     first = ranked[0]
     first_due = due(first)
     what = "first response" if first.first_response_at is None else "resolution"
-    facts = (f"{first.priority}, {tier(first)} tier, {what} due {_when(first_due, zone)}"
+    claim = untriaged_claim(first)
+    claimed = f" as the customer claimed (\"{claim}\"), not triaged yet" if claim else ""
+    facts = (f"{first.priority}{claimed}, {tier(first)} tier, {what} due {_when(first_due, zone)}"
              f"{' (overdue)' if first_due and first_due < now else ''}, "
              f"waiting since {_when(first.created_at, zone)}")
     if len(ranked) == 1:

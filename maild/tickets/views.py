@@ -87,6 +87,11 @@ def ticket_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]
         "solved_at": iso(ticket.solved_at),
         "closed_at": iso(ticket.closed_at),
         "severity": ticket.severity,
+        # What the customer claimed (priority and their words), and when an engineer's
+        # priority settled it (None: the ticket runs on the claim)
+        "claimed_priority": ticket.claimed_priority,
+        "severity_claim": ticket.severity_claim,
+        "priority_triaged_at": iso(ticket.priority_triaged_at),
         "response_due_at": iso(ticket.response_due_at),
         "resolution_due_at": iso(ticket.resolution_due_at),
         "internal_response_due_at": iso(ticket.internal_response_due_at),

@@ -4,7 +4,7 @@ A mail the SMTP listener takes for feedback@ (one of `[inbound_smtp] addresses`)
 answered from feedback@, as a mailbox's tickets are answered from the mailbox's address.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
