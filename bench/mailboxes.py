@@ -192,6 +192,25 @@ class Sampler(threading.Thread):
                 return  # the process ended
 
 
+class Budget:
+    """How many messages are still to be sent, over all mailboxes."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left == 0:
+                return False
+            self.left -= 1
+            return True
+
+    def spent(self) -> bool:
+        with self.lock:
+            return self.left == 0
+
+
 @dataclass
 class Round:
     count: int
@@ -253,7 +272,7 @@ def measure(dovecot: Dovecot, sink: AckSink, workdir: Path, count: int, samples:
             watcher.ready.wait(10)
         sampler = Sampler(lambda: sample(maild.pid, dovecot.port, database))
         sampler.start()
-        budget = threading.Semaphore(samples)
+        budget = Budget(samples)
         lock = threading.Lock()
         mean_pause = max(0.25, count / rate)
 
@@ -263,7 +282,7 @@ def measure(dovecot: Dovecot, sink: AckSink, workdir: Path, count: int, samples:
             n = 0
             try:
                 time.sleep(pauses.uniform(0, mean_pause))  # spread the first arrivals
-                while not stop.is_set() and budget.acquire(blocking=False):
+                while not stop.is_set() and budget.take():
                     key = f"<b{count}m{index}n{n}@bench>"
                     raw = make_mail(f"c{index}x{n}@customer{index}.example",
                                     subject=f"Ping {index}.{n}", message_id=key)
@@ -279,6 +298,8 @@ def measure(dovecot: Dovecot, sink: AckSink, workdir: Path, count: int, samples:
                         if notice is not None:
                             result.notices.append(notice)
                     n += 1
+                    if budget.spent():  # no pause after the last one
+                        break
                     time.sleep(pauses.expovariate(1 / mean_pause))
             finally:
                 client.logout()
