@@ -9,6 +9,10 @@ from typing import Protocol
 
 from maild.errors import ConfigError
 
+# The moments MAILD_NOW may name.
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(9000, 12, 31)
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -48,4 +52,8 @@ def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
         raise ConfigError([f"MAILD_NOW: {value!r} is not an ISO-8601 timestamp"]) from None
     if at.tzinfo is None:
         raise ConfigError([f"MAILD_NOW: {value!r} has no time zone (add Z or +00:00)"])
+    # Dates near the ends of the calendar overflow as soon as maild counts days from them.
+    if not EARLIEST <= at.replace(tzinfo=None) <= LATEST:  # offsets matter not here
+        raise ConfigError([f"MAILD_NOW: {value!r} is out of range (between "
+                           f"{EARLIEST.year} and {LATEST.year})"])
     return FixedClock(at)

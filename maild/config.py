@@ -96,6 +96,15 @@ class InboundSmtpConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 2525
     max_message_bytes: Annotated[int, Field(ge=1024)] = 50 * 1024 * 1024
+    # Mail is taken for [support] address and the mailboxes' addresses, and these;
+    # any other recipient is refused at RCPT (550).
+    addresses: list[Address] = []
+    # Large messages (over 1 MB, or of a size the client does not declare) received and
+    # stored at once; the others wait their turn at DATA. Each one being received is
+    # held in memory whole, about three times over.
+    max_concurrent_large_messages: Annotated[int, Field(ge=1)] = 1
+    # Beyond this many clients connected at once, new mail is deferred (451).
+    max_connections: Annotated[int, Field(ge=1)] = 100
 
 
 class MailboxConfig(_Section):
@@ -381,19 +390,36 @@ class Config(_Section):
     def mailbox(self, name: str | None) -> MailboxConfig | None:
         return next((m for m in self.mailboxes if m.name == name), None)
 
-    def desk_address(self, mailbox: str | None) -> tuple[str, str]:
-        """The address and display name a ticket's mail goes out from."""
+    def desk_address(self, mailbox: str | None,
+                     delivered_to: str | None = None) -> tuple[str, str]:
+        """The address and display name a ticket's mail goes out from: its mailbox's, else
+        the support address it was delivered to (while the config still names it as
+        ours), else [support]'s."""
         found = self.mailbox(mailbox)
-        if found is None or found.address is None:
-            return self.support.address, self.support.name
-        return found.address, found.display_name or self.support.name
+        if found is not None and found.address is not None:
+            return found.address, found.display_name or self.support.name
+        if delivered_to is not None and delivered_to in self.own_addresses:
+            return delivered_to, self.support.name
+        return self.support.address, self.support.name
+
+    def missing_secrets(self, *, mailboxes: bool = True, outbound: bool = True) -> list[str]:
+        """The passwords named by a `password_env` whose variable is not set: for the
+        mailboxes (the IMAP readers log in with them) and the relay (the sender). A
+        command that uses neither needs none of them."""
+        sections: list[tuple[str, MailboxConfig | OutboundConfig]] = []
+        if mailboxes:
+            sections += [(f"mailboxes[{i}]", m) for i, m in enumerate(self.mailboxes)]
+        if outbound:
+            sections.append(("outbound", self.outbound))
+        return [f"{key}.password_env: environment variable {section.password_env} is not set"
+                for key, section in sections
+                if section.password_env and section.password is None]
 
     @property
     def own_addresses(self) -> frozenset[str]:
         """Every address maild answers as: mail from these is our own, never a customer's."""
-        return frozenset(
-            [self.support.address, *(m.address for m in self.mailboxes if m.address)]
-        )
+        return frozenset([self.support.address, *self.inbound_smtp.addresses,
+                          *(m.address for m in self.mailboxes if m.address)])
 
 
 def _key(location: tuple[Any, ...]) -> str:
@@ -417,7 +443,8 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 
 def _resolve_secret(section: object, key: str, environ: Mapping[str, str]) -> list[str]:
-    """Fill `password` from `password_env` in one section that logs in somewhere."""
+    """Fill `password` from `password_env` in one section that logs in somewhere, when
+    the variable is set."""
     if not isinstance(section, dict):
         return []
     if "password" in section:
@@ -425,9 +452,10 @@ def _resolve_secret(section: object, key: str, environ: Mapping[str, str]) -> li
     name = section.get("password_env")
     if not name or not isinstance(name, str):
         return []
-    if name not in environ:
-        return [f"{key}.password_env: environment variable {name} is not set"]
-    section["password"] = environ[name]
+    # A variable not set is a problem only for what logs in there (`missing_secrets`):
+    # a command that never does, such as `maild tickets list`, runs without it.
+    if name in environ:
+        section["password"] = environ[name]
     return []
 
 
@@ -489,4 +517,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> C
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the configuration: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte "
+                           f"{exc.object[exc.start]:#04x}); save the file as UTF-8"]) from None
     return parse_config(text, environ, source=str(path))

@@ -3,6 +3,10 @@ marking that delivery failed, never opening a ticket or answering."""
 
 from __future__ import annotations
 
+from email.message import Message
+
+import pytest
+
 from maild.intake.parse import parse
 from maild.intake.pipeline import ingest
 from maild.mail.policy import MailPolicies
@@ -10,6 +14,7 @@ from maild.runtime.app import App
 from tests.conftest import Sink
 from tests.helpers import show
 from tests.mailbuilder import make_mail
+from tests.realmail import BOUNCES, bounce
 
 DSN_HEADERS = "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
 
@@ -122,9 +127,9 @@ def test_a_delay_warning_is_kept_but_fails_nothing(app: App, sink: Sink) -> None
     assert ticket["messages"][-1]["kind"] == "internal"
 
 
-def test_a_bounce_of_mail_we_never_sent_is_quarantined(app: App) -> None:
+def test_a_bounce_of_mail_we_never_sent_is_ignored_with_its_reason(app: App) -> None:
     result = ingest(app.intake, postfix("<someone-else@elsewhere.example>"), "test")
-    assert result.outcome == "quarantined"
+    assert result.outcome == "ignored"
     assert "automatic message that belongs to no ticket" in result.reason
 
 
@@ -144,3 +149,53 @@ def test_the_recipient_a_bounce_reports_is_read_where_each_mta_writes_it() -> No
     fieldless = exchange("<a@example.com>").replace(
         b"Final-Recipient: rfc822; ann@customer.example\r\n", b"")
     assert reported(fieldless) == ["ann@customer.example"]
+
+
+def _sent(ack_id: str) -> Message:
+    """Our acknowledgment as a bounce returns it."""
+    sent = Message()
+    for name, value in (("From", "support@example.com"), ("To", "ann@customer.example"),
+                        ("Subject", "Re: [#1] Printer on fire"), ("Message-ID", ack_id),
+                        ("Date", "Mon, 23 Nov 2026 18:00:00 +0000")):
+        sent[name] = value
+    return sent
+
+
+@pytest.mark.parametrize("mta", BOUNCES)
+def test_each_mta_and_gateway_bounce_fails_our_delivery_and_reopens_nothing(
+    app: App, sink: Sink, mta: str
+) -> None:
+    ticket_id, ack_id = _acknowledged_ticket(app)
+    raw = bounce(mta, _sent(ack_id), "ann@customer.example", "Mon, 23 Nov 2026 18:05:00 +0000",
+                 f"<{mta}-ndr@mx.customer.example>")
+
+    result = ingest(app.intake, raw, "test")
+
+    assert (result.outcome, result.ticket_id) == ("stored", ticket_id), result.reason
+    ticket = show(app, ticket_id)
+    assert ticket["messages"][1]["delivery"]["status"] == "failed"
+    assert ticket["status"] == "new"
+    assert ticket["messages"][-1]["kind"] == "internal"
+    app.sender.deliver_due()
+    assert [m["Subject"] for m in sink.messages()
+            if m["Delivered-To"] == "ann@customer.example"] == ["Re: [#1] Printer on fire"]
+
+
+def test_prose_bounces_from_gateways_name_their_recipient_a_forwarded_one_does_not(
+) -> None:
+    """InterScan and a corporate gateway write prose, from no mailer-daemon: flufl.bounce
+    reads the recipient they report."""
+    for mta in ("interscan", "gateway"):
+        raw = bounce(mta, _sent("<ack@example.com>"), "Bob@Customer.example",
+                     "Mon, 23 Nov 2026 18:05:00 +0000", "<ndr@gw.customer.example>")
+        found = parse(raw, MailPolicies().reading).bounce
+        assert found is not None, mta
+        assert (found.recipients, found.original_ids) == (["bob@customer.example"],
+                                                          ["<ack@example.com>"])
+    # A person forwarding such prose to ask about it is a person writing.
+    raw = make_mail(subject="Fwd: Undeliverable: Re: [#1] Printer on fire",
+                    body=("Why did your answer bounce?\n\n---------- Forwarded message ---------\n"
+                          "This message was created automatically by mail delivery software.\n"
+                          "A message that you sent could not be delivered to one or more of "
+                          "its recipients.\n\n  ann@customer.example\n"))
+    assert parse(raw, MailPolicies().reading).bounce is None

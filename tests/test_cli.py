@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Sink
+from tests.conftest import Sink, using_postgresql
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
 
@@ -193,3 +194,123 @@ def test_tickets_show_speaks_business_time_and_links_follow_ups(config_file: Pat
     assert "first response due Tue 01 Dec 2026 09:30 PST" in later
     assert json.loads(maild(config_file, "tickets", "show", "1", "--json").output)[
         "follow_ups"] == [2]
+
+
+def test_a_file_that_cannot_be_read_exits_66_and_the_others_are_taken(
+    config_file: Path, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(make_mail())
+    result = maild(config_file, "ingest", str(tmp_path / "missing.eml"), str(good))
+    assert result.exit_code == 66  # EX_NOINPUT, not 65: nothing was wrong with a message
+    assert "missing.eml: cannot read: No such file or directory" in result.output
+    assert "good.eml: ticket #1" in result.output
+
+
+def test_a_large_file_is_taken_from_disk_exactly(config_file: Path, tmp_path: Path) -> None:
+    from tests.test_large_mail import PDF, large_mail
+
+    big = tmp_path / "big.eml"
+    big.write_bytes(large_mail())
+    result = maild(config_file, "ingest", str(big))
+    assert result.exit_code == 0, result.output
+    shown = json.loads(maild(config_file, "tickets", "show", "1", "--json").output)
+    [pdf] = [a for a in shown["messages"][0]["attachments"] if a["filename"] == "logs.pdf"]
+    stored = tmp_path / "storage" / "attachments" / pdf["sha256"][:2] / pdf["sha256"][2:4]
+    assert (stored / f"{pdf['sha256']}.bin").read_bytes() == PDF
+
+
+@pytest.mark.parametrize("command", [("tickets", "show"), ("tickets", "note"),
+                                     ("quarantine", "show")])
+def test_a_number_beyond_any_row_is_one_line(config_file: Path, command: tuple[str, str]
+                                             ) -> None:
+    extra = ("a note",) if command[1] == "note" else ()
+    result = maild(config_file, *command, "99999999999999999999", *extra)
+    assert result.exit_code == 1
+    assert len(result.output.splitlines()) == 1
+    assert result.output.startswith("maild: there is no ")
+    assert "99999999999999999999" in result.output
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[support]\naddress = "support@example.com"\nname = "Café"\n'
+                     .encode("latin-1"))
+    result = maild(path, "tickets", "list")
+    assert result.exit_code == 78
+    assert result.output.splitlines() == [
+        f"maild: config: {path}: line 3: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
+
+
+@pytest.mark.parametrize("now", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_maild_now_out_of_range_is_one_line(config_file: Path, now: str) -> None:
+    for command in (("tickets", "list"), ("report",), ("check",)):
+        result = maild(config_file, *command, now=now)
+        assert result.exit_code == 78, result.output
+        assert result.output.splitlines() == [
+            f"maild: config: MAILD_NOW: {now!r} is out of range (between 1970 and 9000)"]
+
+
+def test_a_busy_port_on_run_is_one_line(config_file: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config_file.write_text(config_file.read_text()
+                               + f"\n[inbound_smtp]\nenabled = true\nport = {port}\n")
+        result = maild(config_file, "run")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"maild: inbound SMTP cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(in use by another program)"]
+
+
+def test_commands_that_log_in_nowhere_need_no_password(config_file: Path) -> None:
+    config_file.write_text(config_file.read_text().replace(
+        "[outbound]\n", '[outbound]\nusername = "relay"\npassword_env = "MAILD_UNSET_RELAY"\n')
+        + '\n[[mailboxes]]\nname = "support"\nhost = "127.0.0.1"\nusername = '
+          '"support@example.com"\npassword_env = "MAILD_UNSET_IMAP"\n')
+    for command in (("tickets", "list"), ("report",), ("ingest", "-")):
+        result = maild(config_file, *command, stdin=make_mail())
+        assert result.exit_code == 0, (command, result.output)
+
+    ran = maild(config_file, "run", "--once")
+    assert ran.exit_code == 78
+    assert ran.output.splitlines() == [
+        "maild: config: mailboxes[0].password_env: environment variable MAILD_UNSET_IMAP is "
+        "not set",
+        "maild: config: outbound.password_env: environment variable MAILD_UNSET_RELAY is not "
+        "set"]
+    sending = maild(config_file, "run", "--once", "--only", "outbound")
+    assert "MAILD_UNSET_IMAP" not in sending.output and "MAILD_UNSET_RELAY" in sending.output
+    checked = maild(config_file, "check")
+    assert checked.exit_code == 1
+    assert ("FAIL secrets: outbound.password_env: environment variable MAILD_UNSET_RELAY is "
+            "not set") in checked.output
+
+
+def test_a_database_in_a_missing_directory_is_refused(config_file: Path, tmp_path: Path
+                                                       ) -> None:
+    if using_postgresql():
+        pytest.skip("a SQLite path")
+    missing = tmp_path / "typo" / "maild.db"
+    text = config_file.read_text()
+    config_file.write_text(text.replace(text.split('url = "')[1].split('"')[0],
+                                        f"sqlite:///{missing}"))
+    result = maild(config_file, "tickets", "list")
+    assert result.exit_code == 78
+    assert result.output.splitlines() == [
+        f"maild: config: storage.url: the database's directory {missing.parent} does not "
+        "exist; create it, or correct the URL"]
+    checked = maild(config_file, "check")
+    assert checked.exit_code == 1
+    assert (f"FAIL database: cannot open sqlite:///{missing}: storage.url: the database's "
+            "directory") in checked.output
+    assert not missing.parent.exists()
+
+    # In storage.dir, which maild makes when it starts, the database is no mistake.
+    fresh = tmp_path / "fresh"
+    config_file.write_text(config_file.read_text()
+                           .replace(f"sqlite:///{missing}", f"sqlite:///{fresh}/maild.db")
+                           .replace(f'dir = "{tmp_path / "storage"}"', f'dir = "{fresh}"'))
+    assert (f"ok   database: sqlite:///{fresh}/maild.db: made in storage.dir on the first "
+            "start") in maild(config_file, "check").output
+    assert maild(config_file, "tickets", "list").exit_code == 0

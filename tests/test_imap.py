@@ -669,7 +669,8 @@ def test_run_once_reads_the_mailboxes(
     result = CliRunner().invoke(main, ["--config", str(config), "run", "--once"], env=env)
 
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("received 1, duplicates 0, quarantined 0; delivered 2,")
+    assert result.output.startswith("received 1, duplicates 0, quarantined 0, ignored 0; "
+                                     "delivered 2,")
     assert len(sink.files()) == 2  # the acknowledgment, and the SE's notification
 
 

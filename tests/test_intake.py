@@ -222,12 +222,12 @@ def test_auto_reply_on_a_ticket_is_stored_and_reopens_nothing(app: App) -> None:
     assert ticket["messages"][-1]["automatic"] == "Auto-Submitted: auto-replied"
 
 
-def test_automatic_mail_that_threads_nowhere_is_quarantined_not_answered(app: App) -> None:
+def test_automatic_mail_that_threads_nowhere_is_ignored_not_answered(app: App) -> None:
     bounce = make_mail(sender="MAILER-DAEMON@mx.customer.example", subject="Undeliverable",
                        message_id="<bounce@mx.customer.example>")
     result = ingest(app.intake, bounce, "test")
 
-    assert result.outcome == "quarantined"
+    assert result.outcome == "ignored"
     assert "automatic" in result.reason
 
 

@@ -232,21 +232,6 @@ def test_relay_down_defers_and_delivers_when_it_is_back(
     back.close()
 
 
-def test_a_claimed_mail_is_not_sent_twice_while_its_lease_runs(app: App, sink: Sink) -> None:
-    ingest(app.intake, make_mail(), "test")
-    sender = app.sender
-    claimed = sender._claim(10)  # as if a process claimed it and died before sending
-    assert len(claimed) == 1
-    assert sender.deliver_due().attempted == 0
-
-    app.clock.advance(timedelta(minutes=6))  # type: ignore[attr-defined]
-    assert sender.deliver_due().sent == 1
-    with app.db.transaction() as session:
-        row = session.scalars(select(OutboxMail)).one()
-        assert row.attempts == 2
-        assert row.message_id == sink.messages()[0]["Message-ID"]
-
-
 def test_welcome_mail_is_sent_exactly_once(app: App, sink: Sink) -> None:
     for _ in range(2):
         with app.db.transaction() as session:

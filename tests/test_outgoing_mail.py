@@ -81,7 +81,7 @@ def test_every_mail_of_a_conversation_threads_and_reads_back_exactly(
         "2026-11-23T10:50:00-08:00")
     run_at(config_file, "2026-11-23T10:50:00-08:00")  # the relayed reply
     for now in ("2026-11-25T10:51:00-08:00", "2026-11-27T10:51:00-08:00",  # two nudges
-                "2026-12-01T10:51:00-08:00"):  # auto-solved, and the survey
+                "2026-12-01T10:51:00-08:00"):  # auto-solved, asking how we did
         run_at(config_file, now)
 
     mails = sent(sink)
@@ -91,8 +91,7 @@ def test_every_mail_of_a_conversation_threads_and_reads_back_exactly(
         f"Re: [#1] {SUBJECT}",  # acknowledgment
         f"Re: [#1] {SUBJECT}",  # the engineer's reply
         f"Re: [#1] {SUBJECT}", f"Re: [#1] {SUBJECT}",  # nudges
-        f"Re: [#1] {SUBJECT}",  # solved for them
-        f"How did we do? [#1] {SUBJECT}",
+        f"Re: [#1] {SUBJECT}",  # solved for them, and how did we do: one mail
     ]
     assert [str(s.mail["Subject"]) for s in to_staff] == [
         f"[#1] {SUBJECT}", f"[#1] SLA due soon: {SUBJECT}"]

@@ -230,7 +230,7 @@ def test_a_batch_ends_the_same_with_and_without_the_parser_process(
     here = _take_batch(_app(tmp_path / "here", clock, False), raws)
 
     assert there == here
-    assert {outcome for outcome, *_ in here} == {"stored", "quarantined", "duplicate"}
+    assert {outcome for outcome, *_ in here} == {"stored", "quarantined", "duplicate", "ignored"}
 
 
 def test_a_lone_message_is_parsed_here(tmp_path: Path, clock: FixedClock) -> None:

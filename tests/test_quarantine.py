@@ -17,6 +17,9 @@ from tests.mailbuilder import make_mail
 AUTO_REPLY = make_mail(sender="Bob <bob@customer.example>", subject="Out of office",
                        message_id="<ooo@customer.example>",
                        headers={"Auto-Submitted": "auto-replied"}, body="Back Monday.\n")
+# A sender with two addresses and no way to tell which one wrote: for an operator.
+AMBIGUOUS = make_mail(sender="Bob bob@customer.example carl@customer.example",
+                      subject="Who wrote me?", message_id="<who@customer.example>")
 
 
 REFUSED_AUTHOR = "ann@customer.example"
@@ -54,22 +57,44 @@ def _mend(database_url: str) -> None:
 
 def test_list_and_show_say_why_and_keep_the_bytes(config_file: Path) -> None:
     assert maild(config_file, "quarantine", "list").output == "nothing in quarantine\n"
-    assert maild(config_file, "ingest", "-", stdin=AUTO_REPLY).exit_code == 65
+    assert maild(config_file, "ingest", "-", stdin=AMBIGUOUS).exit_code == 65
 
     listed = maild(config_file, "quarantine", "list").output.splitlines()
     assert listed[0].split()[:2] == ["1", "held"]
-    assert "Bob <bob@customer.example>" in listed[0]
-    assert listed[1].strip() == ("automatic message that belongs to no ticket "
-                                 "(Auto-Submitted: auto-replied)")
+    assert "Bob bob@customer.example" in listed[0]
+    assert listed[1].strip().startswith("invalid sender:")
+    assert "names several addresses" in listed[1]
 
     shown = json.loads(maild(config_file, "quarantine", "show", "1", "--json").output)
-    assert shown["headers"]["subject"] == "Out of office"
-    assert shown["headers"]["message-id"] == "<ooo@customer.example>"
-    assert shown["size"] == len(AUTO_REPLY)
+    assert shown["headers"]["subject"] == "Who wrote me?"
+    assert shown["headers"]["message-id"] == "<who@customer.example>"
+    assert shown["size"] == len(AMBIGUOUS)
     assert shown["channel"] == "ingest"
 
     raw = maild(config_file, "quarantine", "show", "1", "--raw")
-    assert raw.stdout_bytes == AUTO_REPLY
+    assert raw.stdout_bytes == AMBIGUOUS
+
+
+def test_automatic_mail_for_no_ticket_is_ignored_with_its_reason_not_quarantined(
+    config_file: Path, sink: Sink
+) -> None:
+    taken = maild(config_file, "ingest", "-", stdin=AUTO_REPLY)
+    assert (taken.exit_code, taken.output) == (
+        0, "-: ignored: automatic message that belongs to no ticket "
+           "(Auto-Submitted: auto-replied)\n")
+    assert maild(config_file, "quarantine", "list").output == "nothing in quarantine\n"
+    listed = maild(config_file, "quarantine", "list", "--ignored").output.splitlines()
+    assert listed[0].split()[:2] == ["1", "ignored"]
+    assert "Bob <bob@customer.example>" in listed[0]
+    assert listed[1].strip() == ("automatic message that belongs to no ticket "
+                                 "(Auto-Submitted: auto-replied)")
+    assert maild(config_file, "quarantine", "show", "1", "--raw").stdout_bytes == AUTO_REPLY
+    # Taken again (an IMAP move that did not happen), it is still one entry.
+    assert maild(config_file, "ingest", "-", stdin=AUTO_REPLY).exit_code == 0
+    assert len(json.loads(maild(config_file, "quarantine", "list", "--ignored",
+                                "--json").output)) == 1
+    assert json.loads(maild(config_file, "tickets", "list", "--json").output) == []
+    assert sink.messages() == []
 
 
 def test_a_message_the_database_refused_goes_through_once_it_is_mended(
@@ -102,10 +127,10 @@ def test_a_message_the_database_refused_goes_through_once_it_is_mended(
 
 
 def test_what_still_fails_stays_held_with_the_reason_that_holds_now(config_file: Path) -> None:
-    maild(config_file, "ingest", "-", stdin=AUTO_REPLY)
+    maild(config_file, "ingest", "-", stdin=AMBIGUOUS)
     replayed = maild(config_file, "quarantine", "replay", "--all")
     assert replayed.exit_code == 65
-    assert replayed.output.startswith("1: still quarantined: automatic message")
+    assert replayed.output.startswith("1: still quarantined: invalid sender")
     shown = json.loads(maild(config_file, "quarantine", "show", "1", "--json").output)
     assert (shown["status"], shown["replays"]) == ("held", 1)
     assert len(json.loads(maild(config_file, "quarantine", "list", "--json").output)) == 1
@@ -122,7 +147,7 @@ def test_a_replay_whose_message_arrived_meanwhile_is_released_as_a_duplicate(
 
 
 def test_a_missing_raw_file_is_said_plainly(config_file: Path, tmp_path: Path) -> None:
-    maild(config_file, "ingest", "-", stdin=AUTO_REPLY)
+    maild(config_file, "ingest", "-", stdin=AMBIGUOUS)
     config = parse_config(config_file.read_text())
     for raw in (config.storage.dir / "raw").rglob("*.eml"):
         raw.unlink()

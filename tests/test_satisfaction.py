@@ -88,3 +88,36 @@ def test_the_report_counts_the_latest_answer_per_ticket(app: App, clock: FixedCl
         "answers": 2, "average": 3.0, "satisfied_percent": 50.0}
     assert [(c["ticket"], c["rating"], c["comment"]) for c in satisfaction["comments"]] == [
         (first, 5, "sorted it out after all")]
+
+
+def test_an_auto_solved_ticket_is_asked_in_the_notice_and_the_answer_is_recorded(
+    app: App, clock: FixedClock
+) -> None:
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
+                                 message_id="<try@example.com>",
+                                 in_reply_to=notice_to(app, ticket_id),
+                                 body="Please try the new driver.\n"), "test")
+    run_sweeps(app)
+    for day in (25, 27):  # the two nudges
+        clock.set(at(11, day, 10))
+        run_sweeps(app)
+    clock.set(at(12, 1, 10))  # six business days: solved for want of an answer
+    done = run_sweeps(app)
+    assert (done["auto_solved"], done["surveys_sent"]) == (1, 0)
+    clock.set(at(12, 1, 10, 5))
+    assert run_sweeps(app)["surveys_sent"] == 0
+
+    shown = show(app, ticket_id)
+    notice = shown["messages"][-1]
+    assert sum(m["kind"] == "system" for m in shown["messages"]) == 4  # ack, 2 nudges, this
+    assert "marked ticket" in notice["body"] and "how did we do?" in notice["body"]
+    assert '"good" or "bad", or a number from 1 (poor) to 5 (excellent)' in notice["body"]
+
+    ingest(app.intake, make_mail(subject=f"Re: [#{ticket_id}] Printer on fire",
+                                 message_id="<rated@customer.example>",
+                                 in_reply_to=notice["delivery"]["message_id"],
+                                 body="4 fine, it works now\n"), "test")
+    ticket = show(app, ticket_id)
+    assert ticket["status"] == "solved"
+    assert (ticket["satisfaction"], ticket["satisfaction_comment"]) == (4, "fine, it works now")

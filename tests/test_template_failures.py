@@ -186,11 +186,17 @@ def test_samples_give_each_template_what_its_live_mail_gives_it(
                                    answering=notice_to(app, ticket_id)), "test")
     ingest(app.intake, staff_reply(ticket_id, "Unplug it.\n", "<dan1@example.com>",
                                    answering=notice_to(app, ticket_id)), "test")
-    # tickets/followups.py and surveys.py: each nudge, the auto-solve, the survey.
+    # tickets/followups.py and surveys.py: each nudge, the auto-solve (which asks how we
+    # did itself), and the survey of a ticket an engineer solved.
     for _ in range(4):
         clock.advance(timedelta(days=7))
         app.followups.send()
-        app.surveys.send()
+    solved = ingest(app.intake, make_mail(sender="Cy <cy@customer.example>",
+                                          message_id="<cy@customer.example>"), "test").ticket_id
+    assert solved is not None
+    ingest(app.intake, staff_reply(solved, "#solve\nFixed.\n", "<dan2@example.com>",
+                                   answering=notice_to(app, solved)), "test")
+    app.surveys.send()
     # tickets/alerts.py: a ticket nobody answers, warned about, breached, escalated.
     ingest(app.intake, make_mail(sender="Bob <bob@elsewhere.example>",
                                  message_id="<bob@elsewhere.example>"), "test")

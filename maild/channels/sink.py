@@ -24,7 +24,9 @@ class SinkHandler:
         )
         name = f"{time.time_ns()}.{os.getpid()}.{next(self._counter)}.eml"
         temporary = self.directory / f".{name}.tmp"
-        temporary.write_bytes(trace.encode() + raw)
+        with open(temporary, "wb") as kept:  # no second copy of a large message
+            kept.write(trace.encode())
+            kept.write(raw)
         os.replace(temporary, self.directory / name)
         return "250 2.0.0 OK"
 

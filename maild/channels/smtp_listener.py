@@ -1,20 +1,75 @@
-"""The inbound SMTP listener: 250 only once the message is committed, 451 when it could not be."""
+"""The inbound SMTP listener: 250 only once the message is committed, 451 when it could not be.
+
+It refuses early, in the dialogue, what it would not keep: a recipient that is none of
+our addresses (550 at RCPT), a message larger than `max_message_bytes` (552, at MAIL
+FROM when the client declares its SIZE, else at the end of DATA, aiosmtpd discarding the
+excess as it comes), and new mail while too many clients are connected (451 at MAIL
+FROM). A message is never accepted to be discarded later.
+
+aiosmtpd holds a message's DATA in memory until the final dot (a list of its lines,
+then one joined copy: about three times the message), and its public interface has no
+way to stream it. What can be bounded is how many large messages are held at once: a
+message the client declares (SIZE) to be small is received at once; a large one, or one
+of undeclared size, waits for its turn at DATA, `max_concurrent_large_messages` at a
+time. Once received, a large message is written to the raw store and read from there as
+the IMAP reader reads large mail (maild/intake/spool.py), never parsed whole.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from maild.config import InboundSmtpConfig
-from maild.errors import TemporaryError
+from maild.errors import PermanentError, TemporaryError
 from maild.intake.pipeline import IngestResult, Intake, ingest
+from maild.intake.spool import SPOOL_BYTES, ingest_spooled
 
 log = logging.getLogger(__name__)
+
+# What the listener says in its greeting, after the host name: how `maild check` tells
+# a running maild on the port from another program.
+BANNER = "maild ESMTP"
+
+
+def who_listens(host: str, port: int, timeout: float = 2.0) -> str:
+    """Who holds host:port, as far as its greeting tells: "in use by a running maild",
+    "in use by another SMTP server (…)", "in use by another program", or "" when
+    nobody answers there."""
+    try:
+        connection = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return ""
+    with connection:
+        try:
+            greeting = connection.makefile("rb").readline(512)
+        except OSError:  # it says nothing
+            greeting = b""
+    text = greeting.decode("ascii", "replace").strip()
+    if text.startswith("220 ") and text.endswith(f" {BANNER}"):
+        return "in use by a running maild"
+    if text.startswith("220"):
+        return f"in use by another SMTP server ({text[:80]!r})"
+    return "in use by another program"
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the listener could not listen on host:port now, in one line; None if it can."""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        holder = who_listens(host, port)
+        return f"cannot listen on {host}:{port}: {reason}" + (f" ({holder})" if holder else "")
 
 
 def return_path(mail_from: str | None) -> bytes:
@@ -26,9 +81,53 @@ def return_path(mail_from: str | None) -> bytes:
     return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
 
 
+def delivered_to(recipients: Iterable[str]) -> bytes:
+    """The envelope recipients as a delivering server records them (Postfix's
+    Delivered-To), above the mail's own headers: which of our addresses it came to, even
+    when the mail names it only in the envelope (Bcc)."""
+    return "".join(f"Delivered-To: {rcpt}\r\n" for rcpt in recipients).encode(
+        "utf-8", "surrogateescape")
+
+
+def take(intake: Intake, mail_from: str | None, content: bytes,
+         recipients: Iterable[str] = ()) -> IngestResult:
+    """Hand one received message to the intake; a large one by way of the disk."""
+    trace = return_path(mail_from) + delivered_to(recipients)
+    if len(content) <= SPOOL_BYTES:
+        return ingest(intake, trace + content, "smtp")
+    return ingest_spooled(intake, (trace, content), "smtp")
+
+
+def declared_size(envelope: Envelope) -> int | None:
+    """The size the client gave with MAIL FROM (RFC 1870), if it gave one."""
+    for option in envelope.mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
+
+
+class Admission:
+    """How many clients are connected, and the turns of the large messages."""
+
+    def __init__(self, max_connections: int, max_concurrent_large_messages: int) -> None:
+        self.max_connections = max_connections
+        self.max_concurrent_large_messages = max_concurrent_large_messages
+        self.connections = 0  # changed on the listener's event loop only
+        self._turns: asyncio.Semaphore | None = None
+
+    def large_turns(self) -> asyncio.Semaphore:
+        if self._turns is None:  # made on the listener's loop, where it is used
+            self._turns = asyncio.Semaphore(self.max_concurrent_large_messages)
+        return self._turns
+
+
 class IntakeHandler:
-    def __init__(self, intake: Intake, on_stored: Callable[[IngestResult], None]) -> None:
+    def __init__(self, intake: Intake, recipients: Iterable[str], admission: Admission,
+                 on_stored: Callable[[IngestResult], None]) -> None:
         self.intake = intake
+        self.recipients = frozenset(r.lower() for r in recipients)
+        self.admission = admission
         self.on_stored = on_stored
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -42,19 +141,42 @@ class IntakeHandler:
             self._in_flight += change
             self._idle.notify_all()
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        # aiosmtpd has already refused a declared SIZE above max_message_bytes (552).
+        if isinstance(server, ListenerSession) and not server.admitted():
+            log.warning("inbound SMTP: %d clients connected, over the %d allowed: "
+                        "deferring mail from %s", self.admission.connections,
+                        self.admission.max_connections, address)
+            return "451 4.3.2 Too many connections, please try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address.lower() not in self.recipients:
+            log.info("inbound SMTP: refused mail for %s, not one of our addresses", address)
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # Counted until the answer is decided, so a shutdown waits for the answer too.
         self._count(+1)
         try:
-            raw = return_path(envelope.mail_from) + (envelope.original_content or b"")
-            return await self._store(raw)
+            return await self._store(envelope.mail_from, envelope.original_content or b"",
+                                     envelope.rcpt_tos)
         finally:
             self._count(-1)
 
-    async def _store(self, raw: bytes) -> str:
+    async def _store(self, mail_from: str | None, content: bytes,
+                     recipients: list[str]) -> str:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(None, ingest, self.intake, raw, "smtp")
+            result = await loop.run_in_executor(None, take, self.intake, mail_from, content,
+                                                recipients)
         except TemporaryError as exc:
             log.warning("inbound SMTP: deferring a message: %s", exc)
             return "451 4.3.0 Temporary failure, please try again later"
@@ -66,25 +188,91 @@ class IntakeHandler:
         return "250 2.0.0 OK"
 
 
+class ListenerSession(SMTP):
+    """aiosmtpd's SMTP for one connection, counted, with DATA taken in turns."""
+
+    def __init__(self, handler: IntakeHandler, admission: Admission, **settings: Any) -> None:
+        super().__init__(handler, **settings)
+        self.admission = admission
+        self._counted = False
+        self._admitted = False
+
+    def connection_made(self, transport: Any) -> None:
+        if not self._counted:
+            self._counted = True
+            self.admission.connections += 1
+            self._admitted = self.admission.connections <= self.admission.max_connections
+        super().connection_made(transport)
+
+    def admitted(self) -> bool:
+        """Whether this client may send mail: one that came while the listener was full
+        may once enough clients before it have gone."""
+        if not self._admitted:
+            self._admitted = self.admission.connections <= self.admission.max_connections
+        return self._admitted
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.admission.connections -= 1
+        super().connection_lost(error)
+
+    @syntax("DATA")  # as aiosmtpd's own: HELP lists the command
+    async def smtp_DATA(self, arg: str) -> None:
+        """A message declared small is received at once. A large one, or one whose
+        size the client does not declare, waits for its turn here, before aiosmtpd's
+        354: its bytes stay with its sender until it is received."""
+        size = declared_size(self.envelope) if self.envelope is not None else None
+        if size is not None and size <= SPOOL_BYTES:
+            await super().smtp_DATA(arg)
+            return
+        async with self.admission.large_turns():
+            await super().smtp_DATA(arg)
+
+
+class ListenerController(Controller):
+    def __init__(self, handler: IntakeHandler, admission: Admission,
+                 settings: InboundSmtpConfig) -> None:
+        self.admission = admission
+        self.session_settings: dict[str, Any] = {
+            "hostname": socket.getfqdn(),  # in the greeting; asked once, not per client
+            "ident": BANNER,
+            "data_size_limit": settings.max_message_bytes,
+            "enable_SMTPUTF8": True,
+        }
+        super().__init__(handler, hostname=settings.host, port=settings.port,
+                         ready_timeout=10)
+
+    def factory(self) -> SMTP:
+        assert isinstance(self.handler, IntakeHandler)
+        return ListenerSession(self.handler, self.admission, **self.session_settings)
+
+
+class ListenerUnavailable(PermanentError):
+    """The listener's address cannot be listened on (in use, not ours)."""
+
+
 class SmtpListener:
     # How long a shutdown waits for messages already being stored.
     DRAIN_SECONDS = 30.0
 
     def __init__(self, intake: Intake, settings: InboundSmtpConfig,
                  on_stored: Callable[[IngestResult], None]) -> None:
-        self.handler = IntakeHandler(intake, on_stored)
-        self.controller = Controller(
-            self.handler,
-            hostname=settings.host,
-            port=settings.port,
-            data_size_limit=settings.max_message_bytes,
-            ready_timeout=10,
-        )
+        config = intake.config
+        admission = Admission(settings.max_connections,
+                              settings.max_concurrent_large_messages)
+        self.handler = IntakeHandler(
+            intake, {*config.own_addresses, *settings.addresses}, admission, on_stored)
+        self.controller = ListenerController(self.handler, admission, settings)
         self.address = f"{settings.host}:{settings.port}"
         self._stopped = False
 
     def start(self) -> None:
-        self.controller.start()
+        try:
+            self.controller.start()
+        except OSError:
+            problem = listen_problem(self.controller.hostname, self.controller.port)
+            raise ListenerUnavailable(f"inbound SMTP {problem or 'cannot listen'}") from None
         log.info("inbound SMTP listening on %s", self.address)
 
     def stop(self) -> None:

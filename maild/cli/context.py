@@ -20,8 +20,13 @@ from maild.errors import ConfigError, MaildError, NotFound, PermanentError, Temp
 from maild.runtime.app import App, build_app
 
 EX_DATAERR = 65  # the message can never be accepted
+EX_NOINPUT = 66  # an input file does not exist or cannot be read
 EX_TEMPFAIL = 75  # try again later
 EX_CONFIG = 78
+
+# The largest id either database holds (a signed 64-bit integer): a larger number given
+# on the command line names nothing, rather than overflowing the driver.
+MAX_ROW_ID = 2**63 - 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -54,6 +59,13 @@ class Context:
         app = self.app()
         with app.db.transaction() as session:
             return query(app, session)
+
+
+def known_id(value: int, missing: str) -> int:
+    """`value` as an id to look up; NotFound(`missing`) when no row can have it."""
+    if not 0 < value <= MAX_ROW_ID:
+        raise NotFound(missing)
+    return value
 
 
 def setup_logging(level: str) -> None:

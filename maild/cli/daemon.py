@@ -11,12 +11,13 @@ import click
 
 from maild.cli.context import (
     EX_DATAERR,
+    EX_NOINPUT,
     EX_TEMPFAIL,
     Context,
     handles_errors,
     setup_logging,
 )
-from maild.errors import TemporaryError
+from maild.errors import ConfigError, TemporaryError
 
 
 @click.command()
@@ -32,7 +33,21 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
     """Run the daemon until SIGTERM or SIGINT."""
     from maild.runtime.daemon import ROLES, Daemon
 
-    daemon = Daemon(obj.app(daemon=True), (only,) if only else ROLES, web_port=web_port)
+    roles = (only,) if only else ROLES
+    missing = obj.config().missing_secrets(mailboxes="inbound" in roles,
+                                           outbound="outbound" in roles)
+    if missing:
+        raise ConfigError(missing)
+    listener = obj.config().inbound_smtp
+    if not once and "inbound" in roles and listener.enabled:
+        from maild.channels.smtp_listener import ListenerUnavailable, listen_problem
+
+        # Said before anything starts; the listener says it too if the port is taken
+        # between now and then.
+        problem = listen_problem(listener.host, listener.port)
+        if problem is not None:
+            raise ListenerUnavailable(f"inbound SMTP {problem}")
+    daemon = Daemon(obj.app(daemon=True), roles, web_port=web_port)
     if once:
         report = daemon.run_once()
         received, delivered = report.received, report.delivered
@@ -41,7 +56,8 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
         alerts = report.sweeps.get("sla_alerts", 0)
         if daemon.readers:
             click.echo(f"received {received.stored}, duplicates {received.duplicates}, "
-                       f"quarantined {received.quarantined}; ", nl=False)
+                       f"quarantined {received.quarantined}, ignored {received.ignored}; ",
+                       nl=False)
         click.echo(f"delivered {delivered.sent}, deferred {delivered.deferred}, "
                    f"failed {delivered.failed}; nudged {nudged}, auto-solved {auto_solved}, "
                    f"closed {closed}; SLA alerts {alerts}"
@@ -79,29 +95,43 @@ def sink(host: str, port: int, directory: Path) -> None:
 @click.pass_obj
 @handles_errors
 def ingest(obj: Context, files: tuple[str, ...]) -> None:
-    """Take raw messages as if they had arrived (- reads one from stdin)."""
-    from maild.intake.pipeline import ingest as ingest_one
+    """Take raw messages as if they had arrived (- reads one from stdin).
+
+    Exit 0 when every one was stored (or was a duplicate, or ignored), 65 when one was
+    quarantined, 66 when a file could not be read, 75 when one could not be kept (try
+    again later).
+    """
+    from maild.intake.spool import ingest_stream
 
     app = obj.app()
     worst = 0
     for name in files:
         try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            source = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
         except OSError as exc:
             click.echo(f"{name}: cannot read: {exc.strerror}", err=True)
-            worst = max(worst, EX_DATAERR)
+            worst = max(worst, EX_NOINPUT)
             continue
         try:
-            result = ingest_one(app.intake, raw, "ingest")
+            result = ingest_stream(app.intake, source, "ingest")
         except TemporaryError as exc:
             click.echo(f"{name}: not stored, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)
             continue
+        except OSError as exc:  # the file went bad while it was read
+            click.echo(f"{name}: cannot read: {exc.strerror}", err=True)
+            worst = max(worst, EX_NOINPUT)
+            continue
+        finally:
+            if source is not sys.stdin.buffer:
+                source.close()
         if result.outcome == "quarantined":
             click.echo(f"{name}: quarantined: {result.reason}", err=True)
-            worst = max(worst, EX_DATAERR)  # a temporary failure (75) outranks it
+            worst = max(worst, EX_DATAERR)  # not readable (66) and temporary (75) outrank it
         elif result.outcome == "duplicate":
             click.echo(f"{name}: duplicate of {result.message_id}")
+        elif result.outcome == "ignored":
+            click.echo(f"{name}: ignored: {result.reason}")
         else:
             click.echo(f"{name}: ticket #{result.ticket_id}: {result.reason}")
     sys.exit(worst)

@@ -65,10 +65,11 @@ def report(obj: Context, since: datetime | None, until: datetime | None, as_json
 @handles_errors
 def check(obj: Context) -> None:
     """Validate the configuration and reach every configured server."""
-    from maild.runtime.checks import run_checks
+    from maild.runtime.checks import CheckResult, run_checks
 
     config = obj.config()
     results = run_checks(config, clock_from_env())
+    results += [CheckResult("secrets", False, problem) for problem in config.missing_secrets()]
     for result in results:
         mark = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
         click.echo(f"{mark} {result.name}: {result.detail}")

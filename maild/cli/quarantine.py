@@ -12,6 +12,7 @@ from maild.cli.context import (
     Context,
     handles_errors,
     json_option,
+    known_id,
     print_json,
 )
 from maild.errors import NotFound, PermanentError, TemporaryError
@@ -23,20 +24,25 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@click.option("--all", "everything", is_flag=True, help="Released messages too.")
+@click.option("--all", "everything", is_flag=True, help="Released and ignored messages too.")
+@click.option("--ignored", is_flag=True,
+              help="Only the automatic mail for no ticket that was filed as ignored.")
 @json_option
 @click.pass_obj
 @handles_errors
-def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
+def quarantine_list(obj: Context, everything: bool, ignored: bool, as_json: bool) -> None:
     from maild.intake.quarantine import entry_json, held
 
-    entries = obj.read(lambda app, session: [entry_json(app.raw_store, e)
-                                             for e in held(session, everything=everything)])
+    status = "ignored" if ignored else "held"
+    entries = obj.read(lambda app, session: [
+        entry_json(app.raw_store, e)
+        for e in held(session, everything=everything, status=status)])
     if as_json:
         print_json(entries)
         return
     if not entries:
-        click.echo("nothing in quarantine" if not everything else "the quarantine is empty")
+        click.echo("nothing ignored" if ignored else
+                   "nothing in quarantine" if not everything else "the quarantine is empty")
         return
     for entry in entries:
         headers = entry["headers"]
@@ -55,7 +61,8 @@ def quarantine_list(obj: Context, everything: bool, as_json: bool) -> None:
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
     from maild.intake.quarantine import entry_json, get_entry
 
-    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(session, entry_id)))
+    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(
+        session, known_id(entry_id, f"there is no quarantined message {entry_id}"))))
     if raw:
         try:
             sys.stdout.buffer.write(obj.app().raw_store.get(data["raw_sha256"]))
@@ -99,7 +106,8 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
     worst = 0
     for entry_id in entry_ids:
         try:
-            result = replay(app.intake, entry_id).result
+            result = replay(app.intake, known_id(
+                entry_id, f"there is no quarantined message {entry_id}")).result
         except TemporaryError as exc:
             click.echo(f"{entry_id}: not tried, try again later: {exc}", err=True)
             worst = max(worst, EX_TEMPFAIL)
@@ -113,6 +121,8 @@ def quarantine_replay(obj: Context, entry_ids: tuple[int, ...], everything: bool
             worst = max(worst, EX_DATAERR)
         elif result.outcome == "duplicate":
             click.echo(f"{entry_id}: released, a duplicate of {result.message_id}")
+        elif result.outcome == "ignored":
+            click.echo(f"{entry_id}: released, ignored: {result.reason}")
         else:
             click.echo(f"{entry_id}: released, ticket #{result.ticket_id}: {result.reason}")
     sys.exit(worst)

@@ -12,6 +12,7 @@ from maild.cli.context import (
     Context,
     handles_errors,
     json_option,
+    known_id,
     print_json,
 )
 from maild.errors import PermanentError
@@ -26,12 +27,18 @@ def tickets() -> None:
 
 @tickets.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
+@click.option("--failing", is_flag=True,
+              help="The tickets whose scheduled steps (nudge, survey, closing, SLA alert) "
+                   "are failing: which step, how often, why, and the next try.")
 @json_option
 @click.pass_obj
 @handles_errors
-def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
+def tickets_list(obj: Context, status: str | None, failing: bool, as_json: bool) -> None:
     from maild.tickets.views import list_tickets, ticket_json
 
+    if failing:
+        _list_failing(obj, status, as_json)
+        return
     found = obj.read(lambda app, session: [ticket_json(t, with_messages=False)
                                            for t in list_tickets(session, status)])
     if as_json:
@@ -40,6 +47,31 @@ def tickets_list(obj: Context, status: str | None, as_json: bool) -> None:
     for t in found:
         click.echo(f"#{t['id']:<5} {t['status']:<8} {t['priority']} "
                    f"{t['requester']:<32} {t['subject']}")
+
+
+def _list_failing(obj: Context, status: str | None, as_json: bool) -> None:
+    from datetime import datetime
+
+    from maild.tickets.failed_steps import failing_steps
+
+    found = obj.read(lambda app, session: failing_steps(session, status))
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no scheduled step is failing")
+        return
+    zone = obj.app().calendar.zone
+
+    def local(moment: str) -> str:
+        return datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    for f in found:
+        times = "time" if f["attempts"] == 1 else "times"
+        click.echo(f"#{f['id']:<5} {f['status']:<8} {f['step']:<9} failed {f['attempts']} "
+                   f"{times} since {local(f['failing_since'])}, next try "
+                   f"{local(f['retry_at'])}  {f['subject']}")
+        click.echo(f"       {f['last_error']}")
 
 
 @tickets.command("next")
@@ -84,6 +116,7 @@ def tickets_next(obj: Context, engineer: str | None, as_json: bool) -> None:
 def tickets_show(obj: Context, ticket_id: int, as_json: bool) -> None:
     from maild.tickets.views import get_ticket, ticket_json, ticket_text
 
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     data = obj.read(lambda app, session: ticket_json(get_ticket(session, ticket_id)))
     if as_json:
         print_json(data)
@@ -107,6 +140,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
 
     if status is None and priority is None and assignee is None:
         raise PermanentError("nothing to change: give --status, --priority or --assignee")
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
@@ -139,6 +173,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 
+    known_id(ticket_id, f"there is no ticket #{ticket_id}")
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:

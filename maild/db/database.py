@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.errors import TemporaryError
+from maild.errors import ConfigError, TemporaryError
 
 # A commit is on disk before maild acts on it: the intake files a message away from the
 # IMAP inbox right after its batch commits, so a commit that a power cut could undo
@@ -49,7 +49,12 @@ def create_database_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Never made here: a mistyped path, or a relative one read from another
+            # directory, would otherwise start a new empty database beside the real one.
+            directory = Path(parsed.database).parent
+            if not directory.is_dir():
+                raise ConfigError([f"storage.url: the database's directory {directory.absolute()} "
+                                   "does not exist; create it, or correct the URL"])
         engine = create_engine(url, connect_args={"timeout": 10})
         _prepare_sqlite(engine)
     else:

@@ -147,6 +147,9 @@ class Ticket(Base):
     satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
     mailbox: Mapped[str | None] = mapped_column(String(40))
+    # Without a mailbox: which of our addresses it was delivered to (feedback@ on the
+    # SMTP listener); its mail goes out from there.
+    delivered_to: Mapped[str | None] = mapped_column(String(320))
     # What the SEs found the problem to be (#cause); unknown until one says.
     cause: Mapped[str | None] = mapped_column(Text)
 
@@ -232,6 +235,8 @@ class OutboxMail(Base):
         Index("ix_outbox_due", "status", "next_attempt_at"),
         # The notices of one kind sent lately (those about unproven staff mail are capped).
         Index("ix_outbox_purpose_created_at", "purpose", "created_at"),
+        # The claims of one sender: released when it goes silent.
+        Index("ix_outbox_owner", "owner"),
         CheckConstraint("raw IS NOT NULL OR raw_sha256 IS NOT NULL", name="ck_outbox_raw_kept"),
     )
 
@@ -252,8 +257,28 @@ class OutboxMail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The sender that holds the mail now (a queued mail), or that last had it in hand (a
+    # sent or failed one); an OutboxSender's owner id. A queued mail whose owner has no
+    # live OutboxSender row is free to claim.
+    owner: Mapped[str | None] = mapped_column(String(120))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message: Mapped[Message | None] = relationship(back_populates="outbox")
+
+
+class OutboxSender(Base):
+    """A sender at work: it holds outbox claims while its heartbeat is fresh.
+
+    `beat_at` is written with the database's own clock (maild.outbound.claims), so every
+    sender judges silence on one clock, whatever MAILD_NOW or the machines' skew says."""
+
+    __tablename__ = "outbox_senders"
+
+    owner: Mapped[str] = mapped_column(String(120), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Event(Base):
@@ -328,3 +353,21 @@ class QuarantinedMail(Base):
     replays: Mapped[int | None] = mapped_column(Integer, default=0)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class FailedStep(Base):
+    """A scheduled step (a nudge, a survey, a closing, an SLA alert) that failed for one
+    ticket: held back until `retry_at`, so that the ticket neither fails every minute nor
+    stops the tickets behind it. Gone once the step succeeds."""
+
+    __tablename__ = "failed_steps"
+    # The sweeps leave out what is held back: by step, until when.
+    __table_args__ = (Index("ix_failed_steps_step_retry_at", "step", "retry_at"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,14 +1,17 @@
 """Reading a bounce: which of our mails did not arrive, to whom, and why.
 
-Standard delivery status notifications (RFC 3464: multipart/report with a
-message/delivery-status part, as Postfix, Exchange and Gmail send) say it in fields;
-older MTAs (qmail, some Exim set-ups) only write prose and quote the original. Either
-way the original Message-ID is found in the returned message or its headers.
+Which mail is a bounce, and the recipients it reports, is flufl.bounce's (GNU Mailman's
+detectors): RFC 3464 delivery status notifications, as Postfix, Exchange, Gmail and
+Sendmail send them, and the prose of Exim, qmail, GroupWise, InterScan and a dozen other
+MTAs and gateways. It is asked only about mail a delivery system wrote (a report, a
+mailer-daemon or postmaster sender, an empty Return-Path, a subject of undelivered mail):
+a person who forwards a bounce to ask about it is a person writing. What flufl.bounce
+does not read, this module does: the Message-ID of the original, in the returned message
+or its headers, and the status and diagnostic of a report.
 
 Anyone can write a mail that looks like a bounce: what it says is only a claim. So it
-names the recipients it reports (Final-Recipient and Original-Recipient, X-Failed-
-Recipients, qmail's `<address>:` lines, else the To and Cc of the returned headers), and a
-delivery of ours counts as failed only for a recipient we sent it to (intake/decide.py).
+names the recipients it reports, and a delivery of ours counts as failed only for a
+recipient we sent it to (intake/decide.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from email.message import EmailMessage, Message
 from email.parser import HeaderParser
 from email.utils import getaddresses
 
+from flufl.bounce import all_failures
+
 from maild.mail.addresses import InvalidAddress, is_mailer_daemon, normalise
 from maild.mail.message_id import MSG_ID
 
@@ -26,9 +31,15 @@ from maild.mail.message_id import MSG_ID
 _MESSAGE_ID_LINE = re.compile(rf"^\s*Message-ID:\s*({MSG_ID})", re.IGNORECASE | re.MULTILINE)
 # qmail's bounce (QSBMF) names each failed recipient on a line of its own: `<address>:`.
 _QMAIL_RECIPIENT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$", re.MULTILINE)
+# The words delivery systems put in their reports' subjects, in the languages they write
+# them in. At the start of the subject they make a bounce of any sender's mail; anywhere
+# in it, of a mailer-daemon's ("Fwd: Undeliverable: …" is a person asking about one).
 _BOUNCE_SUBJECT = re.compile(
-    r"undeliver|delivery status notification|failure notice|returned mail|"
-    r"delivery (has )?failed|mail delivery failed|non.?delivery",
+    r"\s*(undeliver|delivery status notification|failure notice|returned mail|"
+    r"(mail )?delivery (has )?fail|mail delivery (failed|system)|non.?delivery|"
+    r"(your )?(message|mail) (could|can) ?not be delivered|delivery failure|"
+    r"unzustellbar|nicht zustellbar|non remis|non distribuable|onbestelbaar|"
+    r"no se puede entregar|non recapitabile|returned to sender|delivery notification)",
     re.IGNORECASE,
 )
 
@@ -123,13 +134,36 @@ def _part_text(part: Message) -> str:
     return str(part.get_payload())
 
 
+def _written_by_a_delivery_system(message: EmailMessage, sender: str, subject: str) -> bool:
+    return (message.get_content_type() == "multipart/report"
+            or is_mailer_daemon(sender)
+            or str(message.get("Return-Path", "")).strip() == "<>"
+            or bool(_BOUNCE_SUBJECT.match(subject)))
+
+
+def _failures(message: EmailMessage) -> tuple[list[str], list[str]]:
+    """(delayed, failed) recipients as flufl.bounce finds them, normalised."""
+    delayed, failed = all_failures(message)
+    return ([_address(a.decode("utf-8", "replace")) for a in sorted(delayed)],
+            [_address(a.decode("utf-8", "replace")) for a in sorted(failed)])
+
+
 def read_bounce(message: EmailMessage, text: str, sender: str, subject: str) -> Bounce | None:
     """The bounce in this mail, or None if it is not one."""
+    if not _written_by_a_delivery_system(message, sender, subject):
+        return None
     is_report = (message.get_content_type() == "multipart/report"
                  and str(message.get_param("report-type", "")).lower() == "delivery-status")
-    if not is_report and not (is_mailer_daemon(sender) and _BOUNCE_SUBJECT.search(subject)):
-        return None
+    delayed, failed_for = _failures(message)
+    if not (is_report or delayed or failed_for):
+        # A machine's mail, but no report of a failed delivery that we can read: one
+        # from a mailer-daemon about undelivered mail is still a bounce, without names.
+        if not (is_mailer_daemon(sender) and _BOUNCE_SUBJECT.search(subject)):
+            return None
     recipients, failed, reason = _from_report(message)
+    if not recipients:
+        recipients = list(dict.fromkeys(failed_for + delayed))
+        failed = bool(failed_for) or not delayed
     failed_header = message.get("X-Failed-Recipients")
     if not recipients and failed_header:
         recipients = [_address(a) for a in str(failed_header).split(",") if a.strip()]

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestResult:
-    outcome: Literal["stored", "duplicate", "quarantined"]
+    # ignored: automatic mail that belongs to no ticket, filed with its reason
+    outcome: Literal["stored", "duplicate", "quarantined", "ignored"]
     reason: str
     ticket_id: int | None = None
     message_id: str | None = None
@@ -90,29 +91,34 @@ def _duplicate(mail: ParsedMail) -> IngestResult:
     return IngestResult("duplicate", "already stored", message_id=mail.message_id)
 
 
-def _set_aside(intake: Intake, session: Session, raw_sha256: str, channel: str, reason: str
-               ) -> IngestResult:
+def _set_aside(intake: Intake, session: Session, raw_sha256: str, channel: str, reason: str,
+               status: Literal["held", "ignored"] = "held") -> IngestResult:
     """The same message set aside again is one entry, with the latest reason (after a
-    replay, the one that still holds)."""
-    held = session.scalar(
+    replay, the one that still holds). `held`: in quarantine, for an operator; `ignored`:
+    filed beside it, listed and counted, needing nobody."""
+    outcome: Literal["quarantined", "ignored"] = "quarantined" if status == "held" else "ignored"
+    kept = session.scalar(
         select(QuarantinedMail).where(
-            QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == "held"
+            QuarantinedMail.raw_sha256 == raw_sha256, QuarantinedMail.status == status
         )
     )
-    if held is not None:
-        held.reason = reason
-        return IngestResult("quarantined", reason)
+    if kept is not None:
+        kept.reason = reason
+        return IngestResult(outcome, reason)
     session.add(
         QuarantinedMail(
             raw_sha256=raw_sha256,
             channel=channel,
             reason=reason,
             received_at=intake.clock.now(),
-            status="held",
+            status=status,
         )
     )
-    log.warning("quarantined %s from %s: %s", raw_sha256[:12], channel, reason)
-    return IngestResult("quarantined", reason)
+    if status == "held":
+        log.warning("quarantined %s from %s: %s", raw_sha256[:12], channel, reason)
+    else:
+        log.info("ignored %s from %s: %s", raw_sha256[:12], channel, reason)
+    return IngestResult(outcome, reason)
 
 
 def quarantine(intake: Intake, raw_sha256: str, channel: str, reason: str) -> IngestResult:
@@ -160,7 +166,7 @@ def dedupe_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 
 def thread_stage(intake: Intake, session: Session, ctx: Context) -> None:
-    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on)
+    ctx.threading = find_ticket(session, ctx.mail, ctx.verdict.staff_on, intake.clock.now())
     ctx.facts = ticket_facts(session, ctx.mail, ctx.threading.ticket,
                              claims_staff=ctx.verdict.staff_proof is not None)
 
@@ -176,6 +182,15 @@ def decide_stage(intake: Intake, session: Session, ctx: Context) -> None:
                           is_staff=intake.config.staff.is_staff)
 
 
+def ignore_stage(intake: Intake, session: Session, ctx: Context) -> None:
+    """Automatic mail that belongs to no ticket is filed as ignored, with its reason: kept,
+    listed and counted, never a ticket, never answered. The quarantine is for what needs
+    an operator."""
+    if ctx.decision.kind == "noise":
+        ctx.result = _set_aside(intake, session, ctx.raw_sha256, ctx.channel,
+                                ctx.decision.reason, status="ignored")
+
+
 def apply_stage(intake: Intake, session: Session, ctx: Context) -> None:
     mail, threading = ctx.mail, ctx.threading
     applied = apply(intake, session, mail, ctx.verdict, threading.ticket, ctx.decision,
@@ -188,7 +203,7 @@ def apply_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 Stage = Callable[[Intake, Session, Context], None]
 STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
-                             decide_stage, apply_stage)
+                             decide_stage, ignore_stage, apply_stage)
 
 
 def run_stages(intake: Intake, session: Session, ctx: Context,

@@ -31,10 +31,13 @@ class Replayed:
     result: IngestResult
 
 
-def held(session: Session, *, everything: bool = False) -> list[QuarantinedMail]:
+def held(session: Session, *, everything: bool = False, status: str = "held"
+         ) -> list[QuarantinedMail]:
+    """`status`: held (waiting for an operator) or ignored (automatic mail for no
+    ticket, filed with its reason); `everything`: whatever the status."""
     query = select(QuarantinedMail).order_by(QuarantinedMail.id)
     if not everything:
-        query = query.where(QuarantinedMail.status == "held")
+        query = query.where(QuarantinedMail.status == status)
     return list(session.scalars(query))
 
 
@@ -105,7 +108,7 @@ def replay(intake: Intake, entry_id: int) -> Replayed:
     with intake.db.transaction() as session:
         entry = get_entry(session, entry_id)
         if entry.status != "held":
-            raise PermanentError(f"quarantined message {entry_id} was already released")
+            raise PermanentError(f"quarantined message {entry_id} was already {entry.status}")
         sha256, channel = entry.raw_sha256, entry.channel
     try:
         raw = intake.raw_store.get(sha256)
@@ -126,4 +129,7 @@ def replay(intake: Intake, entry_id: int) -> Replayed:
         elif result.outcome == "duplicate":
             entry.status, entry.released_at = "released", now
             entry.outcome = f"a duplicate of {result.message_id}, already stored"
+        elif result.outcome == "ignored":
+            entry.status, entry.released_at = "released", now
+            entry.outcome = f"filed as ignored: {result.reason}"
     return Replayed(entry_id, result)

@@ -1,13 +1,14 @@
-"""Which ticket a mail belongs to (docs/design.md, threading rules 2–4).
+"""Which ticket a mail belongs to (docs/design.md, threading rules 2–5).
 
 What it looks up is bounded whatever the mail says: the IDs of In-Reply-To and
 References as parse.py keeps them (maild/mail/message_id.py), the first few IDs a bounce
-names."""
+names, the requester's own tickets of the last 30 days (rule 4)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.intake.decide import NO_TICKET, SentMail, TicketFacts
 from maild.intake.parse import ParsedMail
-from maild.mail.subject import tags_in
+from maild.mail.subject import conversation, is_reply, tags_in
 from maild.tickets.service import customer_id_for, takes_part
 from maild.tickets.staff import CONFIRMATION_NOTICE
 from maild.tickets.surveys import answers_survey
@@ -88,13 +89,48 @@ def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
     return None
 
 
-def find_ticket(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
-                ) -> Threading:
+# Rule 4: how long after its last change a ticket still takes its requester's reply by
+# subject alone.
+SAME_SUBJECT_WINDOW = timedelta(days=30)
+
+# The requester's tickets changed since a time that are not closed, newest first.
+_REQUESTERS_OPEN_TICKETS = (
+    select(Ticket.id, Ticket.subject)
+    .where(Ticket.requester == bindparam("requester"),
+           Ticket.updated_at >= bindparam("since", type_=Ticket.updated_at.type),
+           Ticket.status != "closed")
+    .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+)
+
+
+def _by_own_subject(session: Session, mail: ParsedMail, now: datetime) -> Threading | None:
+    """Rule 4: a reply without headers that name anything of ours and without a tag
+    ("RE: Cannot log in", as Outlook writes when a customer answers their own mail) from
+    the requester of a ticket that is not closed and has the same subject, changed
+    within SAME_SUBJECT_WINDOW. Only the requester's own mail: a subject grants nothing
+    to anyone else, who opens a ticket of their own."""
+    if mail.bounce is not None or tags_in(mail.subject) or not is_reply(mail.subject):
+        return None
+    subject = conversation(mail.subject)
+    if not subject:
+        return None
+    found = session.connection().execute(_REQUESTERS_OPEN_TICKETS, {
+        "requester": mail.sender.address, "since": now - SAME_SUBJECT_WINDOW})
+    for ticket_id, ticket_subject in found:
+        if conversation(ticket_subject) == subject:
+            ticket = session.get(Ticket, ticket_id, with_for_update=True)
+            return Threading(ticket, f"the requester's reply to ticket #{ticket_id}'s subject")
+    return None
+
+
+def find_ticket(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool],
+                now: datetime) -> Threading:
     """`staff_on`: whether the sender is proven staff on a ticket (its tag then suffices)."""
     return (
         _by_bounce(session, mail)
         or _by_headers(session, mail)
         or _by_tag(session, mail, staff_on)
+        or _by_own_subject(session, mail, now)
         or Threading(None, "new conversation")
     )
 

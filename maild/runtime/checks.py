@@ -5,11 +5,15 @@ from __future__ import annotations
 import ipaddress
 import smtplib
 import socket
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from maild.channels.imap.session import CONNECTION_FAULTS, describe, open_session, token_source
+from maild.channels.smtp_listener import listen_problem
 from maild.clock import Clock
 from maild.config import Config, MailboxConfig
 from maild.db.database import Database
@@ -30,6 +34,11 @@ class CheckResult:
 
 def check_database(config: Config) -> CheckResult:
     url = config.storage.url
+    where = make_url(url)
+    if (where.get_backend_name() == "sqlite" and where.database
+            and not config.storage.dir.exists()
+            and Path(where.database).parent.absolute() == config.storage.dir.absolute()):
+        return CheckResult("database", True, f"{url}: made in storage.dir on the first start")
     try:
         database = Database(url)
         with database.engine.connect() as connection:
@@ -59,11 +68,12 @@ def check_inbound_smtp(config: Config) -> CheckResult:
     if not settings.enabled:
         return CheckResult("inbound SMTP", True, "disabled")
     where = f"{settings.host}:{settings.port}"
-    try:
-        with socket.create_server((settings.host, settings.port)):
-            pass
-    except OSError as exc:
-        return CheckResult("inbound SMTP", False, f"cannot listen on {where}: {exc.strerror}")
+    problem = listen_problem(settings.host, settings.port)
+    if problem is not None and problem.endswith("(in use by a running maild)"):
+        # The daemon being checked, most likely: its own port is no failure.
+        return CheckResult("inbound SMTP", True, f"{where} is in use by a running maild")
+    if problem is not None:
+        return CheckResult("inbound SMTP", False, problem)
     return CheckResult("inbound SMTP", True, f"{where} is free to listen on")
 
 
@@ -99,6 +109,16 @@ def check_staff(config: Config) -> CheckResult:
         '"reply-token" (the default)', warning=True)
 
 
+def _serves_maild_metrics(host: str, port: int) -> bool:
+    """Whether a running maild serves its web part there: its /metrics, open to all,
+    names maild's own counters."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as answer:
+            return b"maild_messages" in answer.read(1_000_000)
+    except (OSError, ValueError):
+        return False
+
+
 def check_web(config: Config) -> CheckResult:
     from maild.web.auth import token_missing
 
@@ -112,6 +132,8 @@ def check_web(config: Config) -> CheckResult:
         with socket.create_server((settings.host, settings.port)):
             pass
     except OSError as exc:
+        if _serves_maild_metrics(settings.host, settings.port):
+            return CheckResult("web", True, f"http://{where}/ is in use by a running maild")
         return CheckResult("web", False, f"cannot listen on {where}: {exc.strerror}")
     return CheckResult("web", True,
                        f"http://{where}/ is free to serve on; the token is in {settings.token_env}")

@@ -197,6 +197,7 @@ class Daemon:
             report.received.stored += drained.stored
             report.received.duplicates += drained.duplicates
             report.received.quarantined += drained.quarantined
+            report.received.ignored += drained.ignored
         if "scheduler" in self.roles:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:

@@ -3,7 +3,9 @@ ticket unresolved into its third week to the leads.
 
 What is due lives in the database (`sla_alert_at`, planned by sla.py); the sweep claims
 due tickets with FOR UPDATE SKIP LOCKED and, in one transaction, queues the mail and
-records the alert as sent, so a restart or a second scheduler never sends one twice.
+records the alert as sent, so a restart or a second scheduler never sends one twice. Each
+ticket has a savepoint of its own: one whose alert fails is held back alone
+(failed_steps.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from maild.db.database import Database
 from maild.db.loads import SWEEP_LOADS, claim_tickets
 from maild.db.models import Ticket
 from maild.outbound.mails import Mails
+from maild.tickets.failed_steps import SLA_ALERT, each_ticket, forget_settled, not_held_back
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import record
 from maild.tickets.sla import Alert, SlaClocks, worth_telling
@@ -65,24 +68,29 @@ class SlaAlerts:
         ticket.sla_alerts_sent = [*(ticket.sla_alerts_sent or []), *(a.key for a in due)]
         return sent
 
+    def _check(self, session: Session, ticket: Ticket, now: datetime) -> int:
+        # Planned afresh: the policies may have changed since (a new config, an upgrade).
+        self.sla.refresh(ticket)
+        due = self.sla.due_alerts(ticket, now)
+        if not due:
+            return 0
+        sent = self._alert(session, ticket, due, now)
+        self.sla.plan_alerts(ticket)
+        return sent
+
     def send(self, batch: int = 500) -> int:
         """The warnings, breaches and escalations that are due."""
         now = self.clock.now()
         sent = 0
         while True:
             with self.db.transaction() as session:
+                forget_settled(session, SLA_ALERT, Ticket.sla_alert_at.is_not(None))
                 tickets = session.scalars(claim_tickets(
-                    Ticket.sla_alert_at <= now,
+                    Ticket.sla_alert_at <= now, not_held_back(SLA_ALERT, now),
                     order_by=Ticket.sla_alert_at, limit=batch, loads=SWEEP_LOADS,
                 )).all()
-                for ticket in tickets:
-                    # Planned afresh: the policies may have changed since (a new config,
-                    # an upgrade).
-                    self.sla.refresh(ticket)
-                    due = self.sla.due_alerts(ticket, now)
-                    if due:
-                        sent += self._alert(session, ticket, due, now)
-                        self.sla.plan_alerts(ticket)
+                sent += sum(each_ticket(session, SLA_ALERT, tickets, now,
+                                        lambda ticket: self._check(session, ticket, now)).done)
             if len(tickets) < batch:
                 break
         if sent:

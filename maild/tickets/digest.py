@@ -6,12 +6,16 @@ week, and the outbox holds a Message-ID once: however many schedulers run, and a
 restarts, one digest is queued per week. A scheduler that loses the race finds the row
 there (or its insert refused) and does nothing. After downtime the latest week's digest
 goes out late, once; the weeks before it are not sent.
+
+A digest that fails (its template, say) is not tried again every minute: this scheduler
+holds it back as a ticket's failed step is (5, 10, 20, 40 minutes, then hourly), and the
+failure still reaches the sweep's log line and failure count.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,9 +26,11 @@ from maild.clock import Clock
 from maild.config import DigestConfig
 from maild.db.database import Database
 from maild.db.models import OutboxMail
+from maild.errors import TemporaryError
 from maild.mail.message_id import weekly_message_id
 from maild.outbound.mails import Mails
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.failed_steps import retry_delay
 from maild.tickets.report import build_report
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,12 @@ def week_of(due: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
+@dataclass
+class _HeldBack:
+    attempts: int = 0
+    retry_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class WeeklyDigest:
     db: Database
@@ -55,12 +67,29 @@ class WeeklyDigest:
     mails: Mails
     config: DigestConfig
     domain: str  # the support address's, for the digest's Message-ID
+    held: _HeldBack = field(default_factory=_HeldBack, compare=False)
 
     def send(self) -> int:
         """Queue this week's digest if it is due and no one has; 1 if this call queued it."""
         if not self.config.to:
             return 0
         now = self.clock.now()
+        if self.held.retry_at is not None and now < self.held.retry_at:
+            return 0
+        try:
+            queued = self._send(now)
+        except TemporaryError:
+            raise
+        except Exception:
+            self.held.attempts += 1
+            self.held.retry_at = now + retry_delay(self.held.attempts)
+            log.warning("the digest failed (attempt %d); next try %s", self.held.attempts,
+                        self.held.retry_at.isoformat())
+            raise
+        self.held.attempts, self.held.retry_at = 0, None
+        return queued
+
+    def _send(self, now: datetime) -> int:
         due = latest_due(self.config, self.calendar.zone, now)
         week = week_of(due)
         message_id = weekly_message_id("digest", week, self.domain)

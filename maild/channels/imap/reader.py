@@ -66,17 +66,20 @@ class DrainReport:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    ignored: int = 0  # automatic mail for no ticket, filed with its reason
     last_uid: int = 0  # every message up to this UID is filed away
 
     @property
     def handled(self) -> int:
-        return self.stored + self.duplicates + self.quarantined
+        return self.stored + self.duplicates + self.quarantined + self.ignored
 
     def count(self, result: IngestResult) -> None:
         if result.outcome == "stored":
             self.stored += 1
         elif result.outcome == "duplicate":
             self.duplicates += 1
+        elif result.outcome == "ignored":
+            self.ignored += 1
         else:
             self.quarantined += 1
 

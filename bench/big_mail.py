@@ -1,0 +1,179 @@
+"""Peak memory of big mail outside IMAP: the SMTP listener (one mail, six at once) and
+`maild ingest`, each mail carrying a 25 MB attachment.
+
+    .venv/bin/python -m bench.big_mail                      # this checkout
+    .venv/bin/python -m bench.big_mail --code /tmp/maild-main   # another checkout's maild
+
+Every figure is measured on a fresh `maild` process: `maild run --only inbound` for the
+listener (its peak RSS, VmHWM, read before it is stopped, plus the peak of any parser
+process it started), `maild ingest FILE` for the command line (ru_maxrss of the process,
+from wait4). `--code DIR` runs the maild package found in DIR with this virtualenv's
+libraries: the code before a change, measured in the same run as the code after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.policy
+import os
+import random
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.processes import parser_pids
+
+ATTACHMENT_BYTES = 25 * 1024 * 1024
+
+
+def big_mail(n: int) -> bytes:
+    mail = EmailMessage(policy=email.policy.SMTP)
+    mail["From"] = f"Customer {n} <c{n}@customer.example>"
+    mail["To"] = "support@example.com"
+    mail["Subject"] = f"Crash dump {n}"
+    mail["Message-ID"] = f"<big{n}@customer.example>"
+    mail["Date"] = "Mon, 23 Nov 2026 18:00:00 +0000"
+    mail.set_content("The dump is attached.\n")
+    data = random.Random(n).randbytes(ATTACHMENT_BYTES)
+    mail.add_attachment(data, maintype="application", subtype="octet-stream",
+                        filename=f"dump{n}.bin")
+    return mail.as_bytes()
+
+
+def write_config(directory: Path, port: int) -> Path:
+    storage = directory / "storage"
+    storage.mkdir()
+    path = directory / "maild.toml"
+    # Only keys every version of maild knows: the same file for the code before and after.
+    path.write_text(f"""
+[support]
+address = "support@example.com"
+[storage]
+url = "sqlite:///{storage}/maild.db"
+dir = "{storage}"
+[outbound]
+port = {free_port()}
+[inbound_smtp]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+max_message_bytes = 104857600
+[logging]
+level = "warning"
+""")
+    return path
+
+
+def maild_command(code: Path | None) -> tuple[list[str], dict[str, str]]:
+    if code is None:
+        return [sys.executable, "-m", "maild"], dict(os.environ)
+    # Ahead of this checkout's editable install, which PYTHONPATH does not outrank.
+    run = (f"import sys, runpy; sys.path.insert(0, {str(code)!r}); "
+           "runpy.run_module('maild', run_name='__main__')")
+    return [sys.executable, "-c", run], dict(os.environ)
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def listener_peak(code: Path | None, mails: list[bytes]) -> tuple[float, float, list[str]]:
+    """(peak RSS of the daemon, of its parser process, the answers) for `mails` sent
+    at once, each over a connection of its own."""
+    command, env = maild_command(code)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        config = write_config(Path(tmp), port)
+        daemon = subprocess.Popen([*command, "--config", str(config), "run", "--only",
+                                   "inbound"], env=env, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=5) as probe:
+                        probe.noop()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            helpers: set[int] = set()
+            answers: list[str] = []
+
+            def send(raw: bytes) -> None:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=600) as client:
+                        client.sendmail("c@customer.example", ["support@example.com"], raw)
+                    answers.append("250")
+                except smtplib.SMTPException as exc:
+                    answers.append(repr(exc)[:80])
+
+            senders = [threading.Thread(target=send, args=(raw,)) for raw in mails]
+            for sender in senders:
+                sender.start()
+            while any(s.is_alive() for s in senders):
+                helpers |= parser_pids(daemon.pid)
+                time.sleep(0.2)
+            helper_peak = 0.0
+            for pid in helpers:
+                try:
+                    helper_peak = max(helper_peak, vm_hwm_mb(pid))
+                except OSError:
+                    pass  # it ended: its figure is gone with it
+            return vm_hwm_mb(daemon.pid), helper_peak, answers
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=120)
+
+
+# ru_maxrss of a child carries the RSS of the process that forked it (this one holds
+# the six mails): a small launcher forks `maild ingest` and reports its children's peak.
+_LAUNCHER = ("import resource, subprocess, sys; "
+             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+             "stderr=subprocess.DEVNULL).returncode; "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
+
+
+def ingest_peak(code: Path | None, mail: Path) -> tuple[float, int]:
+    command, env = maild_command(code)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_config(Path(tmp), free_port())
+        launched = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *command, "--config", str(config), "ingest",
+             str(mail)], env=env, capture_output=True, text=True, check=True)
+        peak_kb, exit_code = launched.stdout.split()
+        return int(peak_kb) / 1024, int(exit_code)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--code", type=Path, help="run the maild package in this checkout")
+    args = parser.parse_args()
+    code = args.code.resolve() if args.code else None
+    mails = [big_mail(n) for n in range(6)]
+    print(f"maild from {code or 'this checkout'}; each mail {len(mails[0]) / 2**20:.1f} MB "
+          f"with a {ATTACHMENT_BYTES // 2**20} MB attachment")
+    one, one_helper, answers = listener_peak(code, mails[:1])
+    print(f"SMTP listener, one mail:   {one:6.0f} MB (+ parser process {one_helper:.0f} MB)"
+          f"  answers {answers}")
+    six, six_helper, answers = listener_peak(code, mails)
+    print(f"SMTP listener, six at once:{six:6.0f} MB (+ parser process {six_helper:.0f} MB)"
+          f"  answers {sorted(answers)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        mail = Path(tmp) / "big.eml"
+        mail.write_bytes(mails[0])
+        peak, exit_code = ingest_peak(code, mail)
+    print(f"maild ingest FILE:         {peak:6.0f} MB  exit {exit_code}")
+
+
+if __name__ == "__main__":
+    main()

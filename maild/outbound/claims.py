@@ -1,0 +1,226 @@
+"""Who holds which outbox mail: claims with an owner, the owners' heartbeats, and the
+takeover of a silent owner's claims.
+
+A sender claims a few mails at a time under its owner id and keeps a row in
+outbox_senders whose `beat_at` it renews every few seconds while it works (heartbeat.py).
+A claim is good while its owner beats; every change to a claimed mail (sent, deferred,
+failed, released) is made only `WHERE owner = me`, so a sender that lost its claim can no
+longer record anything on that mail. A sender silent for STALE_AFTER is taken for dead:
+the next sender to claim deletes its row and frees its mail.
+
+Liveness is elapsed real time on one clock that every sender shares, the database's:
+not the injected clock, which MAILD_NOW may fix for a whole run and which differs between
+machines by their skew. Due times (next_attempt_at, sent_at) stay on the injected clock.
+
+Each function works in the caller's transaction (a Session), like queue_mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import FunctionElement
+
+from maild.db.models import OutboxMail, OutboxSender, UTCDateTime
+
+log = logging.getLogger(__name__)
+
+# A sender beats this often while it holds claims, also in the middle of a slow SMTP
+# transaction; one silent for STALE_AFTER is dead and its claims are taken over.
+BEAT_EVERY = timedelta(seconds=3)
+STALE_AFTER = timedelta(seconds=15)
+# Mails claimed at once: few, so that what a sender holds is what it is about to send.
+CLAIM_BATCH = 5
+
+
+class database_time(FunctionElement[datetime]):  # lower case, as SQL functions are
+    """The database's clock now, shifted by `offset_seconds`: clock_timestamp() on
+    PostgreSQL (real time, not the transaction's start), strftime('now') on SQLite in
+    the format SQLAlchemy writes datetimes in, so that stored values compare as text."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+    def __init__(self, offset_seconds: float = 0.0) -> None:
+        self.offset_seconds = float(offset_seconds)
+        super().__init__()
+
+
+@compiles(database_time, "postgresql")
+def _postgresql_time(element: database_time, compiler: Any, **kw: Any) -> str:
+    return f"(clock_timestamp() + interval '{element.offset_seconds:.3f} seconds')"
+
+
+@compiles(database_time, "sqlite")
+def _sqlite_time(element: database_time, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m-%d %H:%M:%f', 'now', '{element.offset_seconds:+.3f} seconds')"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A mail in a sender's hands."""
+
+    id: int
+    mail_from: str
+    recipients: list[str]
+    raw: bytes | None
+    raw_sha256: str | None
+    attempts: int  # counting this one
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a guarded update found on the mail it changed, for the ticket's event."""
+
+    ticket_id: int | None
+    message_id: str
+    purpose: str
+    recipients: list[str]
+
+
+class SenderIdentity:
+    """The owner id of one sender: new for each process start, and new again after
+    another sender declared it dead (what it held then is no longer its own)."""
+
+    def __init__(self) -> None:
+        self.host = socket.gethostname()[:80]
+        self.pid = os.getpid()
+        self.owner = self._new()
+
+    def _new(self) -> str:
+        return f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
+
+    def renew(self) -> None:
+        self.owner = self._new()
+
+
+def register(session: Session, identity: SenderIdentity, now: datetime) -> None:
+    """The sender's row, beating from now on (created when it has none)."""
+    if not beat(session, identity.owner):
+        session.connection().execute(insert(OutboxSender).values(
+            owner=identity.owner, host=identity.host, pid=identity.pid, started_at=now,
+            beat_at=database_time()))
+
+
+def beat(session: Session, owner: str) -> bool:
+    """Renew the owner's heartbeat; False when its row is gone: another sender found it
+    silent and took its claims over."""
+    renewed = session.connection().execute(
+        update(OutboxSender).where(OutboxSender.owner == owner)
+        .values(beat_at=database_time()))
+    return renewed.rowcount > 0
+
+
+def take_over_silent(session: Session) -> int:
+    """Free the claims of every sender silent for STALE_AFTER; how many mails were freed."""
+    silent = session.connection().execute(
+        delete(OutboxSender)
+        .where(OutboxSender.beat_at < database_time(-STALE_AFTER.total_seconds()))
+        .returning(OutboxSender.owner, OutboxSender.beat_at)
+    ).all()
+    freed = 0
+    for owner, last_beat in silent:
+        count = _release(session, owner)
+        freed += count
+        log.warning("sender %s went silent (last heartbeat %s); %d claimed mail(s) taken "
+                    "over", owner, last_beat.isoformat(timespec="seconds"), count)
+    return freed
+
+
+def claim(session: Session, identity: SenderIdentity, now: datetime, limit: int
+          ) -> list[Claimed]:
+    """Up to `limit` due mails, claimed for `identity`, oldest due first. A mail held by a
+    live sender is not offered; one whose owner is silent or gone is."""
+    take_over_silent(session)
+    unowned = or_(
+        OutboxMail.owner.is_(None),
+        ~exists().where(OutboxSender.owner == OutboxMail.owner),
+    )
+    ids = session.scalars(
+        select(OutboxMail.id)
+        .where(OutboxMail.status == "queued", OutboxMail.next_attempt_at <= now, unowned)
+        .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxMail)
+    ).all()
+    if not ids:
+        return []
+    register(session, identity, now)
+    rows = session.connection().execute(
+        update(OutboxMail)
+        .where(OutboxMail.id.in_(ids))
+        .values(owner=identity.owner, claimed_at=now, attempts=OutboxMail.attempts + 1)
+        .returning(OutboxMail.id, OutboxMail.mail_from, OutboxMail.recipients,
+                   OutboxMail.raw, OutboxMail.raw_sha256, OutboxMail.attempts)
+    ).all()
+    claimed = {row.id: Claimed(row.id, row.mail_from, list(row.recipients), row.raw,
+                               row.raw_sha256, row.attempts) for row in rows}
+    return [claimed[i] for i in ids]
+
+
+def _ours(outbox_id: int, owner: str) -> Any:
+    return (OutboxMail.id == outbox_id, OutboxMail.owner == owner,
+            OutboxMail.status == "queued")
+
+
+def mark_sent(session: Session, owner: str, outbox_id: int, at: datetime,
+              error: str | None) -> Recorded | None:
+    """The mail sent, if it is still `owner`'s; None when it was taken over."""
+    row = session.connection().execute(
+        update(OutboxMail).where(*_ours(outbox_id, owner))
+        .values(status="sent", sent_at=at, last_error=error)
+        .returning(OutboxMail.ticket_id, OutboxMail.message_id, OutboxMail.purpose,
+                   OutboxMail.recipients)
+    ).one_or_none()
+    return None if row is None else Recorded(row[0], row[1], row[2], list(row[3]))
+
+
+def defer(session: Session, owner: str, outbox_id: int, until: datetime, reason: str
+          ) -> bool:
+    """The mail put back for another attempt at `until`, if it is still `owner`'s."""
+    deferred = session.connection().execute(
+        update(OutboxMail).where(*_ours(outbox_id, owner))
+        .values(next_attempt_at=until, last_error=reason, owner=None, claimed_at=None))
+    return deferred.rowcount > 0
+
+
+def mark_failed(session: Session, owner: str, outbox_id: int, reason: str
+                ) -> Recorded | None:
+    """The mail given up on, if it is still `owner`'s; None when it was taken over."""
+    row = session.connection().execute(
+        update(OutboxMail).where(*_ours(outbox_id, owner))
+        .values(status="failed", last_error=reason)
+        .returning(OutboxMail.ticket_id, OutboxMail.message_id, OutboxMail.purpose,
+                   OutboxMail.recipients)
+    ).one_or_none()
+    return None if row is None else Recorded(row[0], row[1], row[2], list(row[3]))
+
+
+def retire(session: Session, owner: str, unsent: list[int]) -> None:
+    """The sender done for now: the mails it claimed and did not try are free again (the
+    claim's attempt not counted), and its row is gone."""
+    if unsent:
+        session.connection().execute(
+            update(OutboxMail)
+            .where(OutboxMail.id.in_(unsent), OutboxMail.owner == owner,
+                   OutboxMail.status == "queued")
+            .values(owner=None, claimed_at=None, attempts=OutboxMail.attempts - 1))
+    _release(session, owner)
+    session.connection().execute(delete(OutboxSender).where(OutboxSender.owner == owner))
+
+
+def _release(session: Session, owner: str) -> int:
+    released = session.connection().execute(
+        update(OutboxMail).where(OutboxMail.owner == owner, OutboxMail.status == "queued")
+        .values(owner=None, claimed_at=None))
+    return released.rowcount
+

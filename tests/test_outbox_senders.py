@@ -1,0 +1,209 @@
+"""Two real `maild run --only outbound` processes on one outbox, and a real relay
+(aiosmtpd) that stalls DATA: every mail is delivered once, however slow the relay, and a
+killed sender's mail is delivered by the other within seconds.
+
+The heartbeat is real time on the database's clock (maild/outbound/claims.py), not the
+injected one: liveness is how long a process has been silent, which MAILD_NOW cannot
+stand for. So the takeover after a kill is awaited for real, bounded by STALE_AFTER plus
+a few seconds; and a relay that stalls longer than STALE_AFTER shows the owner beating
+through a slow SMTP transaction. Due times stay on the injected clock: the second sender
+of the first test runs six minutes ahead, past the five-minute lease claims had before
+they had owners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from maild.clock import FixedClock
+from maild.config import Config
+from maild.db.models import OutboxMail
+from maild.intake.pipeline import ingest
+from maild.outbound.claims import BEAT_EVERY, CLAIM_BATCH, STALE_AFTER
+from maild.runtime.app import App
+from tests.conftest import config_text, free_port
+from tests.mailbuilder import make_mail
+from tests.waiting import wait_for
+
+MAILD = [sys.executable, "-m", "maild"]
+MAILS = 6
+
+
+class StallingRelay:
+    """Accepts every mail, counting it by Message-ID once it has answered 250. The first
+    DATA is answered after `stall` seconds at the least, and only once `release` is set;
+    never when `stall` is None (the test ends first)."""
+
+    def __init__(self, stall: float | None) -> None:
+        self.stall = stall
+        self.stalling = threading.Event()
+        self.release = threading.Event()
+        self.accepted: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if not self.stalling.is_set():
+            self.stalling.set()
+            if self.stall is None:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.stall or 0)
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        message_id = str(message_from_bytes(envelope.content)["Message-ID"])
+        with self._lock:
+            self.accepted[message_id] += 1
+        return "250 OK"
+
+    def delivered(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.accepted)
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """One mail per ticket: the engineers' notifications of new tickets are off."""
+    return config.model_copy(update={"staff": config.staff.model_copy(
+        update={"notify": False})})
+
+
+class Senders:
+    def __init__(self, tmp_path: Path, database_url: str, relay_port: int) -> None:
+        # A relay timeout longer than the stall: the stall is slow, not broken.
+        self.config = tmp_path / "senders.toml"
+        self.config.write_text(
+            config_text(database_url, tmp_path / "storage", relay_port)
+            .replace("timeout_seconds = 5", "timeout_seconds = 60"))
+        self.tmp = tmp_path
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, now: str | None = None) -> None:
+        env = {**os.environ, "MAILD_CONFIG": str(self.config)}
+        env.pop("MAILD_NOW", None)
+        if now:
+            env["MAILD_NOW"] = now
+        with open(self.log(name), "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [*MAILD, "run", "--only", "outbound"], env=env, stderr=log)
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def said(self, name: str) -> str:
+        return self.log(name).read_text() if self.log(name).exists() else ""
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            process.wait(timeout=120)
+
+
+@pytest.fixture
+def relay(request: pytest.FixtureRequest) -> Iterator[tuple[StallingRelay, int]]:
+    handler = StallingRelay(request.param)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def _queue(app: App) -> set[str]:
+    for n in range(MAILS):
+        ingest(app.intake, make_mail(sender=f"c{n}@customer.example", subject=f"Question {n}",
+                                     message_id=f"<q{n}@customer.example>"), "test")
+    with app.db.transaction() as session:
+        queued = set(session.scalars(select(OutboxMail.message_id)))
+    assert len(queued) == MAILS
+    return queued
+
+
+def _all_sent(app: App) -> bool:
+    with app.db.transaction() as session:
+        return set(session.scalars(select(OutboxMail.status))) == {"sent"}
+
+
+def _owners(app: App, status: str = "sent") -> set[str | None]:
+    with app.db.transaction() as session:
+        return set(session.scalars(select(OutboxMail.owner)
+                                   .where(OutboxMail.status == status)))
+
+
+@pytest.mark.parametrize("relay", [STALE_AFTER.total_seconds() + 5], indirect=True)
+def test_two_senders_and_a_stalling_relay_deliver_every_mail_once(
+    app: App, clock: FixedClock, tmp_path: Path, database_url: str,
+    relay: tuple[StallingRelay, int],
+) -> None:
+    handler, port = relay
+    queued = _queue(app)
+    senders = Senders(tmp_path, database_url, port)
+    try:
+        senders.start("a", now=clock.now().isoformat())
+        assert handler.stalling.wait(30), "the first sender never reached the relay"
+        # The second sender sees the first one's claims long after the old lease ran out.
+        senders.start("b", now=(clock.now() + timedelta(minutes=6)).isoformat())
+        # The relay answers the first sender only once the second has been at work.
+        wait_for(lambda: handler.delivered(), "the second sender to send", timeout=30)
+        handler.release.set()
+        wait_for(lambda: _all_sent(app), "every mail to be marked sent", timeout=60)
+    finally:
+        senders.stop_all()  # and let each finish what it had in hand
+
+    delivered = handler.delivered()
+    assert set(delivered) == queued
+    assert {m: n for m, n in delivered.items() if n > 1} == {}
+    assert len(_owners(app)) == 2  # both senders sent: the second took what was free
+    for name in ("a", "b"):
+        assert "went silent" not in senders.said(name)
+        assert "taken over" not in senders.said(name)
+
+
+@pytest.mark.parametrize("relay", [None], indirect=True)
+def test_a_killed_senders_mail_is_delivered_by_the_other_within_seconds(
+    app: App, tmp_path: Path, database_url: str, relay: tuple[StallingRelay, int],
+) -> None:
+    handler, port = relay
+    queued = _queue(app)
+    senders = Senders(tmp_path, database_url, port)
+    try:
+        senders.start("a")
+        assert handler.stalling.wait(30), "the first sender never reached the relay"
+        senders.start("b")  # takes what the first did not claim
+        wait_for(lambda: len(handler.delivered()) == 1 and _owners(app, "sent"),
+                 "the second sender to send one", 30)
+        [killed_owner] = _owners(app, "queued")
+
+        senders.processes["a"].send_signal(signal.SIGKILL)
+        senders.processes["a"].wait(timeout=10)
+        killed_at = time.monotonic()
+        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
+        wait_for(lambda: set(handler.delivered()) == queued,
+                 "the killed sender's mail to be delivered", timeout=bound.total_seconds())
+        took = time.monotonic() - killed_at
+        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+    finally:
+        senders.stop_all()
+
+    assert took < bound.total_seconds()
+    assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
+    assert f"sender {killed_owner} went silent" in senders.said("b")
+    assert f"{CLAIM_BATCH} claimed mail(s) taken over" in senders.said("b")
