@@ -1,0 +1,407 @@
+"""Many mailboxes at once: one `maild run` reading N mailboxes of a private Dovecot in IDLE,
+mail arriving in all of them, and what each mailbox costs the process.
+
+    .venv/bin/python -m bench.mailboxes [--counts 1,50] [--samples 200] [--rate 5]
+
+For each count, a fresh `maild run` (the daemon as an operator starts it: its own
+process, SQLite, the IMAP readers, the sender, the scheduler) reads N mailboxes, one
+Dovecot user each, and sends its acknowledgments to an SMTP sink in this process. Every
+mailbox gets a message by IMAP APPEND from a connection of its own, a random pause
+(exponential, mean N / rate seconds, so about `rate` messages a second in all) after its
+previous one was acknowledged. Latency: the APPEND's start -> the acknowledgment accepted
+by the sink. Beside it, a bare imapclient watcher per mailbox, in IDLE on the same folder,
+notes when Dovecot announces each message (its EXISTS push): Dovecot's own notice delay,
+for the same messages in the same run. The process's threads, IMAP connections, database
+connections, open files and RSS (with the parser process's) are sampled throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import email
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from bench.mailbox import config_environment, config_text
+from tests.dovecot import Account, Dovecot, free_port
+from tests.mailbuilder import make_mail
+from tests.waiting import child_pids
+
+# Dovecot's defaults stop at 100 imap processes (one per connection): the benchmark holds
+# three connections per mailbox (maild's, the watcher's, the appender's).
+DOVECOT_LIMITS = """
+default_process_limit = 2000
+default_client_limit = 10000
+default_vsz_limit = 0
+"""
+
+
+class AckSink:
+    """An SMTP server noting when the first mail answering each benchmark message arrives
+    (by its In-Reply-To, the message's own Message-ID)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.condition = threading.Condition()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        at = time.perf_counter()
+        message = email.message_from_bytes(envelope.content)  # type: ignore[attr-defined]
+        key = str(message.get("In-Reply-To", "")).strip()
+        with self.condition:
+            self.arrived.setdefault(key, at)
+            self.condition.notify_all()
+        return "250 OK"
+
+    def wait(self, key: str, stop: threading.Event, timeout: float = 60) -> float | None:
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while key not in self.arrived:
+                if stop.is_set() or time.monotonic() > deadline:
+                    return None
+                self.condition.wait(0.5)
+            return self.arrived[key]
+
+
+class Watcher(threading.Thread):
+    """A bare imapclient in IDLE on INBOX (read-only), noting every EXISTS push."""
+
+    def __init__(self, account: Account, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.account = account
+        self.stop = stop
+        self.pushes: list[float] = []
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        client = self.account.client()
+        client.select_folder("INBOX", readonly=True)
+        client.idle()
+        self.ready.set()
+        while not self.stop.is_set():
+            responses = client.idle_check(timeout=1)
+            at = time.perf_counter()
+            if any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses):
+                self.pushes.append(at)
+        client.idle_done()
+        client.logout()
+
+    def notice_after(self, started: float) -> float | None:
+        index = bisect.bisect_right(self.pushes, started)
+        return self.pushes[index] - started if index < len(self.pushes) else None
+
+
+@dataclass
+class Usage:
+    """The most of each figure seen while sampling the maild process and its children."""
+
+    threads: int = 0
+    imap_connections: int = 0
+    db_connections: int = 0
+    open_files: int = 0
+    rss_mb: float = 0.0
+    helper_rss_mb: float = 0.0
+    peak_mb: float = 0.0  # VmHWM of the process and of its helpers, summed
+
+    def take(self, other: Usage) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, max(getattr(self, name), getattr(other, name)))
+
+
+def _status(pid: int) -> dict[str, str]:
+    fields = {}
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = row.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
+def _kb(value: str) -> float:
+    return int(value.split()[0]) / 1024
+
+
+def _sockets_to(port: int) -> set[str]:
+    """Inodes of the TCP sockets on this machine connected to 127.0.0.1:`port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            columns = row.split()
+            if int(columns[2].rsplit(":", 1)[1], 16) == port and columns[3] == "01":
+                inodes.add(columns[9])
+    return inodes
+
+
+def sample(pid: int, imap_port: int, database: Path) -> Usage:
+    usage = Usage()
+    status = _status(pid)
+    usage.threads = int(status["Threads"])
+    usage.rss_mb = _kb(status["VmRSS"])
+    usage.peak_mb = _kb(status["VmHWM"])
+    for child in child_pids(pid):
+        child_status = _status(child)
+        usage.helper_rss_mb += _kb(child_status["VmRSS"])
+        usage.peak_mb += _kb(child_status["VmHWM"])
+    imap = _sockets_to(imap_port)
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        usage.open_files += 1
+        if target.startswith("socket:[") and target[8:-1] in imap:
+            usage.imap_connections += 1
+        elif target == str(database):  # each SQLite connection holds the file open once
+            usage.db_connections += 1
+    return usage
+
+
+class Sampler(threading.Thread):
+    def __init__(self, probe: Callable[[], Usage]) -> None:
+        super().__init__(daemon=True)
+        self.probe = probe
+        self.most = Usage()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self.most.take(self.probe())
+            except (OSError, KeyError):
+                return  # the process ended
+
+
+class Budget:
+    """How many messages are still to be sent, over all mailboxes."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left == 0:
+                return False
+            self.left -= 1
+            return True
+
+    def spent(self) -> bool:
+        with self.lock:
+            return self.left == 0
+
+
+@dataclass
+class Round:
+    count: int
+    latencies: list[float] = field(default_factory=list)
+    notices: list[float] = field(default_factory=list)
+    missing: int = 0  # appended, never acknowledged within the minute
+    started_in: float = 0.0  # from `maild run` to every reader connected
+    idle_usage: Usage = field(default_factory=Usage)
+    busy_usage: Usage = field(default_factory=Usage)
+    log: Path | None = None
+
+
+def connected_readers(database: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as db:
+            return int(db.execute(
+                "SELECT count(*) FROM mailbox_connections WHERE state = 'connected'"
+            ).fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def start_maild(workdir: Path, accounts: list[Account], sink_port: int) -> subprocess.Popen[bytes]:
+    database = workdir / "maild.db"
+    config = workdir / "maild.toml"
+    config.write_text(config_text(f"sqlite:///{database}", str(workdir / "storage"), sink_port,
+                                  accounts))
+    env = {**os.environ, **config_environment(accounts)}
+    with open(workdir / "maild.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+def measure(dovecot: Dovecot, sink: AckSink, workdir: Path, count: int, samples: int,
+            rate: float, connect_timeout: float) -> Round:
+    result = Round(count, log=workdir / "maild.log")
+    workdir.mkdir(parents=True)
+    accounts = [dovecot.add_account() for _ in range(count)]
+    database = workdir / "maild.db"
+    started = time.perf_counter()
+    maild = start_maild(workdir, accounts, sink.port)
+    stop = threading.Event()
+    watchers = [Watcher(account, stop) for account in accounts]
+    try:
+        deadline = time.monotonic() + connect_timeout
+        while connected_readers(database) < count:
+            if maild.poll() is not None:
+                raise SystemExit(f"maild exited with {maild.returncode}; see {result.log}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {connected_readers(database)} of {count} readers "
+                                 f"connected after {connect_timeout:.0f} s; see {result.log}")
+            time.sleep(0.2)
+        result.started_in = time.perf_counter() - started
+        time.sleep(2)  # past the readers' first, one-second confirming IDLE
+        result.idle_usage = sample(maild.pid, dovecot.port, database)
+        for watcher in watchers:
+            watcher.start()
+            watcher.ready.wait(10)
+        sampler = Sampler(lambda: sample(maild.pid, dovecot.port, database))
+        sampler.start()
+        budget = Budget(samples)
+        lock = threading.Lock()
+        mean_pause = max(0.25, count / rate)
+
+        def deliver(index: int, account: Account, watcher: Watcher) -> None:
+            pauses = random.Random(index)
+            client = account.client()
+            n = 0
+            try:
+                time.sleep(pauses.uniform(0, mean_pause))  # spread the first arrivals
+                while not stop.is_set() and budget.take():
+                    key = f"<b{count}m{index}n{n}@bench>"
+                    raw = make_mail(f"c{index}x{n}@customer{index}.example",
+                                    subject=f"Ping {index}.{n}", message_id=key)
+                    appended = time.perf_counter()
+                    client.append("INBOX", raw)
+                    acked = sink.wait(key, stop)
+                    notice = watcher.notice_after(appended)
+                    with lock:
+                        if acked is None:
+                            result.missing += 1
+                        else:
+                            result.latencies.append(acked - appended)
+                        if notice is not None:
+                            result.notices.append(notice)
+                    n += 1
+                    if budget.spent():  # no pause after the last one
+                        break
+                    time.sleep(pauses.expovariate(1 / mean_pause))
+            finally:
+                client.logout()
+
+        senders = [threading.Thread(target=deliver, args=(i, a, w), daemon=True)
+                   for i, (a, w) in enumerate(zip(accounts, watchers, strict=True))]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join()
+        sampler.stop.set()
+        sampler.join()
+        result.busy_usage = sampler.most
+    finally:
+        stop.set()
+        maild.send_signal(signal.SIGTERM)
+        try:
+            maild.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            maild.kill()
+            maild.wait()
+        for watcher in watchers:
+            if watcher.is_alive():
+                watcher.join(timeout=5)
+    return result
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def figures(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return (f"p50 {percentile(values, 0.5) * 1000:6.0f} ms  "
+            f"p95 {percentile(values, 0.95) * 1000:6.0f} ms  "
+            f"max {max(values) * 1000:6.0f} ms")
+
+
+def report(result: Round) -> None:
+    idle, busy = result.idle_usage, result.busy_usage
+    print(f"{result.count} mailbox(es): {len(result.latencies)} acknowledged"
+          + (f", {result.missing} NOT within a minute" if result.missing else "")
+          + f"; every reader connected {result.started_in:.1f} s after the start")
+    print(f"  Dovecot's notice (APPEND -> EXISTS)  {figures(result.notices)}")
+    print(f"  maild (APPEND -> ack in the sink)    {figures(result.latencies)}")
+    for name, usage in (("connected, idle", idle), ("most while busy", busy)):
+        print(f"  {name:16s} threads {usage.threads:4d}  IMAP connections "
+              f"{usage.imap_connections:4d}  SQLite connections {usage.db_connections:3d}  "
+              f"open files {usage.open_files:4d}  RSS {usage.rss_mb:5.0f} MB "
+              f"+ parser {usage.helper_rss_mb:3.0f} MB")
+    print(f"  peak RSS {busy.peak_mb:.0f} MB (maild and the parser process, VmHWM)")
+
+
+def dovecot_complaints(dovecot: Dovecot, offset: int) -> int:
+    """Print Dovecot's warnings and errors logged since `offset` (each kind once, counted);
+    the new offset."""
+    log = dovecot.root / "dovecot.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    kinds: dict[str, int] = {}
+    for row in text[offset:].splitlines():
+        if "Warning" in row or "Error" in row or "Fatal" in row or "Panic" in row:
+            kind = row.split(": ", 1)[-1].split("(", 1)[0][:140]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    for kind, times in kinds.items():
+        print(f"  Dovecot logged {times} x: {kind}")
+    return len(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", default="1,50", help="mailbox counts, comma-separated")
+    parser.add_argument("--samples", type=int, default=200, help="messages per count")
+    parser.add_argument("--rate", type=float, default=5.0,
+                        help="messages a second over all mailboxes (one mailbox: as fast as "
+                             "a quarter-second pause after each acknowledgment allows)")
+    parser.add_argument("--connect-timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"maild with many mailboxes, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+          f"{os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    dovecot = Dovecot()
+    with open(dovecot.config, "a") as config:
+        config.write(DOVECOT_LIMITS)
+    dovecot.start()
+    sink = AckSink()
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix="maild-bench-"))
+        logged = 0
+        for count in (int(c) for c in args.counts.split(",")):
+            report(measure(dovecot, sink, tmp / f"boxes{count}", count,
+                           args.samples, args.rate, args.connect_timeout))
+            logged = dovecot_complaints(dovecot, logged)
+            sys.stdout.flush()
+        shutil.rmtree(tmp)  # kept, with maild's logs, when a count fails
+    finally:
+        sink.controller.stop()
+        dovecot.close()
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
