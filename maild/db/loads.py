@@ -22,10 +22,10 @@ SWEEP_LOADS = (
 
 # What the intake reads of the ticket a mail belongs to: its thread (whom it answers,
 # the References of every mail it queues, the greeting), who takes part, the customer.
-# Loaded with the ticket, one query each; lazily, the thread's outbox rows cost a query
-# per message for every mail queued.
+# Loaded with the ticket, a query each (the thread's outbox rows joined to its messages);
+# lazily, they cost a query per message of the thread for every mail queued.
 INTAKE_LOADS = (
-    selectinload(Ticket.messages).selectinload(Message.outbox),
+    selectinload(Ticket.messages).joinedload(Message.outbox),
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
 )
