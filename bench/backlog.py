@@ -129,6 +129,19 @@ class TimedDesk(Desk):
         self.seconds += time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"maild run --once failed: {done.stderr.decode()[-2000:]}")
+        errors = [line for line in done.stderr.decode(errors="replace").splitlines()
+                  if " ERROR " in line or " CRITICAL " in line or " WARNING " in line]
+        if errors:
+            print(f"  {len(errors)} warning(s) or error(s) logged, the first: {errors[0][:600]}")
+
+
+def inbox_count(account: Any) -> int:
+    """What maild has not taken in: it files every message it stores or sets aside."""
+    client = account.client()
+    try:
+        return int(client.select_folder("INBOX", readonly=True)[b"EXISTS"])
+    finally:
+        client.logout()
 
 
 def outcome(url: str, sink_dir: Path) -> dict[str, int]:
@@ -188,6 +201,9 @@ def measure(name: str, checkout: Path, dovecot: Dovecot, work: Path, conversatio
             floor += floor_drain(account, work / f"floor{sitting}.db")
             desk.run_once(corpus.now)
             count += len(mails)
+            left_in_inbox = inbox_count(account)
+            if left_in_inbox:
+                raise SystemExit(f"{name}: maild left {left_in_inbox} messages in INBOX")
         left = outcome(url, sink_dir)
         print(f"  {name} ({checkout}), {database}: {count} messages, {left}")
         if left.get("outbox queued"):
