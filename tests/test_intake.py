@@ -313,6 +313,37 @@ def test_a_reply_costs_the_same_queries_however_long_its_thread(
     assert _statements_for(app, reply(12)) == short
 
 
+def test_a_threads_outbox_rows_are_read_by_index(app: App, clock: FixedClock) -> None:
+    """Each reply loads its ticket's thread with the outbox row of each message: by an
+    index, or every reply would read the whole outbox, and the intake slow down as it
+    grows."""
+    if app.db.is_postgresql:
+        pytest.skip("SQLite's plan is fixed by its indexes; PostgreSQL's by statistics")
+    ingest(app.intake, make_mail(), "test")
+    clock.advance(timedelta(minutes=5))
+    found: list[tuple[str, Any]] = []
+
+    def listener(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        if "JOIN outbox" in statement and statement.lstrip().startswith("SELECT"):
+            found.append((statement, parameters))
+
+    event.listen(app.db.engine, "before_cursor_execute", listener)
+    try:
+        ingest(app.intake, make_mail(subject="Re: Printer on fire",
+                                     message_id="<second@customer.example>",
+                                     in_reply_to="<first@customer.example>"), "test")
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", listener)
+    assert found
+    with app.db.engine.connect() as connection:
+        for statement, parameters in found:
+            plan = " | ".join(row[3] for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "SCAN outbox" not in plan, plan
+            assert "ix_outbox_message_row_id" in plan, plan
+
+
 def test_invalid_sender_is_quarantined_with_the_reason(app: App) -> None:
     result = ingest(app.intake, make_mail(sender="not-an-address"), "test")
     assert result.outcome == "quarantined"
