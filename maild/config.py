@@ -390,12 +390,17 @@ class Config(_Section):
     def mailbox(self, name: str | None) -> MailboxConfig | None:
         return next((m for m in self.mailboxes if m.name == name), None)
 
-    def desk_address(self, mailbox: str | None) -> tuple[str, str]:
-        """The address and display name a ticket's mail goes out from."""
+    def desk_address(self, mailbox: str | None,
+                     delivered_to: str | None = None) -> tuple[str, str]:
+        """The address and display name a ticket's mail goes out from: its mailbox's, else
+        the support address it was delivered to (while the config still names it as
+        ours), else [support]'s."""
         found = self.mailbox(mailbox)
-        if found is None or found.address is None:
-            return self.support.address, self.support.name
-        return found.address, found.display_name or self.support.name
+        if found is not None and found.address is not None:
+            return found.address, found.display_name or self.support.name
+        if delivered_to is not None and delivered_to in self.own_addresses:
+            return delivered_to, self.support.name
+        return self.support.address, self.support.name
 
     def missing_secrets(self, *, mailboxes: bool = True, outbound: bool = True) -> list[str]:
         """The passwords named by a `password_env` whose variable is not set: for the
@@ -413,9 +418,8 @@ class Config(_Section):
     @property
     def own_addresses(self) -> frozenset[str]:
         """Every address maild answers as: mail from these is our own, never a customer's."""
-        return frozenset(
-            [self.support.address, *(m.address for m in self.mailboxes if m.address)]
-        )
+        return frozenset([self.support.address, *self.inbound_smtp.addresses,
+                          *(m.address for m in self.mailboxes if m.address)])
 
 
 def _key(location: tuple[Any, ...]) -> str:

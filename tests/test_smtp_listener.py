@@ -17,7 +17,7 @@ from maild.clock import FixedClock
 from maild.config import Config
 from maild.intake.pipeline import IngestResult
 from maild.runtime.app import App, build_app
-from tests.conftest import free_port, using_postgresql
+from tests.conftest import Sink, free_port, using_postgresql
 from tests.helpers import show
 from tests.mailbuilder import make_mail
 
@@ -103,3 +103,39 @@ def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
 
     assert [r.outcome for r in listening.results] == ["stored"]
     assert show(listening.app, 1)["messages"][0]["body"] == "It is on fire."
+
+
+def test_mail_for_another_of_our_addresses_is_answered_from_it(
+        config: Config, clock: FixedClock, sink: Sink) -> None:
+    """feedback@ taken by the listener: its mail, written to it or Bcc'd to it, is
+    answered from feedback@, which is ours, so never a third party in Cc."""
+    port = free_port()
+    inbound = config.inbound_smtp.model_copy(update={
+        "enabled": True, "port": port, "addresses": ["feedback@example.com"]})
+    app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
+    listener = SmtpListener(app.intake, app.config.inbound_smtp, lambda _: None)
+    listener.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.sendmail("ann@customer.example", ["feedback@example.com"], make_mail(
+                to="Feedback <feedback@example.com>", message_id="<to@customer.example>"))
+            client.sendmail("bob@customer.example", ["feedback@example.com"], make_mail(
+                sender="bob@customer.example", to="carol@customer.example",
+                subject="Bcc'd", message_id="<bcc@customer.example>"))
+            client.sendmail("dee@customer.example", ["support@example.com"], make_mail(
+                sender="dee@customer.example", subject="To support",
+                message_id="<support@customer.example>"))
+        app.sender.deliver_due()
+    finally:
+        listener.stop()
+        app.close()
+    acks = {m["Delivered-To"]: m for m in sink.messages()
+            if m["Delivered-To"].endswith("@customer.example")}
+    for customer in ("ann@customer.example", "bob@customer.example"):
+        ack = acks[customer]
+        assert ack["From"].addresses[0].addr_spec == "feedback@example.com"
+        copied = [a.addr_spec for name in ("To", "Cc") if ack[name]
+                  for a in ack[name].addresses]
+        assert "feedback@example.com" not in copied
+        assert customer in copied
+    assert acks["dee@customer.example"]["From"].addresses[0].addr_spec == "support@example.com"

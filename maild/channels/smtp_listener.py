@@ -81,9 +81,18 @@ def return_path(mail_from: str | None) -> bytes:
     return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
 
 
-def take(intake: Intake, mail_from: str | None, content: bytes) -> IngestResult:
+def delivered_to(recipients: Iterable[str]) -> bytes:
+    """The envelope recipients as a delivering server records them (Postfix's
+    Delivered-To), above the mail's own headers: which of our addresses it came to, even
+    when the mail names it only in the envelope (Bcc)."""
+    return "".join(f"Delivered-To: {rcpt}\r\n" for rcpt in recipients).encode(
+        "utf-8", "surrogateescape")
+
+
+def take(intake: Intake, mail_from: str | None, content: bytes,
+         recipients: Iterable[str] = ()) -> IngestResult:
     """Hand one received message to the intake; a large one by way of the disk."""
-    trace = return_path(mail_from)
+    trace = return_path(mail_from) + delivered_to(recipients)
     if len(content) <= SPOOL_BYTES:
         return ingest(intake, trace + content, "smtp")
     return ingest_spooled(intake, (trace, content), "smtp")
@@ -157,14 +166,17 @@ class IntakeHandler:
         # Counted until the answer is decided, so a shutdown waits for the answer too.
         self._count(+1)
         try:
-            return await self._store(envelope.mail_from, envelope.original_content or b"")
+            return await self._store(envelope.mail_from, envelope.original_content or b"",
+                                     envelope.rcpt_tos)
         finally:
             self._count(-1)
 
-    async def _store(self, mail_from: str | None, content: bytes) -> str:
+    async def _store(self, mail_from: str | None, content: bytes,
+                     recipients: list[str]) -> str:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(None, take, self.intake, mail_from, content)
+            result = await loop.run_in_executor(None, take, self.intake, mail_from, content,
+                                                recipients)
         except TemporaryError as exc:
             log.warning("inbound SMTP: deferring a message: %s", exc)
             return "451 4.3.0 Temporary failure, please try again later"

@@ -147,6 +147,9 @@ class Ticket(Base):
     satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     # The [[mailboxes]] name the conversation came in through; its mail goes out from there.
     mailbox: Mapped[str | None] = mapped_column(String(40))
+    # Without a mailbox: which of our addresses it was delivered to (feedback@ on the
+    # SMTP listener); its mail goes out from there.
+    delivered_to: Mapped[str | None] = mapped_column(String(320))
     # What the SEs found the problem to be (#cause); unknown until one says.
     cause: Mapped[str | None] = mapped_column(Text)
 

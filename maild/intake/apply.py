@@ -75,6 +75,7 @@ class _Apply:
         self.channel = channel
         self.now = intake.clock.now()
         self.mailbox = mailbox or self._mailbox_written_to()
+        self.delivered_to = None if self.mailbox else self._own_address_delivered_to()
         self.queued = 0
 
     # --- helpers -------------------------------------------------------------------------
@@ -86,6 +87,17 @@ class _Apply:
             (box.name for box in self.config.mailboxes if box.address in addressed), None
         )
 
+    def _own_address_delivered_to(self) -> str | None:
+        """Which of our addresses the mail came to, by the delivering server's record
+        first (the SMTP listener writes Delivered-To, as Postfix does), then as written:
+        a mail Bcc'd to feedback@ names it only in the envelope."""
+        own = self.config.own_addresses
+        headers = self.mail.headers
+        candidates = [headers.get("delivered-to", ""), headers.get("x-original-to", ""),
+                      *(m.address for m in [*self.mail.to, *self.mail.cc])]
+        return next((c for c in (c.strip().strip("<>").lower() for c in candidates)
+                     if c in own), None)
+
     def _open_ticket(self, requester: str, follow_up_of: Ticket | None = None) -> Ticket:
         # A follow-up's subject is the conversation's own, without the Re: and the old
         # ticket's tag that a reply to it carries.
@@ -94,6 +106,8 @@ class _Apply:
             self.session, subject=subject, requester=requester, now=self.now,
             clocks=self.sla, follow_up_of=follow_up_of,
             mailbox=self.mailbox or (follow_up_of.mailbox if follow_up_of else None),
+            delivered_to=self.delivered_to or (follow_up_of.delivered_to if follow_up_of
+                                               else None),
         )
 
     def _store(self, ticket: Ticket, *, direction: str, kind: str, body: str,

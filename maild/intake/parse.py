@@ -341,6 +341,8 @@ def _parse(raw: bytes, policy: EmailPolicy, large: Skeleton | None, raw_sha256: 
         name: header[name]
         for name in (
             "auto-submitted",
+            "delivered-to",
+            "x-original-to",
             "precedence",
             "list-id",
             "list-unsubscribe",

@@ -52,11 +52,16 @@ def greeting_name(ticket: Ticket) -> str | None:
     return None
 
 
+def _desk_of(ticket: Ticket | None) -> tuple[str | None, str | None]:
+    """The mailbox and the delivered-to address a ticket's mail goes out by."""
+    return (ticket.mailbox, ticket.delivered_to) if ticket else (None, None)
+
+
 def mail_context(config: Config, clock: Clock, calendar: BusinessCalendar,
                  ticket: Ticket | None = None, **extra: Any) -> dict[str, Any]:
     """What every template receives (templates/README.md), and `extra`, what its own
     mail adds. `maild check` renders its samples with this too (outbound/samples.py)."""
-    address, name = config.desk_address(ticket.mailbox if ticket else None)
+    address, name = config.desk_address(*_desk_of(ticket))
     context: dict[str, Any] = {
         "support": {"name": name, "address": address},
         "now": clock.now(),
@@ -88,7 +93,7 @@ class Mails:
 
     def _desk(self, ticket: Ticket | None, display_name: str | None = None) -> Party:
         """Who a ticket's mail is from: the mailbox it came in through, else support@."""
-        address, name = self.config.desk_address(ticket.mailbox if ticket else None)
+        address, name = self.config.desk_address(*_desk_of(ticket))
         return Party(address, display_name or name)
 
     def _message_id(self, ticket: Ticket | None) -> str:

@@ -179,6 +179,7 @@ def open_ticket(
     clocks: SlaClocks,
     follow_up_of: Ticket | None = None,
     mailbox: str | None = None,
+    delivered_to: str | None = None,
 ) -> Ticket:
     ticket = Ticket(
         id=next_ticket_number(session),
@@ -193,6 +194,7 @@ def open_ticket(
         sla_alerts_sent=[],
         follow_up_of_id=follow_up_of.id if follow_up_of else None,
         mailbox=mailbox,
+        delivered_to=delivered_to,
         # A new ticket has none yet: said here, its first append loads nothing.
         messages=[],
         events=[],
