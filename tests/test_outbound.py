@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -18,7 +19,14 @@ from maild.config import Config
 from maild.db.models import OutboxMail
 from maild.intake.pipeline import ingest
 from maild.mail.policy import MailPolicies
-from maild.outbound.compose import OutgoingMail, Party, render_mail, tag_subject
+from maild.outbound.compose import (
+    OutgoingAttachment,
+    OutgoingMail,
+    Party,
+    render_copies,
+    render_mail,
+    tag_subject,
+)
 from maild.outbound.outbox import INLINE_BYTES
 from maild.runtime.app import App, build_app
 from maild.tickets.customers import add_customer
@@ -73,6 +81,31 @@ def test_rendered_mail_parses_back_identically() -> None:
     assert parsed.get_content_type() == "multipart/alternative"
     assert plain_text(parsed) == mail.text
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_each_copy_is_the_mail_rendered_for_its_own_message_id() -> None:
+    """The engineers' copies of one mail to the team are built once: each must still be
+    exactly what rendering it with that Message-ID alone writes."""
+    mail = OutgoingMail(
+        sender=Party("support@example.com", "Zoë from Support"),
+        to=[Party("dan@example.com"), Party("eve@example.com", "Eve Ünal")],
+        subject="[#7] Größe der Datei – ✓ café",
+        text="Hallo,\n\nline with ünïcödé\n" * 40,
+        html="<p>Hallo</p>",
+        message_id="<unused@example.com>",
+        date=datetime(2026, 11, 23, 18, 0, tzinfo=UTC),
+        in_reply_to="<first@customer.example>",
+        references=["<first@customer.example>", "<ack@example.com>"],
+        auto_submitted="auto-generated",
+        attachments=[OutgoingAttachment("Rechnung März.pdf", "application/pdf", b"%PDF" * 99)],
+    )
+    ids = ["<maild.7.t.dan@example.com>", "<maild.7.t.eve@example.com>"]
+    policy = MailPolicies().writing
+
+    copies = render_copies(mail, policy, ids)
+
+    assert copies == [render_mail(replace(mail, message_id=i), policy) for i in ids]
+    assert [_parse(raw)["Message-ID"] for raw in copies] == ids
 
 
 def test_no_header_can_be_injected_through_a_subject_or_name() -> None:

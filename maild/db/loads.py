@@ -20,6 +20,16 @@ SWEEP_LOADS = (
     selectinload(Ticket.customer),
 )
 
+# What the intake reads of the ticket a mail belongs to: its thread (whom it answers,
+# the References of every mail it queues, the greeting), who takes part, the customer.
+# Loaded with the ticket, a query each (the thread's outbox rows joined to its messages);
+# lazily, they cost a query per message of the thread for every mail queued.
+INTAKE_LOADS = (
+    selectinload(Ticket.messages).joinedload(Message.outbox),
+    selectinload(Ticket.participants),
+    selectinload(Ticket.customer),
+)
+
 # What closing a ticket reads: the event log it writes to and the SLA clocks it stops.
 CLOSE_LOADS = (
     selectinload(Ticket.events),

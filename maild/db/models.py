@@ -248,7 +248,8 @@ class OutboxMail(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    message_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    # Indexed: a ticket's thread is loaded with each message's outbox row.
+    message_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(20))  # ack | reply | welcome | command_error …
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     mail_from: Mapped[str] = mapped_column(String(320))

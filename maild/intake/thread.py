@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
+from maild.db.loads import INTAKE_LOADS
 from maild.db.models import Message, OutboxMail, Ticket
 from maild.intake.decide import NO_TICKET, SentMail, TicketFacts
 from maild.intake.parse import ParsedMail
@@ -42,6 +43,11 @@ def _bounced_ids(mail: ParsedMail) -> list[str]:
     return mail.bounce.original_ids[:BOUNCED_IDS_READ] if mail.bounce is not None else []
 
 
+def _locked(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket, locked, with what the intake's steps read of it (INTAKE_LOADS)."""
+    return session.get(Ticket, ticket_id, with_for_update=True, options=INTAKE_LOADS)
+
+
 @dataclass(frozen=True)
 class Threading:
     ticket: Ticket | None
@@ -59,7 +65,7 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
         found.setdefault(message_id, ticket_id)  # a message's own ticket before its mail's
     for message_id in ids:  # nearest first: In-Reply-To, then References from the end
         if message_id in found:
-            ticket = session.get(Ticket, found[message_id], with_for_update=True)
+            ticket = _locked(session, found[message_id])
             return Threading(ticket, f"answers {message_id}")
     return None
 
@@ -67,7 +73,7 @@ def _by_headers(session: Session, mail: ParsedMail) -> Threading | None:
 def _by_tag(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
             ) -> Threading | None:
     for number in tags_in(mail.subject):
-        ticket = session.get(Ticket, number, with_for_update=True)
+        ticket = _locked(session, number)
         if ticket is None:
             continue
         if staff_on(ticket.id) or takes_part(ticket, mail.sender.address):
@@ -84,7 +90,7 @@ def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
         .where(OutboxMail.message_id.in_(_bounced_ids(mail)))
     ):
         if ticket_id is not None:
-            ticket = session.get(Ticket, ticket_id, with_for_update=True)
+            ticket = _locked(session, ticket_id)
             return Threading(ticket, f"bounce of {message_id}")
     return None
 
@@ -118,7 +124,7 @@ def _by_own_subject(session: Session, mail: ParsedMail, now: datetime) -> Thread
         "requester": mail.sender.address, "since": now - SAME_SUBJECT_WINDOW})
     for ticket_id, ticket_subject in found:
         if conversation(ticket_subject) == subject:
-            ticket = session.get(Ticket, ticket_id, with_for_update=True)
+            ticket = _locked(session, ticket_id)
             return Threading(ticket, f"the requester's reply to ticket #{ticket_id}'s subject")
     return None
 

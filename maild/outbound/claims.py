@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import FunctionElement
@@ -172,15 +172,23 @@ def _ours(outbox_id: int, owner: str) -> Any:
             OutboxMail.status == "queued")
 
 
+# Built once: every mail sent runs it.
+_MARK_SENT = (
+    update(OutboxMail)
+    .where(OutboxMail.id == bindparam("outbox_id"), OutboxMail.owner == bindparam("sender"),
+           OutboxMail.status == "queued")
+    .values(status="sent", sent_at=bindparam("at", type_=OutboxMail.sent_at.type),
+            last_error=bindparam("error", type_=OutboxMail.last_error.type))
+    .returning(OutboxMail.ticket_id, OutboxMail.message_id, OutboxMail.purpose,
+               OutboxMail.recipients)
+)
+
+
 def mark_sent(session: Session, owner: str, outbox_id: int, at: datetime,
               error: str | None) -> Recorded | None:
     """The mail sent, if it is still `owner`'s; None when it was taken over."""
-    row = session.connection().execute(
-        update(OutboxMail).where(*_ours(outbox_id, owner))
-        .values(status="sent", sent_at=at, last_error=error)
-        .returning(OutboxMail.ticket_id, OutboxMail.message_id, OutboxMail.purpose,
-                   OutboxMail.recipients)
-    ).one_or_none()
+    row = session.connection().execute(_MARK_SENT, {
+        "outbox_id": outbox_id, "sender": owner, "at": at, "error": error}).one_or_none()
     return None if row is None else Recorded(row[0], row[1], row[2], list(row[3]))
 
 

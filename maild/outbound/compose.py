@@ -89,6 +89,23 @@ def _addresses(policy: EmailPolicy, name: str, *parties: Party) -> object:
 
 def render_mail(mail: OutgoingMail, policy: EmailPolicy) -> bytes:
     """`policy`: how headers are written (MailPolicies.writing, maild/mail/policy.py)."""
+    return _message(mail, policy).as_bytes()
+
+
+def render_copies(mail: OutgoingMail, policy: EmailPolicy, message_ids: list[str]
+                  ) -> list[bytes]:
+    """`mail` once per Message-ID in `message_ids` (each engineer's copy of a mail to
+    the team), each as `render_mail` writes it: the message is built once, and only
+    its Message-ID changes from one copy to the next."""
+    message = _message(mail, policy)
+    copies = []
+    for message_id in message_ids:
+        message.replace_header("Message-ID", message_id)
+        copies.append(message.as_bytes())
+    return copies
+
+
+def _message(mail: OutgoingMail, policy: EmailPolicy) -> EmailMessage:
     parties = [mail.sender, *mail.to, *mail.cc, *([mail.reply_to] if mail.reply_to else [])]
     # An address that is not ASCII as written (its local part) can only be written as
     # UTF-8 (RFC 6532); such a mail travels only with SMTPUTF8 anyway.
@@ -126,4 +143,4 @@ def render_mail(mail: OutgoingMail, policy: EmailPolicy) -> bytes:
         # The filename is encoded per RFC 2231 when it is not ASCII.
         message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
                                filename=one_line(attachment.filename))
-    return message.as_bytes()
+    return message

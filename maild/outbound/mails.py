@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.policy import EmailPolicy
 from typing import Any
 
@@ -20,6 +20,7 @@ from maild.outbound.compose import (
     OutgoingAttachment,
     OutgoingMail,
     Party,
+    render_copies,
     render_mail,
     tag_subject,
 )
@@ -222,23 +223,28 @@ class Mails:
         references = thread_ids(ticket)
         to = [Party(address) for address in recipients]
         copied = [Party(address) for address in cc or []]
+        mail = OutgoingMail(
+            sender=self._desk(ticket),
+            to=to,
+            cc=copied,
+            reply_to=self._desk(ticket),
+            subject=tag_subject(rendered.subject, ticket.id),
+            text=rendered.text,
+            html=rendered.html,
+            message_id="",  # each engineer's own, below
+            date=self.clock.now(),
+            in_reply_to=in_reply_to or (references[-1] if references else None),
+            references=references,
+            auto_submitted="auto-generated",
+        )
+        engineers = [party.address for party in dict.fromkeys([*to, *copied])]
+        message_ids = [self._staff_message_id(ticket, address) for address in engineers]
+        copies = render_copies(mail, self.policy, message_ids)
         return [
-            self._queue(session, OutgoingMail(
-                sender=self._desk(ticket),
-                to=to,
-                cc=copied,
-                envelope_to=[party.address],
-                reply_to=self._desk(ticket),
-                subject=tag_subject(rendered.subject, ticket.id),
-                text=rendered.text,
-                html=rendered.html,
-                message_id=self._staff_message_id(ticket, party.address),
-                date=self.clock.now(),
-                in_reply_to=in_reply_to or (references[-1] if references else None),
-                references=references,
-                auto_submitted="auto-generated",
-            ), purpose, ticket)
-            for party in dict.fromkeys([*to, *copied])
+            queue_mail(session, self.raw_store, raw,
+                       replace(mail, envelope_to=[address], message_id=message_id),
+                       purpose=purpose, now=self.clock.now(), ticket_id=ticket.id)
+            for address, message_id, raw in zip(engineers, message_ids, copies, strict=True)
         ]
 
     def to_customer(

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from maild.clock import Clock
 from maild.config import OutboundConfig
 from maild.db.database import Database
-from maild.db.models import Ticket
 from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
 from maild.outbound.claims import (
@@ -30,7 +29,7 @@ from maild.outbound.retry import decide
 from maild.outbound.smtp import connect, reset, send
 from maild.runtime.metrics import Metrics
 from maild.tickets.model import SYSTEM_ACTOR
-from maild.tickets.service import record
+from maild.tickets.service import record_by_id
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +150,9 @@ class Sender:
                 self._taken_over(claimed, "sent", report)
                 return
             if recorded.ticket_id is not None:
-                ticket = session.get(Ticket, recorded.ticket_id)
-                assert ticket is not None
-                record(ticket, now, SYSTEM_ACTOR, "delivered", new=recorded.message_id,
-                       detail=f"{recorded.purpose} to {', '.join(recorded.recipients)}")
+                record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivered",
+                             new=recorded.message_id,
+                             detail=f"{recorded.purpose} to {', '.join(recorded.recipients)}")
         report.sent += 1
         self.metrics.delivered("sent")
         log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
@@ -182,10 +180,8 @@ class Sender:
             self.metrics.delivered("failed")
             log.error("outbox #%s failed: %s", claimed.id, decision.reason)
             if recorded.ticket_id is not None:
-                ticket = session.get(Ticket, recorded.ticket_id)
-                assert ticket is not None
-                record(ticket, now, SYSTEM_ACTOR, "delivery_failed", new=recorded.message_id,
-                       detail=decision.reason)
+                record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivery_failed",
+                             new=recorded.message_id, detail=decision.reason)
 
     def _taken_over(self, claimed: Claimed, outcome: str, report: DeliveryReport) -> None:
         """The mail is another sender's now: this one was found silent, and what else it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session, object_session
 
 from maild.db.models import (
@@ -34,6 +34,26 @@ def record(
     if session is not None:
         session.add(event)
     ticket.updated_at = now
+
+
+_RECORD_EVENT = insert(Event)
+_TOUCH_TICKET = (
+    update(Ticket).where(Ticket.id == bindparam("ticket_id"))
+    .values(updated_at=bindparam("now", type_=Ticket.updated_at.type))
+)
+
+
+def record_by_id(
+    session: Session, ticket_id: int, now: datetime, actor: str, kind: str,
+    old: str | None = None, new: str | None = None, detail: str | None = None,
+) -> None:
+    """`record` for a ticket not loaded (the sender's record of each delivery): the
+    event and the ticket's time written as they are, without reading the ticket first."""
+    connection = session.connection()
+    connection.execute(_RECORD_EVENT, {"ticket_id": ticket_id, "at": now, "actor": actor,
+                                       "kind": kind, "old": old, "new": new,
+                                       "detail": detail})
+    connection.execute(_TOUCH_TICKET, {"ticket_id": ticket_id, "now": now})
 
 
 def set_status(
