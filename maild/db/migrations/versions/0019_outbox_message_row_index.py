@@ -5,7 +5,7 @@ References of every mail queued on it, the delivery shown beside each message): 
 an index, each of those lookups read the whole outbox, so the intake slowed as the
 outbox grew (47 messages a second at a backlog of 2,000, 30 at 10,000).
 
-Revision ID: 0024
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-01 09:30:00
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0024"
+revision = "0019"
 down_revision = "0018"
 branch_labels = None
 depends_on = None
