@@ -22,8 +22,6 @@ the same corpus first, by this checkout's interpreter with that checkout first o
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import os
 import sqlite3
 import subprocess
@@ -34,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import drain
 from maild.channels.sink import start_sink
 from tests.conftest import free_port
 from tests.dovecot import Dovecot
@@ -43,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STAFF = ["dan@example.com", "eve@example.com", "raj@example.com", "kim@example.com"]
 MAILS_PER_CONVERSATION = 2.7
-FETCH_BATCH = 50  # both sittings together, duplicates and noise included
 
 
 def config(url: str, storage: Path, sink_port: int, account: Any, staff: int) -> str:
@@ -74,29 +72,7 @@ address = "support@example.com"
 def floor_drain(account: Any, database: Path) -> float:
     """bench/drain.py's floor: FETCH, parse, one INSERT committed per message. Seconds.
     OR IGNORE, as the world's mail repeats Message-IDs (duplicates) or has none."""
-    connection = sqlite3.connect(database)
-    connection.execute("CREATE TABLE mail (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE,"
-                       " sender TEXT, subject TEXT, raw BLOB)")
-    connection.commit()
-    started = time.perf_counter()
-    client = account.client()
-    client.select_folder("INBOX", readonly=True)
-    uids = client.search()
-    for start in range(0, len(uids), FETCH_BATCH):
-        for data in client.fetch(uids[start:start + FETCH_BATCH], ["BODY.PEEK[]"]).values():
-            raw = data[b"BODY[]"]
-            message = email.message_from_bytes(raw, policy=email.policy.default)
-            connection.execute(
-                "INSERT OR IGNORE INTO mail (message_id, sender, subject, raw)"
-                " VALUES (?, ?, ?, ?)",
-                (str(message["Message-ID"]), str(message["From"]), str(message["Subject"]),
-                 raw),
-            )
-            connection.commit()
-    client.logout()
-    seconds = time.perf_counter() - started
-    connection.close()
-    return seconds
+    return drain.floor_drain(account, database, or_ignore=True)
 
 
 def reset_postgres() -> None:

@@ -40,8 +40,9 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # --- the floor ---------------------------------------------------------------------------
 
-def floor_drain(account: Account, database: Path) -> float:
-    """Bare imapclient + email + sqlite3, one committed INSERT per message. Seconds."""
+def floor_drain(account: Account, database: Path, *, or_ignore: bool = False) -> float:
+    """Bare imapclient + email + sqlite3, one committed INSERT per message. Seconds.
+    `or_ignore`: for mail as the world sends it, which repeats Message-IDs."""
     connection = sqlite3.connect(database)
     connection.execute("CREATE TABLE mail (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE,"
                        " sender TEXT, subject TEXT, raw BLOB)")
@@ -55,7 +56,8 @@ def floor_drain(account: Account, database: Path) -> float:
             raw = data[b"BODY[]"]
             message = email.message_from_bytes(raw, policy=email.policy.default)
             connection.execute(
-                "INSERT INTO mail (message_id, sender, subject, raw) VALUES (?, ?, ?, ?)",
+                f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO mail"
+                " (message_id, sender, subject, raw) VALUES (?, ?, ?, ?)",
                 (str(message["Message-ID"]), str(message["From"]), str(message["Subject"]),
                  raw),
             )
