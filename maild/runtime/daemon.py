@@ -72,9 +72,9 @@ class Daemon:
         if result.outbox_queued:
             self._wake_sender.set()
 
-    def _deliver_safely(self) -> DeliveryReport:
+    def _deliver_safely(self, limit: int | None = 100) -> DeliveryReport:
         try:
-            return self.sender.deliver_due()
+            return self.sender.deliver_due(limit)
         except TemporaryError as exc:
             log.warning("outbound: %s", exc)
         except Exception:
@@ -202,7 +202,8 @@ class Daemon:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:
             while True:
-                batch = self._deliver_safely()
+                # No stop to look out for between rounds: one round over one connection.
+                batch = self._deliver_safely(limit=None)
                 report.delivered.sent += batch.sent
                 report.delivered.deferred += batch.deferred
                 report.delivered.failed += batch.failed
