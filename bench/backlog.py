@@ -108,7 +108,9 @@ def phases(stderr: str, started: float, ended: float) -> str:
         return f"{ended - started:.1f} s, nothing taken in"
     intake_end = taken[-1]
     sending_end = max(sent[-1], intake_end) if sent else intake_end
-    return (f"start-up {taken[0] - started:.1f} s, intake {intake_end - taken[0]:.1f} s, "
+    during = sum(at <= intake_end for at in sent)
+    return (f"start-up {taken[0] - started:.1f} s, intake {intake_end - taken[0]:.1f} s "
+            f"({during} of {len(sent)} mails sent meanwhile), "
             f"sending after it {sending_end - intake_end:.1f} s, "
             f"to exit {ended - sending_end:.1f} s")
 
