@@ -7,8 +7,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader, ReaderStatus
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
@@ -146,6 +144,9 @@ class Daemon:
                 )
                 sender_thread.start()
             if "scheduler" in self.roles:
+                # Imported here: `run --once` runs the sweeps itself, without a scheduler.
+                from apscheduler.schedulers.background import BackgroundScheduler
+
                 scheduler = BackgroundScheduler(timezone="UTC")
                 scheduler.add_job(
                     self._sweep_safely, "interval", seconds=SWEEP_INTERVAL_SECONDS,
