@@ -72,9 +72,9 @@ class Daemon:
         if result.outbox_queued:
             self._wake_sender.set()
 
-    def _deliver_safely(self) -> DeliveryReport:
+    def _deliver_safely(self, stop: threading.Event | None = None) -> DeliveryReport:
         try:
-            return self.sender.deliver_due()
+            return self.sender.deliver_due(stop=stop)
         except TemporaryError as exc:
             log.warning("outbound: %s", exc)
         except Exception:
@@ -116,7 +116,9 @@ class Daemon:
 
     def _outbound_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            report = self._deliver_safely()
+            # Told to stop, the sender finishes the mail it is sending and releases the
+            # rest of its claims, so that another sender takes them at once.
+            report = self._deliver_safely(stop)
             if report.attempted == 0:
                 self._wake_sender.wait(self.app.config.outbound.poll_seconds)
                 self._wake_sender.clear()
