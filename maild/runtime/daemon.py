@@ -16,6 +16,7 @@ from maild.intake.pipeline import IngestResult
 from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
+from maild.runtime.checks import failing_templates
 from maild.runtime.sweeps import run_sweeps
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class Daemon:
         problems = self.app.templates.check(TEMPLATE_NAMES)
         if problems:  # refuse to start rather than fail on the first customer's mail
             raise ConfigError([f"templates: {problem}" for problem in problems])
+        self._warn_about_templates()
         self._remove_stale_temporaries()
         listener = scheduler = sender_thread = None
         reader_threads: list[threading.Thread] = []
@@ -175,6 +177,19 @@ class Daemon:
                 web.stop()
             log.info("maild stopped")
 
+    def _warn_about_templates(self) -> None:
+        """Render every template in the situations `maild check` tries, and say which
+        fail. The start goes on: mail is still stored, and each mail a template cannot
+        make fails by itself, on its ticket; this says so before the first one does."""
+        try:
+            failing = failing_templates(self.app.templates, self.app.config, self.app.clock)
+        except Exception:  # a look ahead that must never keep mail from being taken in
+            log.exception("the templates could not be tried at start")
+            return
+        for problem in failing:
+            log.warning("template %s; its mails are not sent until it is mended "
+                        "(`maild check` lists every failure)", problem)
+
     def _remove_stale_temporaries(self) -> None:
         for store in (self.app.raw_store, self.app.attachment_store):
             removed = store.remove_stale_temporaries()
@@ -184,6 +199,7 @@ class Daemon:
 
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
+        self._warn_about_templates()
         self._remove_stale_temporaries()
         report = OnceReport()
         for reader in self.readers:
