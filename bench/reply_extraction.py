@@ -1,7 +1,9 @@
 """Reply extraction on bodies of several MB: CPU seconds of maild's `new_text`, against
 mail-parser-reply over the whole body (what maild ran before, and still runs on its
 first REPLY_SEARCH_CHARS) and a floor, `email.message_from_bytes` of the same mail
-(what reading it at all costs), measured in the same run: best of `--rounds`.
+(what reading it at all costs), measured in the same run: best of `--rounds`. Then the
+whole intake of each mail (parse, thread, store on a new ticket in SQLite, acknowledge),
+in this process (no parser process), once each: CPU seconds.
 
     .venv/bin/python -m bench.reply_extraction [--mb 6.5] [--rounds 3]
 """
@@ -11,12 +13,20 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mailparser_reply import EmailReplyParser
 
+from maild.clock import FixedClock
+from maild.config import parse_config
+from maild.intake.pipeline import ingest
 from maild.intake.replies import REPLY_SEARCH_CHARS, new_text
+from maild.runtime.app import build_app
+from tests.conftest import START, config_text
+from tests.mailbuilder import make_mail
 
 LINE = "2026-11-30 10:00:01,123 ERROR worker-7 export failed: code 42 at step 17\n"
 # As maild/intake/replies.py builds it.
@@ -62,6 +72,22 @@ def main() -> None:
         bounded = best(args.rounds, lambda body=body: new_text(body))
         print(f"{name:<28}{floor:>8.2f}{whole:>16.2f}{bounded:>10.2f}"
               f"{bounded / floor:>16.2f}{whole / floor:>13.2f}")
+    print("the whole intake of each mail, CPU seconds:")
+    with tempfile.TemporaryDirectory() as directory:
+        config = parse_config(config_text(f"sqlite:///{directory}/maild.db",
+                                          Path(directory) / "storage", 2525))
+        config = config.model_copy(update={"intake": config.intake.model_copy(
+            update={"parse_in_second_process": False})})
+        app = build_app(config, FixedClock(START))
+        try:
+            for n, (name, body) in enumerate(bodies(size).items()):
+                raw = make_mail(body=body, sender=f"c{n}@customer.example",
+                                message_id=f"<big{n}@customer.example>")
+                started = time.process_time()
+                outcome = ingest(app.intake, raw, "bench").outcome
+                print(f"{name:<28}{time.process_time() - started:>8.2f}  ({outcome})")
+        finally:
+            app.close()
 
 
 if __name__ == "__main__":
