@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,9 +84,12 @@ class Sender:
     metrics: Metrics  # deliveries by result
     identity: SenderIdentity = field(default_factory=SenderIdentity)
 
-    def deliver_due(self, limit: int | None = 100) -> DeliveryReport:
+    def deliver_due(self, limit: int | None = 100, stop: threading.Event | None = None
+                    ) -> DeliveryReport:
         """Up to `limit` due mails (None: until none is due), claimed CLAIM_BATCH at a
-        time, over one connection."""
+        time, over one connection. Once `stop` is set, the mail being sent is finished,
+        what was sent is recorded and the rest released."""
+        stopping = stop or threading.Event()
         report = DeliveryReport()
         owner = self.identity.owner
         heartbeat: Heartbeat | None = None
@@ -96,7 +100,7 @@ class Sender:
         try:
             while True:
                 claiming = time.monotonic()
-                wanted = 0 if report.taken_over else \
+                wanted = 0 if report.taken_over or stopping.is_set() else \
                     CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - taken)
                 in_hand = self._record_and_claim(tried, wanted, report)
                 tried = []
@@ -105,7 +109,7 @@ class Sender:
                 taken += len(in_hand)
                 if heartbeat is None:
                     heartbeat = Heartbeat(self.db, owner, claiming).start()
-                while in_hand:
+                while in_hand and not stopping.is_set():
                     if not heartbeat.holding():
                         log.warning("outbox sender %s stops: its claims may no longer be "
                                     "its own", owner)
