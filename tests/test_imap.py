@@ -319,41 +319,6 @@ def test_each_mailbox_answers_from_its_own_address(
     assert relay["Message-ID"].endswith("@example.com>")
 
 
-def test_run_once_sends_what_a_batch_caused_while_the_next_batches_are_read(
-    make_app: Callable[..., App], imap_account: Any, sink: Sink
-) -> None:
-    """`maild run --once` sends as the daemon does: the sender, in a thread of its own,
-    is woken by each batch the reader commits, rather than waiting for the last one.
-    The reader is held after its first batch until that batch's mail reaches the relay,
-    which only a sender at work meanwhile brings about."""
-    from maild.runtime.daemon import Daemon
-
-    app = make_app(mailbox_toml(imap_account, batch_messages=1),
-                   environ=password_env(imap_account))
-    for n in range(3):
-        imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Question {n}",
-                                      message_id=f"<q{n}@customer.example>"))
-    daemon = Daemon(app)
-    [reader] = daemon.readers
-    tell_the_daemon = reader.on_stored
-    tickets_when_first_sent: list[int] = []
-
-    def stored(result: Any) -> None:
-        tell_the_daemon(result)
-        if not tickets_when_first_sent:
-            wait_for(lambda: sink.messages(), "the first batch's mail to be sent", timeout=30)
-            tickets_when_first_sent.append(count(app, Ticket))
-
-    reader.on_stored = stored
-    report = daemon.run_once()
-
-    assert tickets_when_first_sent == [1]
-    assert report.received.stored == 3
-    assert report.delivered.sent == 6  # an acknowledgment and a notification each
-    assert len(sink.messages()) == 6
-    assert imap_account.count("INBOX") == 0
-
-
 # --- waiting for mail ---------------------------------------------------------------------------
 
 

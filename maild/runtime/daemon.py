@@ -200,33 +200,17 @@ class Daemon:
                          removed, store.directory)
 
     def run_once(self) -> OnceReport:
-        """Everything due now, once: read the mailboxes (delivering, meanwhile, what they
-        cause), run the sweeps, deliver the rest of the outbox."""
+        """Everything due now, once: read the mailboxes, run the sweeps, deliver the
+        outbox.
+
+        One after the other, not side by side: a sender thread during the drain was
+        measured (bench/README.md) and is slower. On SQLite the intake holds the write lock
+        for most of each batch, so the sender, and its heartbeat, get in only between
+        batches; on PostgreSQL the two share one interpreter, and the time the sending
+        saves the intake loses."""
         self._warn_about_templates()
         self._remove_stale_temporaries()
         report = OnceReport()
-        drained = threading.Event()
-        sending = None
-        if "outbound" in self.roles and self.readers:
-            # As in the daemon: the sender has a thread of its own and is woken by each
-            # batch the readers commit, rather than waiting for the last of them.
-            sending = threading.Thread(target=self._deliver_until, name="outbound",
-                                       args=(drained, report.delivered), daemon=True)
-            sending.start()
-        try:
-            self._drain_once(report)
-        finally:
-            drained.set()
-            self._wake_sender.set()
-            if sending is not None:
-                sending.join()
-        if "scheduler" in self.roles:
-            report.sweeps = self._sweep_safely()
-        if "outbound" in self.roles:
-            self._deliver_until(drained, report.delivered)
-        return report
-
-    def _drain_once(self, report: OnceReport) -> None:
         for reader in self.readers:
             try:
                 drained = reader.drain_once()
@@ -241,20 +225,15 @@ class Daemon:
             report.received.duplicates += drained.duplicates
             report.received.quarantined += drained.quarantined
             report.received.ignored += drained.ignored
-
-    def _deliver_until(self, drained: threading.Event, delivered: DeliveryReport) -> None:
-        """Deliver what is due, round after round, until a round finds nothing to send
-        (or sends nothing: what is left waits for its retry) once `drained` is set.
-        Until then, an empty round waits for the readers' next batch."""
-        while True:
-            self._wake_sender.clear()  # a batch committed from now on wakes the next wait
-            # No stop to look out for between rounds: one round over one connection.
-            batch = self._deliver_safely(limit=None)
-            delivered.sent += batch.sent
-            delivered.deferred += batch.deferred
-            delivered.failed += batch.failed
-            if batch.attempted and batch.sent:
-                continue
-            if drained.is_set():
-                return
-            self._wake_sender.wait(self.app.config.outbound.poll_seconds)
+        if "scheduler" in self.roles:
+            report.sweeps = self._sweep_safely()
+        if "outbound" in self.roles:
+            while True:
+                # No stop to look out for between rounds: one round over one connection.
+                batch = self._deliver_safely(limit=None)
+                report.delivered.sent += batch.sent
+                report.delivered.deferred += batch.deferred
+                report.delivered.failed += batch.failed
+                if batch.attempted == 0 or batch.sent == 0:
+                    break
+        return report
