@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -14,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from maild.db.database import Database
 from maild.db.fulltext import not_in_the_models
-from maild.db.migrate import MIGRATIONS, upgrade
+from maild.db.migrate import MIGRATIONS, is_current, upgrade
 from maild.db.models import Base
 
 
@@ -77,3 +80,39 @@ def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: 
         database.dispose()
     assert kept == {"<m1@example.com>": "ab" * 32,
                     "<m2@example.com>": hashlib.sha256(b"queued in its row").hexdigest()}
+
+
+# `maild db upgrade`, its imports done before a common start, so the processes reach the
+# database together rather than as fast as each happens to load Python.
+AT_THE_GATE = """
+import sys, time
+from pathlib import Path
+from maild.cli import main
+gate = Path(sys.argv[1])
+print("ready", flush=True)
+while not gate.exists():
+    time.sleep(0.005)
+sys.argv = ["maild", "--config", sys.argv[2], "db", "upgrade"]
+main()
+"""
+
+
+def test_processes_started_together_on_an_empty_database_make_the_schema_once(
+    config_file: Path, database_url: str, tmp_path: Path
+) -> None:
+    """Several mailds started at once (a deploy, supervisord's autostart) all migrate on
+    start; each of them must come up, with the schema made once."""
+    gate = tmp_path / "go"
+    upgrades = [subprocess.Popen([sys.executable, "-c", AT_THE_GATE, str(gate), str(config_file)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)]
+    for process in upgrades:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    gate.touch()
+    said = [process.communicate(timeout=120) for process in upgrades]
+    assert [process.returncode for process in upgrades] == [0] * 4, said
+    database = Database(database_url)
+    try:
+        assert is_current(database)
+    finally:
+        database.dispose()
