@@ -59,9 +59,9 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
-def application_name() -> str:
-    """How the lock session shows in pg_stat_activity: which maild process holds it."""
-    return f"maild locks {os.getpid()}"
+def application_name(pid: int | None = None) -> str:
+    """How a process's lock session shows in pg_stat_activity: which maild holds it."""
+    return f"maild locks {pid or os.getpid()}"
 
 
 class LockSession:

@@ -164,11 +164,20 @@ class MailboxReader:
             while not stop.is_set():
                 if self._take_lease(stop):
                     self._serve_safely(stop)
+                    if not stop.is_set() and not self.lease.held():
+                        self._pause_after_losing_the_lease(stop)
         finally:
             if self.status.state in ("connected", "backoff"):  # ours to tell
                 record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "stopped")
             self.status = ReaderStatus("stopped")
             self.lease.release()
+
+    def _pause_after_losing_the_lease(self, stop: threading.Event) -> None:
+        """Its database session ended (a restart, a network fault): a standby elsewhere,
+        whose own session is sound, gets the first chance to take the mailbox over."""
+        self.status = ReaderStatus(
+            "standby", f"lost its lease; asking again in {TAKEOVER_GRACE_SECONDS:g} s")
+        stop.wait(TAKEOVER_GRACE_SECONDS)
 
     def _take_lease(self, stop: threading.Event) -> bool:
         try:
