@@ -429,6 +429,9 @@ def main() -> None:
                         help="messages a second over all mailboxes (one mailbox: as fast as "
                              "a quarter-second pause after each acknowledgment allows)")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
+    parser.add_argument("--idle-check-seconds", type=int,
+                        help="Dovecot's mailbox_idle_check_interval (its default: 30): how "
+                             "often an IDLE session past Linux's inotify limit looks")
     parser.add_argument("--url", help="a PostgreSQL database (each count gets a schema of "
                                       "its own in it); default: SQLite")
     args = parser.parse_args()
@@ -438,20 +441,28 @@ def main() -> None:
     dovecot = Dovecot()
     with open(dovecot.config, "a") as config:
         config.write(DOVECOT_LIMITS)
+        if args.idle_check_seconds:
+            config.write(f"mailbox_idle_check_interval = {args.idle_check_seconds} secs\n")
     dovecot.start()
     sink = AckSink()
     try:
         tmp = Path(tempfile.mkdtemp(prefix="maild-bench-"))
         logged = 0
+        missed = False
         for count in (int(c) for c in args.counts.split(",")):
             workdir = tmp / f"boxes{count}"
             workdir.mkdir(parents=True)
             with fresh_store(workdir, args.url) as store:
-                report(measure(dovecot, sink, workdir, count, args.samples, args.rate,
-                               args.connect_timeout, store))
+                result = measure(dovecot, sink, workdir, count, args.samples, args.rate,
+                                 args.connect_timeout, store)
+            report(result)
+            missed = missed or result.missing > 0
             logged = dovecot_complaints(dovecot, logged)
             sys.stdout.flush()
-        shutil.rmtree(tmp)  # kept, with maild's logs, when a count fails
+        if missed:
+            print(f"maild's logs are kept in {tmp}")
+        else:  # kept, with maild's logs, when a count fails
+            shutil.rmtree(tmp)
     finally:
         sink.controller.stop()
         dovecot.close()
