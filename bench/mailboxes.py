@@ -48,12 +48,16 @@ from tests.dovecot import Account, Dovecot, free_port
 from tests.mailbuilder import make_mail
 from tests.waiting import child_pids
 
-# Dovecot's defaults stop at 100 imap processes (one per connection): the benchmark holds
-# three connections per mailbox (maild's, the watcher's, the appender's).
+# Dovecot's defaults stop at 100 processes a service, and its imap service (one process
+# a connection) at 1,024 of its own: the benchmark holds three connections per mailbox
+# (maild's, the watcher's, the appender's).
 DOVECOT_LIMITS = """
 default_process_limit = 2000
 default_client_limit = 10000
 default_vsz_limit = 0
+service imap {
+  process_limit = 2000
+}
 """
 
 
