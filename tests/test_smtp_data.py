@@ -83,3 +83,11 @@ def test_a_data_command_is_known_as_aiosmtpd_reads_it() -> None:
     for line in (b"DATAX\r\n", b"MAIL FROM:<data@x>\r\n", b" DATA\r\n",
                  b"DATA " + b" " * 600 + b"\r\n"):
         assert not is_data_command(line), line
+
+
+@pytest.mark.parametrize(("wire", "refusal"), [
+    (b"x" * 3000 + b"\r\n" + (b"y" * 98 + b"\r\n") * 40 + b".\r\n", Refusal.TOO_LONG),
+    ((b"y" * 98 + b"\r\n") * 41 + b"x" * 3000 + b"\r\n.\r\n", Refusal.TOO_MUCH),
+])
+def test_the_first_limit_passed_is_the_answer(wire: bytes, refusal: Refusal) -> None:
+    assert receive([wire], size_limit=4000)[2].refusal is refusal

@@ -99,15 +99,36 @@ class MessageData:
 
     def _lines(self, lines: bytes) -> None:
         """Whole lines, each with its CRLF."""
+        if self.refusal is None:
+            # Refused for whichever limit the lines pass first, as aiosmtpd reading
+            # them one by one would.
+            long_line_at = self._first_long_line(lines)
+            over_at = (self.size_limit - self.received
+                       if self.size_limit and self.received + len(lines) > self.size_limit
+                       else -1)
+            if long_line_at >= 0 and (over_at < 0 or long_line_at <= over_at):
+                self._refuse(Refusal.TOO_LONG)
         self._count(len(lines))
-        if len(lines) > self.line_limit - 2 and max(
-                map(len, lines.split(b"\r\n"))) > self.line_limit - 2:
-            self._refuse(Refusal.TOO_LONG)
         if self.refusal is not None:
             return
         if lines.startswith(b"."):
             lines = lines[1:]
         self.write(lines.replace(b"\r\n.", b"\r\n"))
+
+    def _first_long_line(self, lines: bytes) -> int:
+        """Where the first line over the limit starts in `lines`; -1 if none is."""
+        longest = self.line_limit - 2  # without its CRLF
+        if len(lines) <= longest:
+            return -1
+        each = lines.split(b"\r\n")
+        if max(map(len, each)) <= longest:  # the common case, without a Python loop
+            return -1
+        start = 0
+        for line in each:
+            if len(line) > longest:
+                return start
+            start += len(line) + 2
+        return -1
 
     def _count(self, sent: int) -> None:
         self.received += sent
