@@ -150,8 +150,8 @@ def is_data_command(line: bytes) -> bool:
 class SpooledMessageHandler(Protocol):
     async def handle_spooled(self, server: SMTP, session: Session, envelope: Envelope,
                              spool: SpoolFile) -> str:
-        """Take a message received whole into `spool` (keep it or leave it; the session
-        discards what is not kept); returns the answer."""
+        """Take a message received whole into `spool`, which is the handler's from now
+        on, to keep or discard, even if the session ends meanwhile; returns the answer."""
 
 
 class SpoolingSMTP(SMTP):
