@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from maild.channels.smtp_data import HOLD_BYTES
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
@@ -281,7 +282,10 @@ def test_pipelined_commands_around_data_are_read_as_what_they_are(
     """A client that does not wait for the 354, and sends the next mail along with the
     end of the first: the message is the bytes after DATA, the commands are commands."""
     first = make_mail(message_id="<one@customer.example>", subject="One")
-    second = make_mail(message_id="<two@customer.example>", subject="Two")
+    # Larger than what is held in memory before the 354: the rest waits in the kernel.
+    second = make_mail(message_id="<two@customer.example>", subject="Two",
+                       body=("a line of the second mail, " * 2 + "\n") * 6000)
+    assert len(second) > 4 * HOLD_BYTES
     envelope = b"MAIL FROM:<ann@customer.example>\r\nRCPT TO:<support@example.com>\r\n"
     wire = listening.wire()
     try:

@@ -163,78 +163,81 @@ class SpoolingSMTP(SMTP):
         super().__init__(handler, **settings)
         self.spooled_handler = handler
         self.raw_store = raw_store
-        self._command_start = b""  # the start of a command line whose LF has not come
-        self._held: list[bytes] | None = None  # bytes after DATA, before its answer
-        self._held_bytes = 0
-        self._paused = False
-        self._message: MessageData | None = None  # while DATA is received
-        self._message_ended: asyncio.Future[bytes] | None = None
+        # Mangled names, here and for the methods: this DATA phase's state never meets
+        # an attribute of aiosmtpd's or asyncio's classes (asyncio's flow control has
+        # a `_paused` of its own).
+        self.__command_start = b""  # the start of a command line whose LF has not come
+        self.__held: list[bytes] | None = None  # bytes after DATA, before its answer
+        self.__held_bytes = 0
+        self.__reading_paused = False
+        self.__message: MessageData | None = None  # while DATA is received
+        self.__message_ended: asyncio.Future[bytes] | None = None
 
     def trace_headers(self, envelope: Envelope) -> bytes:
         """Header lines written above the message in its spool file."""
         return b""
 
     def data_received(self, data: bytes) -> None:
-        if self._message is not None:
-            rest = self._message.feed(data)
+        if self.__message is not None:
+            rest = self.__message.feed(data)
             if rest is None:
                 return
-            self._end_of_message(rest)
+            self.__end_of_message(rest)
             return
-        if self._held is not None:
-            self._hold(data)
+        if self.__held is not None:
+            self.__hold(data)
             return
-        through_data = self._through_data_command(data)
+        through_data = self.__through_data_command(data)
         if through_data < 0:
             super().data_received(data)
             return
         super().data_received(data[:through_data])
-        self._held, self._held_bytes = [], 0
+        self.__held, self.__held_bytes = [], 0
         if through_data < len(data):
-            self._hold(data[through_data:])
+            self.__hold(data[through_data:])
 
-    def _through_data_command(self, data: bytes) -> int:
+    def __through_data_command(self, data: bytes) -> int:
         """Where the first DATA command line in `data` ends (after its LF); -1 if none."""
         start = 0
         while (line_end := data.find(b"\n", start)) >= 0:
-            line = self._command_start + data[start:min(line_end + 1, start + COMMAND_BYTES + 3)]
-            self._command_start = b""
+            line = self.__command_start + data[start:min(line_end + 1, start + COMMAND_BYTES + 3)]
+            self.__command_start = b""
             if is_data_command(line):
                 return line_end + 1
             start = line_end + 1
         # Only its start matters: a line longer than a command is no DATA.
-        self._command_start = (self._command_start + data[start:])[:COMMAND_BYTES + 3]
+        self.__command_start = (self.__command_start + data[start:])[:COMMAND_BYTES + 3]
         return -1
 
-    def _hold(self, data: bytes) -> None:
-        assert self._held is not None
-        self._held.append(data)
-        self._held_bytes += len(data)
-        if (self._held_bytes > HOLD_BYTES and not self._paused
+    def __hold(self, data: bytes) -> None:
+        assert self.__held is not None
+        self.__held.append(data)
+        self.__held_bytes += len(data)
+        if (self.__held_bytes > HOLD_BYTES and not self.__reading_paused
                 and isinstance(self.transport, asyncio.ReadTransport)):
-            self._paused = True
+            self.__reading_paused = True
             self.transport.pause_reading()
 
-    def _release_held(self) -> bytes:
+    def __release_held(self) -> bytes:
         """End holding; returns what was held."""
-        held = b"".join(self._held or ())
-        self._held, self._held_bytes = None, 0
-        if self._paused:
-            self._paused = False
+        held = b"".join(self.__held or ())
+        self.__held, self.__held_bytes = None, 0
+        if self.__reading_paused:
+            self.__reading_paused = False
             if isinstance(self.transport, asyncio.ReadTransport):
                 self.transport.resume_reading()
         return held
 
-    def _resume_commands(self) -> None:
+    def __resume_commands(self) -> None:
         """The DATA was refused: what was held is commands again."""
-        commands = self._release_held()
+        commands = self.__release_held()
         if commands:
             self.data_received(commands)
 
-    def _end_of_message(self, rest: bytes) -> None:
-        self._message = None
-        if self._message_ended is not None and not self._message_ended.done():
-            self._message_ended.set_result(rest)
+    def __end_of_message(self, rest: bytes) -> None:
+        self.__message = None
+        if self.__message_ended is not None and not self.__message_ended.done():
+            self.__message_ended.set_result(rest)
         if rest:  # the next commands, sent along with the end
             self.data_received(rest)
 
@@ -243,7 +246,7 @@ class SpoolingSMTP(SMTP):
         """aiosmtpd's DATA, its checks and answers in its order, with the message
         written to a spool file as it comes."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            self._resume_commands()  # answered by the check
+            self.__resume_commands()  # answered by the check
             return
         assert self.envelope is not None
         refusal = None
@@ -259,11 +262,11 @@ class SpoolingSMTP(SMTP):
                 refusal = "451 4.3.0 Temporary failure, please try again later"
         if refusal is not None:
             await self.push(refusal)
-            self._resume_commands()
+            self.__resume_commands()
             return
-        await self._receive(spool)
+        await self.__receive(spool)
 
-    async def _receive(self, spool: SpoolFile) -> None:
+    async def __receive(self, spool: SpoolFile) -> None:
         assert self.envelope is not None and self.session is not None
         write_failure: list[TemporaryError] = []
 
@@ -277,20 +280,20 @@ class SpoolingSMTP(SMTP):
         message = MessageData(write, self.data_size_limit, self.line_length_limit)
         try:
             write(self.trace_headers(self.envelope))
-            self._message_ended = self.loop.create_future()
+            self.__message_ended = self.loop.create_future()
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             # Sent before the 354 (the client did not wait): the start of the message.
-            early = self._release_held()
-            self._message = message
+            early = self.__release_held()
+            self.__message = message
             if early:
                 self.data_received(early)
-            await self._message_ended
+            await self.__message_ended
         except BaseException:  # the connection ended: nothing of the message is kept
             spool.discard()
             raise
         finally:
-            self._message = None
-            self._message_ended = None
+            self.__message = None
+            self.__message_ended = None
         envelope, self.envelope = self.envelope, self._create_envelope()
         if message.refusal is not None or write_failure:
             spool.discard()
@@ -304,6 +307,6 @@ class SpoolingSMTP(SMTP):
         await self.push(answer)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._message = None  # the DATA being received ends with the connection
-        self._held = None
+        self.__message = None  # the DATA being received ends with the connection
+        self.__held = None
         super().connection_lost(error)
