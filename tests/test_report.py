@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from maild.clock import FixedClock
-from maild.db.models import Ticket
+from maild.db.models import ReportWeek, Ticket
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import run_sweeps
@@ -22,10 +23,12 @@ from maild.tickets.report import (
     build_report,
     hours_summary,
     nearest_rank,
+    report_of_weeks,
     report_with_weeks,
     week_starts,
 )
-from maild.tickets.service import set_priority
+from maild.tickets.report_rollup import WeekRollup
+from maild.tickets.service import set_priority, set_status
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
 from tests.helpers import delivered_notice, maild, notice_to
@@ -471,3 +474,74 @@ def test_business_times_are_kept_on_the_ticket_and_read_back_alike(
     with app.db.transaction() as session:
         assert build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
                             clock.now()) == report
+
+
+def _dashboard(summary: dict[str, Any]) -> dict[str, Any]:
+    """The report as the dashboard has it: the figures, without the lists of tickets and
+    the figures of each engineer."""
+    shown = {key: value for key, value in summary.items() if key != "engineers"}
+    shown["sla"] = {key: value for key, value in summary["sla"].items()
+                    if key != "open_breaches"}
+    for target in ("first_response", "resolution", "internal_first_response"):
+        shown["sla"][target] = {key: value for key, value in summary["sla"][target].items()
+                                if key != "breaching_tickets"}
+    shown["satisfaction"] = {key: value for key, value in summary["satisfaction"].items()
+                             if key != "comments"}
+    return shown
+
+
+def _from_kept(app: App, rollup: WeekRollup, weeks: int,
+               now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    starts = week_starts(app.calendar, now, weeks)
+    kept = rollup.weeks(starts, now)
+    return report_of_weeks(app.calendar, starts, kept.weeks, kept.backlog_before,
+                           kept.unresolved, now, full=False)
+
+
+def test_kept_weeks_agree_with_the_weeks_worked_out_afresh(app: App, clock: FixedClock) -> None:
+    """The dashboard's weeks kept in the database give the figures the report works out
+    from the tickets; a ticket of a closed week that changes later has its week worked
+    out again, in this process and in one started after."""
+    from bench.web import NOW, seed
+
+    seed(app, 4000)
+    clock.set(NOW)
+    starts = week_starts(app.calendar, NOW, 8)
+
+    def afresh(now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        with app.db.reading() as session:
+            summary, weeks = report_with_weeks(session, app.calendar, starts, now)
+        return _dashboard(summary), weeks
+
+    rollup = WeekRollup(app.db, app.calendar)
+    before = afresh(NOW)
+    assert _from_kept(app, rollup, 8, NOW) == before
+    with app.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(ReportWeek)) == 7  # closed
+    assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, NOW) == before
+
+    # An hour later, a ticket solved last week is opened again: last week's figures change.
+    later = NOW + timedelta(hours=1)
+    clock.set(later)
+    with app.db.transaction() as session:
+        ticket = session.scalars(select(Ticket).where(
+            Ticket.status == "solved", Ticket.solved_at >= starts[-3],
+            Ticket.solved_at < starts[-2]).order_by(Ticket.id)).first()
+        assert ticket is not None
+        set_status(ticket, "open", actor=DAN, now=later, clocks=app.sla)
+    after = afresh(later)
+    assert after[1][-2]["solved"] == before[1][-2]["solved"] - 1
+    assert _from_kept(app, rollup, 8, later) == after
+    assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, later) == after
+    assert _from_kept(app, rollup, 3, later)[1] == after[1][-3:]
+
+
+def test_a_full_report_is_never_made_of_kept_weeks(app: App) -> None:
+    from bench.web import NOW, seed
+
+    seed(app, 300)
+    starts = week_starts(app.calendar, NOW, 2)
+    kept = WeekRollup(app.db, app.calendar).weeks(starts, NOW)
+    with pytest.raises(ValueError, match="lists of tickets"):
+        report_of_weeks(app.calendar, starts, kept.weeks, kept.backlog_before, kept.unresolved,
+                        NOW)
