@@ -535,6 +535,14 @@ def test_kept_weeks_agree_with_the_weeks_worked_out_afresh(app: App, clock: Fixe
     assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, later) == after
     assert _from_kept(app, rollup, 3, later)[1] == after[1][-3:]
 
+    # A customer's plan changes without an event on its tickets: every week is read again.
+    with app.db.transaction() as session:
+        add_customer(app.mails, session, "Customer 1", domains=[], tier="enterprise",
+                     plan="platinum")
+    replanned = afresh(later)
+    assert "platinum" in replanned[0]["sla"]["first_response"]["by_plan"]
+    assert _from_kept(app, rollup, 8, later) == replanned
+
 
 def test_a_full_report_is_never_made_of_kept_weeks(app: App) -> None:
     from bench.web import NOW, seed
