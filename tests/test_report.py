@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from maild.clock import FixedClock
+from maild.config import parse_config
 from maild.db.models import ReportWeek, Ticket
 from maild.intake.pipeline import ingest
-from maild.runtime.app import App
+from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.customers import add_customer
 from maild.tickets.report import (
@@ -476,6 +477,10 @@ def test_business_times_are_kept_on_the_ticket_and_read_back_alike(
                             clock.now()) == report
 
 
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _dashboard(summary: dict[str, Any]) -> dict[str, Any]:
     """The report as the dashboard has it: the figures, without the lists of tickets and
     the figures of each engineer."""
@@ -520,13 +525,17 @@ def test_kept_weeks_agree_with_the_weeks_worked_out_afresh(app: App, clock: Fixe
         assert session.scalar(select(func.count()).select_from(ReportWeek)) == 7  # closed
     assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, NOW) == before
 
-    # An hour later, a ticket solved last week is opened again: last week's figures change.
+    # An hour later, a ticket opened and answered the week before last, solved last week,
+    # is opened again: last week's figures change, though nothing of the ticket is in
+    # last week any more.
+    _from_kept(app, rollup, 8, NOW + timedelta(minutes=30))  # the seeding's changes settled
     later = NOW + timedelta(hours=1)
     clock.set(later)
     with app.db.transaction() as session:
         ticket = session.scalars(select(Ticket).where(
             Ticket.status == "solved", Ticket.solved_at >= starts[-3],
-            Ticket.solved_at < starts[-2]).order_by(Ticket.id)).first()
+            Ticket.solved_at < starts[-2], Ticket.first_response_at < starts[-3],
+            Ticket.resolution_due_at.is_(None)).order_by(Ticket.id)).first()
         assert ticket is not None
         set_status(ticket, "open", actor=DAN, now=later, clocks=app.sla)
     after = afresh(later)
@@ -553,3 +562,29 @@ def test_a_full_report_is_never_made_of_kept_weeks(app: App) -> None:
     with pytest.raises(ValueError, match="lists of tickets"):
         report_of_weeks(app.calendar, starts, kept.weeks, kept.backlog_before, kept.unresolved,
                         NOW)
+
+
+def test_a_kept_week_is_read_again_when_a_change_gives_a_ticket_a_moment_in_it(
+        desk: Desk) -> None:
+    """#1 came in on a Sunday and was answered, all in its week. Weeks later it is made
+    p1: its resolution target (24 hours, the clock running since the customer wrote
+    again) ran out on the Monday, in the next week, which never read #1 before."""
+    desk.customer_writes(when("08", "10:00"), 1, "z@other.example", "Cluster slow")
+    desk.engineer_answers(when("08", "11:00"), 1, EVE)
+    desk.customer_replies(when("08", "12:00"), 1, "z@other.example")
+    app = build_app(parse_config(desk.config.read_text()), FixedClock(parse_iso(when("25",
+                                                                                    "12:00"))))
+    try:
+        rollup = WeekRollup(app.db, app.calendar)
+        kept_at = parse_iso(when("25", "12:00"))
+        weeks_before = _from_kept(app, rollup, 4, kept_at)[1]
+        assert [w["sla"]["resolution"]["total"] for w in weeks_before] == [0, 0, 0, 0]
+        desk.set(when("25", "13:00"), 1, "--priority", "p1")
+        later = parse_iso(when("25", "13:00"))
+        starts = week_starts(app.calendar, later, 4)
+        with app.db.reading() as session:
+            summary, weeks = report_with_weeks(session, app.calendar, starts, later)
+        assert [w["sla"]["resolution"]["missed"] for w in weeks] == [0, 1, 0, 0]  # 9 Nov
+        assert _from_kept(app, rollup, 4, later) == (_dashboard(summary), weeks)
+    finally:
+        app.close()

@@ -319,8 +319,10 @@ class ReportWeek(Base):
 
     definition: Mapped[str] = mapped_column(String(64), primary_key=True)
     week_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the figures were last known right: worked out, or found untouched by changes.
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tickets: Mapped[list[int]] = mapped_column(JSON)  # the tickets the figures read
 
 
 class SiteSecret(Base):

@@ -116,6 +116,11 @@ class _Ticket:
     resolution_time: timedelta | None  # business hours, for requests solved
     outcomes: tuple[Outcome, ...]  # settled targets, for requests
 
+    def moments(self) -> tuple[datetime | None, ...]:
+        """When something the report counts happened to the ticket: opened, solved, a
+        target settled. The week of each is a week whose figures read the ticket."""
+        return (self.created_at, self.solved_at, *(found.settled_at for found in self.outcomes))
+
     def engineer(self, target: str) -> str:
         """Whose the target was: the first response's author, or the assignee."""
         if target != "resolution" and self.first_response_at is not None:
@@ -140,7 +145,21 @@ def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: 
     satisfaction answer) at or after `since`."""
     answered_in_range = select(Event.ticket_id).where(
         Event.kind == "satisfaction", Event.at >= since, Event.at < until)
-    relevant: ColumnElement[bool] = or_(
+    return _read(session, calendar, _relevant(since, until, answered_in_range), since, until,
+                 now)
+
+
+def tickets_as_of(session: Session, calendar: BusinessCalendar, ids: list[int],
+                  now: datetime) -> list[_Ticket]:
+    """These tickets as the report reads them now (their moments, say)."""
+    found: list[_Ticket] = []
+    for start in range(0, len(ids), 500):
+        found += _read(session, calendar, Ticket.id.in_(ids[start:start + 500]), now, now, now)
+    return found
+
+
+def _relevant(since: datetime, until: datetime, answered_in_range: Any) -> ColumnElement[bool]:
+    return or_(
         Ticket.status.not_in(RESOLVED),
         and_(Ticket.created_at < until, or_(
             Ticket.created_at >= since,
@@ -152,6 +171,10 @@ def _load(session: Session, calendar: BusinessCalendar, since: datetime, until: 
             Ticket.id.in_(answered_in_range),
         )),
     )
+
+
+def _read(session: Session, calendar: BusinessCalendar, relevant: ColumnElement[bool],
+          since: datetime, until: datetime, now: datetime) -> list[_Ticket]:
     rows = session.execute(
         select(Ticket.id, Ticket.subject, Ticket.status, Ticket.priority, Ticket.severity,
                Customer.plan, Ticket.assignee, Ticket.created_at, Ticket.solved_at,
@@ -579,6 +602,13 @@ def _backlog(backlog: list[_Ticket], now: datetime) -> dict[str, Any]:
             "unassigned": sum(1 for t in backlog if not t.assignee)}
 
 
+def week_start_of(calendar: BusinessCalendar, moment: datetime) -> datetime:
+    """The start of the week `moment` is in (Monday midnight, business time zone), in UTC."""
+    day = moment.astimezone(calendar.zone).date()
+    return datetime.combine(day - timedelta(days=day.weekday()), time(0),
+                            tzinfo=calendar.zone).astimezone(UTC)
+
+
 def week_starts(calendar: BusinessCalendar, now: datetime, weeks: int) -> list[datetime]:
     """The Mondays (midnight, business time zone) that start the last `weeks` weeks, the
     current one last, and the Monday after it."""
@@ -589,11 +619,18 @@ def week_starts(calendar: BusinessCalendar, now: datetime, weeks: int) -> list[d
             for n in range(weeks + 1)]
 
 
+@dataclass(frozen=True)
+class WeeksRead:
+    figures: list[Figures]  # of each week
+    tickets: list[list[int]]  # of each week: the tickets its figures read
+    unresolved: list[_Ticket]  # now
+
+
 def read_weeks(session: Session, calendar: BusinessCalendar, starts: list[datetime],
-               now: datetime) -> tuple[list[Figures], list[_Ticket]]:
+               now: datetime) -> WeeksRead:
     """The figures of each week between `starts` (each a week's start, the last one the
-    end of the range), and the tickets unresolved now. The tickets are read once for all
-    of them."""
+    end of the range), the tickets each week's figures read, and the tickets unresolved
+    now. The tickets are read once for all of them."""
     since, until = starts[0], starts[-1]
     tickets = _load(session, calendar, since, until, now)
     by_id = {t.id: t for t in tickets}
@@ -608,8 +645,7 @@ def read_weeks(session: Session, calendar: BusinessCalendar, starts: list[dateti
     # figures read a week's tickets, not the whole range's.
     touching: list[dict[int, _Ticket]] = [{} for _ in starts[1:]]
     for ticket in tickets:
-        for moment in (ticket.created_at, ticket.solved_at,
-                       *(found.settled_at for found in ticket.outcomes)):
+        for moment in ticket.moments():
             week = week_of(moment)
             if week is not None:
                 touching[week][ticket.id] = ticket
@@ -618,7 +654,11 @@ def read_weeks(session: Session, calendar: BusinessCalendar, starts: list[dateti
         events[bisect_right(bounds, event[5]) - 1].append(event)
     figures = [_figures(touching[n].values(), events[n], by_id, start, end, now)
                for n, (start, end) in enumerate(itertools.pairwise(starts))]
-    return figures, _backlog_of(tickets)
+    # A survey answer's figures carry its ticket's subject and engineer.
+    read = [sorted(set(touching[n]) | {event[1] for event in events[n]
+                                       if event[2] == "satisfaction"})
+            for n in range(len(figures))]
+    return WeeksRead(figures, read, _backlog_of(tickets))
 
 
 def report_of_weeks(calendar: BusinessCalendar, starts: list[datetime], weeks: list[Figures],
@@ -650,9 +690,9 @@ def report_with_weeks(session: Session, calendar: BusinessCalendar, starts: list
                       now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The report over the weeks between `starts`, and its figures week by week, each by
     the report's definitions."""
-    weeks, backlog = read_weeks(session, calendar, starts, now)
-    return report_of_weeks(calendar, starts, weeks, backlog_at(session, starts[0]), backlog,
-                           now)
+    read = read_weeks(session, calendar, starts, now)
+    return report_of_weeks(calendar, starts, read.figures, backlog_at(session, starts[0]),
+                           read.unresolved, now)
 
 
 def weekly_trends(session: Session, calendar: BusinessCalendar, starts: list[datetime],

@@ -2,8 +2,8 @@
 
 The dashboard's report read every ticket of its weeks on each build (3 seconds of work
 for 52 weeks of a desk of 100,000 tickets). A closed week's figures only change when one
-of its tickets does: they are kept in report_weeks and worked out again only for the
-weeks a changed ticket (found by ix_tickets_updated_at) can touch.
+of its tickets does: they are kept in report_weeks with the tickets they read, and worked
+out again only for the weeks a changed ticket (found by ix_tickets_updated_at) touches.
 
 Revision ID: 0020
 Revises: 0019
@@ -28,8 +28,9 @@ def upgrade() -> None:
         "report_weeks",
         sa.Column("definition", sa.String(length=64), nullable=False),
         sa.Column("week_start", maild.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("built_at", maild.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("checked_at", maild.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("figures", sa.JSON(), nullable=False),
+        sa.Column("tickets", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("definition", "week_start", name=op.f("pk_report_weeks")),
     )
     op.create_index("ix_tickets_updated_at", "tickets", ["updated_at"], unique=False)
