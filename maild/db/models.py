@@ -396,3 +396,18 @@ class FailedStep(Base):
     first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retry_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FailedJob(Base):
+    """A scheduled job that belongs to no ticket (the weekly digest) and failed: held
+    back until `retry_at`, across restarts, so that neither the minute-by-minute sweep
+    nor a daemon that keeps restarting tries it at every turn. Gone once it succeeds."""
+
+    __tablename__ = "failed_jobs"
+
+    job: Mapped[str] = mapped_column(String(40), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime)
