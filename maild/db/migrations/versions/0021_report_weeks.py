@@ -5,8 +5,8 @@ for 52 weeks of a desk of 100,000 tickets). A closed week's figures only change 
 of its tickets does: they are kept in report_weeks with the tickets they read, and worked
 out again only for the weeks a changed ticket (found by ix_tickets_updated_at) touches.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-01 11:30:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 import maild.db.models
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
