@@ -8,8 +8,9 @@ message is never accepted to be discarded later.
 
 A message's DATA is written to a spool file beside the raw store as it arrives
 (maild/channels/smtp_data.py), never held in memory; once received, the file becomes
-the raw mail by a rename and is read from there as the IMAP reader reads large mail
-(maild/intake/large.py), its large attachments streamed. A large message, or one of
+the raw mail by a rename and is read from there: a large one as the IMAP reader reads
+large mail (maild/intake/large.py), its large attachments streamed, a small one parsed
+whole. A large message, or one of
 undeclared size, waits for its turn at DATA, `max_concurrent_large_messages` at a time,
 which bounds how many are read and stored at once.
 """
