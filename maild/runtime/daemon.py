@@ -196,6 +196,12 @@ class Daemon:
             if removed:
                 log.info("removed %d temporary file(s) a stopped maild left in %s",
                          removed, store.directory)
+        # Messages the listener was receiving when its maild stopped: never answered
+        # 250, so their senders send them again.
+        removed = self.app.raw_store.remove_abandoned_spools()
+        if removed:
+            log.warning("removed %d spool file(s) of messages a stopped maild was "
+                        "receiving; their senders will send them again", removed)
 
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
