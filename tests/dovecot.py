@@ -155,6 +155,12 @@ log_path = {self.root}/dovecot.log
 default_login_user = {login_user}
 default_internal_user = {internal_user}
 mail_location = maildir:{mail}/%u
+# IDLE hears of new mail through inotify, and every test Dovecot on the machine runs its
+# imap processes as the same user, whose inotify instances (128 by default) another
+# run's many sessions can use up: Dovecot then logs "Inotify instance limit ... exceeded,
+# disabling" and announces new mail only at this check, 30 s by default, later than a
+# test waits. Checked every second, IDLE announces mail within about a second either way.
+mailbox_idle_check_interval = 1 secs
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.users}/%u

@@ -23,6 +23,7 @@ class TcpProxy:
         self.hold_on: bytes | None = None
         self.while_held: Callable[[], None] = lambda: None
         self.sent = bytearray()  # everything the clients sent, in order
+        self.answered = bytearray()  # everything the server sent back, in order
         self.tripped = threading.Event()
         self.connections = 0
         self._sockets: list[socket.socket] = []
@@ -60,6 +61,8 @@ class TcpProxy:
                 break
             if from_client:
                 self.sent += data
+            else:
+                self.answered += data
             if from_client and self.hold_on and self.hold_on in data:
                 self.hold_on = None
                 self.while_held()

@@ -274,3 +274,47 @@ def test_a_failing_digest_is_held_back_too_and_goes_out_once_fixed(
     clock.set(at(11, 30, 8, 15))
     assert run_sweeps(desk)["digests_sent"] == 1
     assert digest_failures() == 2
+
+
+def test_a_failing_digest_stays_held_back_across_restarts(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+    config_file: Path,
+) -> None:
+    # A daemon that restarts (supervisord after a crash, say) must not try the failing
+    # digest at every start: the wait is in the database, not in the scheduler's memory.
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "digest.txt.j2").write_text(
+        "Subject: The week {{ week }}\n\n{{ report.no_such_figure }}\n")
+    sections = {"templates": app.config.templates.model_copy(update={"dir": templates}),
+                "digest": app.config.digest.model_copy(update={"to": ["lead@example.com"]})}
+
+    def started_at(moment: datetime) -> App:
+        clock.set(moment)
+        return app_with(**sections)
+
+    def tried(desk: App) -> float:
+        run_sweeps(desk)
+        return desk.metrics.registry.get_sample_value(
+            "maild_sweep_failures_total", {"sweep": "digest"}) or 0
+
+    def listed() -> list[tuple[Any, ...]]:
+        return [(f["id"], f["step"], f["attempts"], f["retry_at"])
+                for f in failing(config_file, clock.now(), "--json")]
+
+    assert tried(started_at(at(11, 30, 8))) == 1  # Monday 08:00: due, and it fails
+    assert listed() == [(None, "digest", 1, iso(at(11, 30, 8, 5)))]
+    assert tried(started_at(at(11, 30, 8, 1))) == 0  # restarted: still held back
+    assert tried(started_at(at(11, 30, 8, 4))) == 0
+    assert tried(started_at(at(11, 30, 8, 5))) == 1  # the wait is over: tried once more
+    assert listed() == [(None, "digest", 2, iso(at(11, 30, 8, 15)))]
+    text = failing(config_file, clock.now())
+    assert "digest    failed 2 times since 2026-11-30 08:00 PST, next try 2026-11-30 08:15" \
+        in text
+    assert "digest.txt.j2 line 3:" in text
+
+    (templates / "digest.txt.j2").unlink()
+    assert tried(started_at(at(11, 30, 8, 10))) == 0  # mended, but still waiting
+    desk = started_at(at(11, 30, 8, 15))
+    assert run_sweeps(desk)["digests_sent"] == 1
+    assert listed() == []

@@ -438,7 +438,12 @@ def test_mail_announced_with_a_search_answer_is_read_without_waiting(
                    environ=password_env(imap_account))
     with RunningReader(app):
         # The second IDLE is the long one: the first is the short round after starting.
-        wait_for(lambda: proxy.sent.count(b" IDLE\r\n") >= 2, "the reader to settle in IDLE")
+        # Waited for until the server has answered it ("+ idling"), not only until the
+        # reader sent it: Dovecot announces mail that lands before it has entered IDLE
+        # only at its next periodic check (mailbox_idle_check_interval: 30 s by default,
+        # 1 s in tests/dovecot.py), not at once; under load that gap is long.
+        wait_for(lambda: proxy.answered.count(b"+ idling") >= 2,
+                 "the server to have the reader in IDLE")
         proxy.while_held = lambda: imap_account.append(
             make_mail(subject="Landed during the search", message_id="<race@customer.example>"))
         proxy.hold_on = b"SEARCH"

@@ -12,12 +12,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from maild.db.database import Database
 from maild.db.fulltext import not_in_the_models
-from maild.db.migrate import MIGRATIONS, is_current, upgrade
+from maild.db.migrate import (
+    MIGRATIONS,
+    database_revision,
+    is_current,
+    newest_revision,
+    upgrade,
+    upgrade_if_behind,
+)
 from maild.db.models import Base
 
 
@@ -80,6 +88,31 @@ def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: 
         database.dispose()
     assert kept == {"<m1@example.com>": "ab" * 32,
                     "<m2@example.com>": hashlib.sha256(b"queued in its row").hexdigest()}
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [newest_revision()]
+
+
+def test_a_start_on_a_current_schema_leaves_alembic_unloaded(database_url: str) -> None:
+    """Alembic is a seventh of an idle daemon: a start loads it only to migrate."""
+    database = Database(database_url)
+    try:
+        upgrade(database, "0018")
+        assert database_revision(database) == "0018"
+        upgrade_if_behind(database)  # behind: migrated
+        assert database_revision(database) == newest_revision()
+    finally:
+        database.dispose()
+    started = subprocess.run([sys.executable, "-c", (
+        "import sys; from maild.db.database import Database; "
+        "from maild.db.migrate import upgrade_if_behind; "
+        "database = Database(sys.argv[1]); upgrade_if_behind(database); database.dispose(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"),
+        database_url], capture_output=True, text=True, check=True)
+    assert started.stdout.strip() == "[]"
 
 
 # `maild db upgrade`, its imports done before a common start, so the processes reach the

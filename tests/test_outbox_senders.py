@@ -207,3 +207,45 @@ def test_a_killed_senders_mail_is_delivered_by_the_other_within_seconds(
     assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
     assert f"sender {killed_owner} went silent" in senders.said("b")
     assert f"{CLAIM_BATCH} claimed mail(s) taken over" in senders.said("b")
+
+
+@pytest.mark.parametrize("relay", [0], indirect=True)
+def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
+    app: App, tmp_path: Path, database_url: str, relay: tuple[StallingRelay, int],
+) -> None:
+    # The first sender is in the middle of a stalled DATA, with the rest of its batch
+    # claimed, when it is told to stop: it finishes that mail and frees the others, and
+    # the second sender delivers them at once, with no takeover (that is, without waiting
+    # for STALE_AFTER of silence).
+    handler, port = relay
+    queued = _queue(app)
+    senders = Senders(tmp_path, database_url, port)
+    try:
+        senders.start("a")
+        assert handler.stalling.wait(30), "the first sender never reached the relay"
+        senders.start("b")  # takes the one mail the first did not claim
+        wait_for(lambda: len(handler.delivered()) == 1, "the second sender to send one", 30)
+        [stopped_owner] = _owners(app, "queued")
+
+        senders.processes["a"].send_signal(signal.SIGTERM)
+        # Told to stop before its relay answers: the rest of the batch must not follow.
+        wait_for(lambda: "maild stopping" in senders.said("a"), "the first sender to stop")
+        handler.release.set()
+        assert senders.processes["a"].wait(timeout=30) == 0
+        wait_for(lambda: set(handler.delivered()) == queued,
+                 "the released mail to be delivered by the second sender",
+                 timeout=STALE_AFTER.total_seconds() / 2)
+        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+    finally:
+        senders.stop_all()
+
+    assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
+    with app.db.transaction() as session:
+        senders_of = Counter(session.scalars(select(OutboxMail.owner)))
+    # The stalled mail was finished by the sender that had it; the other four were sent
+    # by the second one.
+    assert senders_of[stopped_owner] == 1
+    assert sorted(senders_of.values()) == [1, MAILS - 1]
+    assert (f"outbox sender {stopped_owner} released {CLAIM_BATCH - 1} claimed mail(s)"
+            in senders.said("a"))
+    assert "went silent" not in senders.said("b")

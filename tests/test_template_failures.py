@@ -4,7 +4,10 @@ first: the file, the line, the variable."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from maild.outbound.samples import samples
 from maild.outbound.templates import SHIPPED_TEMPLATES, TEMPLATE_NAMES, Templates
 from maild.runtime.app import App, build_app
 from maild.tickets.customers import add_customer
-from tests.conftest import START
+from tests.conftest import START, mailbox_toml
 from tests.helpers import maild, notice_to, show
 from tests.mailbuilder import make_mail, staff_reply
 
@@ -222,3 +225,32 @@ def test_samples_give_each_template_what_its_live_mail_gives_it(
     for sample in samples(app.config, clock):
         sampled.setdefault(sample.template, set()).update(sample.context)
     assert {name: sampled[name] for name in given} == given
+
+
+def test_run_names_a_template_that_cannot_render_at_start_and_still_stores_mail(
+    config_file: Path, tmp_path: Path, imap_account: Any
+) -> None:
+    # It compiles, so the start goes on; rendered as `maild check` renders it, it fails
+    # for a sender of no known organisation: said at start, before a customer meets it.
+    path = _override(config_file, tmp_path, "ack.txt.j2", f"Dear {TYPO},\n")
+    config_file.write_text(config_file.read_text() + mailbox_toml(imap_account))
+    imap_account.append(make_mail())
+
+    ran = subprocess.run(
+        [sys.executable, "-m", "maild", "--config", str(config_file), "run", "--once"],
+        env={**os.environ, "MAILD_NOW": START.isoformat(),
+             "MAILD_TEST_IMAP_SUPPORT": imap_account.password},
+        capture_output=True, text=True, timeout=120, check=False)
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("received 1, duplicates 0, quarantined 0, ignored 0;")
+    warned = [line for line in ran.stderr.splitlines()
+              if "WARNING" in line and "cannot be rendered" in line]
+    assert len(warned) == 1, ran.stderr  # one line for the template, whatever it meets
+    assert (f"template ack.txt.j2 cannot be rendered: {path} line 3: 'maild.db.models."
+            "Customer object' has no attribute 'nmae' (when new, a customer of an "
+            "organisation, and ") in warned[0]
+    ticket = _ticket(config_file, 1)
+    assert [m["body"] for m in ticket["messages"]] == ["It is on fire."]
+    assert _mail_failed(ticket) == [
+        f"acknowledgment not sent: {path} line 3: 'None' has no attribute 'nmae'"]

@@ -29,7 +29,8 @@ def tickets() -> None:
 @click.option("--status", type=click.Choice(STATUSES))
 @click.option("--failing", is_flag=True,
               help="The tickets whose scheduled steps (nudge, survey, closing, SLA alert) "
-                   "are failing: which step, how often, why, and the next try.")
+                   "are failing, and the weekly digest when it fails: which step, how "
+                   "often, why, and the next try.")
 @json_option
 @click.pass_obj
 @handles_errors
@@ -52,9 +53,12 @@ def tickets_list(obj: Context, status: str | None, failing: bool, as_json: bool)
 def _list_failing(obj: Context, status: str | None, as_json: bool) -> None:
     from datetime import datetime
 
+    from maild.tickets.failed_jobs import failing_jobs
     from maild.tickets.failed_steps import failing_steps
 
-    found = obj.read(lambda app, session: failing_steps(session, status))
+    # The jobs of no ticket (the weekly digest) first, and only when no status is asked.
+    found = obj.read(lambda app, session: ([] if status else failing_jobs(session))
+                     + failing_steps(session, status))
     if as_json:
         print_json(found)
         return
@@ -68,6 +72,12 @@ def _list_failing(obj: Context, status: str | None, as_json: bool) -> None:
 
     for f in found:
         times = "time" if f["attempts"] == 1 else "times"
+        if f["id"] is None:
+            click.echo(f"{'no ticket':<15} {f['step']:<9} failed {f['attempts']} {times} since "
+                       f"{local(f['failing_since'])}, next try {local(f['retry_at'])}  "
+                       f"{f['subject']}")
+            click.echo(f"       {f['last_error']}")
+            continue
         click.echo(f"#{f['id']:<5} {f['status']:<8} {f['step']:<9} failed {f['attempts']} "
                    f"{times} since {local(f['failing_since'])}, next try "
                    f"{local(f['retry_at'])}  {f['subject']}")

@@ -15,6 +15,13 @@ from mailparser_reply import EmailReplyParser
 # Built once: the languages are settled here, not per message.
 _PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
 
+# How much of a body the library reads: its time grows with the text (seconds for a
+# few MB pasted in, during which the intake takes nothing else), while the new text of a
+# top-posted reply, and the attribution that ends it, come first. A body whose first
+# REPLY_SEARCH_CHARS hold no end of the new text is cut by the rules below alone, which
+# read the whole of it in linear time.
+REPLY_SEARCH_CHARS = 64 * 1024
+
 # "On Mon, 1 Dec 2026 at 10:00, Ann <ann@x> wrote:" (possibly folded over two
 # lines by the client), "Le lun. 1 déc. 2026 à 10:00, Ann a écrit :",
 # "Am 01.12.2026 um 10:00 schrieb Ann:", Outlook's "-----Original Message-----"
@@ -65,12 +72,23 @@ def new_text(text: str) -> str:
     below = _below_the_quote(text)
     if below is not None:
         return below
+    head = _head(text)
     try:
-        parsed = _PARSER.parse_reply(text)
+        message = _PARSER.read(head)
+        parsed, split = message.latest_reply, len(message.replies) > 1
     except Exception:  # a third-party parser must never take a message down with it
-        parsed = text
+        parsed, split = head, False
     candidate = _drop_quoted_tail(_cut_at_attribution(parsed or "")).strip()
-    if not candidate:
-        # The library found nothing; cut ourselves, and keep everything if that fails too.
+    if not candidate or (len(head) < len(text) and not split and parsed == candidate):
+        # The library found nothing, or nothing that ends the new text within what it
+        # read: cut ourselves, and keep everything if that fails too.
         candidate = _drop_quoted_tail(_cut_at_attribution(text)).strip()
     return candidate or text
+
+
+def _head(text: str) -> str:
+    """The first REPLY_SEARCH_CHARS of `text`, ending at a line's end where there is one."""
+    if len(text) <= REPLY_SEARCH_CHARS:
+        return text
+    end = text.rfind("\n", 0, REPLY_SEARCH_CHARS)
+    return text[:end] if end > 0 else text[:REPLY_SEARCH_CHARS]

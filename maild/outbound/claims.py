@@ -213,17 +213,24 @@ def mark_failed(session: Session, owner: str, outbox_id: int, reason: str
     return None if row is None else Recorded(row[0], row[1], row[2], list(row[3]))
 
 
-def retire(session: Session, owner: str, unsent: list[int]) -> None:
-    """The sender done for now: the mails it claimed and did not try are free again (the
-    claim's attempt not counted), and its row is gone."""
+def retire(session: Session, owner: str, unsent: list[int]) -> int:
+    """The sender done for now (its batch sent, or told to stop): the mails it claimed
+    and did not try are free again at once, for any sender (the claim's attempt not
+    counted), and its row is gone. How many mails were freed."""
+    freed = 0
     if unsent:
-        session.connection().execute(
+        freed = session.connection().execute(
             update(OutboxMail)
             .where(OutboxMail.id.in_(unsent), OutboxMail.owner == owner,
                    OutboxMail.status == "queued")
-            .values(owner=None, claimed_at=None, attempts=OutboxMail.attempts - 1))
-    _release(session, owner)
+            .values(owner=None, claimed_at=None, attempts=OutboxMail.attempts - 1)
+        ).rowcount
+    freed += _release(session, owner)
     session.connection().execute(delete(OutboxSender).where(OutboxSender.owner == owner))
+    if freed:
+        log.info("outbox sender %s released %d claimed mail(s) it did not send; any sender "
+                 "may take them now", owner, freed)
+    return freed
 
 
 def _release(session: Session, owner: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,22 +71,24 @@ class Sender:
         with self.db.transaction() as session:
             return claim(session, self.identity, self.clock.now(), limit)
 
-    def deliver_due(self, limit: int = 100) -> DeliveryReport:
-        """Up to `limit` due mails, claimed CLAIM_BATCH at a time, over one connection."""
+    def deliver_due(self, limit: int = 100, stop: threading.Event | None = None
+                    ) -> DeliveryReport:
+        """Up to `limit` due mails, claimed CLAIM_BATCH at a time, over one connection.
+        Once `stop` is set, the mail being sent is finished and the rest released."""
         report = DeliveryReport()
         owner = self.identity.owner
         heartbeat: Heartbeat | None = None
         in_hand: list[Claimed] = []
         client: smtplib.SMTP | None = None
         try:
-            while report.attempted < limit:
+            while report.attempted < limit and not (stop is not None and stop.is_set()):
                 claiming = time.monotonic()
                 in_hand = self._claim(min(CLAIM_BATCH, limit - report.attempted))
                 if not in_hand:
                     break
                 if heartbeat is None:
                     heartbeat = Heartbeat(self.db, owner, claiming).start()
-                while in_hand:
+                while in_hand and not (stop is not None and stop.is_set()):
                     if not heartbeat.holding() or report.taken_over:
                         log.warning("outbox sender %s stops: its claims may no longer be "
                                     "its own", owner)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
-from maild.db.migrate import upgrade
+from maild.db.migrate import upgrade_if_behind
 from maild.db.rawstore import RawStore
 from maild.db.secrets import site_secret
 from maild.errors import TemporaryError
@@ -68,7 +68,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         raise TemporaryError(f"storage.dir {config.storage.dir}: {exc.strerror}") from exc
     db = Database(config.storage.url)
     if migrate:
-        upgrade(db)
+        upgrade_if_behind(db)
     reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     raw_store = RawStore(config.storage.dir / "raw")
     attachment_store = RawStore(config.storage.dir / "attachments", suffix=".bin")

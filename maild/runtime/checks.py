@@ -18,7 +18,7 @@ from maild.clock import Clock
 from maild.config import Config, MailboxConfig
 from maild.db.database import Database
 from maild.db.migrate import is_current
-from maild.errors import TemporaryError
+from maild.errors import TemplateFailed, TemporaryError
 from maild.outbound.samples import samples
 from maild.outbound.smtp import connect
 from maild.outbound.templates import TEMPLATE_NAMES, Templates
@@ -146,19 +146,46 @@ def check_templates(config: Config, clock: Clock) -> list[CheckResult]:
     templates = Templates(config.templates.dir)
     problems = templates.check(TEMPLATE_NAMES)
     if not problems:
-        found: dict[str, list[str]] = {}
-        for sample in samples(config, clock):
-            for failure in templates.render_problems(sample.template, sample.context):
-                found.setdefault(str(failure), []).append(sample.situation)
-        for problem, situations in found.items():
-            more = f", and {len(situations) - 1} more" if len(situations) > 1 else ""
-            problems.append(f"{problem} (when {situations[0]}{more})")
+        problems = [f"{failure} ({_when(situations)})"
+                    for failure, situations in render_failures(templates, config, clock)]
     if problems:
         return [CheckResult("templates", False, problem) for problem in problems]
     source = f"{config.templates.dir} over the shipped ones" if config.templates.dir \
         else "the shipped ones"
     return [CheckResult("templates", True,
                         f"{', '.join(TEMPLATE_NAMES)} render in every situation ({source})")]
+
+
+def render_failures(templates: Templates, config: Config, clock: Clock
+                    ) -> list[tuple[TemplateFailed, list[str]]]:
+    """Each distinct failure of the templates to render the sample situations
+    (outbound/samples.py), with the situations it fails in, in the order found."""
+    found: dict[str, tuple[TemplateFailed, list[str]]] = {}
+    for sample in samples(config, clock):
+        for failure in templates.render_problems(sample.template, sample.context):
+            found.setdefault(str(failure), (failure, []))[1].append(sample.situation)
+    return list(found.values())
+
+
+def failing_templates(templates: Templates, config: Config, clock: Clock) -> list[str]:
+    """One line per template file that fails in some sample situation: its first
+    failure (file, line, reason) and the situations it fails in. What `maild run` logs
+    at start; `maild check` gives every distinct failure."""
+    by_file: dict[str, list[tuple[TemplateFailed, list[str]]]] = {}
+    for failure, situations in render_failures(templates, config, clock):
+        by_file.setdefault(failure.path, []).append((failure, situations))
+    lines = []
+    for failures in by_file.values():
+        first = failures[0][0]
+        situations = list(dict.fromkeys(
+            situation for _, found_in in failures for situation in found_in))
+        lines.append(f"{first.template} cannot be rendered: {first} ({_when(situations)})")
+    return lines
+
+
+def _when(situations: list[str]) -> str:
+    more = f", and {len(situations) - 1} more" if len(situations) > 1 else ""
+    return f"when {situations[0]}{more}"
 
 
 def check_mailbox(mailbox: MailboxConfig, clock: Clock) -> CheckResult:

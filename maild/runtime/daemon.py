@@ -16,6 +16,7 @@ from maild.intake.pipeline import IngestResult
 from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
+from maild.runtime.checks import failing_templates
 from maild.runtime.sweeps import run_sweeps
 
 if TYPE_CHECKING:
@@ -73,9 +74,9 @@ class Daemon:
         if result.outbox_queued:
             self._wake_sender.set()
 
-    def _deliver_safely(self) -> DeliveryReport:
+    def _deliver_safely(self, stop: threading.Event | None = None) -> DeliveryReport:
         try:
-            return self.sender.deliver_due()
+            return self.sender.deliver_due(stop=stop)
         except TemporaryError as exc:
             log.warning("outbound: %s", exc)
         except Exception:
@@ -117,7 +118,9 @@ class Daemon:
 
     def _outbound_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            report = self._deliver_safely()
+            # Told to stop, the sender finishes the mail it is sending and releases the
+            # rest of its claims, so that another sender takes them at once.
+            report = self._deliver_safely(stop)
             if report.attempted == 0:
                 self._wake_sender.wait(self.app.config.outbound.poll_seconds)
                 self._wake_sender.clear()
@@ -126,6 +129,7 @@ class Daemon:
         problems = self.app.templates.check(TEMPLATE_NAMES)
         if problems:  # refuse to start rather than fail on the first customer's mail
             raise ConfigError([f"templates: {problem}" for problem in problems])
+        self._warn_about_templates()
         self._remove_stale_temporaries()
         listener = scheduler = sender_thread = None
         reader_threads: list[threading.Thread] = []
@@ -174,15 +178,35 @@ class Daemon:
                 web.stop()
             log.info("maild stopped")
 
+    def _warn_about_templates(self) -> None:
+        """Render every template in the situations `maild check` tries, and say which
+        fail. The start goes on: mail is still stored, and each mail a template cannot
+        make fails by itself, on its ticket; this says so before the first one does."""
+        try:
+            failing = failing_templates(self.app.templates, self.app.config, self.app.clock)
+        except Exception:  # a look ahead that must never keep mail from being taken in
+            log.exception("the templates could not be tried at start")
+            return
+        for problem in failing:
+            log.warning("template %s; its mails are not sent until it is mended "
+                        "(`maild check` lists every failure)", problem)
+
     def _remove_stale_temporaries(self) -> None:
         for store in (self.app.raw_store, self.app.attachment_store):
             removed = store.remove_stale_temporaries()
             if removed:
                 log.info("removed %d temporary file(s) a stopped maild left in %s",
                          removed, store.directory)
+        # Messages the listener was receiving when its maild stopped: never answered
+        # 250, so their senders send them again.
+        removed = self.app.raw_store.remove_abandoned_spools()
+        if removed:
+            log.warning("removed %d spool file(s) of messages a stopped maild was "
+                        "receiving; their senders will send them again", removed)
 
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
+        self._warn_about_templates()
         self._remove_stale_temporaries()
         report = OnceReport()
         for reader in self.readers:

@@ -7,15 +7,17 @@ restarts, one digest is queued per week. A scheduler that loses the race finds t
 there (or its insert refused) and does nothing. After downtime the latest week's digest
 goes out late, once; the weeks before it are not sent.
 
-A digest that fails (its template, say) is not tried again every minute: this scheduler
-holds it back as a ticket's failed step is (5, 10, 20, 40 minutes, then hourly), and the
-failure still reaches the sweep's log line and failure count.
+A digest that fails (its template, say) is not tried again every minute: it is held back
+in the database as a ticket's failed step is (5, 10, 20, 40 minutes, then hourly;
+failed_jobs.py), so a restart, or a daemon in a crash loop, does not try it at every
+start; `maild tickets list --failing` shows it, and the failure still reaches the sweep's
+log line and failure count.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,7 +32,7 @@ from maild.errors import TemporaryError
 from maild.mail.message_id import weekly_message_id
 from maild.outbound.mails import Mails
 from maild.tickets.business_time import BusinessCalendar
-from maild.tickets.failed_steps import retry_delay
+from maild.tickets.failed_jobs import DIGEST, held_back, hold_back, recovered
 from maild.tickets.report import build_report
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,6 @@ def week_of(due: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-@dataclass
-class _HeldBack:
-    attempts: int = 0
-    retry_at: datetime | None = None
-
-
 @dataclass(frozen=True)
 class WeeklyDigest:
     db: Database
@@ -67,27 +63,29 @@ class WeeklyDigest:
     mails: Mails
     config: DigestConfig
     domain: str  # the support address's, for the digest's Message-ID
-    held: _HeldBack = field(default_factory=_HeldBack, compare=False)
 
     def send(self) -> int:
         """Queue this week's digest if it is due and no one has; 1 if this call queued it."""
         if not self.config.to:
             return 0
         now = self.clock.now()
-        if self.held.retry_at is not None and now < self.held.retry_at:
-            return 0
         try:
-            queued = self._send(now)
+            return self._send(now)
         except TemporaryError:
             raise
-        except Exception:
-            self.held.attempts += 1
-            self.held.retry_at = now + retry_delay(self.held.attempts)
-            log.warning("the digest failed (attempt %d); next try %s", self.held.attempts,
-                        self.held.retry_at.isoformat())
+        except Exception as exc:
+            self._hold_back(exc, now)
             raise
-        self.held.attempts, self.held.retry_at = 0, None
-        return queued
+
+    def _hold_back(self, exc: Exception, now: datetime) -> None:
+        try:
+            with self.db.transaction() as session:
+                failed = hold_back(session, DIGEST, exc, now)
+                attempts, retry_at = failed.attempts, failed.retry_at
+        except IntegrityError:  # another scheduler recorded the same failure first
+            return
+        log.warning("the digest failed (attempt %d); next try %s", attempts,
+                    retry_at.isoformat())
 
     def _send(self, now: datetime) -> int:
         due = latest_due(self.config, self.calendar.zone, now)
@@ -95,12 +93,16 @@ class WeeklyDigest:
         message_id = weekly_message_id("digest", week, self.domain)
         try:
             with self.db.transaction() as session:
+                if held_back(session, DIGEST, now) is not None:
+                    return 0
                 if session.scalar(
                     select(OutboxMail.id).where(OutboxMail.message_id == message_id)
                 ):
+                    recovered(session, DIGEST)  # another scheduler sent it meanwhile
                     return 0
                 report = build_report(session, self.calendar, due - timedelta(days=7), due, now)
                 self.mails.digest(session, list(self.config.to), report, week, message_id)
+                recovered(session, DIGEST)
         except IntegrityError:
             log.info("the digest of %s was queued by another scheduler", week)
             return 0
