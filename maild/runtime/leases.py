@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # A vanished peer is noticed after idle + interval * count seconds.
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
              "keepalives_count": 5}
+# Every reader of the process waits its turn behind a connection attempt: an unreachable
+# server must not keep them (and a stopping daemon) waiting for TCP's own timeout.
+CONNECT_TIMEOUT_SECONDS = 10
 # Every holder of the process asks whether its lock is still there, each second or so;
 # one round trip answers them all for this long.
 CONFIRMED_FOR_SECONDS = 1.0
@@ -74,7 +77,8 @@ class LockSession:
     def __init__(self, url: str) -> None:
         self._engine = create_engine(
             url, poolclass=NullPool,
-            connect_args={**KEEPALIVE, "application_name": application_name()})
+            connect_args={**KEEPALIVE, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                          "application_name": application_name()})
         self._turn = threading.Lock()
         self._connection: Connection | None = None
         self._schema = ""

@@ -192,12 +192,13 @@ class MailboxReader:
             if self._standing_by:
                 log.info("%s: the other reader is gone; taking over in %g s", self.name,
                          TAKEOVER_GRACE_SECONDS)
-                self._standing_by = False
                 self.status = ReaderStatus("starting")
                 # The other may still be reading: its lock's session was ended under it
                 # (a PostgreSQL restart), and it has yet to notice.
                 stop.wait(TAKEOVER_GRACE_SECONDS)
-                return self.lease.held() and not stop.is_set()
+                if stop.is_set() or not self.lease.held():
+                    return False  # lost meanwhile: still a standby, waiting again next time
+                self._standing_by = False
             return True
         if not self._standing_by:
             log.info("%s: another maild is reading it; standing by", self.name)
