@@ -179,3 +179,38 @@ def test_when_a_daemons_lock_session_ends_it_stops_reading_before_the_standby_re
     tickets = daemons.tickets()
     assert sorted(t["subject"] for t in tickets) == [f"Question {n}" for n in range(4)]
     assert all(len([m for m in t["messages"] if m["direction"] == "in"]) == 1 for t in tickets)
+
+
+@pytest.mark.skipif(not using_postgresql(), reason="a PostgreSQL session ending under a reader")
+def test_a_daemon_alone_whose_lock_session_ends_takes_its_mailboxes_back(
+    tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
+) -> None:
+    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
+    daemons = Daemons(tmp_path, database_url, sink, accounts)
+    daemons.start("a")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    holder = application_name(daemons.processes["a"].pid)
+    sessions = text("SELECT pid FROM pg_stat_activity WHERE application_name = :holder")
+    try:
+        for name in accounts:
+            wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
+                     f"the daemon to read {name}")
+        with admin.connect() as connection:
+            (first,) = connection.scalars(sessions, {"holder": holder}).all()
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        for name in accounts:
+            wait_for(lambda name=name: daemons.log("a").read_text().count(
+                f"mailbox {name}: reading INBOX") == 2, f"the daemon to read {name} again",
+                timeout=30)
+            assert daemons.said("a", f"mailbox {name}: no longer ours to read")
+        with admin.connect() as connection:
+            (second,) = connection.scalars(sessions, {"holder": holder}).all()
+        assert second != first  # both locks again on one new session
+        for n, account in enumerate(accounts.values()):
+            account.append(customer_mail(n))
+        for account in accounts.values():
+            wait_for(lambda account=account: account.count("Processed") == 1,
+                     "the mail after it to be filed", timeout=30)
+    finally:
+        daemons.stop_all()
+        admin.dispose()
