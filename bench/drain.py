@@ -100,7 +100,8 @@ def run_worker(spec: dict[str, Any]) -> None:
     if spec["job"] == "migrate":  # the schema made, as the first start of a deployment
         pass
     elif spec["job"] == "drain":
-        report = MailboxReader(app.intake, app.config.mailboxes[spec["mailbox"]]).drain_once()
+        report = MailboxReader(app.intake, app.leases,
+                               app.config.mailboxes[spec["mailbox"]]).drain_once()
         result.update(stored=report.stored, duplicates=report.duplicates,
                       quarantined=report.quarantined)
     else:
