@@ -1,11 +1,12 @@
-"""The report's build on a desk of 100,000 tickets (bench/web.py's), against the report
-as `maild` built it before (one whole report per week of the charts), measured in the
-same run: CPU seconds of this process, best of `--rounds`.
+"""The report's build on a desk of 100,000 tickets (bench/web.py's), against another
+version of the report, measured in the same run: CPU seconds of this process, best of
+`--rounds`; with `--before`, the two versions' reports must be the same (the command
+line's 30 days, and 8 and 52 weeks with their weekly figures).
 
     .venv/bin/python -m bench.report_build [--tickets 100000] [--before PATH/report.py]
 
 `--before` names another version of maild/tickets/report.py (e.g. from
-`git show 5a43ac3:maild/tickets/report.py > /tmp/report_before.py`); without it, only
+`git show main:maild/tickets/report.py > /tmp/report_before.py`); without it, only
 this version is measured.
 """
 
@@ -17,8 +18,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from bench.web import NOW, make_app, seed
 from maild.tickets import report
@@ -46,22 +53,33 @@ def main() -> None:
         versions = {"now": report}
         if options.before:
             versions["before"] = _load(options.before)
-        print(f"{'weeks':>5} " + " ".join(f"{name:>10}" for name in versions)
+        print(f"{'':22} " + " ".join(f"{name:>10}" for name in versions)
               + ("   now/before" if options.before else ""))
+        cases: list[tuple[str, Callable[[ModuleType, Session], Any]]] = [
+            ("maild report, 30 days", lambda module, session: module.build_report(
+                session, app.calendar, NOW - timedelta(days=30), NOW, NOW))]
         for weeks in (8, 52):
             starts = report.week_starts(app.calendar, NOW, weeks)
-            took = {}
-            for name, module in versions.items():
+            cases.append((f"report of {weeks} weeks", partial(
+                lambda module, session, starts: module.report_with_weeks(
+                    session, app.calendar, starts, NOW), starts=starts)))
+        for name, case in cases:
+            took, made = {}, {}
+            for version, module in versions.items():
                 best = float("inf")
                 for _ in range(options.rounds):
                     with app.db.reading() as session:
                         started = time.process_time()
-                        module.report_with_weeks(session, app.calendar, starts, NOW)
+                        made[version] = case(module, session)
                         best = min(best, time.process_time() - started)
-                took[name] = best
+                took[version] = best
+            if options.before and made["now"] != made["before"]:
+                raise SystemExit(f"{name}: this version's report differs from the other's")
             ratio = f"   {took['now'] / took['before']:.3f}" if options.before else ""
-            print(f"{weeks:>5} " + " ".join(f"{t * 1000:8.0f}ms" for t in took.values())
+            print(f"{name:22} " + " ".join(f"{t * 1000:8.0f}ms" for t in took.values())
                   + ratio)
+        if options.before:
+            print("the reports of both versions are the same")
     finally:
         app.close()
         shutil.rmtree(storage, ignore_errors=True)

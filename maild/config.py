@@ -100,8 +100,8 @@ class InboundSmtpConfig(_Section):
     # any other recipient is refused at RCPT (550).
     addresses: list[Address] = []
     # Large messages (over 1 MB, or of a size the client does not declare) received and
-    # stored at once; the others wait their turn at DATA. Each one being received is
-    # held in memory whole, about three times over.
+    # stored at once; the others wait their turn at DATA. Each is written to disk as it
+    # arrives (maild/channels/smtp_data.py), not held in memory.
     max_concurrent_large_messages: Annotated[int, Field(ge=1)] = 1
     # Beyond this many clients connected at once, new mail is deferred (451).
     max_connections: Annotated[int, Field(ge=1)] = 100

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -74,19 +74,25 @@ host = "127.0.0.1"
 port = {web_port}
 """))
     log = open(tmp_path / "maild.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "maild", "--config", str(config), "run", "--only", "inbound"],
-        env={**os.environ, "MAILD_NOW": NOW, "MAILD_WEB_TOKEN": WEB_TOKEN}, stderr=log)
+    process = start_daemon(config, port, log)
     try:
-        wait_for(lambda: process.poll() is not None
-                 or who_listens("127.0.0.1", port) == "in use by a running maild",
-                 "the listener", timeout=60)
-        assert process.poll() is None, (tmp_path / "maild.log").read_text()
         yield Listening(config, port, web_port, tmp_path / "storage", database_url, process)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         log.close()
+
+
+def start_daemon(config: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`maild run --only inbound`, once its listener answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maild", "--config", str(config), "run", "--only", "inbound"],
+        env={**os.environ, "MAILD_NOW": NOW, "MAILD_WEB_TOKEN": WEB_TOKEN}, stderr=log)
+    wait_for(lambda: process.poll() is not None
+             or who_listens("127.0.0.1", port) == "in use by a running maild",
+             "the listener", timeout=60)
+    assert process.poll() is None, Path(log.name).read_text()
+    return process
 
 
 def test_what_would_not_be_kept_is_refused_in_the_dialogue(listening: Listening) -> None:
@@ -222,3 +228,34 @@ def test_a_running_maild_is_known_on_its_ports(listening: Listening,
     assert again.output.splitlines() == [
         f"maild: inbound SMTP cannot listen on 127.0.0.1:{listening.port}: Address already "
         "in use (in use by a running maild)"]
+
+
+def test_a_message_half_received_by_a_killed_maild_is_removed_at_the_next_start(
+        listening: Listening) -> None:
+    """The sender was never answered and sends it again; nothing of it is kept."""
+    spool = listening.storage / "raw" / "spool"
+    client = listening.client()
+    client.mail("ann@customer.example")
+    client.rcpt("support@example.com")
+    assert client.docmd("DATA")[0] == 354
+    assert client.sock is not None
+    client.sock.sendall(b"Subject: half\r\n\r\nthe first half\r\n")
+    wait_for(lambda: list(spool.glob("*")), "the message being received")
+
+    listening.process.send_signal(signal.SIGKILL)
+    listening.process.wait(timeout=30)
+    client.close()
+    assert list(spool.glob("*")), "a killed maild leaves its spool file"
+
+    with open(listening.config.parent / "restarted.log", "wb") as log:
+        restarted = start_daemon(listening.config, listening.port, log)
+        try:
+            assert list(spool.glob("*")) == []
+            with listening.client() as client:
+                client.sendmail("ann@customer.example", ["support@example.com"], make_mail())
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=60)
+        assert b"removed 1 spool file(s)" in Path(log.name).read_bytes()
+    assert [t["subject"] for t in listening.tickets()] == ["Printer on fire"]
+    assert len(listening.raw_files()) == 1

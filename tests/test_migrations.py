@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from maild.db.database import Database
 from maild.db.fulltext import not_in_the_models
-from maild.db.migrate import MIGRATIONS, upgrade
+from maild.db.migrate import (
+    MIGRATIONS,
+    database_revision,
+    is_current,
+    newest_revision,
+    upgrade,
+    upgrade_if_behind,
+)
 from maild.db.models import Base
 
 
@@ -77,3 +88,64 @@ def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: 
         database.dispose()
     assert kept == {"<m1@example.com>": "ab" * 32,
                     "<m2@example.com>": hashlib.sha256(b"queued in its row").hexdigest()}
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [newest_revision()]
+
+
+def test_a_start_on_a_current_schema_leaves_alembic_unloaded(database_url: str) -> None:
+    """Alembic is a seventh of an idle daemon: a start loads it only to migrate."""
+    database = Database(database_url)
+    try:
+        upgrade(database, "0018")
+        assert database_revision(database) == "0018"
+        upgrade_if_behind(database)  # behind: migrated
+        assert database_revision(database) == newest_revision()
+    finally:
+        database.dispose()
+    started = subprocess.run([sys.executable, "-c", (
+        "import sys; from maild.db.database import Database; "
+        "from maild.db.migrate import upgrade_if_behind; "
+        "database = Database(sys.argv[1]); upgrade_if_behind(database); database.dispose(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"),
+        database_url], capture_output=True, text=True, check=True)
+    assert started.stdout.strip() == "[]"
+
+
+# `maild db upgrade`, its imports done before a common start, so the processes reach the
+# database together rather than as fast as each happens to load Python.
+AT_THE_GATE = """
+import sys, time
+from pathlib import Path
+from maild.cli import main
+gate = Path(sys.argv[1])
+print("ready", flush=True)
+while not gate.exists():
+    time.sleep(0.005)
+sys.argv = ["maild", "--config", sys.argv[2], "db", "upgrade"]
+main()
+"""
+
+
+def test_processes_started_together_on_an_empty_database_make_the_schema_once(
+    config_file: Path, database_url: str, tmp_path: Path
+) -> None:
+    """Several mailds started at once (a deploy, supervisord's autostart) all migrate on
+    start; each of them must come up, with the schema made once."""
+    gate = tmp_path / "go"
+    upgrades = [subprocess.Popen([sys.executable, "-c", AT_THE_GATE, str(gate), str(config_file)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)]
+    for process in upgrades:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    gate.touch()
+    said = [process.communicate(timeout=120) for process in upgrades]
+    assert [process.returncode for process in upgrades] == [0] * 4, said
+    database = Database(database_url)
+    try:
+        assert is_current(database)
+    finally:
+        database.dispose()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -100,3 +103,43 @@ def test_temporary_files_a_killed_process_left_are_removed_once_stale(tmp_path: 
     assert not left.exists()
     assert store.get(kept) == b"a stored message"
     assert store.get(hashlib.sha256(b"being written right now").hexdigest())
+
+
+def test_a_spool_file_becomes_the_raw_mail_by_a_rename(tmp_path: Path) -> None:
+    store = RawStore(tmp_path / "raw")
+    spool = store.spool()
+    spool.write(b"Subject: big\r\n\r\n")
+    spool.write(b"x" * 100_000 + b"\r\n")
+    written = spool.path.stat().st_ino
+
+    sha256 = spool.keep()
+
+    raw = b"Subject: big\r\n\r\n" + b"x" * 100_000 + b"\r\n"
+    assert sha256 == hashlib.sha256(raw).hexdigest()
+    assert store.get(sha256) == raw
+    assert store.path_for(sha256).stat().st_ino == written  # not a copy
+    assert not spool.path.exists()
+    spool.discard()  # after keep: nothing to discard
+    assert store.get(sha256) == raw
+
+
+def test_only_abandoned_spool_files_are_removed(tmp_path: Path) -> None:
+    store = RawStore(tmp_path / "raw")
+    in_use = store.spool()
+    in_use.write(b"being received")
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys; from pathlib import Path; "
+        "from maild.db.rawstore import RawStore; "
+        "spool = RawStore(Path(sys.argv[1])).spool(); spool.write(b'half a message'); "
+        "print(spool.path, flush=True); os.kill(os.getpid(), signal.SIGKILL)"),
+        str(store.directory)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    abandoned = Path(killed.stdout.strip())
+    assert abandoned.exists()
+
+    assert store.remove_abandoned_spools() == 1
+    assert not abandoned.exists()
+    assert in_use.path.exists()
+    in_use.write(b", and on")
+    assert store.get(in_use.keep()) == b"being received, and on"
+    assert store.remove_abandoned_spools() == 0

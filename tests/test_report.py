@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,22 @@ import pytest
 from sqlalchemy import func, select, update
 
 from maild.clock import FixedClock
-from maild.db.models import Ticket
+from maild.config import parse_config
+from maild.db.models import ReportWeek, Ticket
 from maild.intake.pipeline import ingest
-from maild.runtime.app import App
+from maild.runtime.app import App, build_app
 from maild.runtime.sweeps import run_sweeps
 from maild.tickets.customers import add_customer
 from maild.tickets.report import (
     build_report,
     hours_summary,
     nearest_rank,
+    report_of_weeks,
     report_with_weeks,
     week_starts,
 )
-from maild.tickets.service import set_priority
+from maild.tickets.report_rollup import WeekRollup
+from maild.tickets.service import set_priority, set_status
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink, config_text
 from tests.helpers import delivered_notice, maild, notice_to
@@ -471,3 +475,116 @@ def test_business_times_are_kept_on_the_ticket_and_read_back_alike(
     with app.db.transaction() as session:
         assert build_report(session, app.calendar, at(11, 23, 0), at(12, 31, 0),
                             clock.now()) == report
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _dashboard(summary: dict[str, Any]) -> dict[str, Any]:
+    """The report as the dashboard has it: the figures, without the lists of tickets and
+    the figures of each engineer."""
+    shown = {key: value for key, value in summary.items() if key != "engineers"}
+    shown["sla"] = {key: value for key, value in summary["sla"].items()
+                    if key != "open_breaches"}
+    for target in ("first_response", "resolution", "internal_first_response"):
+        shown["sla"][target] = {key: value for key, value in summary["sla"][target].items()
+                                if key != "breaching_tickets"}
+    shown["satisfaction"] = {key: value for key, value in summary["satisfaction"].items()
+                             if key != "comments"}
+    return shown
+
+
+def _from_kept(app: App, rollup: WeekRollup, weeks: int,
+               now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    starts = week_starts(app.calendar, now, weeks)
+    kept = rollup.weeks(starts, now)
+    return report_of_weeks(app.calendar, starts, kept.weeks, kept.backlog_before,
+                           kept.unresolved, now, full=False)
+
+
+def test_kept_weeks_agree_with_the_weeks_worked_out_afresh(app: App, clock: FixedClock) -> None:
+    """The dashboard's weeks kept in the database give the figures the report works out
+    from the tickets; a ticket of a closed week that changes later has its week worked
+    out again, in this process and in one started after."""
+    from bench.web import NOW, seed
+
+    seed(app, 4000)
+    clock.set(NOW)
+    starts = week_starts(app.calendar, NOW, 8)
+
+    def afresh(now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        with app.db.reading() as session:
+            summary, weeks = report_with_weeks(session, app.calendar, starts, now)
+        return _dashboard(summary), weeks
+
+    rollup = WeekRollup(app.db, app.calendar)
+    before = afresh(NOW)
+    assert _from_kept(app, rollup, 8, NOW) == before
+    with app.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(ReportWeek)) == 7  # closed
+    assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, NOW) == before
+
+    # An hour later, a ticket opened and answered the week before last, solved last week,
+    # is opened again: last week's figures change, though nothing of the ticket is in
+    # last week any more.
+    _from_kept(app, rollup, 8, NOW + timedelta(minutes=30))  # the seeding's changes settled
+    later = NOW + timedelta(hours=1)
+    clock.set(later)
+    with app.db.transaction() as session:
+        ticket = session.scalars(select(Ticket).where(
+            Ticket.status == "solved", Ticket.solved_at >= starts[-3],
+            Ticket.solved_at < starts[-2], Ticket.first_response_at < starts[-3],
+            Ticket.resolution_due_at.is_(None)).order_by(Ticket.id)).first()
+        assert ticket is not None
+        set_status(ticket, "open", actor=DAN, now=later, clocks=app.sla)
+    after = afresh(later)
+    assert after[1][-2]["solved"] == before[1][-2]["solved"] - 1
+    assert _from_kept(app, rollup, 8, later) == after
+    assert _from_kept(app, WeekRollup(app.db, app.calendar), 8, later) == after
+    assert _from_kept(app, rollup, 3, later)[1] == after[1][-3:]
+
+    # A customer's plan changes without an event on its tickets: every week is read again.
+    with app.db.transaction() as session:
+        add_customer(app.mails, session, "Customer 1", domains=[], tier="enterprise",
+                     plan="platinum")
+    replanned = afresh(later)
+    assert "platinum" in replanned[0]["sla"]["first_response"]["by_plan"]
+    assert _from_kept(app, rollup, 8, later) == replanned
+
+
+def test_a_full_report_is_never_made_of_kept_weeks(app: App) -> None:
+    from bench.web import NOW, seed
+
+    seed(app, 300)
+    starts = week_starts(app.calendar, NOW, 2)
+    kept = WeekRollup(app.db, app.calendar).weeks(starts, NOW)
+    with pytest.raises(ValueError, match="lists of tickets"):
+        report_of_weeks(app.calendar, starts, kept.weeks, kept.backlog_before, kept.unresolved,
+                        NOW)
+
+
+def test_a_kept_week_is_read_again_when_a_change_gives_a_ticket_a_moment_in_it(
+        desk: Desk) -> None:
+    """#1 came in on a Sunday and was answered, all in its week. Weeks later it is made
+    p1: its resolution target (24 hours, the clock running since the customer wrote
+    again) ran out on the Monday, in the next week, which never read #1 before."""
+    desk.customer_writes(when("08", "10:00"), 1, "z@other.example", "Cluster slow")
+    desk.engineer_answers(when("08", "11:00"), 1, EVE)
+    desk.customer_replies(when("08", "12:00"), 1, "z@other.example")
+    app = build_app(parse_config(desk.config.read_text()), FixedClock(parse_iso(when("25",
+                                                                                    "12:00"))))
+    try:
+        rollup = WeekRollup(app.db, app.calendar)
+        kept_at = parse_iso(when("25", "12:00"))
+        weeks_before = _from_kept(app, rollup, 4, kept_at)[1]
+        assert [w["sla"]["resolution"]["total"] for w in weeks_before] == [0, 0, 0, 0]
+        desk.set(when("25", "13:00"), 1, "--priority", "p1")
+        later = parse_iso(when("25", "13:00"))
+        starts = week_starts(app.calendar, later, 4)
+        with app.db.reading() as session:
+            summary, weeks = report_with_weeks(session, app.calendar, starts, later)
+        assert [w["sla"]["resolution"]["missed"] for w in weeks] == [0, 1, 0, 0]  # 9 Nov
+        assert _from_kept(app, rollup, 4, later) == (_dashboard(summary), weeks)
+    finally:
+        app.close()

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import email.policy
+import hashlib
+import random
 import smtplib
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from maild.channels.smtp_data import HOLD_BYTES
 from maild.channels.smtp_listener import SmtpListener
 from maild.clock import FixedClock
 from maild.config import Config
+from maild.db.models import Message
 from maild.intake.pipeline import IngestResult
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, free_port, using_postgresql
 from tests.helpers import show
 from tests.mailbuilder import make_mail
+from tests.waiting import wait_for
+
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+TRACE = b"Return-Path: <ann@customer.example>\r\nDelivered-To: support@example.com\r\n"
 
 
 @dataclass
@@ -33,11 +46,71 @@ class Listening:
         with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as client:
             client.sendmail("ann@customer.example", ["support@example.com"], raw)
 
+    def wire(self) -> Wire:
+        return Wire(socket.create_connection(("127.0.0.1", self.port), timeout=30))
+
+    def raw_of(self, message_id: str) -> bytes:
+        """The message as the raw store keeps it."""
+        with self.app.db.transaction() as session:
+            stored = session.scalars(
+                select(Message).where(Message.message_id == message_id)).one()
+            assert stored.raw_sha256 is not None
+            return self.app.raw_store.get(stored.raw_sha256)
+
+    def spool_files(self) -> list[Path]:
+        return list((self.app.raw_store.directory / "spool").glob("*"))
+
+    def raw_files(self) -> list[Path]:
+        return list(self.app.raw_store.directory.rglob("*.eml"))
+
+
+class Wire:
+    """SMTP by hand, for what smtplib never sends: pipelined commands, a message in
+    pieces, a client gone in the middle."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connection = connection
+        self.replies = connection.makefile("rb")
+        assert self.reply()[0] == 220
+
+    def send(self, data: bytes, piece_bytes: int = 0) -> None:
+        if not piece_bytes:
+            self.connection.sendall(data)
+            return
+        for start in range(0, len(data), piece_bytes):
+            self.connection.sendall(data[start:start + piece_bytes])
+            time.sleep(0.001)  # each piece a segment of its own, mostly
+
+    def reply(self) -> tuple[int, bytes]:
+        while True:
+            line = self.replies.readline()
+            assert line, "the listener closed the connection"
+            if line[3:4] != b"-":
+                return int(line[:3]), line[4:].strip()
+
+    def command(self, line: bytes) -> int:
+        self.send(line + b"\r\n")
+        return self.reply()[0]
+
+    def close(self) -> None:
+        self.replies.close()
+        self.connection.close()
+
+
+def stuffed(raw: bytes) -> bytes:
+    """The message as DATA on the wire: dot-stuffed, ended by a lone dot."""
+    lines = raw.split(b"\r\n")
+    assert lines[-1] == b""
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
+                    for line in lines[:-1]) + b".\r\n"
+
 
 @pytest.fixture
 def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
     port = free_port()
-    inbound = config.inbound_smtp.model_copy(update={"enabled": True, "port": port})
+    inbound = config.inbound_smtp.model_copy(update={
+        "enabled": True, "port": port, "max_message_bytes": MAX_MESSAGE_BYTES})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
     results: list[IngestResult] = []
     listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
@@ -87,10 +160,8 @@ def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
     blocker = _stall_the_database(listening.app)
     sender = threading.Thread(target=listening.send, args=(make_mail(),))
     sender.start()
-    deadline = time.monotonic() + 10
-    while not listening.app.raw_store.directory.exists():  # raw is kept before the database
-        assert time.monotonic() < deadline, "the message never reached the intake"
-        time.sleep(0.01)
+    # The raw mail is kept before the database is written.
+    wait_for(listening.raw_files, "the message in the intake", timeout=10)
 
     stopping = threading.Thread(target=listening.listener.stop)
     stopping.start()
@@ -139,3 +210,171 @@ def test_mail_for_another_of_our_addresses_is_answered_from_it(
         assert "feedback@example.com" not in copied
         assert customer in copied
     assert acks["dee@customer.example"]["From"].addresses[0].addr_spec == "support@example.com"
+
+
+def big_attachment_mail(data: bytes) -> bytes:
+    mail = EmailMessage(policy=email.policy.SMTP)
+    mail["From"] = "Ann Customer <ann@customer.example>"
+    mail["To"] = "support@example.com"
+    mail["Subject"] = "Crash dump"
+    mail["Message-ID"] = "<dump@customer.example>"
+    mail.set_content("The dump is attached.\n")
+    mail.add_attachment(data, maintype="application", subtype="octet-stream",
+                        filename="dump.bin")
+    return mail.as_bytes()
+
+
+def test_a_25_mb_attachment_arrives_intact(listening: Listening) -> None:
+    dump = random.Random(25).randbytes(25 * 1024 * 1024)
+    raw = big_attachment_mail(dump)
+    listening.send(raw)
+
+    assert [r.outcome for r in listening.results] == ["stored"]
+    assert listening.raw_of("<dump@customer.example>") == TRACE + raw
+    with listening.app.db.transaction() as session:
+        stored = session.scalars(select(Message).where(
+            Message.message_id == "<dump@customer.example>")).one()
+        [attachment] = stored.attachments
+    kept = listening.app.attachment_store.get(attachment["sha256"])
+    assert hashlib.sha256(kept).hexdigest() == hashlib.sha256(dump).hexdigest()
+    assert listening.spool_files() == []
+
+
+DOTTED = make_mail(message_id="<dots@customer.example>",
+                   body=".profile is read first\n..\n.\n...\nend.\n")
+
+
+def test_dot_stuffed_lines_are_unstuffed(listening: Listening) -> None:
+    wire = listening.wire()
+    try:
+        for line in (b"EHLO client.example", b"MAIL FROM:<ann@customer.example>",
+                     b"RCPT TO:<support@example.com>", b"DATA"):
+            assert wire.command(line) in (250, 354)
+        data = stuffed(DOTTED)
+        assert b"\r\n...\r\n" in data and b"\r\n..\r\n" in data  # stuffed, as sent
+        wire.send(data)
+        assert wire.reply()[0] == 250
+    finally:
+        wire.close()
+    assert listening.raw_of("<dots@customer.example>") == TRACE + DOTTED
+    body = show(listening.app, listening.results[0].ticket_id)["messages"][0]["body"]
+    assert body.splitlines() == [".profile is read first", "..", ".", "...", "end."]
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 3, 7])
+def test_the_end_of_data_split_across_writes_is_found(listening: Listening,
+                                                      piece_bytes: int) -> None:
+    wire = listening.wire()
+    try:
+        for line in (b"EHLO client.example", b"MAIL FROM:<ann@customer.example>",
+                     b"RCPT TO:<support@example.com>", b"DATA"):
+            assert wire.command(line) in (250, 354)
+        wire.send(stuffed(DOTTED), piece_bytes)
+        assert wire.reply()[0] == 250
+        assert wire.command(b"QUIT") == 221
+    finally:
+        wire.close()
+    assert listening.raw_of("<dots@customer.example>") == TRACE + DOTTED
+
+
+def test_pipelined_commands_around_data_are_read_as_what_they_are(
+        listening: Listening) -> None:
+    """A client that does not wait for the 354, and sends the next mail along with the
+    end of the first: the message is the bytes after DATA, the commands are commands."""
+    first = make_mail(message_id="<one@customer.example>", subject="One")
+    # Larger than what is held in memory before the 354: the rest waits in the kernel.
+    second = make_mail(message_id="<two@customer.example>", subject="Two",
+                       body=("a line of the second mail, " * 2 + "\n") * 6000)
+    assert len(second) > 4 * HOLD_BYTES
+    envelope = b"MAIL FROM:<ann@customer.example>\r\nRCPT TO:<support@example.com>\r\n"
+    wire = listening.wire()
+    try:
+        assert wire.command(b"EHLO client.example") == 250
+        # DATA refused (no recipient yet): what follows it is commands again.
+        wire.send(b"MAIL FROM:<ann@customer.example>\r\nDATA\r\nRSET\r\n")
+        assert [wire.reply()[0] for _ in range(3)] == [250, 503, 250]
+        wire.send(envelope + b"DATA\r\n" + stuffed(first) + envelope + b"DATA\r\n"
+                  + stuffed(second) + b"QUIT\r\n")
+        assert [wire.reply()[0] for _ in range(9)] == [250, 250, 354, 250,
+                                                       250, 250, 354, 250, 221]
+    finally:
+        wire.close()
+    assert listening.raw_of("<one@customer.example>") == TRACE + first
+    assert listening.raw_of("<two@customer.example>") == TRACE + second
+
+
+@pytest.fixture
+def small_listener(config: Config, clock: FixedClock) -> Iterator[Listening]:
+    port = free_port()
+    inbound = config.inbound_smtp.model_copy(update={
+        "enabled": True, "port": port, "max_message_bytes": 64 * 1024})
+    app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
+    results: list[IngestResult] = []
+    listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
+    listener.start()
+    try:
+        yield Listening(app, port, listener, results)
+    finally:
+        listener.stop()
+        app.close()
+
+
+def test_refused_data_leaves_nothing_and_the_connection_usable(
+        small_listener: Listening) -> None:
+    listening = small_listener
+    too_large = make_mail(message_id="<large@customer.example>",
+                          body=("x" * 70 + "\n") * 1000)
+    too_long = (b"From: ann@customer.example\r\nMessage-ID: <long@customer.example>\r\n"
+                b"\r\n" + b"y" * 1200 + b"\r\n")
+    with smtplib.SMTP("127.0.0.1", listening.port, timeout=20) as client:
+        client.ehlo()
+        client.mail("ann@customer.example")
+        client.rcpt("support@example.com")
+        assert client.data(too_large)[0] == 552
+        # The envelope is gone with the refused message: MAIL again.
+        client.mail("ann@customer.example")
+        client.rcpt("support@example.com")
+        assert client.data(too_long)[0] == 500
+        client.rset()
+        client.mail("ann@customer.example")
+        client.rcpt("support@example.com")
+        assert client.data(make_mail())[0] == 250
+    assert [r.outcome for r in listening.results] == ["stored"]
+    assert len(listening.raw_files()) == 1
+    assert listening.spool_files() == []
+
+
+def test_a_client_gone_in_the_middle_of_data_leaves_nothing(listening: Listening) -> None:
+    wire = listening.wire()
+    for line in (b"EHLO client.example", b"MAIL FROM:<ann@customer.example>",
+                 b"RCPT TO:<support@example.com>", b"DATA"):
+        assert wire.command(line) in (250, 354)
+    wire.send(stuffed(make_mail())[:-20])
+    wait_for(listening.spool_files, "the message being received")
+    wire.close()
+
+    wait_for(lambda: not listening.spool_files(), "the spool file removed")
+    assert listening.results == []
+    assert listening.raw_files() == []
+    # The listener goes on.
+    listening.send(make_mail())
+    assert [r.outcome for r in listening.results] == ["stored"]
+
+
+def test_8bit_and_smtputf8_mail_is_kept_byte_for_byte(listening: Listening) -> None:
+    utf8 = ("From: Zoë <zoë@customer.example>\r\nTo: support@example.com\r\n"
+            "Subject: Größe ✓\r\nMessage-ID: <utf8@customer.example>\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\nÜber 日本語 — ça va.\r\n").encode()
+    latin1 = ("From: ann@customer.example\r\nTo: support@example.com\r\n"
+              "Subject: caf\xe9\r\nMessage-ID: <latin1@customer.example>\r\n"
+              "Content-Type: text/plain; charset=iso-8859-1\r\n"
+              "Content-Transfer-Encoding: 8bit\r\n\r\nd\xe9j\xe0 vu\r\n").encode("latin-1")
+    with smtplib.SMTP("127.0.0.1", listening.port, timeout=20) as client:
+        client.sendmail("zoë@customer.example", ["support@example.com"], utf8,
+                        mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        client.sendmail("ann@customer.example", ["support@example.com"], latin1,
+                        mail_options=["BODY=8BITMIME"])
+    trace = "Return-Path: <zoë@customer.example>\r\nDelivered-To: support@example.com\r\n"
+    assert listening.raw_of("<utf8@customer.example>") == trace.encode() + utf8
+    assert listening.raw_of("<latin1@customer.example>") == TRACE + latin1

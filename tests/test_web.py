@@ -118,9 +118,12 @@ def test_metrics_count_what_this_process_did_and_read_the_desk_from_the_database
             for raw in mails:
                 smtp.sendmail("ann@customer.example", ["support@example.com"], raw)
 
+        # Until every mail the sink holds is counted: the sweeps' alerts may still be on
+        # their way when the outbox was first seen empty.
         samples = wait_for(lambda: (s := scrape(desk)) and value(
             s, "maild_outbox_queued") == 0 and value(
-            s, "maild_sweep_seconds_count", sweep="sla_alerts") and s,
+            s, "maild_sweep_seconds_count", sweep="sla_alerts") and value(
+            s, "maild_deliveries_total", result="sent") == len(sink.files()) and s,
             "the outbox to be delivered and the sweeps to run", timeout=60)
         stored = value(samples, "maild_messages_total", channel="smtp", outcome="stored")
         assert stored == 3

@@ -2,17 +2,17 @@
 
 It refuses early, in the dialogue, what it would not keep: a recipient that is none of
 our addresses (550 at RCPT), a message larger than `max_message_bytes` (552, at MAIL
-FROM when the client declares its SIZE, else at the end of DATA, aiosmtpd discarding the
-excess as it comes), and new mail while too many clients are connected (451 at MAIL
-FROM). A message is never accepted to be discarded later.
+FROM when the client declares its SIZE, else at the end of DATA, the excess discarded
+as it comes), and new mail while too many clients are connected (451 at MAIL FROM). A
+message is never accepted to be discarded later.
 
-aiosmtpd holds a message's DATA in memory until the final dot (a list of its lines,
-then one joined copy: about three times the message), and its public interface has no
-way to stream it. What can be bounded is how many large messages are held at once: a
-message the client declares (SIZE) to be small is received at once; a large one, or one
-of undeclared size, waits for its turn at DATA, `max_concurrent_large_messages` at a
-time. Once received, a large message is written to the raw store and read from there as
-the IMAP reader reads large mail (maild/intake/spool.py), never parsed whole.
+A message's DATA is written to a spool file beside the raw store as it arrives
+(maild/channels/smtp_data.py), never held in memory; once received, the file becomes
+the raw mail by a rename and is read from there: a large one as the IMAP reader reads
+large mail (maild/intake/large.py), its large attachments streamed, a small one parsed
+whole. A large message, or one of
+undeclared size, waits for its turn at DATA, `max_concurrent_large_messages` at a time,
+which bounds how many are read and stored at once.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
+from maild.channels.smtp_data import SpoolingSMTP
 from maild.config import InboundSmtpConfig
+from maild.db.rawstore import SpoolFile
 from maild.errors import PermanentError, TemporaryError
-from maild.intake.pipeline import IngestResult, Intake, ingest
-from maild.intake.spool import SPOOL_BYTES, ingest_spooled
+from maild.intake.pipeline import IngestResult, Intake, intake_batch
+from maild.intake.spool import SPOOL_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +91,24 @@ def delivered_to(recipients: Iterable[str]) -> bytes:
         "utf-8", "surrogateescape")
 
 
-def take(intake: Intake, mail_from: str | None, content: bytes,
-         recipients: Iterable[str] = ()) -> IngestResult:
-    """Hand one received message to the intake; a large one by way of the disk."""
-    trace = return_path(mail_from) + delivered_to(recipients)
-    if len(content) <= SPOOL_BYTES:
-        return ingest(intake, trace + content, "smtp")
-    return ingest_spooled(intake, (trace, content), "smtp")
+def take(intake: Intake, spool: SpoolFile) -> IngestResult:
+    """Hand one received message to the intake: its spool file kept as its raw mail, and
+    read from there, a large one in parts (`ingest_stored`). Raises TemporaryError only
+    when nothing could be kept."""
+    try:
+        raw_sha256 = spool.keep()
+    finally:
+        spool.discard()  # unless kept
+    with intake_batch(intake, "smtp") as batch:
+        if spool.size > SPOOL_BYTES:
+            return batch.ingest_stored(raw_sha256)
+        # Parsed whole, which for small mail costs less than the pass over its parts
+        # (a tenth of its intake); storing it again is free, it is already there.
+        try:
+            raw = intake.raw_store.get(raw_sha256)
+        except OSError as exc:
+            raise TemporaryError(f"cannot read the mail just stored: {exc.strerror}") from exc
+        return batch.ingest(raw)
 
 
 def declared_size(envelope: Envelope) -> int | None:
@@ -162,21 +175,19 @@ class IntakeHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_spooled(self, server: SMTP, session: Session, envelope: Envelope,
+                             spool: SpoolFile) -> str:
         # Counted until the answer is decided, so a shutdown waits for the answer too.
         self._count(+1)
         try:
-            return await self._store(envelope.mail_from, envelope.original_content or b"",
-                                     envelope.rcpt_tos)
+            return await self._store(spool)
         finally:
             self._count(-1)
 
-    async def _store(self, mail_from: str | None, content: bytes,
-                     recipients: list[str]) -> str:
+    async def _store(self, spool: SpoolFile) -> str:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(None, take, self.intake, mail_from, content,
-                                                recipients)
+            result = await loop.run_in_executor(None, take, self.intake, spool)
         except TemporaryError as exc:
             log.warning("inbound SMTP: deferring a message: %s", exc)
             return "451 4.3.0 Temporary failure, please try again later"
@@ -188,11 +199,11 @@ class IntakeHandler:
         return "250 2.0.0 OK"
 
 
-class ListenerSession(SMTP):
-    """aiosmtpd's SMTP for one connection, counted, with DATA taken in turns."""
+class ListenerSession(SpoolingSMTP):
+    """One connection, counted, with DATA spooled to disk and taken in turns."""
 
     def __init__(self, handler: IntakeHandler, admission: Admission, **settings: Any) -> None:
-        super().__init__(handler, **settings)
+        super().__init__(handler, handler.intake.raw_store, **settings)
         self.admission = admission
         self._counted = False
         self._admitted = False
@@ -217,11 +228,13 @@ class ListenerSession(SMTP):
             self.admission.connections -= 1
         super().connection_lost(error)
 
+    def trace_headers(self, envelope: Envelope) -> bytes:
+        return return_path(envelope.mail_from) + delivered_to(envelope.rcpt_tos)
+
     @syntax("DATA")  # as aiosmtpd's own: HELP lists the command
     async def smtp_DATA(self, arg: str) -> None:
         """A message declared small is received at once. A large one, or one whose
-        size the client does not declare, waits for its turn here, before aiosmtpd's
-        354: its bytes stay with its sender until it is received."""
+        size the client does not declare, waits for its turn here, before the 354."""
         size = declared_size(self.envelope) if self.envelope is not None else None
         if size is not None and size <= SPOOL_BYTES:
             await super().smtp_DATA(arg)

@@ -105,6 +105,8 @@ class Ticket(Base):
         Index("ix_tickets_requester_updated_at", "requester", "updated_at"),
         # The report's weeks: the tickets opened in a range, and how many came before it.
         Index("ix_tickets_created_at", "created_at"),
+        # The report's kept weeks: which tickets changed since a week was worked out.
+        Index("ix_tickets_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -305,6 +307,22 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class ReportWeek(Base):
+    """A closed week's report figures (maild/tickets/report.py `Figures`), worked out
+    once and kept until a ticket of that week changes (maild/tickets/report_rollup.py).
+    `definition` names what they were worked out by: the report's version, the business
+    calendar and the customers' plans; weeks of another definition are not read."""
+
+    __tablename__ = "report_weeks"
+
+    definition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    week_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    # When the figures were last known right: worked out, or found untouched by changes.
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tickets: Mapped[list[int]] = mapped_column(JSON)  # the tickets the figures read
 
 
 class SiteSecret(Base):

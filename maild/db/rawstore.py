@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import functools
 import hashlib
 import itertools
 import os
@@ -20,6 +22,8 @@ T = TypeVar("T")
 _TEMPORARY_PREFIX = "incoming."
 # The threads that sync a batch's files at once (see RawStore._settle).
 SETTLING_THREADS = 16
+SPOOL_DIRECTORY = "spool"
+_SPOOL_SUFFIX = ".spool"
 
 
 def _sync(handle: IO[bytes]) -> None:
@@ -191,8 +195,85 @@ class RawStore:
                     removed += 1
         return removed
 
+    def spool(self) -> SpoolFile:
+        """A new file in the store's spool (beside the store, so that keeping it is a
+        rename), for a message written as it arrives: see `SpoolFile`."""
+        directory = self.directory / SPOOL_DIRECTORY
+        while True:
+            name = f"{os.getpid()}.{threading.get_ident()}.{next(self._numbers)}{_SPOOL_SUFFIX}"
+            path = directory / name
+            handle = self._guarded(self._in_directory, path, functools.partial(open, path, "xb"))
+            if _locked(handle):
+                return SpoolFile(self, path, handle)
+            # A starting maild took it for abandoned in the instant between its creation
+            # and its lock, and removes it: this one takes another name.
+            handle.close()
+
+    def remove_abandoned_spools(self) -> int:
+        """Remove the spool files of messages a stopped maild was receiving; returns how
+        many. Their senders were never answered 250 and send them again. A file in use
+        is locked by its writer (in any process, on any machine sharing the directory),
+        and left alone."""
+        removed = 0
+        for path in (self.directory / SPOOL_DIRECTORY).glob(f"*{_SPOOL_SUFFIX}"):
+            with contextlib.suppress(OSError), open(path, "rb") as handle:
+                if _locked(handle):
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def get(self, sha256: str) -> bytes:
         pending = self._pending()
         if pending is not None and sha256 in pending:
             return pending[sha256].read_bytes()
         return self.path_for(sha256).read_bytes()
+
+
+def _locked(handle: IO[bytes]) -> bool:
+    """Whether this process now holds the file's lock (released when it is closed)."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class SpoolFile:
+    """One message being written as it arrives, locked by its writer until it is kept
+    in the store or discarded. Its SHA-256 is computed as it is written, so keeping it
+    is a sync and a rename: the message is never copied."""
+
+    def __init__(self, store: RawStore, path: Path, handle: IO[bytes]) -> None:
+        self.store = store
+        self.path = path
+        self.size = 0
+        self._handle: IO[bytes] | None = handle
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        assert self._handle is not None, "written after it was kept or discarded"
+        self.store._guarded(self._handle.write, data)
+        self._digest.update(data)
+        self.size += len(data)
+
+    def keep(self) -> str:
+        """Make the file durable at the name of its SHA-256, which is returned."""
+        assert self._handle is not None, "kept after it was kept or discarded"
+        sha256 = self._digest.hexdigest()
+        self.store._guarded(_sync, self._handle)
+        self.store._guarded(self.store._move_into_place, self.path, self.store.path_for(sha256))
+        self._close()
+        return sha256
+
+    def discard(self) -> None:
+        """Remove the file, unless it was kept; calling it again does nothing."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+            self._close()
+
+    def _close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
-from maild.db.migrate import upgrade
+from maild.db.migrate import upgrade_if_behind
 from maild.db.rawstore import RawStore
 from maild.db.secrets import site_secret
 from maild.errors import TemporaryError
@@ -23,6 +23,7 @@ from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.outbound.sender import Sender
 from maild.outbound.templates import Templates
+from maild.runtime.leases import Leases
 from maild.runtime.metrics import Metrics
 from maild.tickets.alerts import SlaAlerts
 from maild.tickets.business_time import BusinessCalendar
@@ -52,9 +53,11 @@ class App:
     reply_tokens: ReplyTokens
     metrics: Metrics  # what this process counts, for /metrics
     digest: WeeklyDigest
+    leases: Leases  # one reader per mailbox across processes
 
     def close(self) -> None:
         self.parser.close()
+        self.leases.close()
         self.db.dispose()
 
 
@@ -65,7 +68,7 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         raise TemporaryError(f"storage.dir {config.storage.dir}: {exc.strerror}") from exc
     db = Database(config.storage.url)
     if migrate:
-        upgrade(db)
+        upgrade_if_behind(db)
     reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     raw_store = RawStore(config.storage.dir / "raw")
     attachment_store = RawStore(config.storage.dir / "attachments", suffix=".bin")
@@ -100,4 +103,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
         reply_tokens=reply_tokens,
         metrics=metrics,
         digest=WeeklyDigest(db, clock, calendar, mails, config.digest, config.support.domain),
+        leases=Leases(config.storage.url, config.storage.dir),
     )

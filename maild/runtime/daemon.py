@@ -64,7 +64,8 @@ class Daemon:
         self.sender = app.sender
         self._wake_sender = threading.Event()
         self.readers = [
-            MailboxReader(app.intake, box, self._on_stored) for box in app.config.mailboxes
+            MailboxReader(app.intake, app.leases, box, self._on_stored)
+            for box in app.config.mailboxes
         ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:
@@ -198,6 +199,12 @@ class Daemon:
             if removed:
                 log.info("removed %d temporary file(s) a stopped maild left in %s",
                          removed, store.directory)
+        # Messages the listener was receiving when its maild stopped: never answered
+        # 250, so their senders send them again.
+        removed = self.app.raw_store.remove_abandoned_spools()
+        if removed:
+            log.warning("removed %d spool file(s) of messages a stopped maild was "
+                        "receiving; their senders will send them again", removed)
 
     def run_once(self) -> OnceReport:
         """Everything due now, once: read the mailboxes, run the sweeps, deliver the

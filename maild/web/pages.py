@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import func, select
 
 from maild.db.models import Ticket
+from maild.errors import TemporaryError
 from maild.tickets.desk import open_by_status, sla_breaches
 from maild.tickets.durations import spoken_span
-from maild.tickets.report import report_with_weeks, week_starts
+from maild.tickets.report import backlog_after, report_of_weeks, week_starts
+from maild.tickets.report_rollup import KeptWeeks, WeekRollup
 from maild.tickets.triage import due, first_of, queue, queue_length, tier
 from maild.tickets.views import WholeTexts, get_ticket, thread
 from maild.web.charts import Chart, Series, bar_chart
@@ -33,10 +36,10 @@ PAGES = Path(str(files("maild.web") / "pages"))
 PAGE_SIZE = 50
 REPORT_WEEKS = 8
 MAX_REPORT_WEEKS = 52
-# A report reads every ticket of its weeks (thousands on a large desk, a second or more
-# of work): a page view never waits for one it has been shown before. A report older than
-# a minute is shown once more while a new one is built beside it; the page says when it
-# was built. The default range is built when the web part starts.
+# The report's closed weeks are kept in the database (report_rollup.py); the week under
+# way and the unresolved tickets are read when the web part starts, and again beside the
+# page views once a minute old (the page says when). Every range is put together from
+# those, so a page view never waits for the tickets of its weeks to be read.
 REPORT_FRESH_SECONDS = 60.0
 
 
@@ -71,9 +74,10 @@ class Pages:
         self.env.filters["span"] = spoken_span
         self.env.globals["support_name"] = app.config.support.name
         self._reports: dict[int, tuple[float, str]] = {}  # weeks: (monotonic time, page)
-        self._building = threading.Lock()  # one build at a time
-        self._guard = threading.Lock()  # _reports and _refreshing
-        self._refreshing: dict[int, threading.Thread] = {}
+        self._rollup = WeekRollup(app.db, app.calendar)
+        self._guard = threading.Lock()  # _reports, _desk and _refreshing
+        self._desk: KeptWeeks | None = None
+        self._refreshing: threading.Thread | None = None
         self._whole_texts = WholeTexts(app.raw_store, app.mail_policy)
         for name in self.env.list_templates(extensions=["j2"]):  # compiled before any view
             self.env.get_template(name)
@@ -83,8 +87,10 @@ class Pages:
             return "-"
         return value.astimezone(self.app.calendar.zone).strftime(fmt)
 
-    def _render(self, name: str, **context: Any) -> str:
-        return self.env.get_template(name).render(now=self.app.clock.now(), **context)
+    def _render(self, name: str, as_of: datetime | None = None, **context: Any) -> str:
+        """The page, saying when its figures are from: `as_of`, or now."""
+        return self.env.get_template(name).render(now=as_of or self.app.clock.now(),
+                                                  **context)
 
     def login(self, next_path: str, failed: bool = False) -> str:
         return self._render("login.html.j2", next_path=next_path, failed=failed)
@@ -125,51 +131,79 @@ class Pages:
                             countdown=countdown(due(ticket), now)
                             if ticket.status in ("new", "open") else None)
 
+    def prepare(self) -> None:
+        """What the web part does as it starts, beside the first views: read the report's
+        figures, and show the newest ticket once, so that the first view of a ticket
+        finds its queries compiled and the database's pages read."""
+        self.refresh_report()
+        threading.Thread(target=self._show_newest_ticket, name="web-warm", daemon=True).start()
+
+    def _show_newest_ticket(self) -> None:
+        try:
+            with self.app.db.reading() as session:
+                newest = session.scalar(select(func.max(Ticket.id)))
+            if newest is not None:
+                self.ticket(newest)
+        except Exception:  # a view will do it instead, a few milliseconds slower
+            log.exception("web: the newest ticket could not be shown at start")
+
     def report(self, weeks: int) -> str:
         with self._guard:
             built = self._reports.get(weeks)
+            desk = self._desk
         if built is not None:
             if self._monotonic() - built[0] >= REPORT_FRESH_SECONDS:
-                self.refresh_report(weeks)
+                self.refresh_report()
             return built[1]
-        with self._building:  # never built: the first asker builds, a second waits for it
+        if desk is None:  # the figures are being read for the first time: wait for them
+            self.refresh_report().join()
             with self._guard:
-                built = self._reports.get(weeks)
-            return built[1] if built is not None else self._build_and_keep(weeks)
+                desk = self._desk
+            if desk is None:
+                raise TemporaryError("the report's figures could not be read")
+        return self._compose_and_keep(weeks, desk)
 
-    def refresh_report(self, weeks: int = REPORT_WEEKS) -> threading.Thread:
-        """Build the report of `weeks` beside the page views, unless it is being built."""
+    def refresh_report(self) -> threading.Thread:
+        """Read the report's weeks again beside the page views, unless it is being done."""
         with self._guard:
-            running = self._refreshing.get(weeks)
-            if running is None:
-                running = self._refreshing[weeks] = threading.Thread(
-                    target=self._refresh, args=(weeks,), name=f"report-{weeks}", daemon=True)
-                running.start()
-            return running
+            if self._refreshing is None:
+                self._refreshing = threading.Thread(target=self._refresh, name="report",
+                                                    daemon=True)
+                self._refreshing.start()
+            return self._refreshing
 
-    def _refresh(self, weeks: int) -> None:
+    def _refresh(self) -> None:
         try:
-            with self._building:
-                self._build_and_keep(weeks)
+            now = self.app.clock.now()
+            starts = week_starts(self.app.calendar, now, MAX_REPORT_WEEKS)
+            desk = self._rollup.weeks(starts, now)
+            with self._guard:
+                self._desk = desk
+                shown = list(self._reports)
+            for weeks in shown:  # the ranges viewed so far, ready with the new figures
+                self._compose_and_keep(weeks, desk)
         except Exception:  # the page keeps showing the report built before, with its time
-            log.exception("the %d-week report could not be built", weeks)
+            log.exception("the report's figures could not be read")
         finally:
             with self._guard:
-                del self._refreshing[weeks]
+                self._refreshing = None
 
-    def _build_and_keep(self, weeks: int) -> str:
-        page = self._build_report(weeks)
+    def _compose_and_keep(self, weeks: int, desk: KeptWeeks) -> str:
+        page = self._compose(weeks, desk)
         with self._guard:
             self._reports[weeks] = (self._monotonic(), page)
         return page
 
-    def _build_report(self, weeks: int) -> str:
-        now = self.app.clock.now()
+    def _compose(self, weeks: int, desk: KeptWeeks) -> str:
+        """The last `weeks` of the weeks read: the figures without the lists of tickets
+        (the command line's `maild report` has those)."""
         calendar = self.app.calendar
-        starts = week_starts(calendar, now, weeks)
-        with self.app.db.reading() as session:
-            summary, trends = report_with_weeks(session, calendar, starts, now)
-        return self._render("report.html.j2", summary=summary, weeks=weeks,
+        starts = week_starts(calendar, desk.now, weeks)
+        earlier, shown = desk.weeks[:-weeks], desk.weeks[-weeks:]
+        summary, trends = report_of_weeks(
+            calendar, starts, shown, backlog_after(desk.backlog_before, earlier),
+            desk.unresolved, desk.now, full=False)
+        return self._render("report.html.j2", as_of=desk.now, summary=summary, weeks=weeks,
                             charts=_charts(trends, calendar.zone),
                             last_day=starts[-1] - timedelta(days=1))
 

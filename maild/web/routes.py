@@ -168,9 +168,9 @@ async def report_page(request: web.Request) -> web.Response:
     return _html(await _in_thread(partial(request.app[PAGES].report, weeks)))
 
 
-async def prepare_report(web_app: web.Application) -> None:
-    """The default report, built while nobody waits for it."""
-    web_app[PAGES].refresh_report()
+async def prepare_pages(web_app: web.Application) -> None:
+    """The report's figures read, and a ticket shown once, while nobody waits for them."""
+    web_app[PAGES].prepare()
 
 
 def make_web_app(app: WebSources, token: str, health: Health) -> web.Application:
@@ -190,5 +190,5 @@ def make_web_app(app: WebSources, token: str, health: Health) -> web.Application
         web.get("/report", report_page),
         web.static("/static", STATIC),
     ])
-    web_app.on_startup.append(prepare_report)
+    web_app.on_startup.append(prepare_pages)
     return web_app
