@@ -3,6 +3,7 @@
 
     .venv/bin/python -m bench.backlog --messages 2000 [--before /tmp/drain-before]
     .venv/bin/python -m bench.backlog --messages 2000 --profile /tmp/after.prof
+    .venv/bin/python -m bench.backlog --messages 2000 --phases   # where each run's time went
 
 The backlog comes in two sittings, as mail happens: the customers' first mails (new
 conversations, noise, duplicates), then, once maild's acknowledgments have reached them,
