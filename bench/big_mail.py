@@ -6,8 +6,9 @@ for small mail (one connection, one mail after the other) and its size when idle
     .venv/bin/python -m bench.big_mail --code /tmp/bigmail-before   # another checkout's maild
 
 Every figure is measured on a fresh `maild` process, started on a database made
-beforehand by `maild db upgrade` (a daemon's first start also migrates, which loads
-Alembic, 12 MB): `maild run --only inbound` for the listener (its peak RSS, VmHWM, read
+beforehand by `maild db upgrade` (the code before 2026-12-01 kept Alembic, 12 MB, after
+a first start's migration; the backlog on every channel, first starts included, is
+`bench/memory.py`): `maild run --only inbound` for the listener (its peak RSS, VmHWM, read
 before it is stopped, plus the peak of any parser process it started), `maild ingest
 FILE` for the command line (ru_maxrss of the process, from wait4). `--code DIR` runs
 the maild package found in DIR with this virtualenv's libraries: the code before a

@@ -68,7 +68,7 @@ def report(channel: str, count: int, seconds: float, own: float, helpers: Helper
     print(f"  {channel:30s} {count / seconds:5.0f} msg/s, peak {in_all:4.0f} MB in all, "
           f"{verdict} {LIMIT_MB:.0f}: {own:.0f} + the parser process's "
           f"{helpers.parser_mb:.0f}; at start {helpers.during_migration_mb:.0f} + the "
-          f"migration's process {helpers.migration_mb:.0f}{note}")
+          f"migration's process {helpers.migration_mb:.0f}{note}", flush=True)
     return in_all
 
 
@@ -79,7 +79,7 @@ def imap(messages: list[bytes], workdir: Path, code: Path | None) -> float:
         account = dovecot.add_account()
         started = time.perf_counter()
         fill(account, "INBOX", messages)
-        print(f"  (Dovecot's INBOX filled in {time.perf_counter() - started:.0f} s)")
+        print(f"  (Dovecot's INBOX filled in {time.perf_counter() - started:.0f} s)", flush=True)
         directory = workdir / "imap"
         directory.mkdir()
         config = write_config(directory, base_config(directory, [account]))
@@ -217,7 +217,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}")
     print(f"{len(messages)} messages, {sum(map(len, messages)) / 2**20:.0f} MB, {args.big} "
           f"of them {max(map(len, messages)) / 2**20:.1f} MB with a 25 MB attachment; "
-          f"limit {LIMIT_MB:.0f} MB in all, helpers counted")
+          f"limit {LIMIT_MB:.0f} MB in all, helpers counted", flush=True)
     peaks = []
     with tempfile.TemporaryDirectory(prefix="maild-memory-") as tmp:
         workdir = Path(tmp)
