@@ -65,7 +65,7 @@ def report(channel: str, count: int, seconds: float, own: float, helpers: Helper
     migrating = helpers.during_migration_mb + helpers.migration_mb
     in_all = max(working, migrating)
     verdict = "under" if in_all < LIMIT_MB else "OVER"
-    print(f"  {channel:30s} {count / seconds:5.0f} msg/s, peak {in_all:4.0f} MB in all, "
+    print(f"  {channel:30s} {count / seconds:5.1f} msg/s, peak {in_all:4.0f} MB in all, "
           f"{verdict} {LIMIT_MB:.0f}: {own:.0f} + the parser process's "
           f"{helpers.parser_mb:.0f}; at start {helpers.during_migration_mb:.0f} + the "
           f"migration's process {helpers.migration_mb:.0f}{note}", flush=True)
