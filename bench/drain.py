@@ -100,7 +100,8 @@ def run_worker(spec: dict[str, Any]) -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {}
     if spec["job"] == "drain":
-        report = MailboxReader(app.intake, app.config.mailboxes[spec["mailbox"]]).drain_once()
+        report = MailboxReader(app.intake, app.leases,
+                               app.config.mailboxes[spec["mailbox"]]).drain_once()
         result.update(stored=report.stored, duplicates=report.duplicates,
                       quarantined=report.quarantined)
     else:

@@ -1,10 +1,11 @@
 """Many mailboxes at once: one `maild run` reading N mailboxes of a private Dovecot in IDLE,
 mail arriving in all of them, and what each mailbox costs the process.
 
-    .venv/bin/python -m bench.mailboxes [--counts 1,50] [--samples 200] [--rate 5]
+    .venv/bin/python -m bench.mailboxes [--counts 1,50] [--samples 200] [--rate 5] [--url URL]
 
 For each count, a fresh `maild run` (the daemon as an operator starts it: its own
-process, SQLite, the IMAP readers, the sender, the scheduler) reads N mailboxes, one
+process, SQLite or, with --url, a fresh schema of that PostgreSQL database, the IMAP
+readers, the sender, the scheduler) reads N mailboxes, one
 Dovecot user each, and sends its acknowledgments to an SMTP sink in this process. Every
 mailbox gets a message by IMAP APPEND from a connection of its own, a random pause
 (exponential, mean N / rate seconds, so about `rate` messages a second in all) after its
@@ -30,24 +31,33 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bench.mailbox import config_environment, config_text
 from tests.dovecot import Account, Dovecot, free_port
 from tests.mailbuilder import make_mail
 from tests.waiting import child_pids
 
-# Dovecot's defaults stop at 100 imap processes (one per connection): the benchmark holds
-# three connections per mailbox (maild's, the watcher's, the appender's).
+# Dovecot's defaults stop at 100 processes a service, and its imap service (one process
+# a connection) at 1,024 of its own: the benchmark holds three connections per mailbox
+# (maild's, the watcher's, the appender's).
 DOVECOT_LIMITS = """
 default_process_limit = 2000
 default_client_limit = 10000
 default_vsz_limit = 0
+service imap {
+  process_limit = 2000
+}
 """
 
 
@@ -153,7 +163,40 @@ def _sockets_to(port: int) -> set[str]:
     return inodes
 
 
-def sample(pid: int, imap_port: int, database: Path) -> Usage:
+@dataclass(frozen=True)
+class Store:
+    """Where the round's maild keeps its database: a SQLite file, or a PostgreSQL schema
+    (its connections are counted as sockets to the server's port)."""
+
+    url: str
+    sqlite_file: Path | None = None
+    postgresql_port: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "SQLite" if self.sqlite_file else "PostgreSQL"
+
+
+@contextmanager
+def fresh_store(workdir: Path, postgresql_url: str | None) -> Iterator[Store]:
+    if postgresql_url is None:
+        database = workdir / "maild.db"
+        yield Store(f"sqlite:///{database}", sqlite_file=database)
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgresql_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield Store(f"{postgresql_url}?options=-csearch_path%3D{schema}",
+                    postgresql_port=make_url(postgresql_url).port or 5432)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def sample(pid: int, imap_port: int, store: Store) -> Usage:
     usage = Usage()
     status = _status(pid)
     usage.threads = int(status["Threads"])
@@ -164,6 +207,7 @@ def sample(pid: int, imap_port: int, database: Path) -> Usage:
         usage.helper_rss_mb += _kb(child_status["VmRSS"])
         usage.peak_mb += _kb(child_status["VmHWM"])
     imap = _sockets_to(imap_port)
+    postgresql = _sockets_to(store.postgresql_port) if store.postgresql_port else set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
             target = os.readlink(fd)
@@ -172,7 +216,9 @@ def sample(pid: int, imap_port: int, database: Path) -> Usage:
         usage.open_files += 1
         if target.startswith("socket:[") and target[8:-1] in imap:
             usage.imap_connections += 1
-        elif target == str(database):  # each SQLite connection holds the file open once
+        elif target.startswith("socket:[") and target[8:-1] in postgresql:
+            usage.db_connections += 1
+        elif target == str(store.sqlite_file):  # each SQLite connection holds it open once
             usage.db_connections += 1
     return usage
 
@@ -218,26 +264,37 @@ class Round:
     notices: list[float] = field(default_factory=list)
     missing: int = 0  # appended, never acknowledged within the minute
     started_in: float = 0.0  # from `maild run` to every reader connected
+    store: str = "SQLite"
     idle_usage: Usage = field(default_factory=Usage)
     busy_usage: Usage = field(default_factory=Usage)
     log: Path | None = None
 
 
-def connected_readers(database: Path) -> int:
+CONNECTED = "SELECT count(*) FROM mailbox_connections WHERE state = 'connected'"
+
+
+def connected_readers(store: Store) -> int:
+    if store.sqlite_file is not None:
+        try:
+            with sqlite3.connect(f"file:{store.sqlite_file}?mode=ro", uri=True,
+                                 timeout=1) as db:
+                return int(db.execute(CONNECTED).fetchone()[0])
+        except sqlite3.Error:
+            return 0
+    engine = create_engine(store.url)
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute(
-                "SELECT count(*) FROM mailbox_connections WHERE state = 'connected'"
-            ).fetchone()[0])
-    except sqlite3.Error:
-        return 0
+        with engine.connect() as connection:
+            return int(connection.scalar(text(CONNECTED)) or 0)
+    except SQLAlchemyError:
+        return 0  # the schema is not made yet
+    finally:
+        engine.dispose()
 
 
-def start_maild(workdir: Path, accounts: list[Account], sink_port: int) -> subprocess.Popen[bytes]:
-    database = workdir / "maild.db"
+def start_maild(workdir: Path, accounts: list[Account], sink_port: int,
+                store: Store) -> subprocess.Popen[bytes]:
     config = workdir / "maild.toml"
-    config.write_text(config_text(f"sqlite:///{database}", str(workdir / "storage"), sink_port,
-                                  accounts))
+    config.write_text(config_text(store.url, str(workdir / "storage"), sink_port, accounts))
     env = {**os.environ, **config_environment(accounts)}
     with open(workdir / "maild.log", "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
@@ -246,31 +303,29 @@ def start_maild(workdir: Path, accounts: list[Account], sink_port: int) -> subpr
 
 
 def measure(dovecot: Dovecot, sink: AckSink, workdir: Path, count: int, samples: int,
-            rate: float, connect_timeout: float) -> Round:
-    result = Round(count, log=workdir / "maild.log")
-    workdir.mkdir(parents=True)
+            rate: float, connect_timeout: float, store: Store) -> Round:
+    result = Round(count, log=workdir / "maild.log", store=store.kind)
     accounts = [dovecot.add_account() for _ in range(count)]
-    database = workdir / "maild.db"
     started = time.perf_counter()
-    maild = start_maild(workdir, accounts, sink.port)
+    maild = start_maild(workdir, accounts, sink.port, store)
     stop = threading.Event()
     watchers = [Watcher(account, stop) for account in accounts]
     try:
         deadline = time.monotonic() + connect_timeout
-        while connected_readers(database) < count:
+        while connected_readers(store) < count:
             if maild.poll() is not None:
                 raise SystemExit(f"maild exited with {maild.returncode}; see {result.log}")
             if time.monotonic() > deadline:
-                raise SystemExit(f"only {connected_readers(database)} of {count} readers "
+                raise SystemExit(f"only {connected_readers(store)} of {count} readers "
                                  f"connected after {connect_timeout:.0f} s; see {result.log}")
             time.sleep(0.2)
         result.started_in = time.perf_counter() - started
         time.sleep(2)  # past the readers' first, one-second confirming IDLE
-        result.idle_usage = sample(maild.pid, dovecot.port, database)
+        result.idle_usage = sample(maild.pid, dovecot.port, store)
         for watcher in watchers:
             watcher.start()
             watcher.ready.wait(10)
-        sampler = Sampler(lambda: sample(maild.pid, dovecot.port, database))
+        sampler = Sampler(lambda: sample(maild.pid, dovecot.port, store))
         sampler.start()
         budget = Budget(samples)
         lock = threading.Lock()
@@ -342,14 +397,14 @@ def figures(values: list[float]) -> str:
 
 def report(result: Round) -> None:
     idle, busy = result.idle_usage, result.busy_usage
-    print(f"{result.count} mailbox(es): {len(result.latencies)} acknowledged"
+    print(f"{result.count} mailbox(es), {result.store}: {len(result.latencies)} acknowledged"
           + (f", {result.missing} NOT within a minute" if result.missing else "")
           + f"; every reader connected {result.started_in:.1f} s after the start")
     print(f"  Dovecot's notice (APPEND -> EXISTS)  {figures(result.notices)}")
     print(f"  maild (APPEND -> ack in the sink)    {figures(result.latencies)}")
     for name, usage in (("connected, idle", idle), ("most while busy", busy)):
         print(f"  {name:16s} threads {usage.threads:4d}  IMAP connections "
-              f"{usage.imap_connections:4d}  SQLite connections {usage.db_connections:3d}  "
+              f"{usage.imap_connections:4d}  DB connections {usage.db_connections:3d}  "
               f"open files {usage.open_files:4d}  RSS {usage.rss_mb:5.0f} MB "
               f"+ parser {usage.helper_rss_mb:3.0f} MB")
     print(f"  peak RSS {busy.peak_mb:.0f} MB (maild and the parser process, VmHWM)")
@@ -378,6 +433,11 @@ def main() -> None:
                         help="messages a second over all mailboxes (one mailbox: as fast as "
                              "a quarter-second pause after each acknowledgment allows)")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
+    parser.add_argument("--idle-check-seconds", type=int,
+                        help="Dovecot's mailbox_idle_check_interval (its default: 30): how "
+                             "often an IDLE session past Linux's inotify limit looks")
+    parser.add_argument("--url", help="a PostgreSQL database (each count gets a schema of "
+                                      "its own in it); default: SQLite")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"maild with many mailboxes, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
@@ -385,17 +445,28 @@ def main() -> None:
     dovecot = Dovecot()
     with open(dovecot.config, "a") as config:
         config.write(DOVECOT_LIMITS)
+        if args.idle_check_seconds:
+            config.write(f"mailbox_idle_check_interval = {args.idle_check_seconds} secs\n")
     dovecot.start()
     sink = AckSink()
     try:
         tmp = Path(tempfile.mkdtemp(prefix="maild-bench-"))
         logged = 0
+        missed = False
         for count in (int(c) for c in args.counts.split(",")):
-            report(measure(dovecot, sink, tmp / f"boxes{count}", count,
-                           args.samples, args.rate, args.connect_timeout))
+            workdir = tmp / f"boxes{count}"
+            workdir.mkdir(parents=True)
+            with fresh_store(workdir, args.url) as store:
+                result = measure(dovecot, sink, workdir, count, args.samples, args.rate,
+                                 args.connect_timeout, store)
+            report(result)
+            missed = missed or result.missing > 0
             logged = dovecot_complaints(dovecot, logged)
             sys.stdout.flush()
-        shutil.rmtree(tmp)  # kept, with maild's logs, when a count fails
+        if missed:
+            print(f"maild's logs are kept in {tmp}")
+        else:  # kept, with maild's logs, when a count fails
+            shutil.rmtree(tmp)
     finally:
         sink.controller.stop()
         dovecot.close()

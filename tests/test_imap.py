@@ -86,7 +86,7 @@ def purposes(app: App) -> dict[str, int]:
 
 
 def reader_for(app: App, **kwargs: Any) -> MailboxReader:
-    return MailboxReader(app.intake, app.config.mailboxes[0], **kwargs)
+    return MailboxReader(app.intake, app.leases, app.config.mailboxes[0], **kwargs)
 
 
 class RunningReader:

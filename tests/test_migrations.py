@@ -21,6 +21,7 @@ from maild.db.fulltext import not_in_the_models
 from maild.db.migrate import (
     MIGRATIONS,
     database_revision,
+    is_current,
     newest_revision,
     upgrade,
     upgrade_if_behind,
@@ -156,3 +157,39 @@ def test_a_migration_that_fails_stops_the_start_with_its_reason(
     assert len(said) == 1
     assert said[0].startswith("maild: the database could not be migrated: ")
     assert reason in said[0]
+
+
+# `maild db upgrade`, its imports done before a common start, so the processes reach the
+# database together rather than as fast as each happens to load Python.
+AT_THE_GATE = """
+import sys, time
+from pathlib import Path
+from maild.cli import main
+gate = Path(sys.argv[1])
+print("ready", flush=True)
+while not gate.exists():
+    time.sleep(0.005)
+sys.argv = ["maild", "--config", sys.argv[2], "db", "upgrade"]
+main()
+"""
+
+
+def test_processes_started_together_on_an_empty_database_make_the_schema_once(
+    config_file: Path, database_url: str, tmp_path: Path
+) -> None:
+    """Several mailds started at once (a deploy, supervisord's autostart) all migrate on
+    start; each of them must come up, with the schema made once."""
+    gate = tmp_path / "go"
+    upgrades = [subprocess.Popen([sys.executable, "-c", AT_THE_GATE, str(gate), str(config_file)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)]
+    for process in upgrades:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    gate.touch()
+    said = [process.communicate(timeout=120) for process in upgrades]
+    assert [process.returncode for process in upgrades] == [0] * 4, said
+    database = Database(database_url)
+    try:
+        assert is_current(database)
+    finally:
+        database.dispose()

@@ -16,11 +16,16 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import create_engine, text
+
 from maild.outbound.claims import STALE_AFTER
-from tests.conftest import Sink, config_text, mailbox_toml
+from maild.runtime.leases import application_name
+from tests.conftest import PG_URL, Sink, config_text, mailbox_toml, using_postgresql
 from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
@@ -28,12 +33,17 @@ MAILD = [sys.executable, "-m", "maild"]
 
 
 class Daemons:
-    def __init__(self, tmp_path: Path, database_url: str, sink: Sink, account: Any) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, sink: Sink,
+                 accounts: dict[str, Any]) -> None:
+        """`accounts`: the mailboxes to read, by name."""
         self.config = tmp_path / "maild.toml"
-        self.config.write_text(config_text(database_url, tmp_path / "storage", sink.port,
-                                           mailbox_toml(account)))
+        self.config.write_text(config_text(
+            database_url, tmp_path / "storage", sink.port,
+            "".join(mailbox_toml(account, name, address=f"{name}@example.com")
+                    for name, account in accounts.items())))
         self.env = {**os.environ, "MAILD_CONFIG": str(self.config),
-                    "MAILD_TEST_IMAP_SUPPORT": account.password}
+                    **{f"MAILD_TEST_IMAP_{name.upper()}": account.password
+                       for name, account in accounts.items()}}
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -47,6 +57,13 @@ class Daemons:
 
     def said(self, name: str, text: str) -> bool:
         return self.log(name).exists() and text in self.log(name).read_text()
+
+    def said_at(self, name: str, text: str) -> datetime:
+        """When `name` first logged a line holding `text` (the log's own timestamp)."""
+        for line in self.log(name).read_text().splitlines():
+            if text in line:
+                return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        raise AssertionError(f"{name} never said {text!r}")
 
     def stop_all(self) -> None:
         for process in self.processes.values():
@@ -79,7 +96,7 @@ def acknowledgments(sink: Sink) -> dict[str, set[str]]:
 def test_two_daemons_share_a_mailbox_and_the_survivor_takes_over(
     tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
 ) -> None:
-    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    daemons = Daemons(tmp_path, database_url, sink, {"support": imap_account})
     for n in range(20):
         imap_account.append(customer_mail(n))
     daemons.start("a")
@@ -112,3 +129,88 @@ def test_two_daemons_share_a_mailbox_and_the_survivor_takes_over(
     doubled = {who: ids for who, ids in acknowledgments(sink).items() if len(ids) > 1}
     assert doubled == {}
     assert imap_account.count("INBOX") == 0
+
+
+@pytest.mark.skipif(not using_postgresql(), reason="a PostgreSQL session ending under a reader")
+def test_when_a_daemons_lock_session_ends_it_stops_reading_before_the_standby_reads(
+    tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
+) -> None:
+    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
+    daemons = Daemons(tmp_path, database_url, sink, accounts)
+    daemons.start("a")
+    for name in accounts:
+        wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
+                 f"the first daemon to read {name}")
+    daemons.start("b")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        for name in accounts:
+            wait_for(lambda name=name: daemons.said(
+                "b", f"mailbox {name}: another maild is reading it; standing by"),
+                f"the second daemon to stand by for {name}")
+        for n, account in enumerate(accounts.values()):
+            account.append(customer_mail(n))
+
+        # What a PostgreSQL restart does to a daemon's lock session, done to a's alone.
+        holder = application_name(daemons.processes["a"].pid)
+        with admin.connect() as connection:
+            ended = connection.scalars(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :holder"), {"holder": holder}).all()
+        assert ended == [True]  # one session held both mailboxes' locks
+
+        for name in accounts:
+            wait_for(lambda name=name: daemons.said("b", f"mailbox {name}: reading INBOX"),
+                     f"the standby to read {name}", timeout=30)
+            assert (daemons.said_at("a", f"mailbox {name}: no longer ours to read")
+                    < daemons.said_at("b", f"mailbox {name}: reading INBOX"))
+            wait_for(lambda name=name: daemons.said(
+                "a", f"mailbox {name}: another maild is reading it; standing by"),
+                f"the first daemon to stand by for {name}")
+        for n, account in enumerate(accounts.values(), start=2):
+            account.append(customer_mail(n))
+        for account in accounts.values():
+            wait_for(lambda account=account: account.count("Processed") == 2,
+                     "both messages of each mailbox to be filed", timeout=30)
+    finally:
+        daemons.stop_all()
+        admin.dispose()
+
+    tickets = daemons.tickets()
+    assert sorted(t["subject"] for t in tickets) == [f"Question {n}" for n in range(4)]
+    assert all(len([m for m in t["messages"] if m["direction"] == "in"]) == 1 for t in tickets)
+
+
+@pytest.mark.skipif(not using_postgresql(), reason="a PostgreSQL session ending under a reader")
+def test_a_daemon_alone_whose_lock_session_ends_takes_its_mailboxes_back(
+    tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
+) -> None:
+    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
+    daemons = Daemons(tmp_path, database_url, sink, accounts)
+    daemons.start("a")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    holder = application_name(daemons.processes["a"].pid)
+    sessions = text("SELECT pid FROM pg_stat_activity WHERE application_name = :holder")
+    try:
+        for name in accounts:
+            wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
+                     f"the daemon to read {name}")
+        with admin.connect() as connection:
+            (first,) = connection.scalars(sessions, {"holder": holder}).all()
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        for name in accounts:
+            wait_for(lambda name=name: daemons.log("a").read_text().count(
+                f"mailbox {name}: reading INBOX") == 2, f"the daemon to read {name} again",
+                timeout=30)
+            assert daemons.said("a", f"mailbox {name}: no longer ours to read")
+        with admin.connect() as connection:
+            (second,) = connection.scalars(sessions, {"holder": holder}).all()
+        assert second != first  # both locks again on one new session
+        for n, account in enumerate(accounts.values()):
+            account.append(customer_mail(n))
+        for account in accounts.values():
+            wait_for(lambda account=account: account.count("Processed") == 1,
+                     "the mail after it to be filed", timeout=30)
+    finally:
+        daemons.stop_all()
+        admin.dispose()

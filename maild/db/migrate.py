@@ -5,6 +5,11 @@ and only needed when there is something to migrate: a start reads the revision t
 database is at from Alembic's version table, and imports Alembic only when that is not
 the newest migration's; and a daemon's start (the command line's) migrates in a
 short-lived process of its own, so that even a first start never holds those 12 MB.
+
+On PostgreSQL the upgrade runs on a connection holding an advisory lock named by the
+schema: maild processes started together on an empty database take turns, and the later
+ones find the schema made and have nothing to do. (SQLite's writers already take turns:
+each transaction begins IMMEDIATE, see database.py.)
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
+from maild.db.advisory_locks import lock_key, schema_of
 from maild.db.database import Database
 from maild.errors import PermanentError
 
@@ -40,10 +49,30 @@ def upgrade(database: Database, revision: str = "head") -> None:
     from alembic import command
 
     config = _alembic_config()
-    with database.engine.connect() as connection:
+    with database.engine.connect() as connection, _one_at_a_time(connection):
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
+
+
+@contextmanager
+def _one_at_a_time(connection: Connection) -> Iterator[None]:
+    """Hold the schema's migration lock on `connection` (PostgreSQL; a session lock, so
+    it outlasts the migration's own transactions), waiting for whoever holds it."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    key = lock_key(schema_of(connection), "migrations")
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    connection.commit()
+    try:
+        yield
+    finally:
+        # A connection that broke has lost the lock with its session.
+        with suppress(SQLAlchemyError):
+            connection.rollback()  # what a failed migration left open
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
 
 
 def newest_revision() -> str:

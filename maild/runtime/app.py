@@ -23,6 +23,7 @@ from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.outbound.sender import Sender
 from maild.outbound.templates import Templates
+from maild.runtime.leases import Leases
 from maild.runtime.metrics import Metrics
 from maild.tickets.alerts import SlaAlerts
 from maild.tickets.business_time import BusinessCalendar
@@ -52,9 +53,11 @@ class App:
     reply_tokens: ReplyTokens
     metrics: Metrics  # what this process counts, for /metrics
     digest: WeeklyDigest
+    leases: Leases  # one reader per mailbox across processes
 
     def close(self) -> None:
         self.parser.close()
+        self.leases.close()
         self.db.dispose()
 
 
@@ -108,4 +111,5 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True,
         reply_tokens=reply_tokens,
         metrics=metrics,
         digest=WeeklyDigest(db, clock, calendar, mails, config.digest, config.support.domain),
+        leases=Leases(config.storage.url, config.storage.dir),
     )

@@ -66,7 +66,8 @@ class Daemon:
         self.sender = app.sender
         self._wake_sender = threading.Event()
         self.readers = [
-            MailboxReader(app.intake, box, self._on_stored) for box in app.config.mailboxes
+            MailboxReader(app.intake, app.leases, box, self._on_stored)
+            for box in app.config.mailboxes
         ] if "inbound" in roles else []
 
     def _on_stored(self, result: IngestResult) -> None:

@@ -37,7 +37,7 @@ from maild.config import MailboxConfig
 from maild.errors import TemporaryError
 from maild.intake.pipeline import IngestResult, Intake, intake_batch, quarantine
 from maild.runtime.backoff import Backoff
-from maild.runtime.leases import lease_for
+from maild.runtime.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,13 @@ CHUNK_BYTES = 1024 * 1024
 STREAM_BYTES = 4 * 1024 * 1024
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # what a message expunged meanwhile leaves
 BACKOFF_CAP_SECONDS = 300.0
-# A standby reader asks for the mailbox's lease this often; the holder checks it still
-# has it at least this often while idling, and before each batch.
+# A standby reader asks for the mailbox's lease this often. The holder checks it still
+# has it before each message and every IDLE slice, so it notices a lost lease within
+# about two seconds (leases.CONFIRMED_FOR_SECONDS + IDLE_SLICE_SECONDS); a standby that
+# takes the lease over waits longer than that before it reads, so the two never read at
+# once.
 LEASE_RETRY_SECONDS = 2.0
-LEASE_CHECK_SECONDS = 5.0
+TAKEOVER_GRACE_SECONDS = 5.0
 RECOVERABLE: tuple[type[BaseException], ...] = (TemporaryError, *CONNECTION_FAULTS)
 
 
@@ -136,6 +139,7 @@ class MailboxReader:
     def __init__(
         self,
         intake: Intake,
+        leases: Leases,
         mailbox: MailboxConfig,
         on_stored: Callable[[IngestResult], None] | None = None,
         backoff: Backoff | None = None,
@@ -148,7 +152,7 @@ class MailboxReader:
         self.channel = f"imap:{mailbox.name}"
         self.name = f"mailbox {mailbox.name}"
         # One reader per mailbox across every maild sharing the database.
-        self.lease = lease_for(intake.db.url, intake.config.storage.dir, f"mailbox-{mailbox.name}")
+        self.lease = leases.lease(f"mailbox-{mailbox.name}")
         self._standing_by = False
         self.status = ReaderStatus("starting")
 
@@ -160,11 +164,20 @@ class MailboxReader:
             while not stop.is_set():
                 if self._take_lease(stop):
                     self._serve_safely(stop)
+                    if not stop.is_set() and not self.lease.held():
+                        self._pause_after_losing_the_lease(stop)
         finally:
             if self.status.state in ("connected", "backoff"):  # ours to tell
                 record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "stopped")
             self.status = ReaderStatus("stopped")
             self.lease.release()
+
+    def _pause_after_losing_the_lease(self, stop: threading.Event) -> None:
+        """Its database session ended (a restart, a network fault): a standby elsewhere,
+        whose own session is sound, gets the first chance to take the mailbox over."""
+        self.status = ReaderStatus(
+            "standby", f"lost its lease; asking again in {TAKEOVER_GRACE_SECONDS:g} s")
+        stop.wait(TAKEOVER_GRACE_SECONDS)
 
     def _take_lease(self, stop: threading.Event) -> bool:
         try:
@@ -177,9 +190,15 @@ class MailboxReader:
             return False
         if taken:
             if self._standing_by:
-                log.info("%s: the other reader is gone; taking over", self.name)
-                self._standing_by = False
+                log.info("%s: the other reader is gone; taking over in %g s", self.name,
+                         TAKEOVER_GRACE_SECONDS)
                 self.status = ReaderStatus("starting")
+                # The other may still be reading: its lock's session was ended under it
+                # (a PostgreSQL restart), and it has yet to notice.
+                stop.wait(TAKEOVER_GRACE_SECONDS)
+                if stop.is_set() or not self.lease.held():
+                    return False  # lost meanwhile: still a standby, waiting again next time
+                self._standing_by = False
             return True
         if not self._standing_by:
             log.info("%s: another maild is reading it; standing by", self.name)
@@ -319,13 +338,8 @@ class MailboxReader:
         """
         client.idle()
         renew_at = time.monotonic() + (seconds or self.mailbox.idle_renew_seconds)
-        check_lease_at = time.monotonic() + LEASE_CHECK_SECONDS
         try:
-            while not stop.is_set() and time.monotonic() < renew_at:
-                if time.monotonic() >= check_lease_at:
-                    if not self.lease.held():
-                        return
-                    check_lease_at = time.monotonic() + LEASE_CHECK_SECONDS
+            while not stop.is_set() and time.monotonic() < renew_at and self.lease.held():
                 started = time.monotonic()
                 responses = client.idle_check(timeout=IDLE_SLICE_SECONDS)
                 if any(_announces_mail(r) for r in responses):
@@ -344,12 +358,14 @@ class MailboxReader:
     ) -> DrainReport:
         """Ingest the messages after `last_uid`, in batches; with `rescan`, every message
         in the folder (left there by a crash or a failed move, or renumbered)."""
+        report = DrainReport(last_uid=last_uid)
+        if not self.lease.held():
+            return report
         if rescan:
             uids = client.search(["NOT", "DELETED"])
         else:
             uids = [u for u in client.search(["UID", f"{last_uid + 1}:*", "NOT", "DELETED"])
                     if u > last_uid]
-        report = DrainReport(last_uid=last_uid)
         if not uids:
             return report
         sizes = {
@@ -359,7 +375,7 @@ class MailboxReader:
         too_large = {uid for uid, size in sizes.items()
                      if size > self.mailbox.max_message_bytes}
         for uid in sorted(too_large):
-            if stop.is_set():
+            if stop.is_set() or not self.lease.held():
                 return report
             self._set_aside_too_large(client, uid, sizes.pop(uid), report)
         for batch in plan_batches(sizes, self.mailbox.batch_messages, self.mailbox.batch_bytes):
@@ -387,7 +403,7 @@ class MailboxReader:
             intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
                                 if isinstance(data.get(b"BODY[]"), bytes)])
             for uid in batch:
-                if stop.is_set():
+                if stop.is_set() or not self.lease.held():
                     break
                 try:
                     if uid in streamed:
