@@ -51,7 +51,7 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
                                       message_id=f"<r{n}@customer.example>",
                                       in_reply_to=f"<q{n}@customer.example>",
                                       body="More detail.\n"))
-    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    daemons = Daemons(tmp_path, database_url, sink, {"support": imap_account})
     chance = random.Random(20261123)
     interrupted = 0
     for round_number in range(KILLS):

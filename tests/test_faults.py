@@ -56,7 +56,7 @@ def test_a_full_disk_holds_the_mail_back_until_there_is_room(
 ) -> None:
     storage = tiny_disk / "storage"
     (storage / "raw").mkdir(parents=True)
-    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    daemons = Daemons(tmp_path, database_url, sink, {"support": imap_account})
     if not using_postgresql():  # the database elsewhere: only storage/ fills up
         database_url = f"sqlite:///{tmp_path}/maild.db"
     daemons.config.write_text(config_text(database_url, storage, sink.port,
@@ -87,7 +87,7 @@ def test_postgresql_restarted_in_the_middle_of_a_drain(
     tmp_path: Path, database_url: str, sink: Sink, imap_account: Any
 ) -> None:
     cluster = next(Path("/etc/postgresql").iterdir()).name
-    daemons = Daemons(tmp_path, database_url, sink, imap_account)
+    daemons = Daemons(tmp_path, database_url, sink, {"support": imap_account})
     tag = uuid.uuid4().hex[:8]
     for n in range(60):
         imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Q{n}",
