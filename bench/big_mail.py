@@ -6,8 +6,9 @@ for small mail (one connection, one mail after the other) and its size when idle
     .venv/bin/python -m bench.big_mail --code /tmp/bigmail-before   # another checkout's maild
 
 Every figure is measured on a fresh `maild` process, started on a database made
-beforehand by `maild db upgrade` (a daemon's first start also migrates, which loads
-Alembic, 12 MB): `maild run --only inbound` for the listener (its peak RSS, VmHWM, read
+beforehand by `maild db upgrade` (the code before 2026-12-01 kept Alembic, 12 MB, after
+a first start's migration; the backlog on every channel, first starts included, is
+`bench/memory.py`): `maild run --only inbound` for the listener (its peak RSS, VmHWM, read
 before it is stopped, plus the peak of any parser process it started), `maild ingest
 FILE` for the command line (ru_maxrss of the process, from wait4). `--code DIR` runs
 the maild package found in DIR with this virtualenv's libraries: the code before a
@@ -20,10 +21,8 @@ import argparse
 import contextlib
 import email.policy
 import os
-import random
 import smtplib
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,24 +30,15 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+from bench.mailbox import BIG_ATTACHMENT_BYTES, big_mail
+from bench.maild_process import (
+    maild_command,
+    run_measured,
+    vm_hwm_mb,
+    wait_until_listening,
+)
 from tests.conftest import free_port
 from tests.processes import parser_pids
-
-ATTACHMENT_BYTES = 25 * 1024 * 1024
-
-
-def big_mail(n: int) -> bytes:
-    mail = EmailMessage(policy=email.policy.SMTP)
-    mail["From"] = f"Customer {n} <c{n}@customer.example>"
-    mail["To"] = "support@example.com"
-    mail["Subject"] = f"Crash dump {n}"
-    mail["Message-ID"] = f"<big{n}@customer.example>"
-    mail["Date"] = "Mon, 23 Nov 2026 18:00:00 +0000"
-    mail.set_content("The dump is attached.\n")
-    data = random.Random(n).randbytes(ATTACHMENT_BYTES)
-    mail.add_attachment(data, maintype="application", subtype="octet-stream",
-                        filename=f"dump{n}.bin")
-    return mail.as_bytes()
 
 
 def write_config(directory: Path, port: int) -> Path:
@@ -75,50 +65,25 @@ level = "warning"
     return path
 
 
-def maild_command(code: Path | None) -> tuple[list[str], dict[str, str]]:
-    if code is None:
-        return [sys.executable, "-m", "maild"], dict(os.environ)
-    # Ahead of this checkout's editable install, which PYTHONPATH does not outrank.
-    run = (f"import sys, runpy; sys.path.insert(0, {str(code)!r}); "
-           "runpy.run_module('maild', run_name='__main__')")
-    return [sys.executable, "-c", run], dict(os.environ)
-
-
-def migrate(command: list[str], env: dict[str, str], config: Path) -> None:
+def migrate(command: list[str], config: Path) -> None:
     """The schema made beforehand, as a deployment's first start or `maild db upgrade`
     does: what is measured is a start on an existing database."""
-    subprocess.run([*command, "--config", str(config), "db", "upgrade"], env=env,
+    subprocess.run([*command, "--config", str(config), "db", "upgrade"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for {pid}")
 
 
 @contextlib.contextmanager
 def running_listener(code: Path | None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A fresh `maild run --only inbound` and its port, once it answers."""
-    command, env = maild_command(code)
+    command = maild_command(code)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = write_config(Path(tmp), port)
-        migrate(command, env, config)
+        migrate(command, config)
         daemon = subprocess.Popen([*command, "--config", str(config), "run", "--only",
-                                   "inbound"], env=env, stderr=subprocess.DEVNULL)
+                                   "inbound"], stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with smtplib.SMTP("127.0.0.1", port, timeout=5) as probe:
-                        probe.noop()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_until_listening(port, daemon)
             yield daemon, port
         finally:
             daemon.terminate()
@@ -188,24 +153,14 @@ def listener_rate(code: Path | None, count: int) -> tuple[float, float, float]:
         return count / elapsed, 1000 * cpu / count, idle
 
 
-# ru_maxrss of a child carries the RSS of the process that forked it (this one holds
-# the six mails): a small launcher forks `maild ingest` and reports its children's peak.
-_LAUNCHER = ("import resource, subprocess, sys; "
-             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-             "stderr=subprocess.DEVNULL).returncode; "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
-
-
 def ingest_peak(code: Path | None, mail: Path) -> tuple[float, int]:
-    command, env = maild_command(code)
+    command = maild_command(code)
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp), free_port())
-        migrate(command, env, config)
-        launched = subprocess.run(
-            [sys.executable, "-c", _LAUNCHER, *command, "--config", str(config), "ingest",
-             str(mail)], env=env, capture_output=True, text=True, check=True)
-        peak_kb, exit_code = launched.stdout.split()
-        return int(peak_kb) / 1024, int(exit_code)
+        migrate(command, config)
+        finished = run_measured([*command, "--config", str(config), "ingest", str(mail)],
+                                Path(tmp) / "ingest.log")
+        return finished.peak_mb, finished.exit_code
 
 
 def main() -> None:
@@ -222,7 +177,7 @@ def main() -> None:
               f"{cpu:.1f} ms of CPU a mail")
     mails = [big_mail(n) for n in range(6)]
     print(f"maild from {code or 'this checkout'}; each mail {len(mails[0]) / 2**20:.1f} MB "
-          f"with a {ATTACHMENT_BYTES // 2**20} MB attachment")
+          f"with a {BIG_ATTACHMENT_BYTES // 2**20} MB attachment")
     one, one_helper, answers = listener_peak(code, mails[:1])
     print(f"SMTP listener, one mail:   {one:6.0f} MB (+ parser process {one_helper:.0f} MB)"
           f"  answers {answers}")

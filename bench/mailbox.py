@@ -1,15 +1,18 @@
-"""What the IMAP benchmarks share: a realistic backlog, filling a folder, a maild config."""
+"""What the mail benchmarks share: a realistic backlog, a big mail, filling a folder, a
+maild config."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import random
 from email.message import EmailMessage
 
 from tests.dovecot import Account
 from tests.mailbuilder import make_mail
 
 CUSTOMERS = 300
+BIG_ATTACHMENT_BYTES = 25 * 1024 * 1024
 
 
 def _customer(n: int) -> str:
@@ -85,6 +88,31 @@ def backlog(count: int, *, big_attachments: int = 0, big_size: int = 25 * 1024 *
         elif n % 25 == 0:
             raw = with_attachment(raw, n, bytes(range(256)) * 240)
         messages.append(raw)
+    return messages
+
+
+def big_mail(n: int) -> bytes:
+    """A short text and a 25 MB attachment of random bytes: 34.2 MB on the wire."""
+    mail = EmailMessage(policy=email.policy.SMTP)
+    mail["From"] = f"Customer {n} <c{n}@customer.example>"
+    mail["To"] = "support@example.com"
+    mail["Subject"] = f"Crash dump {n}"
+    mail["Message-ID"] = f"<big{n}@customer.example>"
+    mail["Date"] = "Mon, 23 Nov 2026 18:00:00 +0000"
+    mail.set_content("The dump is attached.\n")
+    data = random.Random(n).randbytes(BIG_ATTACHMENT_BYTES)
+    mail.add_attachment(data, maintype="application", subtype="octet-stream",
+                        filename=f"dump{n}.bin")
+    return mail.as_bytes()
+
+
+def backlog_with_big_mail(count: int, big: int) -> list[bytes]:
+    """`backlog(count)` with `big` of its messages, spread evenly, replaced by
+    `big_mail`s."""
+    messages = backlog(count)
+    every = count // big if big else 0
+    for k in range(big):
+        messages[k * every + every // 2] = big_mail(k)
     return messages
 
 

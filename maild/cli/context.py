@@ -51,7 +51,8 @@ class Context:
             # One-shot commands print their own outcome; only the daemon logs at info.
             level = config.logging.level
             setup_logging(level if daemon or level == "debug" else "warning")
-            self._app = build_app(config, clock_from_env(), migrate=migrate)
+            self._app = build_app(config, clock_from_env(), migrate=migrate,
+                                  migrate_in_a_child=True)
         return self._app
 
     def read(self, query: Callable[[App, Session], T]) -> T:

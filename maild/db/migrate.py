@@ -3,7 +3,8 @@
 Alembic, with Mako and Pygments under it, is 12 MB of a daemon's 90 (bench/README.md)
 and only needed when there is something to migrate: a start reads the revision the
 database is at from Alembic's version table, and imports Alembic only when that is not
-the newest migration's.
+the newest migration's; and a daemon's start (the command line's) migrates in a
+short-lived process of its own, so that even a first start never holds those 12 MB.
 
 On PostgreSQL the upgrade runs on a connection holding an advisory lock named by the
 schema: maild processes started together on an empty database take turns, and the later
@@ -13,6 +14,9 @@ each transaction begins IMMEDIATE, see database.py.)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.db.advisory_locks import lock_key, schema_of
 from maild.db.database import Database
+from maild.errors import PermanentError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -93,6 +98,42 @@ def upgrade_if_behind(database: Database) -> None:
     else (behind, none, ahead of this maild) is Alembic's to do or to refuse."""
     if database_revision(database) != newest_revision():
         upgrade(database)
+
+
+_CHILD_COMMAND = "from maild.db.migrate import upgrade_url_on_stdin; upgrade_url_on_stdin()"
+
+
+def upgrade_in_a_child_if_behind(database: Database) -> None:
+    """`upgrade_if_behind`, with the migration in a process that ends with it: Alembic
+    stays out of this one. A migration that fails raises PermanentError with its reason
+    (Alembic's, or the database's) on one line."""
+    if database_revision(database) == newest_revision():
+        return
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD_COMMAND],
+        input=database.url,  # not on the command line, where any user could read it
+        capture_output=True, text=True,
+        # The very modules this process imports, wherever they came from.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    if child.returncode != 0:
+        said = child.stderr.strip().splitlines()
+        reason = said[-1] if said else f"exit code {child.returncode}"
+        raise PermanentError(f"the database could not be migrated: {reason}")
+
+
+def upgrade_url_on_stdin() -> None:
+    """The child's side: `upgrade` the database whose URL is on stdin; on failure, the
+    reason as the last line of stderr and exit code 1."""
+    database = Database(sys.stdin.read())
+    try:
+        upgrade(database)
+    except Exception as exc:
+        # A database's error runs to several lines (the SQL, a link): its first is the reason.
+        sys.stderr.write(f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}\n")
+        sys.exit(1)
+    finally:
+        database.dispose()
 
 
 def is_current(database: Database) -> bool:

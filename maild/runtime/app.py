@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
-from maild.db.migrate import upgrade_if_behind
+from maild.db.migrate import upgrade_if_behind, upgrade_in_a_child_if_behind
 from maild.db.rawstore import RawStore
 from maild.db.secrets import site_secret
 from maild.errors import TemporaryError
@@ -61,14 +61,22 @@ class App:
         self.db.dispose()
 
 
-def build_app(config: Config, clock: Clock, *, migrate: bool = True) -> App:
+def build_app(config: Config, clock: Clock, *, migrate: bool = True,
+              migrate_in_a_child: bool = False) -> App:
+    """`migrate`: bring the schema to the newest revision first, if it is behind;
+    `migrate_in_a_child` in a process of its own (as the command line does), so that this
+    one never imports Alembic (12 MB, bench/README.md)."""
     try:
         config.storage.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TemporaryError(f"storage.dir {config.storage.dir}: {exc.strerror}") from exc
     db = Database(config.storage.url)
     if migrate:
-        upgrade_if_behind(db)
+        try:
+            (upgrade_in_a_child_if_behind if migrate_in_a_child else upgrade_if_behind)(db)
+        except BaseException:
+            db.dispose()  # no App holds it to close
+            raise
     reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     raw_store = RawStore(config.storage.dir / "raw")
     attachment_store = RawStore(config.storage.dir / "attachments", suffix=".bin")
