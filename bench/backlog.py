@@ -3,6 +3,7 @@
 
     .venv/bin/python -m bench.backlog --messages 2000 [--before /tmp/drain-before]
     .venv/bin/python -m bench.backlog --messages 2000 --profile /tmp/after.prof
+    .venv/bin/python -m bench.backlog --messages 2000 --phases   # where each run's time went
 
 The backlog comes in two sittings, as mail happens: the customers' first mails (new
 conversations, noise, duplicates), then, once maild's acknowledgments have reached them,
@@ -85,12 +86,43 @@ def reset_postgres() -> None:
     engine.dispose()
 
 
+# What maild logs as it ends one message of the intake, and as it sends one mail.
+_TAKEN_IN = (" stored ", " is already stored", " ignored ", " quarantined ")
+_SENT = " sent outbox #"
+
+
+def phases(stderr: str, started: float, ended: float) -> str:
+    """Where a run's wall clock went, read from its log's timestamps: until the first
+    message was taken in (start-up: imports, migrations, login), until the last one was
+    (the intake), until the last mail was sent (sending left after the intake), to exit."""
+    taken, sent = [], []
+    for line in stderr.splitlines():
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            continue
+        if any(mark in line for mark in _TAKEN_IN):
+            taken.append(at)
+        elif _SENT in line:
+            sent.append(at)
+    if not taken:
+        return f"{ended - started:.1f} s, nothing taken in"
+    intake_end = taken[-1]
+    sending_end = max(sent[-1], intake_end) if sent else intake_end
+    during = sum(at <= intake_end for at in sent)
+    return (f"start-up {taken[0] - started:.1f} s, intake {intake_end - taken[0]:.1f} s "
+            f"({during} of {len(sent)} mails sent meanwhile), "
+            f"sending after it {sending_end - intake_end:.1f} s, "
+            f"to exit {ended - sending_end:.1f} s")
+
+
 class TimedDesk(Desk):
     """`maild run --once`, timed; optionally under cProfile."""
 
     profile: Path | None = None
     seconds: float = 0.0
     runs: int = 0
+    show_phases: bool = False
 
     def run_once(self, now: datetime) -> None:
         command = self.command
@@ -98,13 +130,16 @@ class TimedDesk(Desk):
             self.runs += 1
             command = [command[0], "-m", "cProfile", "-o", f"{self.profile}.{self.runs}",
                        *command[1:]]
-        started = time.perf_counter()
+        started, wall_started = time.perf_counter(), time.time()
         done = subprocess.run([*command, "run", "--once"],
                               env={**self.env, "MAILD_NOW": now.isoformat()},
                               capture_output=True, timeout=3600, cwd=self.cwd)
         self.seconds += time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"maild run --once failed: {done.stderr.decode()[-2000:]}")
+        if self.show_phases:
+            said = phases(done.stderr.decode(errors="replace"), wall_started, time.time())
+            print(f"    run: {said}")
         errors = [line for line in done.stderr.decode(errors="replace").splitlines()
                   if " ERROR " in line or " CRITICAL " in line or " WARNING " in line]
         if errors:
@@ -148,7 +183,8 @@ def outcome(url: str, sink_dir: Path) -> dict[str, int]:
 
 
 def measure(name: str, checkout: Path, dovecot: Dovecot, work: Path, conversations: int,
-            seed: int, database: str, profile: Path | None, staff: int) -> tuple[float, float, int]:
+            seed: int, database: str, profile: Path | None, staff: int,
+            show_phases: bool = False) -> tuple[float, float, int]:
     """One checkout on the corpus: (floor seconds, maild seconds, messages)."""
     account = dovecot.add_account()
     sink_dir = work / "sink"
@@ -164,6 +200,7 @@ def measure(name: str, checkout: Path, dovecot: Dovecot, work: Path, conversatio
                "PYTHONPATH": str(checkout)}
         desk = TimedDesk([sys.executable, "-m", "maild"], env, account, sink_dir, cwd=checkout)
         desk.profile = profile
+        desk.show_phases = show_phases
         corpus = Corpus(seed=seed)
         floor = 0.0
         count = 0
@@ -201,6 +238,8 @@ def main() -> None:
     parser.add_argument("--database", default="sqlite", help="sqlite, postgresql or both")
     parser.add_argument("--profile", type=Path,
                         help="cProfile this checkout's runs into PROFILE.1, PROFILE.2")
+    parser.add_argument("--phases", action="store_true",
+                        help="say where each run's wall clock went, from its log")
     args = parser.parse_args()
     conversations = round(args.messages / MAILS_PER_CONVERSATION)
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
@@ -220,7 +259,8 @@ def main() -> None:
                     with tempfile.TemporaryDirectory(prefix=f"maild-backlog-{name}-") as work:
                         floor, seconds, count = measure(
                             name, checkout, dovecot, Path(work), conversations, args.seed,
-                            database, args.profile if name == "after" else None, args.staff)
+                            database, args.profile if name == "after" else None, args.staff,
+                            args.phases)
                     print(f"    floor {count / floor:6.0f} msg/s ({floor:5.1f} s), maild "
                           f"{count / seconds:6.0f} msg/s ({seconds:5.1f} s): "
                           f"floor/maild = {floor / seconds:.2f}")

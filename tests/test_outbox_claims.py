@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 
 from maild.clock import FixedClock
 from maild.config import Config
@@ -29,6 +29,7 @@ from maild.db.migrate import upgrade
 from maild.db.models import Event, OutboxMail, OutboxSender
 from maild.intake.pipeline import ingest
 from maild.outbound.claims import (
+    CLAIM_BATCH,
     STALE_AFTER,
     SenderIdentity,
     claim,
@@ -188,6 +189,29 @@ def test_a_sender_that_finishes_leaves_nothing_claimed_and_is_not_listed(
     assert [owner for status, owner, _ in rows.values() if status == "queued"] == [None]
     with app.db.transaction() as session:
         assert session.scalars(select(OutboxSender)).all() == []
+
+
+def test_a_claims_mails_are_recorded_together_with_the_next_claim(
+    app: App, sink: Sink
+) -> None:
+    """A commit per claim, not per mail: what five mails came to is written in the
+    transaction that claims the next five (docs/design.md, "Outgoing mail is durable")."""
+    _customers(app, 2 * CLAIM_BATCH + 1)
+    sending = threading.current_thread()
+    commits: list[str] = []
+    # Only the sender's own: its heartbeat commits from a thread of its own.
+    event.listen(app.db.engine, "commit", lambda connection: commits.append(
+        "sender" if threading.current_thread() is sending else "heartbeat"))
+
+    report = app.sender.deliver_due(limit=None)
+
+    assert report.sent == 2 * CLAIM_BATCH + 1
+    claims = 3  # five, five, one
+    # Each claim's transaction records the one before; then the last claim's mails with
+    # a claim that finds nothing more, and the sender's row removed as it leaves.
+    assert commits.count("sender") == claims + 2
+    assert _delivered_events(app) == 2 * CLAIM_BATCH + 1
+    assert {status for status, _, _ in _rows(app).values()} == {"sent"}
 
 
 class _StallsFirstMail:

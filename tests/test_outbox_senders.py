@@ -33,7 +33,7 @@ from sqlalchemy import select
 
 from maild.clock import FixedClock
 from maild.config import Config
-from maild.db.models import OutboxMail
+from maild.db.models import Event, OutboxMail
 from maild.intake.pipeline import ingest
 from maild.outbound.claims import BEAT_EVERY, CLAIM_BATCH, STALE_AFTER
 from maild.runtime.app import App
@@ -47,18 +47,19 @@ MAILS = 6
 
 class StallingRelay:
     """Accepts every mail, counting it by Message-ID once it has answered 250. The first
-    DATA is answered after `stall` seconds at the least, and only once `release` is set;
-    never when `stall` is None (the test ends first)."""
+    DATA after `accept_first` mails is answered after `stall` seconds at the least, and
+    only once `release` is set; never when `stall` is None (the test ends first)."""
 
-    def __init__(self, stall: float | None) -> None:
+    def __init__(self, stall: float | None, accept_first: int = 0) -> None:
         self.stall = stall
+        self.accept_first = accept_first
         self.stalling = threading.Event()
         self.release = threading.Event()
         self.accepted: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        if not self.stalling.is_set():
+        if not self.stalling.is_set() and sum(self.delivered().values()) >= self.accept_first:
             self.stalling.set()
             if self.stall is None:
                 await asyncio.Event().wait()
@@ -117,7 +118,10 @@ class Senders:
 
 @pytest.fixture
 def relay(request: pytest.FixtureRequest) -> Iterator[tuple[StallingRelay, int]]:
-    handler = StallingRelay(request.param)
+    """request.param: the stall, or (the stall, the mails accepted before it)."""
+    stall, accept_first = request.param if isinstance(request.param, tuple) \
+        else (request.param, 0)
+    handler = StallingRelay(stall, accept_first)
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
@@ -249,3 +253,37 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
     assert (f"outbox sender {stopped_owner} released {CLAIM_BATCH - 1} claimed mail(s)"
             in senders.said("a"))
     assert "went silent" not in senders.said("b")
+
+
+@pytest.mark.parametrize("relay", [(None, 2)], indirect=True)
+def test_mail_a_killed_sender_had_sent_and_not_recorded_is_sent_again_never_lost(
+    app: App, tmp_path: Path, database_url: str, relay: tuple[StallingRelay, int],
+) -> None:
+    """A claim's mails are recorded together, after the last of them (maild/outbound/
+    sender.py): a sender killed part-way through a claim has handed some to the relay
+    and recorded none. The sender that takes over sends them again, under the same
+    Message-IDs; every mail arrives, and each is recorded once."""
+    handler, port = relay
+    queued = _queue(app)
+    senders = Senders(tmp_path, database_url, port)
+    try:
+        senders.start("a")
+        assert handler.stalling.wait(30), "the first sender never reached its third mail"
+        accepted_before_the_kill = set(handler.delivered())
+        senders.processes["a"].send_signal(signal.SIGKILL)
+        senders.processes["a"].wait(timeout=10)
+        senders.start("b")
+        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
+        wait_for(lambda: set(handler.delivered()) == queued,
+                 "every mail to be delivered", timeout=bound.total_seconds())
+        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+    finally:
+        senders.stop_all()
+
+    assert len(accepted_before_the_kill) == 2
+    twice = {m for m, n in handler.delivered().items() if n > 1}
+    assert twice == accepted_before_the_kill
+    assert max(handler.delivered().values()) == 2
+    with app.db.transaction() as session:
+        delivered = session.scalars(select(Event.new).where(Event.kind == "delivered")).all()
+    assert sorted(delivered) == sorted(queued)  # each mail recorded once

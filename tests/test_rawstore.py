@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,31 @@ def test_a_batch_waits_on_the_disk_once_as_it_ends(tmp_path: Path, fsyncs: list[
     assert len(fsyncs) == 5
     assert [store.get(name) for name in names] == [f"message {n}".encode() for n in range(5)]
     assert not list((tmp_path / "raw").glob("*.tmp"))
+
+
+def test_the_files_of_a_batch_are_synced_at_once_not_one_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system commits syncs that wait together as one: a batch asks for all of
+    its files' at once. Here the first two syncs each wait for the other to have begun,
+    which only syncs asked for at once get past."""
+    both_begun = threading.Barrier(2, timeout=30)
+    in_flight: list[int] = []
+    real_fsync = os.fsync
+
+    def meeting_fsync(fd: int) -> None:
+        in_flight.append(fd)
+        if len(in_flight) <= 2:
+            both_begun.wait()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", meeting_fsync)
+    store = RawStore(tmp_path / "raw")
+    with store.batch():
+        names = [store.put(f"message {n}".encode()) for n in range(8)]
+    assert len(in_flight) == 8
+    assert [store.path_for(name).read_bytes() for name in names] == [
+        f"message {n}".encode() for n in range(8)]
 
 
 def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -19,6 +20,8 @@ from maild.errors import TemporaryError
 
 T = TypeVar("T")
 _TEMPORARY_PREFIX = "incoming."
+# The threads that sync a batch's files at once (see RawStore._settle).
+SETTLING_THREADS = 16
 SPOOL_DIRECTORY = "spool"
 _SPOOL_SUFFIX = ".spool"
 
@@ -97,11 +100,26 @@ class RawStore:
                     temporary.unlink(missing_ok=True)
 
     def _settle(self, pending: dict[str, Path]) -> None:
-        for temporary in pending.values():
-            with self._guarded(open, temporary, "rb") as handle:
-                self._guarded(os.fsync, handle.fileno())
-        for sha256, temporary in pending.items():
-            self._guarded(self._move_into_place, temporary, self.path_for(sha256))
+        """Every file synced, then each moved to its name. The syncs are asked for all at
+        once, from a few threads: the file system commits what they wait for together
+        (a batch of fifty costs about two waits on the disk instead of fifty)."""
+        if len(pending) < 2:
+            for temporary in pending.values():
+                self._sync_file(temporary)
+            for sha256, temporary in pending.items():
+                self._guarded(self._move_into_place, temporary, self.path_for(sha256))
+            return
+        with ThreadPoolExecutor(min(len(pending), SETTLING_THREADS),
+                                thread_name_prefix="raw-store-sync") as pool:
+            for _ in pool.map(self._sync_file, pending.values()):
+                pass
+            for _ in pool.map(lambda item: self._guarded(
+                    self._move_into_place, item[1], self.path_for(item[0])), pending.items()):
+                pass
+
+    def _sync_file(self, path: Path) -> None:
+        with self._guarded(open, path, "rb") as handle:
+            self._guarded(os.fsync, handle.fileno())
 
     def put(self, raw: bytes) -> str:
         """Store the bytes durably and return their SHA-256; storing twice is free. In

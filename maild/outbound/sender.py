@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from maild.clock import Clock
 from maild.config import OutboundConfig
 from maild.db.database import Database
@@ -55,10 +57,25 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True)
+class Tried:
+    """A mail a sender tried, as the relay answered: accepted (`error` None, `refused`
+    the recipients it turned down, if not all), or not (`error`)."""
+
+    mail: Claimed
+    error: BaseException | None = None
+    refused: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Sender:
     """Delivers due outbox mail a few at a time, under its own owner id (claims.py): what
     it claimed no other sender sends while it beats, and what it records on a mail it
-    records only while the mail is still its own."""
+    records only while the mail is still its own.
+
+    What a claim's mails came to is recorded together, in the transaction that claims
+    the next few: a commit per claim rather than per mail, which is most of what sending
+    costs. A crash between the relay's acceptance and that record sends those mails
+    again (at most a claim's worth, CLAIM_BATCH), under their own Message-IDs."""
 
     db: Database
     clock: Clock
@@ -67,29 +84,33 @@ class Sender:
     metrics: Metrics  # deliveries by result
     identity: SenderIdentity = field(default_factory=SenderIdentity)
 
-    def _claim(self, limit: int) -> list[Claimed]:
-        with self.db.transaction() as session:
-            return claim(session, self.identity, self.clock.now(), limit)
-
-    def deliver_due(self, limit: int = 100, stop: threading.Event | None = None
+    def deliver_due(self, limit: int | None = 100, stop: threading.Event | None = None
                     ) -> DeliveryReport:
-        """Up to `limit` due mails, claimed CLAIM_BATCH at a time, over one connection.
-        Once `stop` is set, the mail being sent is finished and the rest released."""
+        """Up to `limit` due mails (None: until none is due), claimed CLAIM_BATCH at a
+        time, over one connection. Once `stop` is set, the mail being sent is finished,
+        what was sent is recorded and the rest released."""
+        stopping = stop or threading.Event()
         report = DeliveryReport()
         owner = self.identity.owner
         heartbeat: Heartbeat | None = None
         in_hand: list[Claimed] = []
+        tried: list[Tried] = []  # not recorded yet
+        taken = 0
         client: smtplib.SMTP | None = None
         try:
-            while report.attempted < limit and not (stop is not None and stop.is_set()):
+            while True:
                 claiming = time.monotonic()
-                in_hand = self._claim(min(CLAIM_BATCH, limit - report.attempted))
+                wanted = 0 if report.taken_over or stopping.is_set() else \
+                    CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - taken)
+                in_hand = self._record_and_claim(tried, wanted, report)
+                tried = []
                 if not in_hand:
                     break
+                taken += len(in_hand)
                 if heartbeat is None:
                     heartbeat = Heartbeat(self.db, owner, claiming).start()
-                while in_hand and not (stop is not None and stop.is_set()):
-                    if not heartbeat.holding() or report.taken_over:
+                while in_hand and not stopping.is_set():
+                    if not heartbeat.holding():
                         log.warning("outbox sender %s stops: its claims may no longer be "
                                     "its own", owner)
                         return report
@@ -97,26 +118,25 @@ class Sender:
                     try:
                         raw = mail_bytes(mail.raw, mail.raw_sha256, self.raw_store)
                     except OSError as exc:  # no retry brings back a file that is gone
-                        self._failed(mail, PermanentError(
-                            f"the mail is missing from storage ({exc.strerror})"), report)
+                        tried.append(Tried(mail, PermanentError(
+                            f"the mail is missing from storage ({exc.strerror})")))
                         continue
                     if client is None:
                         try:
                             client = connect(self.config)
                         except Exception as exc:  # the relay is unreachable: the batch waits
-                            for unsent in (mail, *in_hand):
-                                self._failed(unsent, exc, report)
+                            tried.extend(Tried(unsent, exc) for unsent in (mail, *in_hand))
                             in_hand = []
                             return report
                     try:
                         refused = send(client, mail.mail_from, mail.recipients, raw)
                     except Exception as exc:  # this mail's failure, never the next one's
-                        self._failed(mail, exc, report)
+                        tried.append(Tried(mail, exc))
                         if _connection_lost(exc) or not reset(client):
                             client.close()
                             client = None  # reconnect for the next mail
                     else:
-                        self._sent(mail, refused, report)
+                        tried.append(Tried(mail, refused=refused))
         finally:
             if client is not None:
                 try:
@@ -125,70 +145,88 @@ class Sender:
                     client.close()
             if heartbeat is not None:
                 heartbeat.stop()
-                self._retire(heartbeat, [mail.id for mail in in_hand],
-                             lost=heartbeat.lost or report.taken_over > 0)
+                self._retire(heartbeat, tried, [mail.id for mail in in_hand], report)
         return report
 
-    def _retire(self, heartbeat: Heartbeat, unsent: list[int], *, lost: bool) -> None:
-        """Free what was claimed and not tried (what is still its own), and leave the
-        senders at work. A sender that was found silent starts afresh under a new id."""
+    def _record_and_claim(self, tried: list[Tried], wanted: int, report: DeliveryReport
+                          ) -> list[Claimed]:
+        """What the last claim's mails came to, and the next `wanted` mails claimed, in
+        one transaction."""
+        with self.db.transaction() as session:
+            outcomes = self._record(session, tried)
+            in_hand = claim(session, self.identity, self.clock.now(), wanted) \
+                if wanted and "taken_over" not in outcomes else []
+        self._count(tried, outcomes, report)
+        return in_hand
+
+    def _retire(self, heartbeat: Heartbeat, tried: list[Tried], unsent: list[int],
+                report: DeliveryReport) -> None:
+        """Record what is left to record, free what was claimed and not tried (what is
+        still its own), and leave the senders at work. A sender that was found silent
+        starts afresh under a new id."""
         try:
             with self.db.transaction() as session:
+                outcomes = self._record(session, tried)
                 retire(session, heartbeat.owner, unsent)
+            self._count(tried, outcomes, report)
         except TemporaryError as exc:  # its claims are taken over once it is found silent
-            log.warning("outbox sender %s could not release its claims: %s",
-                        heartbeat.owner, exc)
-        if lost:
+            log.warning("outbox sender %s could not record its last mails or release its "
+                        "claims: %s", heartbeat.owner, exc)
+        if heartbeat.lost or report.taken_over:
             self.identity.renew()
 
-    def _sent(
-        self, claimed: Claimed, refused: Mapping[str, object], report: DeliveryReport
-    ) -> None:
-        now = self.clock.now()
-        with self.db.transaction() as session:
-            recorded = mark_sent(
-                session, self.identity.owner, claimed.id, now,
-                f"refused for some recipients: {refused}" if refused else None)
-            if recorded is None:
-                self._taken_over(claimed, "sent", report)
-                return
-            if recorded.ticket_id is not None:
-                record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivered",
-                             new=recorded.message_id,
-                             detail=f"{recorded.purpose} to {', '.join(recorded.recipients)}")
-        report.sent += 1
-        self.metrics.delivered("sent")
-        log.info("sent outbox #%s (%s)", claimed.id, ", ".join(claimed.recipients))
-
-    def _failed(self, claimed: Claimed, error: BaseException, report: DeliveryReport) -> None:
+    def _record(self, session: Session, tried: list[Tried]) -> list[str]:
+        """Each mail's outcome written in `session` while the mail is still this
+        sender's; what each came to: "sent", "deferred in 0:02:00: …", "failed: …", or
+        "taken_over" (another sender holds it now, and nothing was written)."""
         now = self.clock.now()
         owner = self.identity.owner
-        decision = decide(error, claimed.attempts, self.config.max_attempts)
-        with self.db.transaction() as session:
+        outcomes = []
+        for attempt in tried:
+            mail = attempt.mail
+            if attempt.error is None:
+                refused = attempt.refused
+                recorded = mark_sent(session, owner, mail.id, now,
+                                     f"refused for some recipients: {refused}" if refused
+                                     else None)
+                if recorded is not None and recorded.ticket_id is not None:
+                    record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivered",
+                                 new=recorded.message_id,
+                                 detail=f"{recorded.purpose} to {', '.join(recorded.recipients)}")
+                outcomes.append("sent" if recorded is not None else "taken_over")
+                continue
+            decision = decide(attempt.error, mail.attempts, self.config.max_attempts)
             if decision.retry:
-                if not defer(session, owner, claimed.id, now + decision.delay,
-                             decision.reason):
-                    self._taken_over(claimed, "deferred", report)
-                    return
-                report.deferred += 1
-                self.metrics.delivered("deferred")
-                log.warning("outbox #%s deferred %s: %s", claimed.id, decision.delay,
-                            decision.reason)
-                return
-            recorded = mark_failed(session, owner, claimed.id, decision.reason)
-            if recorded is None:
-                self._taken_over(claimed, "failed", report)
-                return
-            report.failed += 1
-            self.metrics.delivered("failed")
-            log.error("outbox #%s failed: %s", claimed.id, decision.reason)
-            if recorded.ticket_id is not None:
+                deferred = defer(session, owner, mail.id, now + decision.delay, decision.reason)
+                outcomes.append(f"deferred {decision.delay}: {decision.reason}" if deferred
+                                else "taken_over")
+                continue
+            recorded = mark_failed(session, owner, mail.id, decision.reason)
+            if recorded is not None and recorded.ticket_id is not None:
                 record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivery_failed",
                              new=recorded.message_id, detail=decision.reason)
+            outcomes.append(f"failed: {decision.reason}" if recorded is not None
+                            else "taken_over")
+        return outcomes
 
-    def _taken_over(self, claimed: Claimed, outcome: str, report: DeliveryReport) -> None:
-        """The mail is another sender's now: this one was found silent, and what else it
-        has in hand is not its own either (deliver_due stops)."""
-        report.taken_over += 1
-        log.warning("outbox #%s was taken over by another sender while %s had it in hand; "
-                    "not marked %s", claimed.id, self.identity.owner, outcome)
+    def _count(self, tried: list[Tried], outcomes: list[str], report: DeliveryReport) -> None:
+        """Once recorded (committed): the report, the metrics and the log."""
+        for attempt, outcome in zip(tried, outcomes, strict=True):
+            mail = attempt.mail
+            if outcome == "taken_over":
+                report.taken_over += 1
+                log.warning("outbox #%s was taken over by another sender while %s had it in "
+                            "hand; not marked %s", mail.id, self.identity.owner,
+                            "sent" if attempt.error is None else "deferred or failed")
+            elif outcome == "sent":
+                report.sent += 1
+                self.metrics.delivered("sent")
+                log.info("sent outbox #%s (%s)", mail.id, ", ".join(mail.recipients))
+            elif outcome.startswith("deferred"):
+                report.deferred += 1
+                self.metrics.delivered("deferred")
+                log.warning("outbox #%s %s", mail.id, outcome)
+            else:
+                report.failed += 1
+                self.metrics.delivered("failed")
+                log.error("outbox #%s %s", mail.id, outcome)

@@ -7,8 +7,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader, ReaderStatus
 from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
@@ -74,9 +72,10 @@ class Daemon:
         if result.outbox_queued:
             self._wake_sender.set()
 
-    def _deliver_safely(self, stop: threading.Event | None = None) -> DeliveryReport:
+    def _deliver_safely(self, stop: threading.Event | None = None, limit: int | None = 100
+                        ) -> DeliveryReport:
         try:
-            return self.sender.deliver_due(stop=stop)
+            return self.sender.deliver_due(limit, stop=stop)
         except TemporaryError as exc:
             log.warning("outbound: %s", exc)
         except Exception:
@@ -151,6 +150,9 @@ class Daemon:
                 )
                 sender_thread.start()
             if "scheduler" in self.roles:
+                # Imported here: `run --once` runs the sweeps itself, without a scheduler.
+                from apscheduler.schedulers.background import BackgroundScheduler
+
                 scheduler = BackgroundScheduler(timezone="UTC")
                 scheduler.add_job(
                     self._sweep_safely, "interval", seconds=SWEEP_INTERVAL_SECONDS,
@@ -205,7 +207,14 @@ class Daemon:
                         "receiving; their senders will send them again", removed)
 
     def run_once(self) -> OnceReport:
-        """Everything due now, once: read the mailboxes, deliver the outbox, run the sweeps."""
+        """Everything due now, once: read the mailboxes, run the sweeps, deliver the
+        outbox.
+
+        One after the other, not side by side: a sender thread during the drain was
+        measured (bench/README.md) and is slower. On SQLite the intake holds the write lock
+        for most of each batch, so the sender, and its heartbeat, get in only between
+        batches; on PostgreSQL the two share one interpreter, and the time the sending
+        saves the intake loses."""
         self._warn_about_templates()
         self._remove_stale_temporaries()
         report = OnceReport()
@@ -227,7 +236,8 @@ class Daemon:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:
             while True:
-                batch = self._deliver_safely()
+                # No stop to look out for between rounds: one round over one connection.
+                batch = self._deliver_safely(limit=None)
                 report.delivered.sent += batch.sent
                 report.delivered.deferred += batch.deferred
                 report.delivered.failed += batch.failed
