@@ -246,9 +246,12 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
     assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
     with app.db.transaction() as session:
         senders_of = Counter(session.scalars(select(OutboxMail.owner)))
+        attempts = Counter(session.scalars(select(OutboxMail.attempts)))
     # The stalled mail was finished by the sender that had it; the other four were sent
     # by the second one.
     assert senders_of[stopped_owner] == 1
+    # The mails freed untried were not counted as tried: each was sent at its first try.
+    assert attempts == Counter({1: MAILS})
     assert sorted(senders_of.values()) == [1, MAILS - 1]
     assert (f"outbox sender {stopped_owner} released {CLAIM_BATCH - 1} claimed mail(s)"
             in senders.said("a"))
