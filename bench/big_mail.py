@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import email.policy
 import os
 import smtplib
 import subprocess
@@ -27,10 +26,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 
-from bench.mailbox import BIG_ATTACHMENT_BYTES, big_mail
+from bench.mailbox import BIG_ATTACHMENT_BYTES, big_mail, customer_mail
 from bench.maild_process import (
     maild_command,
     run_measured,
@@ -121,14 +119,8 @@ def listener_peak(code: Path | None, mails: list[bytes]) -> tuple[float, float, 
 
 
 def small_mail(n: int) -> bytes:
-    mail = EmailMessage(policy=email.policy.SMTP)
-    mail["From"] = f"Customer {n} <c{n}@customer.example>"
-    mail["To"] = "support@example.com"
-    mail["Subject"] = f"Question {n}"
-    mail["Message-ID"] = f"<small{n}@customer.example>"
-    mail["Date"] = "Mon, 23 Nov 2026 18:00:00 +0000"
-    mail.set_content("How do I reset my password?\n" * 20)
-    return mail.as_bytes()
+    return customer_mail(n, f"Question {n}", f"<small{n}@customer.example>",
+                         "How do I reset my password?\n" * 20).as_bytes()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -91,15 +91,22 @@ def backlog(count: int, *, big_attachments: int = 0, big_size: int = 25 * 1024 *
     return messages
 
 
-def big_mail(n: int) -> bytes:
-    """A short text and a 25 MB attachment of random bytes: 34.2 MB on the wire."""
+def customer_mail(n: int, subject: str, message_id: str, text: str) -> EmailMessage:
+    """Customer n's mail to support, of one text part."""
     mail = EmailMessage(policy=email.policy.SMTP)
     mail["From"] = f"Customer {n} <c{n}@customer.example>"
     mail["To"] = "support@example.com"
-    mail["Subject"] = f"Crash dump {n}"
-    mail["Message-ID"] = f"<big{n}@customer.example>"
+    mail["Subject"] = subject
+    mail["Message-ID"] = message_id
     mail["Date"] = "Mon, 23 Nov 2026 18:00:00 +0000"
-    mail.set_content("The dump is attached.\n")
+    mail.set_content(text)
+    return mail
+
+
+def big_mail(n: int) -> bytes:
+    """A short text and a 25 MB attachment of random bytes: 34.2 MB on the wire."""
+    mail = customer_mail(n, f"Crash dump {n}", f"<big{n}@customer.example>",
+                         "The dump is attached.\n")
     data = random.Random(n).randbytes(BIG_ATTACHMENT_BYTES)
     mail.add_attachment(data, maintype="application", subtype="octet-stream",
                         filename=f"dump{n}.bin")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import IntegrityError
 
+from maild.db.advisory_locks import lock_key, schema_of
 from maild.db.database import Database
 from maild.db.fulltext import not_in_the_models
 from maild.db.migrate import (
@@ -27,7 +29,9 @@ from maild.db.migrate import (
     upgrade_if_behind,
 )
 from maild.db.models import Base
+from tests.conftest import config_text, free_port, using_postgresql
 from tests.helpers import maild
+from tests.waiting import wait_for
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -157,6 +161,52 @@ def test_a_migration_that_fails_stops_the_start_with_its_reason(
     assert len(said) == 1
     assert said[0].startswith("maild: the database could not be migrated: ")
     assert reason in said[0]
+
+
+def test_a_start_with_the_database_unreachable_says_try_again_later(tmp_path: Path) -> None:
+    """75, EX_TEMPFAIL: what an MTA delivering through `maild ingest` reads as "try again
+    later" rather than bouncing the mail, and a supervisor as a start to try again."""
+    config = tmp_path / "unreachable.toml"
+    config.write_text(config_text(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
+        tmp_path / "storage", free_port()))
+    result = maild(config, "run", "--once")
+    assert result.exit_code == 75
+    said = result.output.strip()  # the driver's reason may run to a second line
+    assert said.startswith("maild: database unavailable: ")
+    assert said.endswith("(try again later)")
+
+
+@pytest.mark.skipif(not using_postgresql(), reason="a PostgreSQL session ended under a start")
+def test_a_migration_whose_session_is_ended_says_try_again_later(
+    config_file: Path, database_url: str
+) -> None:
+    """A database restart while a start migrates: the start is to be tried again, not
+    given up on as a migration that cannot be done."""
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as holder:
+            key = lock_key(schema_of(holder), "migrations")
+            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            start = subprocess.Popen(
+                [sys.executable, "-m", "maild", "--config", str(config_file), "run", "--once"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={k: v for k, v in os.environ.items() if k != "MAILD_NOW"})
+            unsigned = key % 2**64  # pg_locks shows the key as two unsigned halves
+            waiting = text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND NOT granted AND classid::bigint = :high "
+                           "AND objid::bigint = :low AND objsubid = 1")
+            [migrating] = wait_for(lambda: holder.scalars(waiting, {
+                "high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}).all(),
+                "the start's migration to wait for the lock", timeout=60)
+            holder.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": migrating})
+            _, stderr = start.communicate(timeout=60)
+    finally:
+        engine.dispose()
+    assert start.returncode == 75, stderr
+    said = stderr.strip().splitlines()[-1]
+    assert said.startswith("maild: the database could not be migrated: ")
+    assert said.endswith("(try again later)")
 
 
 # `maild db upgrade`, its imports done before a common start, so the processes reach the

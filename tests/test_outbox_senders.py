@@ -152,6 +152,19 @@ def _owners(app: App, status: str = "sent") -> set[str | None]:
                                    .where(OutboxMail.status == status)))
 
 
+def _first_stalled_and_second_sent_one(app: App, handler: StallingRelay,
+                                       senders: Senders) -> str:
+    """Sender "a" stalled in the relay's first DATA with the rest of its claim in hand,
+    and sender "b" started and done with the one mail "a" did not claim: "a"'s owner."""
+    senders.start("a")
+    assert handler.stalling.wait(30), "the first sender never reached the relay"
+    senders.start("b")  # takes the one mail the first did not claim
+    wait_for(lambda: len(handler.delivered()) == 1 and _owners(app, "sent"),
+             "the second sender to send one", 30)
+    [first_owner] = _owners(app, "queued")
+    return str(first_owner)
+
+
 @pytest.mark.parametrize("relay", [STALE_AFTER.total_seconds() + 5], indirect=True)
 def test_two_senders_and_a_stalling_relay_deliver_every_mail_once(
     app: App, clock: FixedClock, tmp_path: Path, database_url: str,
@@ -189,12 +202,7 @@ def test_a_killed_senders_mail_is_delivered_by_the_other_within_seconds(
     queued = _queue(app)
     senders = Senders(tmp_path, database_url, port)
     try:
-        senders.start("a")
-        assert handler.stalling.wait(30), "the first sender never reached the relay"
-        senders.start("b")  # takes what the first did not claim
-        wait_for(lambda: len(handler.delivered()) == 1 and _owners(app, "sent"),
-                 "the second sender to send one", 30)
-        [killed_owner] = _owners(app, "queued")
+        killed_owner = _first_stalled_and_second_sent_one(app, handler, senders)
 
         senders.processes["a"].send_signal(signal.SIGKILL)
         senders.processes["a"].wait(timeout=10)
@@ -225,11 +233,7 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
     queued = _queue(app)
     senders = Senders(tmp_path, database_url, port)
     try:
-        senders.start("a")
-        assert handler.stalling.wait(30), "the first sender never reached the relay"
-        senders.start("b")  # takes the one mail the first did not claim
-        wait_for(lambda: len(handler.delivered()) == 1, "the second sender to send one", 30)
-        [stopped_owner] = _owners(app, "queued")
+        stopped_owner = _first_stalled_and_second_sent_one(app, handler, senders)
 
         senders.processes["a"].send_signal(signal.SIGTERM)
         # Told to stop before its relay answers: the rest of the batch must not follow.
@@ -246,9 +250,12 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
     assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
     with app.db.transaction() as session:
         senders_of = Counter(session.scalars(select(OutboxMail.owner)))
+        attempts = Counter(session.scalars(select(OutboxMail.attempts)))
     # The stalled mail was finished by the sender that had it; the other four were sent
     # by the second one.
     assert senders_of[stopped_owner] == 1
+    # The mails freed untried were not counted as tried: each was sent at its first try.
+    assert attempts == Counter({1: MAILS})
     assert sorted(senders_of.values()) == [1, MAILS - 1]
     assert (f"outbox sender {stopped_owner} released {CLAIM_BATCH - 1} claimed mail(s)"
             in senders.said("a"))

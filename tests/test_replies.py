@@ -115,3 +115,17 @@ def test_a_huge_text_body_is_stored_whole_with_its_reply_extracted(app: App) -> 
             select(Message.message_id, Message.raw_sha256))}
     assert app.raw_store.get(kept["<quoted@customer.example>"] or "") == raw
     assert app.raw_store.get(kept["<pasted@customer.example>"] or "") == raw_pasted
+
+
+def test_a_from_line_is_a_header_block_only_with_its_sent_or_date_line_below_it() -> None:
+    # Outlook's block is a From line and, within the next four lines, Sent or Date. Read
+    # across any number of lines, the rule took a From line and a Date line anywhere below
+    # it for one (and its time grew steeply with the From lines of a body: a minute for
+    # 200 of them).
+    reply = ("Here is the whole log.\n\n" + _log(2 * REPLY_SEARCH_CHARS)
+             + "From: the export job\n" + LOG_LINE * 10 + "Date: 30 November 2026\n")
+    assert new_text(reply) == reply.strip()
+    outlook = ("Here is the whole log.\n\n" + _log(2 * REPLY_SEARCH_CHARS))
+    assert new_text(f"{outlook}\nFrom: Dan <dan@example.com>\nTo: Ann\n"
+                    "Sent: Monday, 30 November 2026 10:00\n\nCould you send it?\n"
+                    ) == outlook.strip()

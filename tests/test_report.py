@@ -588,3 +588,29 @@ def test_a_kept_week_is_read_again_when_a_change_gives_a_ticket_a_moment_in_it(
         assert _from_kept(app, rollup, 4, later) == (_dashboard(summary), weeks)
     finally:
         app.close()
+
+
+def test_a_survey_answer_committed_after_its_week_was_kept_is_counted_in_it(
+        desk: Desk) -> None:
+    """A survey answer takes its time from the clock on Sunday night and commits after
+    Monday's first look at the report has kept that week (what CHANGES_SETTLE is for).
+    #1 was solved the week before, so the kept week never read it: the answer is all of
+    #1 that is in that week."""
+    desk.customer_writes(when("02", "10:00"), 1, "z@other.example", "Export fails")
+    desk.engineer_answers(when("02", "11:00"), 1, EVE)
+    desk.set(when("02", "12:00"), 1, "--status", "solved", "--actor", EVE)
+    desk.run(when("04", "10:30"), "run", "--once")  # the survey goes out
+    kept_at = parse_iso(when("16", "00:01"))
+    app = build_app(parse_config(desk.config.read_text()), FixedClock(kept_at))
+    try:
+        rollup = WeekRollup(app.db, app.calendar)
+        _from_kept(app, rollup, 3, kept_at)  # the week of 9 November closed, and kept
+        desk.answer_survey(when("15", "23:59"), 1, "z@other.example", "5 Thanks")
+        later = parse_iso(when("16", "00:02"))
+        starts = week_starts(app.calendar, later, 3)
+        with app.db.reading() as session:
+            summary, weeks = report_with_weeks(session, app.calendar, starts, later)
+        assert [w["satisfaction"]["answers"] for w in weeks] == [0, 1, 0]
+        assert _from_kept(app, rollup, 3, later) == (_dashboard(summary), weeks)
+    finally:
+        app.close()

@@ -10,18 +10,20 @@ middle of a batch on purpose)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from maild.outbound.claims import STALE_AFTER
 from maild.runtime.leases import application_name
@@ -131,19 +133,32 @@ def test_two_daemons_share_a_mailbox_and_the_survivor_takes_over(
     assert imap_account.count("INBOX") == 0
 
 
+@contextlib.contextmanager
+def reading_two_mailboxes(tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
+                          ) -> Iterator[tuple[Daemons, dict[str, Any], Engine]]:
+    """Daemon "a" reading two mailboxes, "support" and "sales", and a connection of the
+    server's administrator, to end sessions with; the daemons stopped after."""
+    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
+    daemons = Daemons(tmp_path, database_url, sink, accounts)
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        daemons.start("a")
+        for name in accounts:
+            wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
+                     f"the first daemon to read {name}")
+        yield daemons, accounts, admin
+    finally:
+        daemons.stop_all()
+        admin.dispose()
+
+
 @pytest.mark.skipif(not using_postgresql(), reason="a PostgreSQL session ending under a reader")
 def test_when_a_daemons_lock_session_ends_it_stops_reading_before_the_standby_reads(
     tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
 ) -> None:
-    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
-    daemons = Daemons(tmp_path, database_url, sink, accounts)
-    daemons.start("a")
-    for name in accounts:
-        wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
-                 f"the first daemon to read {name}")
-    daemons.start("b")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
+    with reading_two_mailboxes(tmp_path, database_url, sink, dovecot) as (
+            daemons, accounts, admin):
+        daemons.start("b")
         for name in accounts:
             wait_for(lambda name=name: daemons.said(
                 "b", f"mailbox {name}: another maild is reading it; standing by"),
@@ -172,9 +187,6 @@ def test_when_a_daemons_lock_session_ends_it_stops_reading_before_the_standby_re
         for account in accounts.values():
             wait_for(lambda account=account: account.count("Processed") == 2,
                      "both messages of each mailbox to be filed", timeout=30)
-    finally:
-        daemons.stop_all()
-        admin.dispose()
 
     tickets = daemons.tickets()
     assert sorted(t["subject"] for t in tickets) == [f"Question {n}" for n in range(4)]
@@ -185,16 +197,10 @@ def test_when_a_daemons_lock_session_ends_it_stops_reading_before_the_standby_re
 def test_a_daemon_alone_whose_lock_session_ends_takes_its_mailboxes_back(
     tmp_path: Path, database_url: str, sink: Sink, dovecot: Any
 ) -> None:
-    accounts = {"support": dovecot.add_account(), "sales": dovecot.add_account()}
-    daemons = Daemons(tmp_path, database_url, sink, accounts)
-    daemons.start("a")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    holder = application_name(daemons.processes["a"].pid)
     sessions = text("SELECT pid FROM pg_stat_activity WHERE application_name = :holder")
-    try:
-        for name in accounts:
-            wait_for(lambda name=name: daemons.said("a", f"mailbox {name}: reading INBOX"),
-                     f"the daemon to read {name}")
+    with reading_two_mailboxes(tmp_path, database_url, sink, dovecot) as (
+            daemons, accounts, admin):
+        holder = application_name(daemons.processes["a"].pid)
         with admin.connect() as connection:
             (first,) = connection.scalars(sessions, {"holder": holder}).all()
             connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
@@ -211,6 +217,3 @@ def test_a_daemon_alone_whose_lock_session_ends_takes_its_mailboxes_back(
         for account in accounts.values():
             wait_for(lambda account=account: account.count("Processed") == 1,
                      "the mail after it to be filed", timeout=30)
-    finally:
-        daemons.stop_all()
-        admin.dispose()

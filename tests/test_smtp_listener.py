@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import hashlib
 import random
@@ -106,11 +107,13 @@ def stuffed(raw: bytes) -> bytes:
                     for line in lines[:-1]) + b".\r\n"
 
 
-@pytest.fixture
-def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
+@contextlib.contextmanager
+def listener_of(config: Config, clock: FixedClock, max_message_bytes: int
+                ) -> Iterator[Listening]:
+    """A listener on a free port, taking messages up to `max_message_bytes`."""
     port = free_port()
     inbound = config.inbound_smtp.model_copy(update={
-        "enabled": True, "port": port, "max_message_bytes": MAX_MESSAGE_BYTES})
+        "enabled": True, "port": port, "max_message_bytes": max_message_bytes})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
     results: list[IngestResult] = []
     listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
@@ -120,6 +123,12 @@ def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
     finally:
         listener.stop()
         app.close()
+
+
+@pytest.fixture
+def listening(config: Config, clock: FixedClock) -> Iterator[Listening]:
+    with listener_of(config, clock, MAX_MESSAGE_BYTES) as listening:
+        yield listening
 
 
 def test_accepted_mail_is_already_a_ticket(listening: Listening) -> None:
@@ -305,18 +314,8 @@ def test_pipelined_commands_around_data_are_read_as_what_they_are(
 
 @pytest.fixture
 def small_listener(config: Config, clock: FixedClock) -> Iterator[Listening]:
-    port = free_port()
-    inbound = config.inbound_smtp.model_copy(update={
-        "enabled": True, "port": port, "max_message_bytes": 64 * 1024})
-    app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
-    results: list[IngestResult] = []
-    listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
-    listener.start()
-    try:
-        yield Listening(app, port, listener, results)
-    finally:
-        listener.stop()
-        app.close()
+    with listener_of(config, clock, 64 * 1024) as listening:
+        yield listening
 
 
 def test_refused_data_leaves_nothing_and_the_connection_usable(

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from maild.db.advisory_locks import lock_key, schema_of
 from maild.db.database import Database
-from maild.errors import PermanentError
+from maild.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -84,12 +84,16 @@ def newest_revision() -> str:
 
 
 def database_revision(database: Database) -> str | None:
-    """The revision the database is at; None for a database without the schema."""
-    with database.engine.connect() as connection:
-        if not inspect(connection).has_table(VERSION_TABLE):
-            return None
-        revisions = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
-        found = [row[0] for row in revisions]
+    """The revision the database is at; None for a database without the schema. Raises
+    TemporaryError when the database cannot be reached, as a transaction does."""
+    try:
+        with database.engine.connect() as connection:
+            if not inspect(connection).has_table(VERSION_TABLE):
+                return None
+            revisions = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+            found = [row[0] for row in revisions]
+    except OperationalError as exc:
+        raise TemporaryError(f"database unavailable: {exc.orig}") from exc
     return found[0] if len(found) == 1 else None
 
 
@@ -106,7 +110,8 @@ _CHILD_COMMAND = "from maild.db.migrate import upgrade_url_on_stdin; upgrade_url
 def upgrade_in_a_child_if_behind(database: Database) -> None:
     """`upgrade_if_behind`, with the migration in a process that ends with it: Alembic
     stays out of this one. A migration that fails raises PermanentError with its reason
-    (Alembic's, or the database's) on one line."""
+    (Alembic's, or the database's) on one line; TemporaryError when its connection was
+    lost (a database restart), as a start a little later migrates."""
     if database_revision(database) == newest_revision():
         return
     child = subprocess.run(
@@ -119,19 +124,22 @@ def upgrade_in_a_child_if_behind(database: Database) -> None:
     if child.returncode != 0:
         said = child.stderr.strip().splitlines()
         reason = said[-1] if said else f"exit code {child.returncode}"
-        raise PermanentError(f"the database could not be migrated: {reason}")
+        failure = TemporaryError if child.returncode == os.EX_TEMPFAIL else PermanentError
+        raise failure(f"the database could not be migrated: {reason}")
 
 
 def upgrade_url_on_stdin() -> None:
     """The child's side: `upgrade` the database whose URL is on stdin; on failure, the
-    reason as the last line of stderr and exit code 1."""
+    reason as the last line of stderr and exit code 1, or EX_TEMPFAIL (75) when the
+    connection to the database was lost."""
     database = Database(sys.stdin.read())
     try:
         upgrade(database)
     except Exception as exc:
         # A database's error runs to several lines (the SQL, a link): its first is the reason.
         sys.stderr.write(f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}\n")
-        sys.exit(1)
+        lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        sys.exit(os.EX_TEMPFAIL if lost else 1)
     finally:
         database.dispose()
 

@@ -25,14 +25,16 @@ REPLY_SEARCH_CHARS = 64 * 1024
 # "On Mon, 1 Dec 2026 at 10:00, Ann <ann@x> wrote:" (possibly folded over two
 # lines by the client), "Le lun. 1 déc. 2026 à 10:00, Ann a écrit :",
 # "Am 01.12.2026 um 10:00 schrieb Ann:", Outlook's "-----Original Message-----"
-# and its "From: … Sent: …" header block.
+# and its "From: … Sent: …" header block, whose lines are read one by one ([^\n]: with
+# DOTALL a `.+` runs across lines, and the search's time grows steeply with the From
+# lines of a body).
 _ATTRIBUTION = re.compile(
     r"^(?:"
     r"On\s.{1,300}?\swrote:"
     r"|Le\s.{1,300}?a\s+écrit\s?:"
     r"|Am\s.{1,300}?schrieb\s.{0,200}?:"
     r"|-{2,}\s*Original Message\s*-{2,}"
-    r"|From:\s.+\n(?:.+\n){0,3}?(?:Sent|Date):\s.+"
+    r"|From:[^\S\n][^\n]+\n(?:[^\n]+\n){0,3}?(?:Sent|Date):[^\S\n][^\n]+"
     r")\s*$",
     re.IGNORECASE | re.MULTILINE | re.DOTALL,
 )

@@ -99,8 +99,12 @@ class Sender:
         client: smtplib.SMTP | None = None
         try:
             while True:
+                if stopping.is_set():
+                    # Not through the claim below, which would drop what is still in
+                    # hand: `finally` records what was tried and frees the rest untried.
+                    break
                 claiming = time.monotonic()
-                wanted = 0 if report.taken_over or stopping.is_set() else \
+                wanted = 0 if report.taken_over else \
                     CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - taken)
                 in_hand = self._record_and_claim(tried, wanted, report)
                 tried = []

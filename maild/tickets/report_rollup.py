@@ -7,10 +7,10 @@ change, as events are only ever added, at the time they happen. Every change to 
 goes through the service that records its event and sets its `updated_at` (service.py
 `record`). So a kept week is worked out again when a ticket changed since the week was
 last known right, and that ticket was read by the week's figures (kept with them), or has
-a moment in the week now. The week under way is always worked out afresh. Weeks are kept
-under a `definition`: the report's version, the business calendar and the customers'
-plans (a plan changes without a ticket event); weeks kept under another definition are not
-read, and are dropped at the next write.
+a moment or a survey answer in the week now. The week under way is always worked out
+afresh. Weeks are kept under a `definition`: the report's version, the business calendar
+and the customers' plans (a plan changes without a ticket event); weeks kept under another
+definition are not read, and are dropped at the next write.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.db.database import Database
-from maild.db.models import Customer, ReportWeek, Ticket
+from maild.db.models import Customer, Event, ReportWeek, Ticket
 from maild.errors import TemporaryError
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.report import (
@@ -157,7 +157,25 @@ class WeekRollup:
                 if moment is not None and (week := week_start_of(self.calendar, moment)) in \
                         unread[ticket.id]:
                     stale.add(week)
+        # A survey answer is counted in its week, as are the tickets answered in it, but
+        # it is none of a ticket's moments: one committed after its week was kept (the
+        # ticket long solved, so not read) is found here.
+        for ticket_id, answered_at in self._answers(session, sorted(unread), since):
+            if (week := week_start_of(self.calendar, answered_at)) in unread[ticket_id]:
+                stale.add(week)
         return stale
+
+    @staticmethod
+    def _answers(session: Session, ticket_ids: list[int], since: datetime
+                 ) -> list[tuple[int, datetime]]:
+        """The survey answers to these tickets recorded at or after `since`."""
+        found: list[tuple[int, datetime]] = []
+        for start in range(0, len(ticket_ids), 500):  # by the ticket index, a chunk at a time
+            found += [(ticket_id, at) for ticket_id, at in session.execute(
+                select(Event.ticket_id, Event.at).where(
+                    Event.ticket_id.in_(ticket_ids[start:start + 500]),
+                    Event.kind == "satisfaction", Event.at >= since))]
+        return found
 
     def _week_end(self, start: datetime) -> datetime:
         """The next Monday's midnight in the business time zone (weeks with a change of
