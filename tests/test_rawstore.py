@@ -10,9 +10,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from maild.db import rawstore
 from maild.db.rawstore import RawStore
 
 
@@ -143,3 +145,27 @@ def test_only_abandoned_spool_files_are_removed(tmp_path: Path) -> None:
     in_use.write(b", and on")
     assert store.get(in_use.keep()) == b"being received, and on"
     assert store.remove_abandoned_spools() == 0
+
+
+def test_a_spool_file_removed_before_its_writer_locked_it_is_not_written_to(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A maild starting on another machine that shares the store can find a spool file
+    in the instant between its creation and its writer's lock, take it for abandoned,
+    and remove it; the writer then locks a file that has no name. The instant cannot be
+    provoked between two real processes on demand, so the remover's unlink is played
+    into it by wrapping the lock."""
+    store = RawStore(tmp_path / "raw")
+    lock = rawstore._locked
+    removed: list[str] = []
+
+    def removed_just_before(handle: IO[bytes]) -> bool:
+        if not removed:
+            os.unlink(handle.name)
+            removed.append(handle.name)
+        return lock(handle)
+
+    monkeypatch.setattr(rawstore, "_locked", removed_just_before)
+    spool = store.spool()
+    assert str(spool.path) != removed[0]
+    spool.write(b"a big message")
+    assert store.get(spool.keep()) == b"a big message"

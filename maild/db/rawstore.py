@@ -203,10 +203,11 @@ class RawStore:
             name = f"{os.getpid()}.{threading.get_ident()}.{next(self._numbers)}{_SPOOL_SUFFIX}"
             path = directory / name
             handle = self._guarded(self._in_directory, path, functools.partial(open, path, "xb"))
-            if _locked(handle):
+            if _locked(handle) and os.fstat(handle.fileno()).st_nlink > 0:
                 return SpoolFile(self, path, handle)
             # A starting maild took it for abandoned in the instant between its creation
-            # and its lock, and removes it: this one takes another name.
+            # and its lock, and removes it or has removed it already: this one takes
+            # another name.
             handle.close()
 
     def remove_abandoned_spools(self) -> int:
