@@ -8,12 +8,14 @@ short-lived process of its own, so that even a first start never holds those 12 
 
 On PostgreSQL the upgrade runs on a connection holding an advisory lock named by the
 schema: maild processes started together on an empty database take turns, and the later
-ones find the schema made and have nothing to do. (SQLite's writers already take turns:
-each transaction begins IMMEDIATE, see database.py.)
+ones find the schema made and have nothing to do. On SQLite they take turns on a lock
+file beside the database (`maild.db.migrations.lock`), as Alembic's DDL there runs
+outside any transaction.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from maild.db.advisory_locks import lock_key, schema_of
@@ -46,6 +48,11 @@ def _alembic_config() -> AlembicConfig:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
+    with _sqlite_takes_turns(database):
+        _upgrade(database, revision)
+
+
+def _upgrade(database: Database, revision: str = "head") -> None:
     from alembic import command
 
     config = _alembic_config()
@@ -53,6 +60,26 @@ def upgrade(database: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
+
+
+@contextmanager
+def _sqlite_takes_turns(database: Database) -> Iterator[None]:
+    """SQLite: whoever migrates, or looks whether it must, holds a lock file beside the
+    database. Alembic runs SQLite's DDL outside a transaction, so the write lock alone
+    does not keep two migrations apart; and while a new database file is being made,
+    another connection's switch to WAL is refused at once ("database is locked")
+    instead of waiting its turn."""
+    url = make_url(database.url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    try:
+        lock = open(f"{url.database}.migrations.lock", "a")
+    except OSError as exc:
+        raise TemporaryError(f"the database's migration lock: {exc.strerror}") from exc
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 @contextmanager
@@ -100,8 +127,9 @@ def database_revision(database: Database) -> str | None:
 def upgrade_if_behind(database: Database) -> None:
     """Migrate to the newest revision unless the database is there already. Anything
     else (behind, none, ahead of this maild) is Alembic's to do or to refuse."""
-    if database_revision(database) != newest_revision():
-        upgrade(database)
+    with _sqlite_takes_turns(database):
+        if database_revision(database) != newest_revision():
+            _upgrade(database)
 
 
 _CHILD_COMMAND = "from maild.db.migrate import upgrade_url_on_stdin; upgrade_url_on_stdin()"
@@ -112,7 +140,9 @@ def upgrade_in_a_child_if_behind(database: Database) -> None:
     stays out of this one. A migration that fails raises PermanentError with its reason
     (Alembic's, or the database's) on one line; TemporaryError when its connection was
     lost (a database restart), as a start a little later migrates."""
-    if database_revision(database) == newest_revision():
+    with _sqlite_takes_turns(database):  # the child takes its own turn to migrate
+        current = database_revision(database) == newest_revision()
+    if current:
         return
     child = subprocess.run(
         [sys.executable, "-c", _CHILD_COMMAND],
