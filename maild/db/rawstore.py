@@ -47,6 +47,8 @@ class RawStore:
         self._made: set[str] = set()
         self._local = threading.local()  # this thread's open batch (see `batch`)
         self._numbers = itertools.count()
+        # Made once; its threads start as a batch first needs them (see `_settle`).
+        self._syncing = ThreadPoolExecutor(SETTLING_THREADS, thread_name_prefix="raw-store-sync")
 
     def _make_directory(self, path: Path) -> None:
         key = str(path)
@@ -103,19 +105,10 @@ class RawStore:
         """Every file synced, then each moved to its name. The syncs are asked for all at
         once, from a few threads: the file system commits what they wait for together
         (a batch of fifty costs about two waits on the disk instead of fifty)."""
-        if len(pending) < 2:
-            for temporary in pending.values():
-                self._sync_file(temporary)
-            for sha256, temporary in pending.items():
-                self._guarded(self._move_into_place, temporary, self.path_for(sha256))
-            return
-        with ThreadPoolExecutor(min(len(pending), SETTLING_THREADS),
-                                thread_name_prefix="raw-store-sync") as pool:
-            for _ in pool.map(self._sync_file, pending.values()):
-                pass
-            for _ in pool.map(lambda item: self._guarded(
-                    self._move_into_place, item[1], self.path_for(item[0])), pending.items()):
-                pass
+        for _ in self._syncing.map(self._sync_file, pending.values()):
+            pass
+        for sha256, temporary in pending.items():
+            self._guarded(self._move_into_place, temporary, self.path_for(sha256))
 
     def _sync_file(self, path: Path) -> None:
         with self._guarded(open, path, "rb") as handle:
