@@ -84,12 +84,16 @@ def config(config: Config) -> Config:
 
 
 class Senders:
-    def __init__(self, tmp_path: Path, database_url: str, relay_port: int) -> None:
-        # A relay timeout longer than the stall: the stall is slow, not broken.
+    def __init__(self, tmp_path: Path, database_url: str, relay_port: int,
+                 connections: int = 1) -> None:
+        # A relay timeout longer than the stall: the stall is slow, not broken. One
+        # connection unless told otherwise: a sender's mails go one after another, so a
+        # stalled mail keeps the rest of its claim in hand, untried.
         self.config = tmp_path / "senders.toml"
         self.config.write_text(
             config_text(database_url, tmp_path / "storage", relay_port)
-            .replace("timeout_seconds = 5", "timeout_seconds = 60"))
+            .replace("timeout_seconds = 5",
+                     f"timeout_seconds = 60\nconnections = {connections}"))
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
