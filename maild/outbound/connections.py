@@ -9,6 +9,7 @@ import smtplib
 import threading
 
 from maild.config import OutboundConfig
+from maild.outbound.retry import describe_smtp_error
 from maild.outbound.smtp import connect
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ class RelayConnections:
                     self.unreachable = exc
                     raise
                 self._most = self._open
-            log.info("the relay refused connection %d (%s); sending over %d",
-                     self._open + 1, exc, self._open)
+            log.info("the relay refused connection %d: %s; sending over %d",
+                     self._open + 1, describe_smtp_error(exc)[1], self._open)
             return self.take()
 
     def give_back(self, client: smtplib.SMTP, usable: bool) -> None:
