@@ -6,7 +6,8 @@ outbox_senders whose `beat_at` it renews every few seconds while it works (heart
 A claim is good while its owner beats; every change to a claimed mail (sent, deferred,
 failed, released) is made only `WHERE owner = me`, so a sender that lost its claim can no
 longer record anything on that mail. A sender silent for STALE_AFTER is taken for dead:
-the next sender to claim deletes its row and frees its mail.
+the heartbeat of a sender at work, or the first claim of a sender's round, deletes its
+row and frees its mail.
 
 Liveness is elapsed real time on one clock that every sender shares, the database's:
 not the injected clock, which MAILD_NOW may fix for a whole run and which differs between
