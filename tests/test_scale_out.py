@@ -49,16 +49,26 @@ class Daemons:
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, now: str | None = None) -> None:
+    def start(self, name: str, now: str | None = None, niceness: int = 0) -> None:
+        """`niceness`: run below the test's own priority, so that a test that must act at a
+        moment of the daemon's work is not kept waiting for a core by it."""
         env = {**self.env, "MAILD_NOW": now} if now else self.env
         with open(self.log(name), "ab") as log:
-            self.processes[name] = subprocess.Popen([*MAILD, "run"], env=env, stderr=log)
+            self.processes[name] = subprocess.Popen(
+                [*MAILD, "run"], env=env, stderr=log,
+                preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
 
     def said(self, name: str, text: str) -> bool:
         return self.log(name).exists() and text in self.log(name).read_text()
+
+    def count(self, name: str, text: str) -> int:
+        """How many lines of `name`'s log hold `text`."""
+        if not self.log(name).exists():
+            return 0
+        return sum(text in line for line in self.log(name).read_text().splitlines())
 
     def said_at(self, name: str, text: str) -> datetime:
         """When `name` first logged a line holding `text` (the log's own timestamp)."""
