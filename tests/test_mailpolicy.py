@@ -7,7 +7,7 @@ import dataclasses
 import email.policy
 import random
 from datetime import UTC, datetime
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
@@ -114,3 +114,26 @@ def test_a_part_holding_a_boundary_line_keeps_it_as_text() -> None:
     body = parsed.get_body(("plain",))
     assert body is not None and body.get_content().replace("\r\n", "\n") == text
     assert len(boundaries) == 2
+
+
+def test_a_mail_like_the_last_folds_only_what_it_does_not_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The headers of every part (Content-Type, Content-Transfer-Encoding) and the desk's
+    own are folded once, not once a part of every mail: `email` writes each part under a
+    copy of the policy, which must share what the policy has folded."""
+    policy = MailPolicies().writing
+    first = dataclasses.replace(_mail(1, "Ann"), references=[], attachments=[])
+    render_mail(first, policy)
+    folded: list[str] = []
+    fold = BaseHeader.fold
+
+    def counted(self: BaseHeader, *, policy: EmailPolicy) -> str:
+        folded.append(self.name)
+        return fold(self, policy=policy)
+
+    monkeypatch.setattr(BaseHeader, "fold", counted)
+    second = dataclasses.replace(first, text="Another question\n", html="<p>Another</p>",
+                                 message_id="<maild.2.abc@example.com>")
+    render_mail(second, policy)
+
+    assert folded == []

@@ -147,6 +147,16 @@ def _is_plain(name: str, value: str) -> bool:
 
 
 class _WritingPolicy(EmailPolicy):
+    # `email`'s generator writes each part of a multipart mail under a clone of the
+    # policy with the same settings (`flatten(part, linesep=…)`). Policies are immutable,
+    # so two with the same settings fold alike: equal, they share what is folded, where
+    # by identity the headers of every part would be folded anew, and crowd out the rest.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(vars(self).items()))
+
     def header_store_parse(self, name: str, value: Any) -> Any:
         if type(value) is str:
             if _is_plain(name, value):
