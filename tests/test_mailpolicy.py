@@ -137,3 +137,26 @@ def test_a_mail_like_the_last_folds_only_what_it_does_not_share(
     render_mail(second, policy)
 
     assert folded == []
+
+
+def test_a_thread_too_long_for_a_line_is_folded_without_parsing_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """References, In-Reply-To, a Message-ID and a Subject kept as text are folded by
+    their own rule when too long for a line, as email would after parsing them into
+    their header class (test_a_header_unique_to_a_mail_is_written_as_without_the_caches)
+    but without the parse."""
+    message = EmailMessage(policy=WRITING)
+    message["Subject"] = "Re: " + "a long subject in plain words " * 4
+    message["Message-ID"] = f"<maild.12.{'a' * 32}.{'b' * 24}@support.example.com>"
+    message["References"] = " ".join(f"<ref{k}.{'y' * 30}@customer.example>" for k in range(5))
+    made: list[str] = []
+    make = HeaderRegistry.__call__
+
+    def counted(self: HeaderRegistry, name: str, value: str) -> BaseHeader:
+        made.append(name)
+        return make(self, name, value)
+
+    monkeypatch.setattr(HeaderRegistry, "__call__", counted)
+    message.as_bytes()
+
+    assert made == []

@@ -36,7 +36,7 @@ from email.policy import EmailPolicy
 from functools import lru_cache
 from typing import Any, cast
 
-from maild.mail.headers import WRITTEN_HEADER_CLASSES
+from maild.mail.headers import WRITTEN_HEADER_CLASSES, fold_ids, fold_text
 
 _LINE_BREAKS = re.compile(r"\r|\n")
 # Longer values are parsed each time rather than kept.
@@ -139,6 +139,11 @@ _PLAIN_BY_NAME = {  # Message-ID has a grammar of its own, and email reformats o
 }
 
 
+# How each header kept as text folds: the rule of its class in WRITTEN_HEADER_CLASSES.
+_TEXT_FOLDS = {"subject": fold_text, "in-reply-to": fold_ids, "references": fold_ids,
+               "message-id": fold_ids}
+
+
 def _is_plain(name: str, value: str) -> bool:
     """A value email would write as it stands. One too long for a line it refolds
     itself, as it does a header read from bytes."""
@@ -154,8 +159,8 @@ class _WritingPolicy(EmailPolicy):
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
 
-    def __hash__(self) -> int:
-        return hash(frozenset(vars(self).items()))
+    def __hash__(self) -> int:  # what folding reads most; equal policies share them
+        return hash((self.linesep, self.max_line_length, self.utf8))
 
     def header_store_parse(self, name: str, value: Any) -> Any:
         if type(value) is str:
@@ -166,8 +171,14 @@ class _WritingPolicy(EmailPolicy):
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
-        if hasattr(value, "name") and _cacheable(name, value):
-            return _kept(self).folded(self, name, value)
+        if hasattr(value, "name"):
+            if _cacheable(name, value):
+                return _kept(self).folded(self, name, value)
+        elif _is_plain(name, value):
+            # Kept as text: folded by its header class's own rule, as `email` would fold
+            # it (when too long for a line) after parsing it into that class; the rule
+            # reads the text alone, so the parse is not needed.
+            return _TEXT_FOLDS[name.lower()](name, value, self).encode("ascii")
         return super().fold_binary(name, value)
 
 
