@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import maild.runtime.daemon
+import maild.runtime.checks
 import maild.runtime.template_trial
 from maild.outbound.templates import SHIPPED_TEMPLATES
 from maild.runtime.app import App
@@ -23,13 +23,13 @@ from maild.runtime.template_trial import fingerprint
 def trials(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """One entry for each start that tried the templates."""
     tried: list[int] = []
-    trial = maild.runtime.daemon.failing_templates
+    trial = maild.runtime.checks.failing_templates
 
     def counted(*args: Any) -> list[str]:
         tried.append(1)
         return trial(*args)
 
-    monkeypatch.setattr(maild.runtime.daemon, "failing_templates", counted)
+    monkeypatch.setattr(maild.runtime.checks, "failing_templates", counted)
     return tried
 
 

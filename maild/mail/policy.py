@@ -174,12 +174,16 @@ class _WritingPolicy(EmailPolicy):
         if hasattr(value, "name"):
             if _cacheable(name, value):
                 return _kept(self).folded(self, name, value)
-        elif _is_plain(name, value):
+        elif self._too_long(name, value) and _is_plain(name, value):
             # Kept as text: folded by its header class's own rule, as `email` would fold
-            # it (when too long for a line) after parsing it into that class; the rule
-            # reads the text alone, so the parse is not needed.
+            # it after parsing it into that class; the rule reads the text alone, so the
+            # parse is not needed. A shorter one `email` writes as it stands.
             return _TEXT_FOLDS[name.lower()](name, value, self).encode("ascii")
         return super().fold_binary(name, value)
+
+    def _too_long(self, name: str, value: str) -> bool:
+        """Whether `email` refolds a header kept as text (refold_source "long")."""
+        return bool(self.max_line_length) and len(name) + 2 + len(value) > self.max_line_length
 
 
 class MailPolicies:

@@ -16,7 +16,8 @@ template again when its source is not the one its kept form was compiled from.
 
 The shipped templates are package data: `maild/shipped_templates` links to the
 repository's top-level `templates/`, and a built wheel carries the files, so they
-are found wherever maild is installed and whatever directory it runs in.
+are found wherever maild is installed and whatever directory it runs in. They change
+only with maild itself, so they are looked at once a process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -146,7 +148,7 @@ def _environment(directory: Path, *, html: bool, compiled_dir: Path | None) -> E
     options: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": not html,
                                "autoescape": html}
     environment = Environment(
-        loader=FileSystemLoader(str(directory)), auto_reload=True,
+        loader=FileSystemLoader(str(directory)), auto_reload=directory != SHIPPED_TEMPLATES,
         bytecode_cache=_compiled(compiled_dir, options) if compiled_dir else None, **options,
     )
     environment.filters["datetime"] = _format_datetime
@@ -154,6 +156,11 @@ def _environment(directory: Path, *, html: bool, compiled_dir: Path | None) -> E
     environment.filters["hours"] = _format_hours
     environment.filters["working_hours"] = _format_working_hours
     return environment
+
+
+@cache
+def _shipped_html(name: str) -> bool:
+    return (SHIPPED_TEMPLATES / f"{name}.html.j2").is_file()
 
 
 class Templates:
@@ -179,7 +186,7 @@ class Templates:
         html: Path | None = None
         if self._overridden(f"{name}.html.j2"):
             html = self._override
-        elif text == SHIPPED_TEMPLATES and (SHIPPED_TEMPLATES / f"{name}.html.j2").is_file():
+        elif text == SHIPPED_TEMPLATES and _shipped_html(name):
             html = SHIPPED_TEMPLATES
         return text, html
 
