@@ -183,7 +183,8 @@ class _WritingPolicy(EmailPolicy):
 
     def _too_long(self, name: str, value: str) -> bool:
         """Whether `email` refolds a header kept as text (refold_source "long")."""
-        return bool(self.max_line_length) and len(name) + 2 + len(value) > self.max_line_length
+        longest = self.max_line_length
+        return longest is not None and 0 < longest < len(name) + 2 + len(value)
 
 
 class MailPolicies:
