@@ -2,12 +2,17 @@
 
 A sweep handles its batch in one transaction. The batch is tried in one savepoint, so
 that the healthy path writes its rows with one flush; when a ticket fails, that savepoint
-is rolled back and the batch is done again with a savepoint per ticket. The ticket that
-fails (a template that cannot be rendered for it, any exception) is rolled back alone:
-it gets a `step_failed` event, the failure is logged, and the step is held back in
-`failed_steps` (5, 10, 20, 40 minutes, then hourly), so that it is neither retried every
-minute nor in the way of the tickets behind it. The other tickets of the batch go on.
-When the step later succeeds, its row goes and the ticket gets a `step_recovered` event.
+is rolled back, the tickets before it are done again in one savepoint, it is tried alone
+in its own, and the tickets after it go on in one savepoint the same way: a batch with
+one failing ticket takes at most four savepoints, not one per ticket. A failure no ticket can be
+blamed for as it happens (a database error, or one when the savepoint's rows are
+written) leaves the rest of the run one savepoint per ticket, as it always was. The
+ticket that fails (a template that cannot be rendered for it, any exception) is rolled
+back alone: it gets a `step_failed` event, the failure is logged, and the step is held
+back in `failed_steps` (5, 10, 20, 40 minutes, then hourly), so that it is neither
+retried every minute nor in the way of the tickets behind it. The other tickets of the
+batch go on. When the step later succeeds, its row goes and the ticket gets a
+`step_recovered` event.
 
 A lost connection or a locked database is not one ticket's fault: it ends the sweep, as
 before, and the next run tries again.
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, delete, exists, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from maild.db.models import FailedStep, Ticket
@@ -106,20 +111,42 @@ def each_ticket(session: Session, step: str, tickets: Sequence[Ticket], now: dat
     failing = {row.ticket_id: row for row in session.scalars(
         select(FailedStep).where(FailedStep.step == step,
                                  FailedStep.ticket_id.in_([t.id for t in tickets])))}
-    try:
-        # The whole batch in one savepoint first: its rows are written by one flush, as
-        # many times faster than a flush per ticket as the batch is large.
-        with session.begin_nested():
-            batch = Batch([act(ticket) for ticket in tickets])
-    except Exception as exc:
-        if _is_outage(exc):
-            raise
-        # Some ticket failed, and the batch was rolled back: again, one savepoint each.
-        batch = _one_by_one(session, step, tickets, now, act, failing)
+    batch = _in_runs(session, step, tickets, now, act, failing)
     for ticket in tickets:
         earlier = failing.get(ticket.id)
         if earlier is not None and ticket.id not in batch.failed:
             _recovered(session, ticket, earlier, now)
+    return batch
+
+
+def _in_runs(session: Session, step: str, tickets: Sequence[Ticket], now: datetime,
+             act: Callable[[Ticket], T], failing: dict[int, FailedStep]) -> Batch[T]:
+    """`act` on the tickets in one savepoint: their rows are written by one flush, as many
+    times faster than a flush per ticket as the batch is large. When `act` raises for
+    one of them, the run is rolled back: the tickets before it again in one savepoint,
+    it alone, the tickets after it on in the same way."""
+    if not tickets:
+        return Batch()
+    results: list[T] = []
+    try:
+        with session.begin_nested():
+            for ticket in tickets:
+                results.append(act(ticket))
+        return Batch(results)
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+        if len(results) == len(tickets) or isinstance(exc, SQLAlchemyError):
+            # Raised as the rows were written (by this savepoint's flush, or one that
+            # `act` set off): any ticket's rows may be the cause.
+            return _one_by_one(session, step, tickets, now, act, failing)
+    failed_at = len(results)
+    batch = _in_runs(session, step, tickets[:failed_at], now, act, failing)
+    for more in (_one_by_one(session, step, tickets[failed_at:failed_at + 1], now, act,
+                             failing),
+                 _in_runs(session, step, tickets[failed_at + 1:], now, act, failing)):
+        batch.done += more.done
+        batch.failed |= more.failed
     return batch
 
 
