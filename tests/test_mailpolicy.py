@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.mail.headers import WRITTEN_HEADER_CLASSES
-from maild.mail.policy import MailPolicies
+from maild.mail.policy import MailPolicies, address_header
 from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
 
 NAMES = [
@@ -160,3 +160,38 @@ def test_a_thread_too_long_for_a_line_is_folded_without_parsing_it(
     message.as_bytes()
 
     assert made == []
+
+
+_LOCAL = st.from_regex(r"[a-z0-9+_'=-]{1,40}(\.[a-z0-9+_]{1,30}){0,2}", fullmatch=True)
+_DOMAIN = st.from_regex(r"[a-z0-9-]{1,40}(\.[a-z]{2,20}){1,2}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(["From", "To", "Cc", "Reply-To"]), local=_LOCAL, domain=_DOMAIN)
+def test_an_address_without_a_name_is_written_as_without_the_caches(
+    name: str, local: str, domain: str
+) -> None:
+    """Kept as text (short, or folded by the address headers' rule when too long)."""
+    ours, standard = EmailMessage(policy=WRITING), EmailMessage(policy=UNCACHED)
+    ours[name] = address_header(WRITING, name, (("", local, domain),))
+    standard[name] = address_header(UNCACHED, name, (("", local, domain),))
+    assert ours.as_bytes() == standard.as_bytes()
+
+
+def test_a_mail_to_a_new_address_without_a_name_parses_no_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new customer's acknowledgment goes to their address alone."""
+    made: list[str] = []
+    make = HeaderRegistry.__call__
+
+    def counted(self: HeaderRegistry, name: str, value: str) -> BaseHeader:
+        made.append(name)
+        return make(self, name, value)
+
+    monkeypatch.setattr(HeaderRegistry, "__call__", counted)
+    mail = dataclasses.replace(_mail(3, "Ann"), to=[Party("first.time@customer.example")],
+                               cc=[], attachments=[])
+    raw = render_mail(mail, MailPolicies().writing)
+
+    assert b"\r\nTo: first.time@customer.example\r\n" in raw
+    assert "To" not in made

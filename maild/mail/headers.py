@@ -170,6 +170,11 @@ def fold_ids(name: str, text: str, policy: Policy) -> str:
     return fold(name, [i for i in message_ids(text) if writable(i)], policy)
 
 
+def fold_bare_address(name: str, text: str, policy: Policy) -> str:
+    """From, To …: one address without a display name, as `MailboxesHeader` folds it."""
+    return fold(name, [text], policy)
+
+
 class TextHeader(_AsMeant, UnstructuredHeader):
     """Subject, folded by `fold_text`."""
 

@@ -36,7 +36,12 @@ from email.policy import EmailPolicy
 from functools import lru_cache
 from typing import Any, cast
 
-from maild.mail.headers import WRITTEN_HEADER_CLASSES, fold_ids, fold_text
+from maild.mail.headers import (
+    WRITTEN_HEADER_CLASSES,
+    fold_bare_address,
+    fold_ids,
+    fold_text,
+)
 
 _LINE_BREAKS = re.compile(r"\r|\n")
 # Longer values are parsed each time rather than kept.
@@ -83,6 +88,12 @@ def address_header(policy: EmailPolicy, name: str,
     never parsed back from text; made once for mailboxes that repeat (the desk's own)."""
     factory = policy.header_factory
     if isinstance(factory, _KeptHeaders):
+        if len(mailboxes) == 1 and not mailboxes[0][0]:
+            bare = f"{mailboxes[0][1]}@{mailboxes[0][2]}"
+            if _is_plain(name, bare):
+                # One address, no name (a new customer's acknowledgment): written as its
+                # header would be, kept as text (`_is_plain`) rather than parsed.
+                return bare
         return factory.mailboxes(name, mailboxes)
     return _address_header(factory, name, mailboxes)
 
@@ -131,17 +142,20 @@ class _ReadingPolicy(EmailPolicy):
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*"
 _IDS = re.compile(r"<[!-;=?-~]+>(?: <[!-;=?-~]+>)*")  # what maild/mail/headers.py writes
+_BARE_ADDRESS = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")  # an addr-spec that needs no quotes
 _PLAIN_BY_NAME = {  # Message-ID has a grammar of its own, and email reformats others
     "subject": _PLAIN,
     "in-reply-to": _IDS,
     "references": _IDS,
     "message-id": re.compile(f"<{_DOT_ATOM}@{_DOT_ATOM}>"),
+    **{name: _BARE_ADDRESS for name in ("from", "to", "cc", "reply-to")},
 }
 
 
 # How each header kept as text folds: the rule of its class in WRITTEN_HEADER_CLASSES.
 _TEXT_FOLDS = {"subject": fold_text, "in-reply-to": fold_ids, "references": fold_ids,
-               "message-id": fold_ids}
+               "message-id": fold_ids,
+               **{name: fold_bare_address for name in ("from", "to", "cc", "reply-to")}}
 
 
 def _is_plain(name: str, value: str) -> bool:
