@@ -9,12 +9,14 @@
   repeats most of its headers (its own From and Reply-To, Auto-Submitted, the MIME
   headers of every part), so a value set is parsed, and a header folded, once. A
   header's folding depends only on its name, its parse tree (made from its text) and
-  the policy, so the text stands for the tree.
+  the policy's settings, so the text stands for the tree, and the copies of the policy
+  `email` makes to write each part share what it folded.
 - The headers unique to each mail (its Subject, Message-ID, In-Reply-To and
-  References) are mostly plain: printable ASCII words with single spaces, nothing that
-  reads as an encoded word. Folding such a value gives back its text, so it is kept as
-  text, as a header read from bytes is: `email` writes it as it stands (refolding it
-  only if it is too long for a line), and parses it only if something reads it.
+  References, and the To of a customer's acknowledgment: one address, no name) are
+  mostly plain: printable ASCII words with single spaces, nothing that reads as an
+  encoded word. Folding such a value gives back its text, so it is kept as text, as a
+  header read from bytes is: `email` writes it as it stands, it is folded by its
+  header's rule when too long for a line, and parsed only if something reads it.
 
 Behaviour is that of `email.policy.default` (reading) and `email.policy.SMTP` (writing),
 without the repeated work, and with two corrections:
