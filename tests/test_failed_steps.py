@@ -19,6 +19,7 @@ from sqlalchemy import event, update
 from maild.clock import FixedClock
 from maild.db.models import Ticket
 from maild.intake.pipeline import ingest
+from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
 from maild.tickets.customers import add_customer
@@ -342,9 +343,32 @@ def test_one_failing_alert_costs_its_batch_a_few_savepoints_not_one_a_ticket(
     finally:
         event.remove(desk.db.engine, "before_cursor_execute", counted)
 
-    # The batch, the tickets before the failing one (if any: the order is by due time),
-    # it alone, the tickets after it; not one for each of the 25.
-    assert len(savepoints) <= 4
+    # The batch, the tickets before the failing one again (if any: the order is by due
+    # time), the tickets after it; not one for each of the 25.
+    assert len(savepoints) <= 3
     assert all(len(events(desk, t, "sla_warning")) == 1 for t in healthy)
     assert events(desk, alone, "sla_warning") == []
     assert len(events(desk, alone, "step_failed")) == 1
+
+
+def test_alerts_that_all_fail_are_each_tried_once(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    templates = tmp_path / "templates"
+    override(templates, "sla_alert", NAMING_THE_CUSTOMER, "SLA", "a due time is near.")
+    desk = desk_with_templates(app, app_with, templates)
+    failing = [new_ticket(desk, f"bob{n}@customer.example", n) for n in range(6)]
+    tried: list[int] = []
+    to_staff = Mails.to_staff
+
+    def counted(self: Mails, session: Any, ticket: Ticket, *args: Any, **kwargs: Any) -> Any:
+        tried.append(ticket.id)
+        return to_staff(self, session, ticket, *args, **kwargs)
+
+    monkeypatch.setattr(Mails, "to_staff", counted)
+    clock.set(at(11, 23, 10, 45))
+    assert desk.sla_alerts.send() == 0
+
+    assert sorted(tried) == sorted(failing)
+    assert all(len(events(desk, t, "step_failed")) == 1 for t in failing)
