@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from maild.clock import FixedClock
 from maild.db.models import Ticket
 from maild.intake.pipeline import ingest
+from maild.outbound.mails import Mails
 from maild.runtime.app import App
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
 from maild.tickets.customers import add_customer
@@ -318,3 +319,56 @@ def test_a_failing_digest_stays_held_back_across_restarts(
     desk = started_at(at(11, 30, 8, 15))
     assert run_sweeps(desk)["digests_sent"] == 1
     assert listed() == []
+
+
+def test_one_failing_alert_costs_its_batch_a_few_savepoints_not_one_a_ticket(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+) -> None:
+    templates = tmp_path / "templates"
+    override(templates, "sla_alert", NAMING_THE_CUSTOMER, "SLA", "a due time is near.")
+    desk = desk_with_templates(app, app_with, templates)
+    healthy = [new_ticket(desk, f"ann{n}@acme.example", n) for n in range(12)]
+    alone = new_ticket(desk, "bob@customer.example", 100)
+    healthy += [new_ticket(desk, f"ann{n}@acme.example", n) for n in range(12, 24)]
+    savepoints: list[str] = []
+
+    def counted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("SAVEPOINT"):
+            savepoints.append(statement)
+
+    clock.set(at(11, 23, 10, 45))  # our own first-response hour is nearly over
+    event.listen(desk.db.engine, "before_cursor_execute", counted)
+    try:
+        assert desk.sla_alerts.send() == len(healthy)
+    finally:
+        event.remove(desk.db.engine, "before_cursor_execute", counted)
+
+    # The batch, the tickets before the failing one again (if any: the order is by due
+    # time), the tickets after it; not one for each of the 25.
+    assert len(savepoints) <= 3
+    assert all(len(events(desk, t, "sla_warning")) == 1 for t in healthy)
+    assert events(desk, alone, "sla_warning") == []
+    assert len(events(desk, alone, "step_failed")) == 1
+
+
+def test_alerts_that_all_fail_are_each_tried_once(
+    app: App, app_with: Callable[..., App], clock: FixedClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    templates = tmp_path / "templates"
+    override(templates, "sla_alert", NAMING_THE_CUSTOMER, "SLA", "a due time is near.")
+    desk = desk_with_templates(app, app_with, templates)
+    failing = [new_ticket(desk, f"bob{n}@customer.example", n) for n in range(6)]
+    tried: list[int] = []
+    to_staff = Mails.to_staff
+
+    def counted(self: Mails, session: Any, ticket: Ticket, *args: Any, **kwargs: Any) -> Any:
+        tried.append(ticket.id)
+        return to_staff(self, session, ticket, *args, **kwargs)
+
+    monkeypatch.setattr(Mails, "to_staff", counted)
+    clock.set(at(11, 23, 10, 45))
+    assert desk.sla_alerts.send() == 0
+
+    assert sorted(tried) == sorted(failing)
+    assert all(len(events(desk, t, "step_failed")) == 1 for t in failing)

@@ -7,7 +7,7 @@ import dataclasses
 import email.policy
 import random
 from datetime import UTC, datetime
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.mail.headers import WRITTEN_HEADER_CLASSES
-from maild.mail.policy import MailPolicies
+from maild.mail.policy import MailPolicies, address_header
 from maild.outbound.compose import OutgoingAttachment, OutgoingMail, Party, render_mail
 
 NAMES = [
@@ -114,3 +114,84 @@ def test_a_part_holding_a_boundary_line_keeps_it_as_text() -> None:
     body = parsed.get_body(("plain",))
     assert body is not None and body.get_content().replace("\r\n", "\n") == text
     assert len(boundaries) == 2
+
+
+def test_a_mail_like_the_last_folds_only_what_it_does_not_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The headers of every part (Content-Type, Content-Transfer-Encoding) and the desk's
+    own are folded once, not once a part of every mail: `email` writes each part under a
+    copy of the policy, which must share what the policy has folded."""
+    policy = MailPolicies().writing
+    first = dataclasses.replace(_mail(1, "Ann"), references=[], attachments=[])
+    render_mail(first, policy)
+    folded: list[str] = []
+    fold = BaseHeader.fold
+
+    def counted(self: BaseHeader, *, policy: EmailPolicy) -> str:
+        folded.append(self.name)
+        return fold(self, policy=policy)
+
+    monkeypatch.setattr(BaseHeader, "fold", counted)
+    second = dataclasses.replace(first, text="Another question\n", html="<p>Another</p>",
+                                 message_id="<maild.2.abc@example.com>")
+    render_mail(second, policy)
+
+    assert folded == []
+
+
+def test_a_thread_too_long_for_a_line_is_folded_without_parsing_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """References, In-Reply-To, a Message-ID and a Subject kept as text are folded by
+    their own rule when too long for a line, as email would after parsing them into
+    their header class (test_a_header_unique_to_a_mail_is_written_as_without_the_caches)
+    but without the parse."""
+    message = EmailMessage(policy=WRITING)
+    message["Subject"] = "Re: " + "a long subject in plain words " * 4
+    message["Message-ID"] = f"<maild.12.{'a' * 32}.{'b' * 24}@support.example.com>"
+    message["References"] = " ".join(f"<ref{k}.{'y' * 30}@customer.example>" for k in range(5))
+    made: list[str] = []
+    make = HeaderRegistry.__call__
+
+    def counted(self: HeaderRegistry, name: str, value: str) -> BaseHeader:
+        made.append(name)
+        return make(self, name, value)
+
+    monkeypatch.setattr(HeaderRegistry, "__call__", counted)
+    message.as_bytes()
+
+    assert made == []
+
+
+_LOCAL = st.from_regex(r"[a-z0-9+_'=-]{1,40}(\.[a-z0-9+_]{1,30}){0,2}", fullmatch=True)
+_DOMAIN = st.from_regex(r"[a-z0-9-]{1,40}(\.[a-z]{2,20}){1,2}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(["From", "To", "Cc", "Reply-To"]), local=_LOCAL, domain=_DOMAIN)
+def test_an_address_without_a_name_is_written_as_without_the_caches(
+    name: str, local: str, domain: str
+) -> None:
+    """Kept as text (short, or folded by the address headers' rule when too long)."""
+    ours, standard = EmailMessage(policy=WRITING), EmailMessage(policy=UNCACHED)
+    ours[name] = address_header(WRITING, name, (("", local, domain),))
+    standard[name] = address_header(UNCACHED, name, (("", local, domain),))
+    assert ours.as_bytes() == standard.as_bytes()
+
+
+def test_a_mail_to_a_new_address_without_a_name_parses_no_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new customer's acknowledgment goes to their address alone."""
+    made: list[str] = []
+    make = HeaderRegistry.__call__
+
+    def counted(self: HeaderRegistry, name: str, value: str) -> BaseHeader:
+        made.append(name)
+        return make(self, name, value)
+
+    monkeypatch.setattr(HeaderRegistry, "__call__", counted)
+    mail = dataclasses.replace(_mail(3, "Ann"), to=[Party("first.time@customer.example")],
+                               cc=[], attachments=[])
+    raw = render_mail(mail, MailPolicies().writing)
+
+    assert b"\r\nTo: first.time@customer.example\r\n" in raw
+    assert "To" not in made

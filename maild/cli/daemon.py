@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -48,6 +49,10 @@ def run(obj: Context, once: bool, only: str | None, web_port: int | None) -> Non
         if problem is not None:
             raise ListenerUnavailable(f"inbound SMTP {problem}")
     daemon = Daemon(obj.app(daemon=True), roles, web_port=web_port)
+    # What the start made (every module and class, the app) lives as long as the
+    # process: frozen, it is no longer walked by each of the collector's full passes,
+    # which took a second or two of a run --once over a backlog (bench/README.md).
+    gc.freeze()
     if once:
         report = daemon.run_once()
         received, delivered = report.received, report.delivered

@@ -22,8 +22,6 @@ from email.message import EmailMessage, Message
 from email.parser import HeaderParser
 from email.utils import getaddresses
 
-from flufl.bounce import all_failures
-
 from maild.mail.addresses import InvalidAddress, is_mailer_daemon, normalise
 from maild.mail.message_id import MSG_ID
 
@@ -143,6 +141,8 @@ def _written_by_a_delivery_system(message: EmailMessage, sender: str, subject: s
 
 def _failures(message: EmailMessage) -> tuple[list[str], list[str]]:
     """(delayed, failed) recipients as flufl.bounce finds them, normalised."""
+    from flufl.bounce import all_failures  # see maild/intake/replies.py, _parser
+
     delayed, failed = all_failures(message)
     return ([_address(a.decode("utf-8", "replace")) for a in sorted(delayed)],
             [_address(a.decode("utf-8", "replace")) for a in sorted(failed)])

@@ -17,8 +17,6 @@ from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from mimetypes import guess_type
 
-from inscriptis import get_text
-
 from maild.errors import PermanentError
 from maild.intake.bounces import Bounce, read_bounce
 from maild.intake.large import STORED_PART, Skeleton, StoredPart
@@ -134,7 +132,14 @@ def decode_text_part(part: Message) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
+# The libraries parsing uses, each imported where it is first used (see
+# maild/intake/replies.py, _parser); the parser process loads them as it starts.
+PARSING_LIBRARIES = ("inscriptis", "flufl.bounce", "mailparser_reply", "tnefparse")
+
+
 def html_to_text(html: str) -> str:
+    from inscriptis import get_text  # see maild/intake/replies.py, _parser
+
     return get_text(html).strip()
 
 

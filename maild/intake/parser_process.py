@@ -15,6 +15,7 @@ intake faster, never different.
 from __future__ import annotations
 
 import collections
+import importlib
 import logging
 import multiprocessing
 import os
@@ -28,7 +29,7 @@ from email.policy import EmailPolicy
 from multiprocessing.connection import Connection
 
 from maild.errors import PermanentError
-from maild.intake.parse import ParsedMail, parse
+from maild.intake.parse import PARSING_LIBRARIES, ParsedMail, parse
 from maild.mail.policy import MailPolicies
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def serve() -> None:
     root = logging.getLogger()
     root.handlers[:] = [collected]  # nothing is written here; the intake logs it all
     root.setLevel(level)
+    for library in PARSING_LIBRARIES:  # before the first mail, not with it
+        importlib.import_module(library)
     while True:
         try:
             raw, raw_sha256 = requests.recv()

@@ -9,11 +9,22 @@ ever returning nothing for a message that has text.
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import TYPE_CHECKING
 
-from mailparser_reply import EmailReplyParser
+if TYPE_CHECKING:
+    from mailparser_reply import EmailReplyParser
 
-# Built once: the languages are settled here, not per message.
-_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+
+@cache
+def _parser() -> EmailReplyParser:
+    """Built once: the languages are settled here, not per message. Imported when first
+    used, as the other parsing libraries: a run with no mail to parse in this process
+    (its mailboxes empty, or the parser process parsing them) imports none of them,
+    about a twentieth of a second of every start."""
+    from mailparser_reply import EmailReplyParser
+
+    return EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
 
 # How much of a body the library reads: its time grows with the text (seconds for a
 # few MB pasted in, during which the intake takes nothing else), while the new text of a
@@ -76,7 +87,7 @@ def new_text(text: str) -> str:
         return below
     head = _head(text)
     try:
-        message = _PARSER.read(head)
+        message = _parser().read(head)
         parsed, split = message.latest_reply, len(message.replies) > 1
     except Exception:  # a third-party parser must never take a message down with it
         parsed, split = head, False

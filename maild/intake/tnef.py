@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from tnefparse import TNEF
-
 log = logging.getLogger(__name__)
 
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
@@ -37,6 +35,8 @@ def _text(value: object) -> str:
 
 
 def unpack(data: bytes) -> Unpacked | None:
+    from tnefparse import TNEF  # see maild/intake/replies.py, _parser
+
     try:
         parsed = TNEF(data, do_checksum=False)
         files = [(_text(a.long_filename()) or "unnamed", bytes(a.data))

@@ -157,23 +157,38 @@ class _AsMeant:
         kwds["decoded"] = str(value)
 
 
-class TextHeader(_AsMeant, UnstructuredHeader):
+def fold_text(name: str, text: str, policy: Policy) -> str:
     """Subject: plain words as they are, runs of other words encoded together."""
+    # A plain word longer than a line is encoded, where it can be split.
+    plain_longest = min(policy.max_line_length or LONGEST_LINE, LONGEST_LINE) - 1
+    return fold(name, text_atoms(text, plain_longest), policy)
+
+
+def fold_ids(name: str, text: str, policy: Policy) -> str:
+    """In-Reply-To, References: the IDs unencoded, a line broken only between them. An
+    ID no 7-bit line can carry (not printable ASCII, or longer than a line) is left out."""
+    return fold(name, [i for i in message_ids(text) if writable(i)], policy)
+
+
+def fold_bare_address(name: str, text: str, policy: Policy) -> str:
+    """From, To …: one address without a display name, as `MailboxesHeader` folds it."""
+    return fold(name, [text], policy)
+
+
+class TextHeader(_AsMeant, UnstructuredHeader):
+    """Subject, folded by `fold_text`."""
 
     max_count = 1
 
     def fold(self, *, policy: Policy) -> str:
-        # A plain word longer than a line is encoded, where it can be split.
-        plain_longest = min(policy.max_line_length or LONGEST_LINE, LONGEST_LINE) - 1
-        return fold(self.name, text_atoms(str(self), plain_longest), policy)
+        return fold_text(self.name, str(self), policy)
 
 
 class MessageIdsHeader(_AsMeant, UnstructuredHeader):
-    """In-Reply-To, References: the IDs unencoded, a line broken only between them. An
-    ID no 7-bit line can carry (not printable ASCII, or longer than a line) is left out."""
+    """In-Reply-To, References, folded by `fold_ids`."""
 
     def fold(self, *, policy: Policy) -> str:
-        return fold(self.name, [i for i in message_ids(str(self)) if writable(i)], policy)
+        return fold_ids(self.name, str(self), policy)
 
 
 class MessageIdHeader(MessageIdsHeader):

@@ -9,12 +9,14 @@
   repeats most of its headers (its own From and Reply-To, Auto-Submitted, the MIME
   headers of every part), so a value set is parsed, and a header folded, once. A
   header's folding depends only on its name, its parse tree (made from its text) and
-  the policy, so the text stands for the tree.
+  the policy's settings, so the text stands for the tree, and the copies of the policy
+  `email` makes to write each part share what it folded.
 - The headers unique to each mail (its Subject, Message-ID, In-Reply-To and
-  References) are mostly plain: printable ASCII words with single spaces, nothing that
-  reads as an encoded word. Folding such a value gives back its text, so it is kept as
-  text, as a header read from bytes is: `email` writes it as it stands (refolding it
-  only if it is too long for a line), and parses it only if something reads it.
+  References, and the To of a customer's acknowledgment: one address, no name) are
+  mostly plain: printable ASCII words with single spaces, nothing that reads as an
+  encoded word. Folding such a value gives back its text, so it is kept as text, as a
+  header read from bytes is: `email` writes it as it stands, it is folded by its
+  header's rule when too long for a line, and parsed only if something reads it.
 
 Behaviour is that of `email.policy.default` (reading) and `email.policy.SMTP` (writing),
 without the repeated work, and with two corrections:
@@ -36,7 +38,12 @@ from email.policy import EmailPolicy
 from functools import lru_cache
 from typing import Any, cast
 
-from maild.mail.headers import WRITTEN_HEADER_CLASSES
+from maild.mail.headers import (
+    WRITTEN_HEADER_CLASSES,
+    fold_bare_address,
+    fold_ids,
+    fold_text,
+)
 
 _LINE_BREAKS = re.compile(r"\r|\n")
 # Longer values are parsed each time rather than kept.
@@ -83,6 +90,12 @@ def address_header(policy: EmailPolicy, name: str,
     never parsed back from text; made once for mailboxes that repeat (the desk's own)."""
     factory = policy.header_factory
     if isinstance(factory, _KeptHeaders):
+        if len(mailboxes) == 1 and not mailboxes[0][0]:
+            bare = f"{mailboxes[0][1]}@{mailboxes[0][2]}"
+            if _is_plain(name, bare):
+                # One address, no name (a new customer's acknowledgment): written as its
+                # header would be, kept as text (`_is_plain`) rather than parsed.
+                return bare
         return factory.mailboxes(name, mailboxes)
     return _address_header(factory, name, mailboxes)
 
@@ -131,12 +144,20 @@ class _ReadingPolicy(EmailPolicy):
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*"
 _IDS = re.compile(r"<[!-;=?-~]+>(?: <[!-;=?-~]+>)*")  # what maild/mail/headers.py writes
+_BARE_ADDRESS = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")  # an addr-spec that needs no quotes
 _PLAIN_BY_NAME = {  # Message-ID has a grammar of its own, and email reformats others
     "subject": _PLAIN,
     "in-reply-to": _IDS,
     "references": _IDS,
     "message-id": re.compile(f"<{_DOT_ATOM}@{_DOT_ATOM}>"),
+    **{name: _BARE_ADDRESS for name in ("from", "to", "cc", "reply-to")},
 }
+
+
+# How each header kept as text folds: the rule of its class in WRITTEN_HEADER_CLASSES.
+_TEXT_FOLDS = {"subject": fold_text, "in-reply-to": fold_ids, "references": fold_ids,
+               "message-id": fold_ids,
+               **{name: fold_bare_address for name in ("from", "to", "cc", "reply-to")}}
 
 
 def _is_plain(name: str, value: str) -> bool:
@@ -147,6 +168,16 @@ def _is_plain(name: str, value: str) -> bool:
 
 
 class _WritingPolicy(EmailPolicy):
+    # `email`'s generator writes each part of a multipart mail under a clone of the
+    # policy with the same settings (`flatten(part, linesep=…)`). Policies are immutable,
+    # so two with the same settings fold alike: equal, they share what is folded, where
+    # by identity the headers of every part would be folded anew, and crowd out the rest.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:  # what folding reads most; equal policies share them
+        return hash((self.linesep, self.max_line_length, self.utf8))
+
     def header_store_parse(self, name: str, value: Any) -> Any:
         if type(value) is str:
             if _is_plain(name, value):
@@ -156,9 +187,20 @@ class _WritingPolicy(EmailPolicy):
         return super().header_store_parse(name, value)  # the checks on anything else
 
     def fold_binary(self, name: str, value: Any) -> bytes:
-        if hasattr(value, "name") and _cacheable(name, value):
-            return _kept(self).folded(self, name, value)
+        if hasattr(value, "name"):
+            if _cacheable(name, value):
+                return _kept(self).folded(self, name, value)
+        elif self._too_long(name, value) and _is_plain(name, value):
+            # Kept as text: folded by its header class's own rule, as `email` would fold
+            # it after parsing it into that class; the rule reads the text alone, so the
+            # parse is not needed. A shorter one `email` writes as it stands.
+            return _TEXT_FOLDS[name.lower()](name, value, self).encode("ascii")
         return super().fold_binary(name, value)
+
+    def _too_long(self, name: str, value: str) -> bool:
+        """Whether `email` refolds a header kept as text (refold_source "long")."""
+        longest = self.max_line_length
+        return longest is not None and 0 < longest < len(name) + 2 + len(value)
 
 
 class MailPolicies:

@@ -80,7 +80,8 @@ def build_app(config: Config, clock: Clock, *, migrate: bool = True,
     reply_tokens = ReplyTokens(site_secret(db, "reply_tokens", clock.now()))
     raw_store = RawStore(config.storage.dir / "raw")
     attachment_store = RawStore(config.storage.dir / "attachments", suffix=".bin")
-    templates = Templates(config.templates.dir)
+    templates = Templates(config.templates.dir,
+                          compiled_dir=config.storage.dir / "compiled-templates")
     calendar = BusinessCalendar(config.business_hours)
     sla = SlaClocks(config.sla, calendar)
     policies = MailPolicies()

@@ -13,7 +13,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from maild.channels.imap.session import CONNECTION_FAULTS, describe, open_session, token_source
-from maild.channels.smtp_listener import listen_problem
 from maild.clock import Clock
 from maild.config import Config, MailboxConfig
 from maild.db.database import Database
@@ -64,6 +63,8 @@ def check_outbound(config: Config) -> CheckResult:
 
 
 def check_inbound_smtp(config: Config) -> CheckResult:
+    from maild.channels.smtp_listener import listen_problem  # aiosmtpd: only when enabled
+
     settings = config.inbound_smtp
     if not settings.enabled:
         return CheckResult("inbound SMTP", True, "disabled")

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from maild.channels.imap.reader import DrainReport, MailboxBusy, MailboxReader, ReaderStatus
-from maild.channels.smtp_listener import SmtpListener
 from maild.errors import ConfigError, TemporaryError
 from maild.intake.pipeline import IngestResult
 from maild.outbound.sender import DeliveryReport
 from maild.outbound.templates import TEMPLATE_NAMES
 from maild.runtime.app import App
-from maild.runtime.checks import failing_templates
 from maild.runtime.sweeps import run_sweeps
+from maild.runtime.template_trial import TemplateTrials, fingerprint
 
 if TYPE_CHECKING:
     from maild.web.server import WebServer
@@ -135,6 +134,11 @@ class Daemon:
         web = self._start_web()
         try:
             if "inbound" in self.roles and self.app.config.inbound_smtp.enabled:
+                # Imported here, as the trial of the templates below: what a start that
+                # needs neither would import (aiosmtpd, the sample situations) costs it
+                # more than a twentieth of a second.
+                from maild.channels.smtp_listener import SmtpListener
+
                 listener = SmtpListener(self.app.intake, self.app.config.inbound_smtp,
                                         self._on_stored)
                 listener.start()
@@ -183,12 +187,22 @@ class Daemon:
     def _warn_about_templates(self) -> None:
         """Render every template in the situations `maild check` tries, and say which
         fail. The start goes on: mail is still stored, and each mail a template cannot
-        make fails by itself, on its ticket; this says so before the first one does."""
+        make fails by itself, on its ticket; this says so before the first one does.
+        Not again after a start that found none failing, if nothing it reads has changed
+        (template_trial.py)."""
+        trials = TemplateTrials(self.app.config.storage.dir / "compiled-templates" / "trial")
         try:
+            tried = fingerprint(self.app.config)
+            if trials.passed(tried):
+                return
+            from maild.runtime.checks import failing_templates
+
             failing = failing_templates(self.app.templates, self.app.config, self.app.clock)
         except Exception:  # a look ahead that must never keep mail from being taken in
             log.exception("the templates could not be tried at start")
             return
+        if not failing:
+            trials.remember_passed(tried)
         for problem in failing:
             log.warning("template %s; its mails are not sent until it is mended "
                         "(`maild check` lists every failure)", problem)

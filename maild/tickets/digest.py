@@ -33,7 +33,6 @@ from maild.mail.message_id import weekly_message_id
 from maild.outbound.mails import Mails
 from maild.tickets.business_time import BusinessCalendar
 from maild.tickets.failed_jobs import DIGEST, held_back, hold_back, recovered
-from maild.tickets.report import build_report
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,9 @@ class WeeklyDigest:
                 ):
                     recovered(session, DIGEST)  # another scheduler sent it meanwhile
                     return 0
+                # Imported once a week, not at every start.
+                from maild.tickets.report import build_report
+
                 report = build_report(session, self.calendar, due - timedelta(days=7), due, now)
                 self.mails.digest(session, list(self.config.to), report, week, message_id)
                 recovered(session, DIGEST)

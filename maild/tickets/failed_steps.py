@@ -1,13 +1,17 @@
 """One ticket's failure stays that ticket's: the sweeps act on each ticket in a savepoint.
 
 A sweep handles its batch in one transaction. The batch is tried in one savepoint, so
-that the healthy path writes its rows with one flush; when a ticket fails, that savepoint
-is rolled back and the batch is done again with a savepoint per ticket. The ticket that
-fails (a template that cannot be rendered for it, any exception) is rolled back alone:
-it gets a `step_failed` event, the failure is logged, and the step is held back in
-`failed_steps` (5, 10, 20, 40 minutes, then hourly), so that it is neither retried every
-minute nor in the way of the tickets behind it. The other tickets of the batch go on.
-When the step later succeeds, its row goes and the ticket gets a `step_recovered` event.
+that the healthy path writes its rows with one flush. When a ticket fails (a template
+that cannot be rendered for it, any exception), that savepoint is rolled back and the
+ticket is held back; the tickets before it are done again in one savepoint and those
+after it go on in one, the same way: a batch with one failing ticket takes three
+savepoints, not one per ticket. A failure no ticket can be blamed for as it is raised (a
+database error, or one as the savepoint's rows are written) leaves the rest of the batch
+one savepoint per ticket, each ticket rolled back alone. A ticket held back gets a
+`step_failed` event, the failure is logged, and the step is held back in `failed_steps`
+(5, 10, 20, 40 minutes, then hourly), so that it is neither retried every minute nor in
+the way of the tickets behind it. The other tickets of the batch go on. When the step
+later succeeds, its row goes and the ticket gets a `step_recovered` event.
 
 A lost connection or a locked database is not one ticket's fault: it ends the sweep, as
 before, and the next run tries again.
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, delete, exists, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from maild.db.models import FailedStep, Ticket
@@ -106,21 +110,62 @@ def each_ticket(session: Session, step: str, tickets: Sequence[Ticket], now: dat
     failing = {row.ticket_id: row for row in session.scalars(
         select(FailedStep).where(FailedStep.step == step,
                                  FailedStep.ticket_id.in_([t.id for t in tickets])))}
-    try:
-        # The whole batch in one savepoint first: its rows are written by one flush, as
-        # many times faster than a flush per ticket as the batch is large.
-        with session.begin_nested():
-            batch = Batch([act(ticket) for ticket in tickets])
-    except Exception as exc:
-        if _is_outage(exc):
-            raise
-        # Some ticket failed, and the batch was rolled back: again, one savepoint each.
-        batch = _one_by_one(session, step, tickets, now, act, failing)
+    batch = _in_runs(session, step, tickets, now, act, failing)
     for ticket in tickets:
         earlier = failing.get(ticket.id)
         if earlier is not None and ticket.id not in batch.failed:
             _recovered(session, ticket, earlier, now)
     return batch
+
+
+def _in_runs(session: Session, step: str, tickets: Sequence[Ticket], now: datetime,
+             act: Callable[[Ticket], T], failing: dict[int, FailedStep]) -> Batch[T]:
+    """`act` on the tickets in one savepoint: their rows are written by one flush, as many
+    times faster than a flush per ticket as the batch is large. When `act` raises for
+    one of them, the run is rolled back, that ticket held back with what it raised, the
+    tickets before it done again in one savepoint, and those after it on the same way."""
+    batch: Batch[T] = Batch()
+    rest = list(tickets)
+    while rest:
+        results: list[T] = []
+        try:
+            with session.begin_nested():
+                for ticket in rest:
+                    results.append(act(ticket))
+            batch.done += results
+            return batch
+        except Exception as exc:
+            if _is_outage(exc):
+                raise
+            if len(results) == len(rest) or isinstance(exc, SQLAlchemyError):
+                # Raised as the rows were written (by this savepoint's flush, or one
+                # that `act` set off): any ticket's rows may be the cause.
+                more = _one_by_one(session, step, rest, now, act, failing)
+                batch.done += more.done
+                batch.failed |= more.failed
+                return batch
+            failed = rest[len(results)]
+            _hold_back(session, failed, step, failing.get(failed.id), exc, now)
+            batch.failed.add(failed.id)
+        before, rest = rest[:len(results)], rest[len(results) + 1:]
+        if before:  # done once already: again, in one savepoint if they let it
+            more = _together_else_one_by_one(session, step, before, now, act, failing)
+            batch.done += more.done
+            batch.failed |= more.failed
+    return batch
+
+
+def _together_else_one_by_one(
+    session: Session, step: str, tickets: Sequence[Ticket], now: datetime,
+    act: Callable[[Ticket], T], failing: dict[int, FailedStep],
+) -> Batch[T]:
+    try:
+        with session.begin_nested():
+            return Batch([act(ticket) for ticket in tickets])
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+        return _one_by_one(session, step, tickets, now, act, failing)
 
 
 def _one_by_one(session: Session, step: str, tickets: Sequence[Ticket], now: datetime,
