@@ -190,6 +190,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     from maild.db.fulltext import index_new_messages
     from maild.db.models import Message
     from maild.mail.message_id import new_message_id
+    from maild.tickets.conversation import add_message
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 
@@ -198,7 +199,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     now = app.clock.now()
     with app.db.transaction() as session:
         ticket = get_ticket(session, ticket_id)
-        ticket.messages.append(Message(
+        add_message(ticket, Message(
             message_id=new_message_id(app.config.support.domain, ticket.id),
             direction="out", kind="internal", author=author, created_at=now,
             subject=ticket.subject, body=text.strip(), channel="cli",
