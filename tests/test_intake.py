@@ -326,12 +326,13 @@ def test_a_reply_costs_the_same_queries_however_long_its_thread(
     assert len(_statements_of(app, reply(12))) == short
 
 
-def test_a_reply_reads_neither_its_thread_nor_its_event_log(
+def test_a_reply_reads_its_ticket_in_one_query_and_neither_its_thread_nor_its_events(
     app: App, clock: FixedClock
 ) -> None:
-    """The reply that reopens a ticket is answered from the ticket's row: the References
-    and greeting of the notification and the SLA clocks' pauses are kept on the ticket,
-    so no message of the thread, no outbox row and no event is read."""
+    """The reply that reopens a ticket is answered from the ticket's row, read with its
+    participants and customer in one query: the References and greeting of the
+    notification and the SLA clocks' pauses are kept on the ticket, so no message of
+    the thread, no outbox row and no event is read."""
     ingest(app.intake, make_mail(), "test")
     ack = _ack_id(app, 1)
     clock.advance(timedelta(hours=2))
@@ -345,6 +346,9 @@ def test_a_reply_reads_neither_its_thread_nor_its_event_log(
     reads = [s for s in statements if s.startswith("SELECT")]
     assert not [s for s in reads if "messages.body" in s or "outbox.raw" in s
                 or "FROM events" in s], reads
+    [ticket] = [s for s in reads if "participants" in s or "customers" in s]
+    assert "FROM tickets LEFT OUTER JOIN customers" in ticket, ticket
+    assert "LEFT OUTER JOIN participants" in ticket, ticket
     assert show(app, 1)["status"] == "open"
 
 

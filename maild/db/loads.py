@@ -12,9 +12,9 @@ from maild.db.models import Ticket
 
 # What a sweep reads of each ticket it acts on (the customer's plan for the SLA clocks,
 # who takes part, the thread for the templates that show it), loaded with the batch: one
-# query each rather than one per ticket. Neither the event log a sweep writes to nor the
-# mail it writes reads the thread's events or outbox rows (the ticket keeps its
-# pauses and its thread's Message-IDs).
+# query each rather than one per ticket. Not the event log, which an event joins
+# without reading it, nor the thread's outbox rows: the SLA clocks' pauses and the
+# thread's Message-IDs are kept on the ticket.
 SWEEP_LOADS = (
     selectinload(Ticket.messages),
     selectinload(Ticket.participants),

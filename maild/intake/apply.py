@@ -146,7 +146,6 @@ class _Apply:
             automatic=self.verdict.automatic,
             unproven_staff=reason,
             attachments=[self._keep(attachment) for attachment in self.mail.attachments],
-            outbox=None,  # it came in: no delivery of ours to look up
         )
         add_message(ticket, message)
         ticket.updated_at = self.now

@@ -139,7 +139,6 @@ class Mails:
             body=text.strip(),
             channel="outbox",
             attachments=[],
-            outbox=None,  # set when its mail is queued, without a query for it
         )
         add_message(ticket, message)
         return message
