@@ -94,7 +94,8 @@ _SENT = " sent outbox #"
 def phases(stderr: str, started: float, ended: float) -> str:
     """Where a run's wall clock went, read from its log's timestamps: until the first
     message was taken in (start-up: imports, migrations, login), until the last one was
-    (the intake), until the last mail was sent (sending left after the intake), to exit."""
+    (the intake), until the last mail was sent (sending left after the intake: the sweeps,
+    then the first mail sent after them to the last), to exit."""
     taken, sent = [], []
     for line in stderr.splitlines():
         try:
@@ -110,9 +111,12 @@ def phases(stderr: str, started: float, ended: float) -> str:
     intake_end = taken[-1]
     sending_end = max(sent[-1], intake_end) if sent else intake_end
     during = sum(at <= intake_end for at in sent)
+    after = [at for at in sent if at > intake_end]
+    split = (f" = {after[0] - intake_end:.1f} s to the first mail (the sweeps) + "
+             f"{after[-1] - after[0]:.1f} s sending {len(after)} mails" if after else "")
     return (f"start-up {taken[0] - started:.1f} s, intake {intake_end - taken[0]:.1f} s "
             f"({during} of {len(sent)} mails sent meanwhile), "
-            f"sending after it {sending_end - intake_end:.1f} s, "
+            f"sending after it {sending_end - intake_end:.1f} s{split}, "
             f"to exit {ended - sending_end:.1f} s")
 
 

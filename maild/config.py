@@ -161,6 +161,9 @@ class OutboundConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Connections to the relay a sender uses at once, each carrying one mail at a time:
+    # the mails of a claim (five) go side by side, so no more than five are ever used.
+    connections: Annotated[int, Field(ge=1, le=5)] = 3
     # Automatic mail (acknowledgments, nudges, surveys, auto-solve notices) to one address
     # in an hour, at most: a script or a loop writing to us again and again gets a few
     # answers, not hundreds.

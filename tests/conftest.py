@@ -102,6 +102,9 @@ host = "127.0.0.1"
 port = {outbound_port}
 timeout_seconds = 5
 poll_seconds = 0.5
+# One connection to the relay: mail reaches the sink in the order it was queued, which
+# is how the tests read it (tests/test_outbox_connections.py uses several).
+connections = 1
 
 [staff]
 addresses = ["dan@example.com"]

@@ -22,6 +22,11 @@ class TcpProxy:
         # When the client sends `hold_on`, `while_held` runs before the server reads it.
         self.hold_on: bytes | None = None
         self.while_held: Callable[[], None] = lambda: None
+        # Connections past the first `accept_only` are answered `refusal` and closed, as
+        # a server that limits its clients' connections answers them.
+        self.accept_only: int | None = None
+        self.refusal = b"421 4.7.0 Error: too many connections\r\n"
+        self.refused = 0
         self.sent = bytearray()  # everything the clients sent, in order
         self.answered = bytearray()  # everything the server sent back, in order
         self.tripped = threading.Event()
@@ -37,6 +42,12 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.accept_only is not None and self.connections >= self.accept_only:
+                self.refused += 1
+                with contextlib.suppress(OSError):
+                    client.sendall(self.refusal)
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             self.connections += 1
             self._sockets += [client, upstream]

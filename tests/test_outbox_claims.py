@@ -242,7 +242,8 @@ def test_a_sender_found_silent_mid_send_stops_and_records_nothing(
     port = free_port()
     controller = Controller(relay, hostname="127.0.0.1", port=port)
     controller.start()
-    outbound = app.config.outbound.model_copy(update={"port": port})
+    # One connection: the first sender's other mails wait, untried, behind the stall.
+    outbound = app.config.outbound.model_copy(update={"port": port, "connections": 1})
     first, second = app_with(outbound=outbound).sender, app_with(outbound=outbound).sender
     _customers(app, 3)
     outcome: list[DeliveryReport] = []

@@ -84,12 +84,16 @@ def config(config: Config) -> Config:
 
 
 class Senders:
-    def __init__(self, tmp_path: Path, database_url: str, relay_port: int) -> None:
-        # A relay timeout longer than the stall: the stall is slow, not broken.
+    def __init__(self, tmp_path: Path, database_url: str, relay_port: int,
+                 connections: int = 1) -> None:
+        # A relay timeout longer than the stall: the stall is slow, not broken. One
+        # connection unless told otherwise: a sender's mails go one after another, so a
+        # stalled mail keeps the rest of its claim in hand, untried.
         self.config = tmp_path / "senders.toml"
         self.config.write_text(
             config_text(database_url, tmp_path / "storage", relay_port)
-            .replace("timeout_seconds = 5", "timeout_seconds = 60"))
+            .replace("timeout_seconds = 5", "timeout_seconds = 60")
+            .replace("connections = 1", f"connections = {connections}"))
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -290,6 +294,43 @@ def test_mail_a_killed_sender_had_sent_and_not_recorded_is_sent_again_never_lost
     assert len(accepted_before_the_kill) == 2
     twice = {m for m, n in handler.delivered().items() if n > 1}
     assert twice == accepted_before_the_kill
+    assert max(handler.delivered().values()) == 2
+    with app.db.transaction() as session:
+        delivered = session.scalars(select(Event.new).where(Event.kind == "delivered")).all()
+    assert sorted(delivered) == sorted(queued)  # each mail recorded once
+
+
+@pytest.mark.parametrize("relay", [None], indirect=True)
+def test_a_killed_sender_with_several_connections_has_at_most_a_claim_sent_twice(
+    app: App, tmp_path: Path, database_url: str, relay: tuple[StallingRelay, int],
+) -> None:
+    """With three connections a claim's five mails are in the relay's hands side by side:
+    the relay holds the answer to the first DATA and accepts the other four, and the
+    sender is killed waiting for it. The four were accepted and not recorded, so the
+    sender that takes over sends them again (and the fifth): at most a claim's worth
+    twice, as with one connection, and every mail recorded once."""
+    handler, port = relay
+    queued = _queue(app)
+    senders = Senders(tmp_path, database_url, port, connections=3)
+    try:
+        senders.start("a")
+        wait_for(lambda: handler.stalling.is_set()
+                 and len(handler.delivered()) == CLAIM_BATCH - 1,
+                 "the first sender's other mails to be accepted", 30)
+        accepted_before_the_kill = set(handler.delivered())
+        senders.processes["a"].send_signal(signal.SIGKILL)
+        senders.processes["a"].wait(timeout=10)
+        senders.start("b")
+        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
+        wait_for(lambda: set(handler.delivered()) == queued,
+                 "every mail to be delivered", timeout=bound.total_seconds())
+        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+    finally:
+        senders.stop_all()
+
+    twice = {m for m, n in handler.delivered().items() if n > 1}
+    assert twice == accepted_before_the_kill
+    assert len(twice) == CLAIM_BATCH - 1
     assert max(handler.delivered().values()) == 2
     with app.db.transaction() as session:
         delivered = session.scalars(select(Event.new).where(Event.kind == "delivered")).all()

@@ -6,7 +6,8 @@ outbox_senders whose `beat_at` it renews every few seconds while it works (heart
 A claim is good while its owner beats; every change to a claimed mail (sent, deferred,
 failed, released) is made only `WHERE owner = me`, so a sender that lost its claim can no
 longer record anything on that mail. A sender silent for STALE_AFTER is taken for dead:
-the next sender to claim deletes its row and frees its mail.
+the heartbeat of a sender at work, or the first claim of a sender's round, deletes its
+row and frees its mail.
 
 Liveness is elapsed real time on one clock that every sender shares, the database's:
 not the injected clock, which MAILD_NOW may fix for a whole run and which differs between
@@ -27,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
 from maild.db.models import OutboxMail, OutboxSender, UTCDateTime
@@ -136,35 +137,48 @@ def take_over_silent(session: Session) -> int:
     return freed
 
 
-def claim(session: Session, identity: SenderIdentity, now: datetime, limit: int
-          ) -> list[Claimed]:
-    """Up to `limit` due mails, claimed for `identity`, oldest due first. A mail held by a
-    live sender is not offered; one whose owner is silent or gone is."""
-    take_over_silent(session)
-    unowned = or_(
-        OutboxMail.owner.is_(None),
-        ~exists().where(OutboxSender.owner == OutboxMail.owner),
-    )
-    ids = session.scalars(
-        select(OutboxMail.id)
-        .where(OutboxMail.status == "queued", OutboxMail.next_attempt_at <= now, unowned)
-        .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=OutboxMail)
-    ).all()
-    if not ids:
-        return []
-    register(session, identity, now)
-    rows = session.connection().execute(
-        update(OutboxMail)
-        .where(OutboxMail.id.in_(ids))
-        .values(owner=identity.owner, claimed_at=now, attempts=OutboxMail.attempts + 1)
-        .returning(OutboxMail.id, OutboxMail.mail_from, OutboxMail.recipients,
-                   OutboxMail.raw, OutboxMail.raw_sha256, OutboxMail.attempts)
-    ).all()
-    claimed = {row.id: Claimed(row.id, row.mail_from, list(row.recipients), row.raw,
-                               row.raw_sha256, row.attempts) for row in rows}
-    return [claimed[i] for i in ids]
+def claim(session: Session, identity: SenderIdentity, now: datetime, limit: int, *,
+          beating: bool = False) -> list[Claimed]:
+    """Up to `limit` due mails, claimed for `identity`, oldest due first, in one
+    statement. A mail held by a live sender is not offered; one whose owner is silent or
+    gone is.
+
+    `beating`: the sender's heartbeat is at work (heartbeat.py). It keeps the sender's row
+    and takes silent senders' claims over every few seconds, so this claim does
+    neither; the first claim of a round does both."""
+    if not beating:
+        take_over_silent(session)
+    rows = sorted(session.connection().execute(_CLAIM, {
+        "limit": limit, "now": now, "owner": identity.owner}),
+        key=lambda row: (row.next_attempt_at, row.id))  # RETURNING keeps no order
+    if rows and not beating:
+        register(session, identity, now)
+    return [Claimed(row.id, row.mail_from, list(row.recipients), row.raw, row.raw_sha256,
+                    row.attempts) for row in rows]
+
+
+# Built once: every claim runs it. The due mails are chosen and claimed in one UPDATE
+# (FOR UPDATE SKIP LOCKED on PostgreSQL, so that two senders never wait on each other's
+# mails; SQLite has one writer at a time). The subquery reads an alias of the outbox, so
+# that it is not correlated to the table the UPDATE changes.
+_DUE = aliased(OutboxMail)
+_CLAIM = (
+    update(OutboxMail)
+    .where(OutboxMail.id.in_(
+        select(_DUE.id)
+        .where(_DUE.status == "queued",
+               _DUE.next_attempt_at <= bindparam("now", type_=OutboxMail.next_attempt_at.type),
+               or_(_DUE.owner.is_(None),
+                   ~exists().where(OutboxSender.owner == _DUE.owner)))
+        .order_by(_DUE.next_attempt_at, _DUE.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_DUE)))
+    .values(owner=bindparam("owner"),
+            claimed_at=bindparam("now", type_=OutboxMail.claimed_at.type),
+            attempts=OutboxMail.attempts + 1)
+    .returning(OutboxMail.id, OutboxMail.mail_from, OutboxMail.recipients, OutboxMail.raw,
+               OutboxMail.raw_sha256, OutboxMail.attempts, OutboxMail.next_attempt_at)
+)
 
 
 def _ours(outbox_id: int, owner: str) -> Any:
@@ -190,6 +204,28 @@ def mark_sent(session: Session, owner: str, outbox_id: int, at: datetime,
     row = session.connection().execute(_MARK_SENT, {
         "outbox_id": outbox_id, "sender": owner, "at": at, "error": error}).one_or_none()
     return None if row is None else Recorded(row[0], row[1], row[2], list(row[3]))
+
+
+_MARK_ALL_SENT = (
+    update(OutboxMail)
+    .where(OutboxMail.id.in_(bindparam("outbox_ids", expanding=True)),
+           OutboxMail.owner == bindparam("sender"), OutboxMail.status == "queued")
+    .values(status="sent", sent_at=bindparam("at", type_=OutboxMail.sent_at.type),
+            last_error=None)
+    .returning(OutboxMail.id, OutboxMail.ticket_id, OutboxMail.message_id,
+               OutboxMail.purpose, OutboxMail.recipients)
+)
+
+
+def mark_all_sent(session: Session, owner: str, outbox_ids: list[int], at: datetime
+                  ) -> dict[int, Recorded]:
+    """The mails the relay took for every recipient, sent in one statement, those of them
+    still `owner`'s; the others (taken over) are not in the answer."""
+    if not outbox_ids:
+        return {}
+    rows = session.connection().execute(_MARK_ALL_SENT, {
+        "outbox_ids": outbox_ids, "sender": owner, "at": at})
+    return {row[0]: Recorded(row[1], row[2], row[3], list(row[4])) for row in rows}
 
 
 def defer(session: Session, owner: str, outbox_id: int, until: datetime, reason: str

@@ -1,6 +1,7 @@
 """A sender's heartbeat, in a thread of its own while the sender holds claims: a slow
 SMTP transaction (up to the relay timeout, and more than one in a row) never lets the
-claims lapse while the sender is alive."""
+claims lapse while the sender is alive. After each beat it frees the claims of senders
+that went silent, so that the sender's own claims need not look (claims.claim)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 from maild.db.database import Database
 from maild.errors import TemporaryError
-from maild.outbound.claims import BEAT_EVERY, STALE_AFTER, beat
+from maild.outbound.claims import BEAT_EVERY, STALE_AFTER, beat, take_over_silent
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +75,15 @@ class Heartbeat:
                 self._lost.set()
                 return
             self._last_beat = beginning
+            self._take_over_silent()
+
+    def _take_over_silent(self) -> None:
+        """In a transaction of its own: a beat never waits on another sender's mails."""
+        try:
+            with self.db.transaction() as session:
+                take_over_silent(session)
+        except TemporaryError as exc:  # the next beat looks again
+            log.warning("outbox sender %s: could not look for silent senders: %s",
+                        self.owner, exc)
+        except Exception:
+            log.exception("outbox sender %s: could not look for silent senders", self.owner)

@@ -6,7 +6,8 @@ import logging
 import smtplib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -22,17 +23,19 @@ from maild.outbound.claims import (
     SenderIdentity,
     claim,
     defer,
+    mark_all_sent,
     mark_failed,
     mark_sent,
     retire,
 )
+from maild.outbound.connections import RelayConnections
 from maild.outbound.heartbeat import Heartbeat
 from maild.outbound.outbox import mail_bytes
 from maild.outbound.retry import decide
-from maild.outbound.smtp import connect, reset, send
+from maild.outbound.smtp import reset, send
 from maild.runtime.metrics import Metrics
 from maild.tickets.model import SYSTEM_ACTOR
-from maild.tickets.service import record_by_id
+from maild.tickets.service import EventById, record_all_by_id
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,9 @@ class Sender:
     def deliver_due(self, limit: int | None = 100, stop: threading.Event | None = None
                     ) -> DeliveryReport:
         """Up to `limit` due mails (None: until none is due), claimed CLAIM_BATCH at a
-        time, over one connection. Once `stop` is set, the mail being sent is finished,
-        what was sent is recorded and the rest released."""
+        time, each claim's mails at once over up to `connections` connections to the
+        relay. Once `stop` is set, the mails being sent are finished, what was sent is
+        recorded and the rest released."""
         stopping = stop or threading.Event()
         report = DeliveryReport()
         owner = self.identity.owner
@@ -96,7 +100,8 @@ class Sender:
         in_hand: list[Claimed] = []
         tried: list[Tried] = []  # not recorded yet
         taken = 0
-        client: smtplib.SMTP | None = None
+        relay = RelayConnections(self.config, self.config.connections)
+        sending = ThreadPoolExecutor(self.config.connections, "outbox-smtp")
         try:
             while True:
                 if stopping.is_set():
@@ -106,59 +111,76 @@ class Sender:
                 claiming = time.monotonic()
                 wanted = 0 if report.taken_over else \
                     CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - taken)
-                in_hand = self._record_and_claim(tried, wanted, report)
+                in_hand = self._record_and_claim(tried, wanted, report,
+                                                 beating=heartbeat is not None)
                 tried = []
                 if not in_hand:
                     break
                 taken += len(in_hand)
                 if heartbeat is None:
                     heartbeat = Heartbeat(self.db, owner, claiming).start()
-                while in_hand and not stopping.is_set():
-                    if not heartbeat.holding():
-                        log.warning("outbox sender %s stops: its claims may no longer be "
-                                    "its own", owner)
-                        return report
-                    mail = in_hand.pop(0)
-                    try:
-                        raw = mail_bytes(mail.raw, mail.raw_sha256, self.raw_store)
-                    except OSError as exc:  # no retry brings back a file that is gone
-                        tried.append(Tried(mail, PermanentError(
-                            f"the mail is missing from storage ({exc.strerror})")))
-                        continue
-                    if client is None:
-                        try:
-                            client = connect(self.config)
-                        except Exception as exc:  # the relay is unreachable: the batch waits
-                            tried.extend(Tried(unsent, exc) for unsent in (mail, *in_hand))
-                            in_hand = []
-                            return report
-                    try:
-                        refused = send(client, mail.mail_from, mail.recipients, raw)
-                    except Exception as exc:  # this mail's failure, never the next one's
-                        tried.append(Tried(mail, exc))
-                        if _connection_lost(exc) or not reset(client):
-                            client.close()
-                            client = None  # reconnect for the next mail
-                    else:
-                        tried.append(Tried(mail, refused=refused))
+                tried, in_hand = self._send(in_hand, relay, sending, heartbeat, stopping)
+                if not heartbeat.holding():
+                    log.warning("outbox sender %s stops: its claims may no longer be its "
+                                "own", owner)
+                    return report
+                if relay.unreachable is not None:  # the claim waits, deferred
+                    return report
         finally:
-            if client is not None:
-                try:
-                    client.quit()
-                except (smtplib.SMTPException, OSError):
-                    client.close()
+            sending.shutdown()
+            relay.close()
             if heartbeat is not None:
                 heartbeat.stop()
                 self._retire(heartbeat, tried, [mail.id for mail in in_hand], report)
         return report
 
-    def _record_and_claim(self, tried: list[Tried], wanted: int, report: DeliveryReport
-                          ) -> list[Claimed]:
+    def _send(self, in_hand: list[Claimed], relay: RelayConnections,
+              sending: ThreadPoolExecutor, heartbeat: Heartbeat, stopping: threading.Event
+              ) -> tuple[list[Tried], list[Claimed]]:
+        """A claim's mails handed to the relay side by side: what each came to, and the
+        mails left untried (the sender was told to stop, or may have lost its claims)."""
+
+        def may_send() -> bool:
+            return not stopping.is_set() and heartbeat.holding()
+
+        outcomes = list(sending.map(lambda mail: self._try(mail, relay, may_send), in_hand))
+        tried = [outcome for outcome in outcomes if outcome is not None]
+        untried = [mail for mail, outcome in zip(in_hand, outcomes, strict=True)
+                   if outcome is None]
+        return tried, untried
+
+    def _try(self, mail: Claimed, relay: RelayConnections, may_send: Callable[[], bool]
+             ) -> Tried | None:
+        """One mail over a connection of its own; None when it may not be sent now."""
+        if not may_send():
+            return None
+        try:
+            raw = mail_bytes(mail.raw, mail.raw_sha256, self.raw_store)
+        except OSError as exc:  # no retry brings back a file that is gone
+            return Tried(mail, PermanentError(
+                f"the mail is missing from storage ({exc.strerror})"))
+        try:
+            client = relay.take()
+        except Exception as exc:  # the relay is unreachable: the claim waits
+            return Tried(mail, exc)
+        usable = True
+        try:
+            refused = send(client, mail.mail_from, mail.recipients, raw)
+        except Exception as exc:  # this mail's failure, never the next one's
+            usable = not _connection_lost(exc) and reset(client)
+            return Tried(mail, exc)
+        finally:
+            relay.give_back(client, usable)
+        return Tried(mail, refused=refused)
+
+    def _record_and_claim(self, tried: list[Tried], wanted: int, report: DeliveryReport,
+                          beating: bool) -> list[Claimed]:
         """What the last claim's mails came to, and the next `wanted` mails claimed, in
-        one transaction."""
+        one transaction. `beating`: the sender's heartbeat is at work (claims.claim)."""
         with self.db.transaction() as session:
             outcomes = self._record(session, tried)
-            in_hand = claim(session, self.identity, self.clock.now(), wanted) \
+            in_hand = claim(session, self.identity, self.clock.now(), wanted,
+                            beating=beating) \
                 if wanted and "taken_over" not in outcomes else []
         self._count(tried, outcomes, report)
         return in_hand
@@ -182,21 +204,27 @@ class Sender:
     def _record(self, session: Session, tried: list[Tried]) -> list[str]:
         """Each mail's outcome written in `session` while the mail is still this
         sender's; what each came to: "sent", "deferred in 0:02:00: …", "failed: …", or
-        "taken_over" (another sender holds it now, and nothing was written)."""
+        "taken_over" (another sender holds it now, and nothing was written). The mails
+        the relay took for every recipient are marked in one statement, and the
+        tickets' events written together."""
         now = self.clock.now()
         owner = self.identity.owner
+        sent = mark_all_sent(session, owner, [attempt.mail.id for attempt in tried
+                                              if attempt.error is None and not attempt.refused],
+                             now)
+        events: list[EventById] = []
         outcomes = []
         for attempt in tried:
             mail = attempt.mail
             if attempt.error is None:
                 refused = attempt.refused
                 recorded = mark_sent(session, owner, mail.id, now,
-                                     f"refused for some recipients: {refused}" if refused
-                                     else None)
+                                     f"refused for some recipients: {refused}") \
+                    if refused else sent.get(mail.id)
                 if recorded is not None and recorded.ticket_id is not None:
-                    record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivered",
-                                 new=recorded.message_id,
-                                 detail=f"{recorded.purpose} to {', '.join(recorded.recipients)}")
+                    events.append(EventById(
+                        recorded.ticket_id, "delivered", recorded.message_id,
+                        f"{recorded.purpose} to {', '.join(recorded.recipients)}"))
                 outcomes.append("sent" if recorded is not None else "taken_over")
                 continue
             decision = decide(attempt.error, mail.attempts, self.config.max_attempts)
@@ -207,10 +235,11 @@ class Sender:
                 continue
             recorded = mark_failed(session, owner, mail.id, decision.reason)
             if recorded is not None and recorded.ticket_id is not None:
-                record_by_id(session, recorded.ticket_id, now, SYSTEM_ACTOR, "delivery_failed",
-                             new=recorded.message_id, detail=decision.reason)
+                events.append(EventById(recorded.ticket_id, "delivery_failed",
+                                        recorded.message_id, decision.reason))
             outcomes.append(f"failed: {decision.reason}" if recorded is not None
                             else "taken_over")
+        record_all_by_id(session, now, SYSTEM_ACTOR, events)
         return outcomes
 
     def _count(self, tried: list[Tried], outcomes: list[str], report: DeliveryReport) -> None:

@@ -236,7 +236,7 @@ class Daemon:
             report.sweeps = self._sweep_safely()
         if "outbound" in self.roles:
             while True:
-                # No stop to look out for between rounds: one round over one connection.
+                # No stop to look out for between rounds: one round, its connections kept.
                 batch = self._deliver_safely(limit=None)
                 report.delivered.sent += batch.sent
                 report.delivered.deferred += batch.deferred

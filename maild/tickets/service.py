@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
@@ -36,24 +37,36 @@ def record(
     ticket.updated_at = now
 
 
+@dataclass(frozen=True)
+class EventById:
+    """An event for a ticket not loaded (record_all_by_id)."""
+
+    ticket_id: int
+    kind: str
+    new: str | None = None
+    detail: str | None = None
+
+
 _RECORD_EVENT = insert(Event)
-_TOUCH_TICKET = (
-    update(Ticket).where(Ticket.id == bindparam("ticket_id"))
+_TOUCH_TICKETS = (
+    update(Ticket).where(Ticket.id.in_(bindparam("ticket_ids", expanding=True)))
     .values(updated_at=bindparam("now", type_=Ticket.updated_at.type))
 )
 
 
-def record_by_id(
-    session: Session, ticket_id: int, now: datetime, actor: str, kind: str,
-    old: str | None = None, new: str | None = None, detail: str | None = None,
-) -> None:
-    """`record` for a ticket not loaded (the sender's record of each delivery): the
-    event and the ticket's time written as they are, without reading the ticket first."""
+def record_all_by_id(session: Session, now: datetime, actor: str, events: list[EventById]
+                     ) -> None:
+    """`record` for tickets not loaded (the sender's record of a claim's deliveries):
+    the events and the tickets' time written as they are, without reading the tickets
+    first, the events in one statement and the tickets in another."""
+    if not events:
+        return
     connection = session.connection()
-    connection.execute(_RECORD_EVENT, {"ticket_id": ticket_id, "at": now, "actor": actor,
-                                       "kind": kind, "old": old, "new": new,
-                                       "detail": detail})
-    connection.execute(_TOUCH_TICKET, {"ticket_id": ticket_id, "now": now})
+    connection.execute(_RECORD_EVENT, [
+        {"ticket_id": event.ticket_id, "at": now, "actor": actor, "kind": event.kind,
+         "old": None, "new": event.new, "detail": event.detail} for event in events])
+    connection.execute(_TOUCH_TICKETS, {
+        "ticket_ids": sorted({event.ticket_id for event in events}), "now": now})
 
 
 def set_status(
