@@ -5,24 +5,28 @@ and for the tickets an older maild left, once the migration has worked it out.""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from maild.clock import FixedClock
 from maild.db.database import Database
 from maild.db.migrate import upgrade
-from maild.intake.pipeline import ingest
+from maild.intake.pipeline import ingest, intake_batch
 from maild.runtime.app import App
 from maild.tickets.model import WAITING_ON_US
 from maild.tickets.service import set_status
 from maild.tickets.sla import Pause, pauses
 from maild.tickets.views import get_ticket
 from tests.conftest import Sink
-from tests.helpers import downgrade, notice_to, show
+from tests.helpers import downgrade, maild, notice_to, show
 from tests.mailbuilder import make_mail, plain_text, staff_reply
+from tests.waiting import wait_for
 
 
 def _delivered(app: App, sink: Sink, to: str) -> list[EmailMessage]:
@@ -139,3 +143,45 @@ def test_the_migration_works_out_what_older_tickets_keep(
 
     assert _kept(app.db) == as_kept
     assert [row[3] for row in as_kept] == [5, 1]  # the out-of-office is no mail of theirs
+
+
+def test_a_command_changing_a_ticket_the_intake_holds_waits_and_keeps_both_mails(
+    app: App, clock: FixedClock, config_file: Path
+) -> None:
+    """An engineer's command and a customer's reply change the same ticket at once, both
+    adding a mail to its thread (the new severity's notice, the reply): the command waits
+    for the intake's lock on the ticket, then reads the thread as the reply left it. Read
+    before the reply's commit, its thread would be written back without the reply."""
+    if not app.db.is_postgresql:
+        pytest.skip("SQLite lets one writer in at a time: the race cannot happen there")
+    ticket_id = ingest(app.intake, make_mail(subject="Severity 1: production down"),
+                       "test").ticket_id
+    clock.advance(timedelta(hours=1))
+    commanded: list[int] = []
+
+    def command() -> None:
+        commanded.append(maild(config_file, "tickets", "set", str(ticket_id),
+                               "--priority", "p3", now=clock.now().isoformat()).exit_code)
+
+    with intake_batch(app.intake, "test") as batch:
+        assert batch.ingest(make_mail(
+            subject="Re: Severity 1: production down", message_id="<reply@customer.example>",
+            in_reply_to="<first@customer.example>")).ticket_id == ticket_id
+        engineer = threading.Thread(target=command)
+        engineer.start()
+        wait_for(lambda: _waiting_on_a_lock(app), "the command waiting for the ticket")
+    engineer.join(timeout=30)
+
+    assert commanded == [0]
+    thread = _thread_as_the_customer_saw_it(app, ticket_id)
+    assert "<reply@customer.example>" in thread
+    assert len(thread) == 4  # the first mail, its acknowledgment, the reply, the notice
+    with app.db.engine.connect() as connection:
+        assert connection.execute(text("SELECT thread_ids FROM tickets WHERE id = :id"),
+                                  {"id": ticket_id}).scalar_one() == thread
+
+
+def _waiting_on_a_lock(app: App) -> bool:
+    with app.db.engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar())

@@ -156,7 +156,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
-        ticket = get_ticket(session, ticket_id)
+        ticket = get_ticket(session, ticket_id, for_update=True)
         if priority and triage_priority(ticket, priority, actor=actor, now=now,
                                         clocks=app.sla):
             try:
@@ -198,7 +198,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
-        ticket = get_ticket(session, ticket_id)
+        ticket = get_ticket(session, ticket_id, for_update=True)
         add_message(ticket, Message(
             message_id=new_message_id(app.config.support.domain, ticket.id),
             direction="out", kind="internal", author=author, created_at=now,
