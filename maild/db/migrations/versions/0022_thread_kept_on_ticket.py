@@ -14,7 +14,6 @@ Create Date: 2026-12-01 14:00:00
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,26 +83,56 @@ def _iso(at: datetime) -> str:
 
 
 def _backfill(connection: sa.Connection) -> None:
+    """A range of tickets at a time, so that a large desk's messages are never all in
+    memory at once."""
+    ticket_ids = [ticket_id for (ticket_id,) in connection.execute(
+        sa.select(_tickets.c.id).order_by(_tickets.c.id))]
+    for start in range(0, len(ticket_ids), _BATCH):
+        chunk = ticket_ids[start:start + _BATCH]
+        rows = _worked_out(connection, chunk[0], chunk[-1])
+        connection.execute(_UPDATE, list(rows.values()))
+
+
+# The thread as the customer saw it: each message not internal, by the Message-ID of the
+# mail of ours that delivered it if there is one (an engineer's relayed reply).
+_DELIVERED = (sa.select(_outbox.c.message_id).where(_outbox.c.message_row_id == _messages.c.id)
+              .order_by(_outbox.c.id).limit(1).scalar_subquery())
+_THREADS = (
+    sa.select(_messages.c.ticket_id, _messages.c.message_id, _messages.c.direction,
+              _messages.c.kind, _messages.c.author, _messages.c.author_name,
+              _messages.c.automatic, _DELIVERED)
+    .where(_messages.c.ticket_id.between(sa.bindparam("low"), sa.bindparam("high")))
+    .order_by(_messages.c.ticket_id, _messages.c.id)
+)
+_STATUSES = (
+    sa.select(_events.c.ticket_id, _events.c.new, _events.c.at)
+    .where(_events.c.kind == "status",
+           _events.c.ticket_id.between(sa.bindparam("low"), sa.bindparam("high")))
+    .order_by(_events.c.ticket_id, _events.c.id)
+)
+_UPDATE = (
+    sa.update(_tickets).where(_tickets.c.id == sa.bindparam("b_id"))
+    .values(thread_ids=sa.bindparam("b_thread_ids", type_=sa.JSON()),
+            requester_name=sa.bindparam("b_requester_name"),
+            requester_mails=sa.bindparam("b_requester_mails"),
+            sla_pauses=sa.bindparam("b_sla_pauses", type_=sa.JSON()))
+)
+
+
+def _worked_out(connection: sa.Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
+    """What the tickets numbered `low` to `high` keep, from their messages and events."""
+    bounds = {"low": low, "high": high}
     requesters: dict[int, str] = {
-        ticket_id: requester for ticket_id, requester
-        in connection.execute(sa.select(_tickets.c.id, _tickets.c.requester))}
+        ticket_id: requester for ticket_id, requester in connection.execute(
+            sa.select(_tickets.c.id, _tickets.c.requester)
+            .where(_tickets.c.id.between(low, high)))}
     kept: dict[int, dict[str, Any]] = {
         ticket_id: {"b_id": ticket_id, "b_thread_ids": [], "b_requester_name": None,
                     "b_requester_mails": 0, "b_sla_pauses": []}
         for ticket_id in requesters}
-    # The thread as the customer saw it: each message not internal, by the Message-ID of
-    # the mail of ours that delivered it if there is one (an engineer's relayed reply).
-    delivered = (sa.select(_outbox.c.message_id).where(_outbox.c.message_row_id == _messages.c.id)
-                 .order_by(_outbox.c.id).limit(1).scalar_subquery())
-    thread = connection.execute(
-        sa.select(_messages.c.ticket_id, _messages.c.message_id, _messages.c.direction,
-                  _messages.c.kind, _messages.c.author, _messages.c.author_name,
-                  _messages.c.automatic, delivered)
-        .order_by(_messages.c.ticket_id, _messages.c.id))
-    for ticket_id, message_id, direction, kind, author, name, automatic, sent in thread:
-        ticket = kept.get(ticket_id)
-        if ticket is None:
-            continue
+    for ticket_id, message_id, direction, kind, author, name, automatic, sent in (
+            connection.execute(_THREADS, bounds)):
+        ticket = kept[ticket_id]
         if kind != "internal":
             ticket["b_thread_ids"].append(sent or message_id)
         if direction == "in" and author == requesters[ticket_id]:
@@ -111,30 +140,16 @@ def _backfill(connection: sa.Connection) -> None:
                 ticket["b_requester_name"] = name
             if kind == "public" and not automatic:
                 ticket["b_requester_mails"] += 1
-    statuses = connection.execute(
-        sa.select(_events.c.ticket_id, _events.c.new, _events.c.at)
-        .where(_events.c.kind == "status").order_by(_events.c.ticket_id, _events.c.id))
     since: dict[int, datetime] = {}
-    by_ticket: dict[int, list[list[str | None]]] = defaultdict(list)
-    for ticket_id, new, at in statuses:
+    for ticket_id, new, at in connection.execute(_STATUSES, bounds):
         running = new in _RUNNING
         if not running and ticket_id not in since:
             since[ticket_id] = at
         elif running and ticket_id in since:
-            by_ticket[ticket_id].append([_iso(since.pop(ticket_id)), _iso(at)])
+            kept[ticket_id]["b_sla_pauses"].append([_iso(since.pop(ticket_id)), _iso(at)])
     for ticket_id, at in since.items():
-        by_ticket[ticket_id].append([_iso(at), None])
-    for ticket_id, pauses in by_ticket.items():
-        if ticket_id in kept:
-            kept[ticket_id]["b_sla_pauses"] = pauses
-    update = (sa.update(_tickets).where(_tickets.c.id == sa.bindparam("b_id"))
-              .values(thread_ids=sa.bindparam("b_thread_ids", type_=sa.JSON()),
-                      requester_name=sa.bindparam("b_requester_name"),
-                      requester_mails=sa.bindparam("b_requester_mails"),
-                      sla_pauses=sa.bindparam("b_sla_pauses", type_=sa.JSON())))
-    rows = list(kept.values())
-    for start in range(0, len(rows), _BATCH):
-        connection.execute(update, rows[start:start + _BATCH])
+        kept[ticket_id]["b_sla_pauses"].append([_iso(at), None])
+    return kept
 
 
 def downgrade() -> None:
