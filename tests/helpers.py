@@ -11,6 +11,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from maild.cli import main
+from maild.db.database import Database
+from maild.db.migrate import MIGRATIONS
 from maild.db.models import OutboxMail
 from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
@@ -44,6 +46,19 @@ def delivered_notice(config_file: Path, sink: Any, address: str = "dan@example.c
     received = [m for m in sink.messages() if m["Delivered-To"] == address]
     assert received, f"{address} received nothing"
     return str(received[-1]["Message-ID"])
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Through Alembic's own command: maild has none for going back."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        connection.commit()
 
 
 def show(app: App, ticket_id: int) -> dict[str, Any]:

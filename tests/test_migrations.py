@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -30,7 +29,7 @@ from maild.db.migrate import (
 )
 from maild.db.models import Base
 from tests.conftest import config_text, free_port, using_postgresql
-from tests.helpers import maild
+from tests.helpers import downgrade, maild
 from tests.waiting import wait_for
 
 
@@ -57,16 +56,6 @@ def _outbox_row(connection: Connection, n: int, **columns: object) -> None:
                             f"({', '.join(':' + k for k in values)})"), values)
 
 
-def _downgrade(database: Database, revision: str) -> None:
-    """Through Alembic's own command: maild has none for going back."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with database.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-        connection.commit()
-
-
 def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: str) -> None:
     database = Database(database_url)
     try:
@@ -82,11 +71,11 @@ def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: 
             _outbox_row(connection, 3)  # kept nowhere
 
         with pytest.raises(RuntimeError, match="1 queued mail is kept only in the outbox"):
-            _downgrade(database, "0009")
+            downgrade(database, "0009")
 
         with database.engine.begin() as connection:
             connection.execute(text("UPDATE outbox SET status = 'sent'"))
-        _downgrade(database, "0009")
+        downgrade(database, "0009")
         with database.engine.begin() as connection:
             kept = dict(connection.execute(text("SELECT message_id, raw_sha256 FROM outbox")).all())
     finally:

@@ -156,7 +156,7 @@ def tickets_set(obj: Context, ticket_id: int, status: str | None, priority: str 
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
-        ticket = get_ticket(session, ticket_id)
+        ticket = get_ticket(session, ticket_id, for_update=True)
         if priority and triage_priority(ticket, priority, actor=actor, now=now,
                                         clocks=app.sla):
             try:
@@ -190,6 +190,7 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     from maild.db.fulltext import index_new_messages
     from maild.db.models import Message
     from maild.mail.message_id import new_message_id
+    from maild.tickets.conversation import add_message
     from maild.tickets.service import record
     from maild.tickets.views import get_ticket
 
@@ -197,8 +198,8 @@ def tickets_note(obj: Context, ticket_id: int, text: str, author: str) -> None:
     app = obj.app()
     now = app.clock.now()
     with app.db.transaction() as session:
-        ticket = get_ticket(session, ticket_id)
-        ticket.messages.append(Message(
+        ticket = get_ticket(session, ticket_id, for_update=True)
+        add_message(ticket, Message(
             message_id=new_message_id(app.config.support.domain, ticket.id),
             direction="out", kind="internal", author=author, created_at=now,
             subject=ticket.subject, body=text.strip(), channel="cli",

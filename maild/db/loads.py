@@ -6,33 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
-from maild.db.models import Message, Ticket
+from maild.db.models import Ticket
 
-# What a sweep reads of each ticket it acts on (events for the log and the SLA clocks,
-# the customer's plan, the thread a mail goes into), loaded with the batch: one query
-# each rather than one per ticket.
+# What a sweep reads of each ticket it acts on (the customer's plan for the SLA clocks,
+# who takes part, the thread for the templates that show it), loaded with the batch: one
+# query each rather than one per ticket. Not the event log, which an event joins
+# without reading it, nor the thread's outbox rows: the SLA clocks' pauses and the
+# thread's Message-IDs are kept on the ticket.
 SWEEP_LOADS = (
-    selectinload(Ticket.messages).selectinload(Message.outbox),
-    selectinload(Ticket.events),
+    selectinload(Ticket.messages),
     selectinload(Ticket.participants),
     selectinload(Ticket.customer),
 )
 
-# What the intake reads of the ticket a mail belongs to: its thread (whom it answers,
-# the References of every mail it queues, the greeting), who takes part, the customer.
-# Loaded with the ticket, a query each (the thread's outbox rows joined to its messages);
-# lazily, they cost a query per message of the thread for every mail queued.
+# What the intake reads of the ticket a mail belongs to: who takes part and the
+# customer, joined to the ticket in its one query. Not its thread: what the mail it
+# writes needs of the thread (References, greeting) is kept on the ticket, and a message
+# joins the thread without loading it (maild/tickets/conversation.py).
 INTAKE_LOADS = (
-    selectinload(Ticket.messages).joinedload(Message.outbox),
-    selectinload(Ticket.participants),
-    selectinload(Ticket.customer),
+    joinedload(Ticket.participants),
+    joinedload(Ticket.customer),
 )
 
-# What closing a ticket reads: the event log it writes to and the SLA clocks it stops.
+# What closing a ticket reads: the customer, for the SLA clocks it stops.
 CLOSE_LOADS = (
-    selectinload(Ticket.events),
     selectinload(Ticket.customer),
 )
 

@@ -130,6 +130,10 @@ class Ticket(Base):
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     internal_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every time the resolution clock stood still, [since, until] as ISO times (until null
+    # while it stands; NULL: never), kept as the status changes: the clocks are
+    # recomputed from it without reading the event log (sla.py).
+    sla_pauses: Mapped[list[list[str | None]] | None] = mapped_column(JSON)
     # Business time from opening to the first response and to the solve, worked out when
     # they happen (sla.py), so that the report sums them instead of walking calendars.
     first_response_business_seconds: Mapped[float | None] = mapped_column(Float)
@@ -160,6 +164,14 @@ class Ticket(Base):
     claimed_priority: Mapped[str | None] = mapped_column(String(2))
     severity_claim: Mapped[str | None] = mapped_column(String(200))
     priority_triaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the mail maild writes about the ticket reads of its thread, kept as the thread
+    # grows (maild/tickets/conversation.py), so that writing it loads no message: the
+    # Message-IDs as the customer saw them, oldest first (its References), the
+    # requester's name as they sign (its greeting), and how many mails the requester
+    # wrote (their replies, counted in the staff's notification). NULL is empty.
+    thread_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    requester_name: Mapped[str | None] = mapped_column(String(200))
+    requester_mails: Mapped[int] = mapped_column(Integer, server_default="0")
 
     customer: Mapped[Customer | None] = relationship()
     participants: Mapped[list[Participant]] = relationship(

@@ -19,7 +19,7 @@ from maild.intake.decide import Decision, Kind
 from maild.intake.parse import Attachment, ParsedMail
 from maild.mail.subject import bare
 from maild.outbound.caps import automatic_mails_to, notices_about
-from maild.tickets.conversation import answered
+from maild.tickets.conversation import add_message, answered
 from maild.tickets.customer_context import customer_context
 from maild.tickets.model import SYSTEM_ACTOR
 from maild.tickets.service import (
@@ -146,9 +146,8 @@ class _Apply:
             automatic=self.verdict.automatic,
             unproven_staff=reason,
             attachments=[self._keep(attachment) for attachment in self.mail.attachments],
-            outbox=None,  # it came in: no delivery of ours to look up
         )
-        ticket.messages.append(message)
+        add_message(ticket, message)
         ticket.updated_at = self.now
         return message
 
@@ -217,11 +216,7 @@ class _Apply:
             record(ticket, self.now, SYSTEM_ACTOR, "notification_held",
                    detail=f"{notices.sent_lately} notifications about {sender} in the last hour")
             return 0
-        customer_replies = sum(
-            1 for m in ticket.messages
-            if m.direction == "in" and m.kind == "public" and not m.automatic
-            and m.author == ticket.requester
-        ) - 1
+        customer_replies = ticket.requester_mails - 1  # their first mail is no reply
         if unproven:
             headline = ("Caution: this mail claims a staff address but failed the "
                         f"authenticity check; it was handled as a customer's.\n\n{headline}")

@@ -44,8 +44,11 @@ def _bounced_ids(mail: ParsedMail) -> list[str]:
 
 
 def _locked(session: Session, ticket_id: int) -> Ticket | None:
-    """The ticket, locked, with what the intake's steps read of it (INTAKE_LOADS)."""
-    return session.get(Ticket, ticket_id, with_for_update=True, options=INTAKE_LOADS)
+    """The ticket, locked, with what the intake's steps read of it (INTAKE_LOADS), in one
+    query. The lock names the ticket's row alone: PostgreSQL refuses to lock the nullable
+    side of an outer join."""
+    return session.get(Ticket, ticket_id, with_for_update={"of": Ticket},
+                       options=INTAKE_LOADS)
 
 
 @dataclass(frozen=True)

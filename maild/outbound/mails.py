@@ -27,6 +27,7 @@ from maild.outbound.compose import (
 from maild.outbound.outbox import queue_mail
 from maild.outbound.templates import Templates
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.conversation import add_message
 from maild.tickets.report_text import report_text
 from maild.tickets.sla import SlaClocks
 
@@ -34,23 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def thread_ids(ticket: Ticket) -> list[str]:
-    """The Message-IDs of the conversation as the customer saw it, oldest first."""
-    ids = []
-    for message in ticket.messages:
-        if message.kind == "internal":
-            continue
-        ids.append(message.outbox.message_id if message.outbox else message.message_id)
-    return ids
+    """The Message-IDs of the conversation as the customer saw it, oldest first: kept on
+    the ticket as it grows (maild/tickets/conversation.py)."""
+    return list(ticket.thread_ids or [])
 
 
 def greeting_name(ticket: Ticket) -> str | None:
     """The requester's name as they sign their mail, for "Hello Ann,"; None when they
-    gave none (or only their address again)."""
-    for message in reversed(ticket.messages):
-        if message.direction == "in" and message.author == ticket.requester \
-                and message.author_name and "@" not in message.author_name:
-            return str(message.author_name)
-    return None
+    gave none (or only their address again). Kept on the ticket as it grows."""
+    return ticket.requester_name
 
 
 def _desk_of(ticket: Ticket | None) -> tuple[str | None, str | None]:
@@ -146,9 +139,8 @@ class Mails:
             body=text.strip(),
             channel="outbox",
             attachments=[],
-            outbox=None,  # set when its mail is queued, without a query for it
         )
-        ticket.messages.append(message)
+        add_message(ticket, message)
         return message
 
     def acknowledgment(self, session: Session, ticket: Ticket, answering: Message,

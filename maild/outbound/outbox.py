@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from maild.db.models import Message, OutboxMail
 from maild.db.rawstore import RawStore
 from maild.outbound.compose import OutgoingMail
+from maild.tickets.conversation import sent_as
 
 # Mail up to this size is kept in its outbox row, written with the change that caused
 # it; larger mail (a relayed reply with its attachments) is a file of the raw store.
@@ -47,6 +48,7 @@ def queue_mail(
     )
     if message is not None:
         row.message = message
+        sent_as(message, mail.message_id)
     session.add(row)
     return row
 

@@ -25,6 +25,7 @@ from maild.config import Config
 from maild.db.models import Base, Customer, CustomerDomain, Event, Message, Participant, Ticket
 from maild.outbound.mails import mail_context
 from maild.tickets.business_time import BusinessCalendar
+from maild.tickets.conversation import add_message
 from maild.tickets.customer_context import TicketLine
 from maild.tickets.report import build_report
 from maild.tickets.report_text import report_text
@@ -71,7 +72,7 @@ class _Desk:
             author_name=name, created_at=at or ticket.created_at, subject=ticket.subject,
             body=body, channel="imap", automatic=None, outside=False, staff_notice=None,
             unproven_staff=None, attachments=[], outbox=None)
-        ticket.messages.append(message)
+        add_message(ticket, message)
         return message
 
     def ticket(self, *, customer: Customer | None, mailbox: str | None = None,

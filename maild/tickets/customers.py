@@ -95,8 +95,7 @@ def _link_earlier_tickets(mails: Mails, session: Session, customer: Customer) ->
     if not named:
         return []
     candidates = session.scalars(
-        select(Ticket).where(Ticket.customer_id.is_(None), or_(*named))
-        .options(selectinload(Ticket.events)).order_by(Ticket.id)
+        select(Ticket).where(Ticket.customer_id.is_(None), or_(*named)).order_by(Ticket.id)
     ).all()
     now = mails.clock.now()
     linked = []

@@ -20,7 +20,7 @@ from maild.errors import PermanentError
 from maild.mail.addresses import domain_of
 from maild.tickets.model import DEFAULT_PRIORITY, PRIORITIES, RESOLVED, STATUSES
 from maild.tickets.severity_claims import Claim
-from maild.tickets.sla import SlaClocks
+from maild.tickets.sla import SlaClocks, status_changed
 
 
 def record(
@@ -95,6 +95,7 @@ def set_status(
     else:
         ticket.solved_at = None
     record(ticket, now, actor, "status", old, status, detail)
+    status_changed(ticket, old, status, now)
     clocks.refresh(ticket)
 
 
@@ -241,6 +242,9 @@ def open_ticket(
         # A new ticket has none yet: said here, its first append loads nothing.
         messages=[],
         events=[],
+        thread_ids=[],
+        requester_mails=0,
+        sla_pauses=[],
     )
     ticket.participants.append(Participant(address=requester, role="requester"))
     session.add(ticket)

@@ -21,7 +21,7 @@ is never sent again, and a due time that moves gets alerts of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from maild.config import SlaConfig, SlaPolicyConfig
 from maild.db.models import Ticket
@@ -46,21 +46,24 @@ Pause = tuple[datetime, datetime | None]  # from, until (None: still paused)
 
 
 def pauses(ticket: Ticket) -> list[Pause]:
-    """When the ticket was not waiting on us, from its status events."""
-    found: list[Pause] = []
-    since: datetime | None = None
-    for event in ticket.events:
-        if event.kind != "status":
-            continue
-        running = event.new in WAITING_ON_US
-        if not running and since is None:
-            since = event.at
-        elif running and since is not None:
-            found.append((since, event.at))
-            since = None
-    if since is not None:
-        found.append((since, None))
-    return found
+    """When the ticket was not waiting on us: kept on the ticket as its status changes
+    (`status_changed`), as its status events tell it."""
+    return [(datetime.fromisoformat(str(since)),
+             datetime.fromisoformat(until) if until else None)
+            for since, until in ticket.sla_pauses or []]
+
+
+def status_changed(ticket: Ticket, old: str, new: str, at: datetime) -> None:
+    """Keep the ticket's pauses as its status goes from `old` to `new` at `at`: a pause
+    begins when the next step stops being ours, and ends when it is ours again."""
+    kept = list(ticket.sla_pauses or [])
+    if old in WAITING_ON_US and new not in WAITING_ON_US:
+        kept.append([at.astimezone(UTC).isoformat(), None])
+    elif old not in WAITING_ON_US and new in WAITING_ON_US and kept and kept[-1][1] is None:
+        kept[-1] = [kept[-1][0], at.astimezone(UTC).isoformat()]
+    else:
+        return
+    ticket.sla_pauses = kept
 
 
 class SlaClocks:

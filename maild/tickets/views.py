@@ -122,8 +122,14 @@ _FULL = (
 )
 
 
-def get_ticket(session: Session, ticket_id: int) -> Ticket:
-    ticket = session.scalar(select(Ticket).where(Ticket.id == ticket_id).options(*_FULL))
+def get_ticket(session: Session, ticket_id: int, *, for_update: bool = False) -> Ticket:
+    """`for_update`: to change it, its row locked until the transaction ends, as the
+    intake and the sweeps lock the tickets they change: what the ticket keeps of its
+    thread and its pauses is read, changed and written back whole."""
+    query = select(Ticket).where(Ticket.id == ticket_id).options(*_FULL)
+    if for_update:
+        query = query.with_for_update(of=Ticket)
+    ticket = session.scalar(query)
     if ticket is None:
         raise NotFound(f"there is no ticket #{ticket_id}")
     return ticket
