@@ -49,14 +49,10 @@ class Daemons:
         self.tmp = tmp_path
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, now: str | None = None, niceness: int = 0) -> None:
-        """`niceness`: run below the test's own priority, so that a test that must act at a
-        moment of the daemon's work is not kept waiting for a core by it."""
+    def start(self, name: str, now: str | None = None) -> None:
         env = {**self.env, "MAILD_NOW": now} if now else self.env
         with open(self.log(name), "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [*MAILD, "run"], env=env, stderr=log,
-                preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+            self.processes[name] = subprocess.Popen([*MAILD, "run"], env=env, stderr=log)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
