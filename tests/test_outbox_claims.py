@@ -41,8 +41,8 @@ from maild.outbound.claims import (
 from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
 from tests.conftest import Sink, free_port
+from tests.helpers import downgrade
 from tests.mailbuilder import make_mail
-from tests.test_migrations import _downgrade
 from tests.waiting import wait_for
 
 OLD_LEASE = timedelta(minutes=5)  # the bare time lease claims had before they had owners
@@ -293,7 +293,7 @@ def test_mail_queued_by_the_older_version_is_claimed_after_the_upgrade_and_back(
         with database.transaction() as session:
             assert mark_sent(session, identity.owner, claimed.id, clock.now(), None)
 
-        _downgrade(database, "0013")
+        downgrade(database, "0013")
         with database.engine.begin() as connection:
             assert connection.execute(text("SELECT status FROM outbox")).scalar() == "sent"
     finally:
