@@ -266,6 +266,19 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
     assert "went silent" not in senders.said("b")
 
 
+def _kill_a_and_let_b_deliver(app: App, senders: Senders, handler: StallingRelay,
+                              queued: set[str]) -> None:
+    """SIGKILL sender "a" and start "b", which takes over a's silent claim and delivers
+    and records every queued mail."""
+    senders.processes["a"].send_signal(signal.SIGKILL)
+    senders.processes["a"].wait(timeout=10)
+    senders.start("b")
+    bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
+    wait_for(lambda: set(handler.delivered()) == queued,
+             "every mail to be delivered", timeout=bound.total_seconds())
+    wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+
+
 @pytest.mark.parametrize("relay", [(None, 2)], indirect=True)
 def test_mail_a_killed_sender_had_sent_and_not_recorded_is_sent_again_never_lost(
     app: App, tmp_path: Path, database_url: str, relay: tuple[StallingRelay, int],
@@ -281,13 +294,7 @@ def test_mail_a_killed_sender_had_sent_and_not_recorded_is_sent_again_never_lost
         senders.start("a")
         assert handler.stalling.wait(30), "the first sender never reached its third mail"
         accepted_before_the_kill = set(handler.delivered())
-        senders.processes["a"].send_signal(signal.SIGKILL)
-        senders.processes["a"].wait(timeout=10)
-        senders.start("b")
-        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
-        wait_for(lambda: set(handler.delivered()) == queued,
-                 "every mail to be delivered", timeout=bound.total_seconds())
-        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+        _kill_a_and_let_b_deliver(app, senders, handler, queued)
     finally:
         senders.stop_all()
 
@@ -318,13 +325,7 @@ def test_a_killed_sender_with_several_connections_has_at_most_a_claim_sent_twice
                  and len(handler.delivered()) == CLAIM_BATCH - 1,
                  "the first sender's other mails to be accepted", 30)
         accepted_before_the_kill = set(handler.delivered())
-        senders.processes["a"].send_signal(signal.SIGKILL)
-        senders.processes["a"].wait(timeout=10)
-        senders.start("b")
-        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
-        wait_for(lambda: set(handler.delivered()) == queued,
-                 "every mail to be delivered", timeout=bound.total_seconds())
-        wait_for(lambda: _all_sent(app), "every mail to be marked sent")
+        _kill_a_and_let_b_deliver(app, senders, handler, queued)
     finally:
         senders.stop_all()
 
