@@ -149,6 +149,15 @@ def test_a_thread_too_long_for_a_line_is_folded_without_parsing_it(
     message["Subject"] = "Re: " + "a long subject in plain words " * 4
     message["Message-ID"] = f"<maild.12.{'a' * 32}.{'b' * 24}@support.example.com>"
     message["References"] = " ".join(f"<ref{k}.{'y' * 30}@customer.example>" for k in range(5))
+    made = _headers_parsed(monkeypatch)
+    message.as_bytes()
+
+    assert made == []
+
+
+def _headers_parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the headers `email` parses from here on (its header registry
+    called), in order."""
     made: list[str] = []
     make = HeaderRegistry.__call__
 
@@ -157,9 +166,7 @@ def test_a_thread_too_long_for_a_line_is_folded_without_parsing_it(
         return make(self, name, value)
 
     monkeypatch.setattr(HeaderRegistry, "__call__", counted)
-    message.as_bytes()
-
-    assert made == []
+    return made
 
 
 _LOCAL = st.from_regex(r"[a-z0-9+_'=-]{1,40}(\.[a-z0-9+_]{1,30}){0,2}", fullmatch=True)
@@ -181,14 +188,7 @@ def test_an_address_without_a_name_is_written_as_without_the_caches(
 def test_a_mail_to_a_new_address_without_a_name_parses_no_address(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A new customer's acknowledgment goes to their address alone."""
-    made: list[str] = []
-    make = HeaderRegistry.__call__
-
-    def counted(self: HeaderRegistry, name: str, value: str) -> BaseHeader:
-        made.append(name)
-        return make(self, name, value)
-
-    monkeypatch.setattr(HeaderRegistry, "__call__", counted)
+    made = _headers_parsed(monkeypatch)
     mail = dataclasses.replace(_mail(3, "Ann"), to=[Party("first.time@customer.example")],
                                cc=[], attachments=[])
     raw = render_mail(mail, MailPolicies().writing)
