@@ -8,14 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from maild.clock import FixedClock
 from maild.db.database import Database
 from maild.db.migrate import MIGRATIONS, upgrade
 from maild.db.models import Message, Ticket
-from maild.intake.pipeline import ingest
+from maild.intake.pipeline import ingest, intake_batch
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from tests.helpers import maild, notice_to
@@ -171,3 +172,36 @@ def test_the_migration_indexes_the_messages_already_stored(
     assert ids(search(config_file, clock, "kühlschrank")) == [7]
     assert [t["matching_messages"] for t in search(config_file, clock, "compressor")] == [1]
     assert search(config_file, clock, "writing") == []
+
+
+def test_a_batchs_messages_are_indexed_together_and_one_that_failed_is_not(
+    app: App, clock: FixedClock, config_file: Path
+) -> None:
+    """The messages of one batch are made searchable in its transaction, with one
+    statement for all of them (on SQLite; PostgreSQL's index is a generated column);
+    a message whose savepoint was undone is not in the index."""
+    indexing: list[str] = []
+
+    def listener(*args: Any) -> None:
+        if args[2].lstrip().startswith("INSERT INTO message_search"):
+            indexing.append(args[2])
+
+    words = ["aardvark", "bittern", "caracal", "dugong", "echidna"]
+    event.listen(app.db.engine, "before_cursor_execute", listener)
+    try:
+        with intake_batch(app.intake, "test") as batch:
+            for n, word in enumerate(words):
+                batch.ingest(make_mail(sender=f"c{n}@customer.example", subject=f"About {word}",
+                                       message_id=f"<b{n}@customer.example>",
+                                       body=f"The {word} is missing.\n"))
+            with pytest.raises(RuntimeError), batch.session.begin_nested():
+                batch.ingest(make_mail(sender="x@customer.example", subject="About a fossa",
+                                       message_id="<undone@customer.example>",
+                                       body="The fossa is missing.\n"))
+                raise RuntimeError("undone")
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", listener)
+    assert len(indexing) == (0 if app.db.is_postgresql else 1)
+    for word in words:
+        assert len(search(config_file, clock, word)) == 1, word
+    assert search(config_file, clock, "fossa") == []

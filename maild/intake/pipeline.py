@@ -302,8 +302,6 @@ class IntakeBatch:
                     result = run_stages(self.intake, self.session, Context(
                         mail, raw_sha256, self.channel, self.mailbox))
                     self.session.flush()
-                    # Searchable as soon as it is stored: in the same savepoint.
-                    index_new_messages(self.session)
                     return result
             except IntegrityError as exc:
                 # Another process stored the same Message-ID between our check and our
@@ -348,6 +346,9 @@ def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
             yield batch
         finally:
             batch.forget_ahead()
+        # Searchable as soon as stored: the batch's messages are indexed in its
+        # transaction, in one statement for all of them.
+        index_new_messages(session)
     intake.metrics.taken_in(channel, batch.taken)  # counted once committed
 
 
