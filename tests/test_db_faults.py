@@ -78,6 +78,7 @@ def test_a_database_locked_beyond_its_timeout_is_an_outage(tmp_path: Path) -> No
         waiter.dispose()
 
 
+@pytest.mark.empty_database
 def test_a_missing_schema_is_an_outage(database_url: str) -> None:
     """Not the mail's fault: every mail would fail the same way."""
     database = Database(database_url)

@@ -32,6 +32,9 @@ from tests.conftest import config_text, free_port, using_postgresql
 from tests.helpers import downgrade, maild
 from tests.waiting import wait_for
 
+# Each test here makes the schema itself, as a first start does.
+pytestmark = pytest.mark.empty_database
+
 
 def test_migrations_match_the_models(database_url: str) -> None:
     database = Database(database_url)

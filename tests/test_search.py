@@ -143,6 +143,7 @@ def test_the_json_and_the_text(app: App, clock: FixedClock, config_file: Path) -
     assert empty.exit_code != 0 and "give a word to search for" in empty.output
 
 
+@pytest.mark.empty_database
 def test_the_migration_indexes_the_messages_already_stored(
     clock: FixedClock, config_file: Path, database_url: str
 ) -> None:
