@@ -5,7 +5,7 @@ ticket, message or mail is lost or doubled.
 The kill may land while the killed process holds outbox claims. Those used to wait out a
 five-minute lease, longer than this test waits, and it failed now and then; a claim now
 belongs to a sender that beats, and the survivor takes a silent sender's claims over
-once it has been silent for outbound.sender_silence_seconds, here SILENCE
+once it has been silent for outbound.sender_silence_seconds, here a short SILENCE
 (tests/test_outbox_senders.py kills a sender in the middle of a batch on purpose)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
-SILENCE = timedelta(seconds=15)  # the daemons' outbound.sender_silence_seconds
+SILENCE = timedelta(seconds=3)  # the daemons' outbound.sender_silence_seconds
 
 
 class Daemons:
