@@ -262,11 +262,15 @@ def prefill(url: str, messages: int) -> None:
     """A database that already holds `messages` messages: 4 per ticket, 250 tickets per
     customer address, an acknowledgment in the outbox per ticket."""
     from sqlalchemy import insert
+    from sqlalchemy.orm import Session
 
     from maild.db.database import Database
+    from maild.db.fulltext import index_new_messages
     from maild.db.migrate import upgrade
     from maild.db.models import Event, Message, OutboxMail, Participant, Ticket
 
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     database = Database(url)
     upgrade(database)
     at = datetime(2025, 1, 1, tzinfo=UTC)
@@ -279,7 +283,10 @@ def prefill(url: str, messages: int) -> None:
             connection.execute(insert(Ticket), [
                 {"id": i, "subject": f"Old question {i}", "status": "closed", "priority": "p2",
                  "requester": f"old{i % 1000}@past{i % 97}.example", "created_at": w,
-                 "updated_at": w, "nudges_sent": 0, "sla_alerts_sent": []}
+                 "updated_at": w, "nudges_sent": 0, "sla_alerts_sent": [],
+                 # what migration 0022 keeps on every ticket: its thread's Message-IDs
+                 "thread_ids": [f"<old{i}.{k}@past>" for k in range(4)],
+                 "requester_mails": 2, "sla_pauses": []}
                 for i, w in zip(ids, when, strict=True)])
             connection.execute(insert(Participant), [
                 {"ticket_id": i, "address": f"old{i % 1000}@past{i % 97}.example",
@@ -314,6 +321,9 @@ def prefill(url: str, messages: int) -> None:
                 connection.exec_driver_sql(f"ANALYZE {table}")
     else:
         with database.engine.begin() as connection:
+            # The search index holds every message a desk stored (the intake adds each as
+            # it stores it; migration 0016 added those before it): so must this one.
+            index_new_messages(Session(connection))
             connection.exec_driver_sql("ANALYZE")
     database.dispose()
 

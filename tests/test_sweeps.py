@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
 
 from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
-from maild.runtime.sweeps import close_solved_tickets
+from maild.runtime.sweeps import close_solved_tickets, run_sweeps
 from tests.helpers import notice_to, show
 from tests.mailbuilder import make_mail, staff_reply
 
@@ -42,3 +46,47 @@ def test_reopened_ticket_is_not_closed(app: App, clock: FixedClock) -> None:
     assert close_solved_tickets(app) == 0
     ticket = show(app, ticket_id)
     assert (ticket["status"], ticket["solved_at"]) == ("open", None)
+
+
+def _sweep_plans(app: App, *fragments: str) -> dict[str, list[str]]:
+    """SQLite's plan for each statement of one run of the sweeps holding a fragment."""
+    found: dict[str, tuple[str, Any]] = {}
+
+    def listener(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        for fragment in fragments:
+            if fragment in " ".join(statement.split()):
+                found.setdefault(fragment, (statement, parameters))
+
+    event.listen(app.db.engine, "before_cursor_execute", listener)
+    try:
+        run_sweeps(app)
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", listener)
+    with app.db.engine.connect() as connection:
+        return {fragment: [row[3] for row in connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {statement}", parameters)]
+                for fragment, (statement, parameters) in found.items()}
+
+
+def test_the_minutes_close_and_survey_sweeps_find_solved_tickets_by_index(
+    app: App, clock: FixedClock
+) -> None:
+    """Run every minute, they read the solved tickets by index: in the order they were
+    solved (the close sweep stops at the first not yet due) and those without their
+    survey. Through the status alone they went through every ticket solved in the last
+    days, each minute, and sorted them."""
+    if app.db.is_postgresql:
+        pytest.skip("SQLite's plan is fixed by its indexes; PostgreSQL's by statistics")
+    ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
+    ingest(app.intake, staff_reply(ticket_id, "#solve\nFixed.\n", "<s@example.com>",
+                                   answering=notice_to(app, ticket_id)), "test")
+    closing = "FROM tickets WHERE tickets.status = ? AND tickets.solved_at IS NOT NULL"
+    surveying = "FROM tickets WHERE tickets.status = ? AND tickets.survey_sent_at IS NULL"
+    plans = _sweep_plans(app, closing, surveying)
+    assert plans.keys() == {closing, surveying}
+    [close] = [step for step in plans[closing] if step.startswith("SEARCH tickets")]
+    assert "ix_tickets_status_solved_at (status=? AND solved_at>?)" in close, close
+    assert not any("TEMP B-TREE" in step for step in plans[closing]), plans[closing]
+    [survey] = [step for step in plans[surveying] if step.startswith("SEARCH tickets")]
+    assert "ix_tickets_status_survey_sent_at (status=? AND survey_sent_at=?)" in survey, survey

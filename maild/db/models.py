@@ -100,6 +100,10 @@ class Ticket(Base):
     __table_args__ = (
         # The scheduler's two questions: which pending tickets are due, which are unscheduled.
         Index("ix_tickets_status_followup_due_at", "status", "followup_due_at"),
+        # The close and survey sweeps: solved tickets by when they were solved, and those
+        # still without their survey; read every minute, so never by going through all.
+        Index("ix_tickets_status_solved_at", "status", "solved_at"),
+        Index("ix_tickets_status_survey_sent_at", "status", "survey_sent_at"),
         # A requester's tickets; those touched lately first of all (their recent
         # automatic mail, counted for every new ticket).
         Index("ix_tickets_requester_updated_at", "requester", "updated_at"),
