@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -168,8 +168,17 @@ class OutboundConfig(_Section):
     # in an hour, at most: a script or a loop writing to us again and again gets a few
     # answers, not hundreds.
     auto_replies_per_hour: Annotated[int, Field(ge=1)] = 5
+    # A sender silent this long (no heartbeat, on the database's clock) is taken for dead
+    # and its claimed mails go to another sender. A sender at work beats several times
+    # within it (maild/outbound/claims.py): below 3 s, a loaded machine or a slow commit
+    # would make a live sender look dead; above 600 s, a dead one's mail waits too long.
+    sender_silence_seconds: Annotated[float, Field(ge=3, le=600)] = 15.0
     # Filled from password_env when the config is loaded; never read from the file.
     password: str | None = Field(default=None, exclude=True)
+
+    @property
+    def sender_silence(self) -> timedelta:
+        return timedelta(seconds=self.sender_silence_seconds)
 
     @model_validator(mode="after")
     def _login_needs_both(self) -> OutboundConfig:

@@ -160,7 +160,7 @@ def sink(tmp_path: Path) -> Iterator[Sink]:
 
 def config_text(
     database_url: str, storage_dir: Path, outbound_port: int, extra: str = "",
-    staff_extra: str = "",
+    staff_extra: str = "", outbound_extra: str = "",
 ) -> str:
     return f"""
 [support]
@@ -179,6 +179,7 @@ poll_seconds = 0.5
 # One connection to the relay: mail reaches the sink in the order it was queued, which
 # is how the tests read it (tests/test_outbox_connections.py uses several).
 connections = 1
+{outbound_extra}
 
 [staff]
 addresses = ["dan@example.com"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,13 @@ def test_the_digest_schedule_is_checked() -> None:
                      'weekday="monday"\ntime="8 am"\n')
     assert [line.split(":")[0] for line in found] == ["digest.to[0]", "digest.weekday",
                                                       "digest.time"]
+
+
+def test_the_sender_silence_limit_is_checked() -> None:
+    assert parse_config(SUPPORT, {}).outbound.sender_silence == timedelta(seconds=15)
+    assert parse_config(SUPPORT + "[outbound]\nsender_silence_seconds = 3\n",
+                        {}).outbound.sender_silence == timedelta(seconds=3)
+    assert problems(SUPPORT + "[outbound]\nsender_silence_seconds = 2.5\n") == [
+        "outbound.sender_silence_seconds: Input should be greater than or equal to 3"]
+    assert problems(SUPPORT + "[outbound]\nsender_silence_seconds = 601\n") == [
+        "outbound.sender_silence_seconds: Input should be less than or equal to 600"]

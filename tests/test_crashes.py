@@ -70,9 +70,10 @@ def test_killed_at_random_points_stores_everything_once_and_sends_everything(
         daemons.processes[name].wait(timeout=10)
         interrupted += daemons.said(name, "stored <") and imap_account.count("INBOX") > 0
 
-    # Mail a killed sender had claimed is taken over once it has been silent for
-    # STALE_AFTER (real seconds, within the waits below); mail deferred after a failed
-    # attempt waits out its retry delay, which the last run skips on the injected clock.
+    # Mail a killed sender had claimed is taken over once it has been silent for the
+    # daemons' outbound.sender_silence_seconds (real seconds, within the waits below); mail
+    # deferred after a failed attempt waits out its retry delay, which the last run skips
+    # on the injected clock.
     daemons.start("last", now=(datetime.now(UTC) + timedelta(minutes=6)).isoformat())
     try:
         wait_for(lambda: imap_account.count("INBOX") == 0, "the mailbox to be drained",

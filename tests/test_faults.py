@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from maild.outbound.claims import STALE_AFTER
 from tests.conftest import Sink, config_text, mailbox_toml, using_postgresql
 from tests.mailbuilder import make_mail
 from tests.test_crashes import outbox_by_purpose_and_status
-from tests.test_scale_out import MAILD, Daemons
+from tests.test_scale_out import MAILD, SILENCE, Daemons
 from tests.waiting import wait_for
 
 
@@ -107,9 +106,9 @@ def test_postgresql_restarted_in_the_middle_of_a_drain(
     assert imap_account.count("INBOX") == 0
 
     # Mail the sender had claimed or was recording when the server went down is free once
-    # its sender is silent for STALE_AFTER (real time); mail deferred waits out its retry
-    # delay: a run past both sends the rest.
-    time.sleep(STALE_AFTER.total_seconds())
+    # its sender is silent for the daemons' SILENCE (real time); mail deferred waits out
+    # its retry delay: a run past both sends the rest.
+    time.sleep(SILENCE.total_seconds())
     later = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     subprocess.run([*MAILD, "run", "--once"], env={**daemons.env, "MAILD_NOW": later},
                    check=True, capture_output=True)

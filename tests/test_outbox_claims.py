@@ -4,7 +4,8 @@ silent one's are taken over, and a sender that lost a claim records nothing on i
 Two senders here are two `Sender`s of the composition root on one database, each with its
 own owner id, as two processes would be. Liveness is read on the database's clock
 (maild/outbound/claims.py): a sender is made silent by writing its last heartbeat a
-minute into the database's past, which is what a minute without a beat leaves behind.
+minute (or as long as a test says) into the database's past, which is what a minute
+without a beat leaves behind.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from typing import Any
 
@@ -30,14 +32,16 @@ from maild.db.models import Event, OutboxMail, OutboxSender
 from maild.intake.pipeline import ingest
 from maild.outbound.claims import (
     CLAIM_BATCH,
-    STALE_AFTER,
     SenderIdentity,
+    beat_interval,
     claim,
     database_time,
     defer,
     mark_failed,
     mark_sent,
+    register,
 )
+from maild.outbound.heartbeat import Heartbeat
 from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
 from tests.conftest import Sink, free_port
@@ -65,15 +69,16 @@ def config(config: Config) -> Config:
 
 def _claim(sender: Sender, limit: int = 5) -> list[int]:
     with sender.db.transaction() as session:
-        return [mail.id for mail in claim(session, sender.identity, sender.clock.now(), limit)]
+        return [mail.id for mail in claim(session, sender.identity, sender.clock.now(), limit,
+                                          silence_limit=sender.config.sender_silence)]
 
 
-def _silence(app: App, sender: Sender) -> None:
-    """The sender's last heartbeat, a minute ago on the database's clock."""
+def _silence(app: App, sender: Sender, seconds: float = 60) -> None:
+    """The sender's last heartbeat, `seconds` ago on the database's clock."""
     with app.db.transaction() as session:
         session.execute(update(OutboxSender)
                         .where(OutboxSender.owner == sender.identity.owner)
-                        .values(beat_at=database_time(-60)))
+                        .values(beat_at=database_time(-seconds)))
 
 
 def _rows(app: App) -> dict[int, tuple[str, str | None, int]]:
@@ -128,7 +133,7 @@ def test_a_silent_senders_claims_are_taken_over_at_once(
     _customers(app, 2)
     _claim(app.sender)
     _silence(app, app.sender)
-    assert STALE_AFTER < timedelta(seconds=60)
+    assert app.config.outbound.sender_silence < timedelta(seconds=60)
 
     with caplog.at_level(logging.WARNING):
         report = second_sender.deliver_due()
@@ -143,6 +148,61 @@ def test_a_silent_senders_claims_are_taken_over_at_once(
     assert "2 claimed mail(s) taken over" in caplog.text
     with app.db.transaction() as session:  # the dead sender is no longer listed at work
         assert session.scalars(select(OutboxSender.owner)).all() == []
+
+
+@pytest.mark.parametrize(("limit", "silent_for", "taken_over"), [
+    (5, 8, True),    # silent past a short limit: dead
+    (5, 2, False),   # within it: alive
+    (15, 8, False),  # the same silence within the default limit: alive
+])
+def test_a_sender_is_taken_for_dead_after_the_configured_silence(
+    app: App, app_with: Callable[..., App], limit: float, silent_for: float,
+    taken_over: bool,
+) -> None:
+    outbound = app.config.outbound.model_copy(update={"sender_silence_seconds": limit})
+    first, second = app_with(outbound=outbound).sender, app_with(outbound=outbound).sender
+    _customers(app, 2)
+    claimed = _claim(first)
+    _silence(app, first, silent_for)
+
+    assert _claim(second) == (claimed if taken_over else [])
+    holder = second if taken_over else first
+    assert {owner for _, owner, _ in _rows(app).values()} == {holder.identity.owner}
+
+
+def test_a_sender_beats_and_trusts_its_beat_by_its_silence_limit(app: App) -> None:
+    """Several beats within the limit, at most 3 s apart; and a sender stops sending once
+    its last beat is half the limit old, so that what it sends is recorded before anyone
+    may take it for dead."""
+    assert [beat_interval(timedelta(seconds=limit)) for limit in (3, 15, 600)] == [
+        timedelta(seconds=0.6), timedelta(seconds=3), timedelta(seconds=3)]
+    beat_two_seconds_ago = time.monotonic() - 2
+    assert not Heartbeat(app.db, "s", beat_two_seconds_ago, timedelta(seconds=3)).holding()
+    assert Heartbeat(app.db, "s", beat_two_seconds_ago, timedelta(seconds=15)).holding()
+
+
+def test_a_sender_at_work_beats_several_times_within_a_short_silence_limit(app: App) -> None:
+    """Real beats on the database's clock, watched for most of a 3 s limit: a beat every
+    0.6 s, and the sender sure of its claims all along."""
+    limit = timedelta(seconds=3)
+    identity = SenderIdentity()
+    with app.db.transaction() as session:
+        register(session, identity, app.clock.now())
+    heartbeat = Heartbeat(app.db, identity.owner, time.monotonic(), limit).start()
+    beats: set[datetime] = set()
+    holding: set[bool] = set()
+    try:
+        watch_until = time.monotonic() + 0.8 * limit.total_seconds()
+        while time.monotonic() < watch_until:
+            with app.db.transaction() as session:
+                beats.add(session.scalar(select(OutboxSender.beat_at)))
+            holding.add(heartbeat.holding())
+            time.sleep(0.05)
+    finally:
+        heartbeat.stop()
+
+    assert len(beats) >= 3  # the registration's, and at 0.6, 1.2 (and 1.8) s
+    assert holding == {True}
 
 
 def test_an_update_by_a_sender_that_lost_its_claim_marks_nothing(
@@ -288,7 +348,8 @@ def test_mail_queued_by_the_older_version_is_claimed_after_the_upgrade_and_back(
         upgrade(database)
         identity = SenderIdentity()
         with database.transaction() as session:
-            [claimed] = claim(session, identity, clock.now(), 5)
+            [claimed] = claim(session, identity, clock.now(), 5,
+                              silence_limit=timedelta(seconds=15))
         assert claimed.raw == b"queued by the older version"
         with database.transaction() as session:
             assert mark_sent(session, identity.owner, claimed.id, clock.now(), None)

@@ -4,11 +4,12 @@ killed sender's mail is delivered by the other within seconds.
 
 The heartbeat is real time on the database's clock (maild/outbound/claims.py), not the
 injected one: liveness is how long a process has been silent, which MAILD_NOW cannot
-stand for. So the takeover after a kill is awaited for real, bounded by STALE_AFTER plus
-a few seconds; and a relay that stalls longer than STALE_AFTER shows the owner beating
-through a slow SMTP transaction. Due times stay on the injected clock: the second sender
-of the first test runs six minutes ahead, past the five-minute lease claims had before
-they had owners.
+stand for. So the takeover after a kill is awaited for real, bounded by the senders'
+silence limit (SILENCE, the shortest outbound.sender_silence_seconds allowed, so that the
+wait is short) plus a few seconds; and a relay that stalls for twice the limit shows the
+owner beating through a slow SMTP transaction. Due times stay on the injected clock: the
+second sender of the first test runs six minutes ahead, past the five-minute lease
+claims had before they had owners.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from maild.clock import FixedClock
 from maild.config import Config
 from maild.db.models import Event, OutboxMail
 from maild.intake.pipeline import ingest
-from maild.outbound.claims import BEAT_EVERY, CLAIM_BATCH, STALE_AFTER
+from maild.outbound.claims import CLAIM_BATCH, beat_interval
 from maild.runtime.app import App
 from tests.conftest import config_text, free_port
 from tests.mailbuilder import make_mail
@@ -43,6 +44,11 @@ from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
 MAILS = 6
+SILENCE = timedelta(seconds=3)  # the senders' outbound.sender_silence_seconds
+BEAT_EVERY = beat_interval(SILENCE)
+# A killed sender's mail is delivered within this of the kill: its silence, a beat or a
+# look for work of the other sender, and a few seconds for the delivery.
+TAKEOVER_BOUND = SILENCE + 2 * BEAT_EVERY + timedelta(seconds=5)
 
 
 class StallingRelay:
@@ -91,7 +97,8 @@ class Senders:
         # stalled mail keeps the rest of its claim in hand, untried.
         self.config = tmp_path / "senders.toml"
         self.config.write_text(
-            config_text(database_url, tmp_path / "storage", relay_port)
+            config_text(database_url, tmp_path / "storage", relay_port, outbound_extra=(
+                f"sender_silence_seconds = {SILENCE.total_seconds()}"))
             .replace("timeout_seconds = 5", "timeout_seconds = 60")
             .replace("connections = 1", f"connections = {connections}"))
         self.tmp = tmp_path
@@ -169,7 +176,7 @@ def _first_stalled_and_second_sent_one(app: App, handler: StallingRelay,
     return str(first_owner)
 
 
-@pytest.mark.parametrize("relay", [STALE_AFTER.total_seconds() + 5], indirect=True)
+@pytest.mark.parametrize("relay", [2 * SILENCE.total_seconds()], indirect=True)
 def test_two_senders_and_a_stalling_relay_deliver_every_mail_once(
     app: App, clock: FixedClock, tmp_path: Path, database_url: str,
     relay: tuple[StallingRelay, int],
@@ -196,6 +203,8 @@ def test_two_senders_and_a_stalling_relay_deliver_every_mail_once(
     for name in ("a", "b"):
         assert "went silent" not in senders.said(name)
         assert "taken over" not in senders.said(name)
+        # Beating through the stall, the first never doubted its claims were its own.
+        assert "may no longer be its own" not in senders.said(name)
 
 
 @pytest.mark.parametrize("relay", [None], indirect=True)
@@ -211,15 +220,15 @@ def test_a_killed_senders_mail_is_delivered_by_the_other_within_seconds(
         senders.processes["a"].send_signal(signal.SIGKILL)
         senders.processes["a"].wait(timeout=10)
         killed_at = time.monotonic()
-        bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
         wait_for(lambda: set(handler.delivered()) == queued,
-                 "the killed sender's mail to be delivered", timeout=bound.total_seconds())
+                 "the killed sender's mail to be delivered",
+                 timeout=TAKEOVER_BOUND.total_seconds())
         took = time.monotonic() - killed_at
         wait_for(lambda: _all_sent(app), "every mail to be marked sent")
     finally:
         senders.stop_all()
 
-    assert took < bound.total_seconds()
+    assert took < TAKEOVER_BOUND.total_seconds()
     assert {m: n for m, n in handler.delivered().items() if n > 1} == {}
     assert f"sender {killed_owner} went silent" in senders.said("b")
     assert f"{CLAIM_BATCH} claimed mail(s) taken over" in senders.said("b")
@@ -231,8 +240,8 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
 ) -> None:
     # The first sender is in the middle of a stalled DATA, with the rest of its batch
     # claimed, when it is told to stop: it finishes that mail and frees the others, and
-    # the second sender delivers them at once, with no takeover (that is, without waiting
-    # for STALE_AFTER of silence).
+    # the second sender delivers them at once, with no takeover (that is, sooner than
+    # the silence limit, and without a sender found silent).
     handler, port = relay
     queued = _queue(app)
     senders = Senders(tmp_path, database_url, port)
@@ -246,7 +255,7 @@ def test_a_sender_stopped_with_sigterm_releases_what_it_has_not_sent(
         assert senders.processes["a"].wait(timeout=30) == 0
         wait_for(lambda: set(handler.delivered()) == queued,
                  "the released mail to be delivered by the second sender",
-                 timeout=STALE_AFTER.total_seconds() / 2)
+                 timeout=SILENCE.total_seconds())
         wait_for(lambda: _all_sent(app), "every mail to be marked sent")
     finally:
         senders.stop_all()
@@ -273,9 +282,8 @@ def _kill_a_and_let_b_deliver(app: App, senders: Senders, handler: StallingRelay
     senders.processes["a"].send_signal(signal.SIGKILL)
     senders.processes["a"].wait(timeout=10)
     senders.start("b")
-    bound = STALE_AFTER + 2 * BEAT_EVERY + timedelta(seconds=5)
     wait_for(lambda: set(handler.delivered()) == queued,
-             "every mail to be delivered", timeout=bound.total_seconds())
+             "every mail to be delivered", timeout=TAKEOVER_BOUND.total_seconds())
     wait_for(lambda: _all_sent(app), "every mail to be marked sent")
 
 

@@ -5,8 +5,8 @@ ticket, message or mail is lost or doubled.
 The kill may land while the killed process holds outbox claims. Those used to wait out a
 five-minute lease, longer than this test waits, and it failed now and then; a claim now
 belongs to a sender that beats, and the survivor takes a silent sender's claims over
-STALE_AFTER after its last heartbeat (tests/test_outbox_senders.py kills a sender in the
-middle of a batch on purpose)."""
+once it has been silent for outbound.sender_silence_seconds, here a short SILENCE
+(tests/test_outbox_senders.py kills a sender in the middle of a batch on purpose)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from maild.outbound.claims import STALE_AFTER
 from maild.runtime.leases import application_name
 from tests.conftest import PG_URL, Sink, config_text, mailbox_toml, using_postgresql
 from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
+SILENCE = timedelta(seconds=3)  # the daemons' outbound.sender_silence_seconds
 
 
 class Daemons:
@@ -42,7 +42,8 @@ class Daemons:
         self.config.write_text(config_text(
             database_url, tmp_path / "storage", sink.port,
             "".join(mailbox_toml(account, name, address=f"{name}@example.com")
-                    for name, account in accounts.items())))
+                    for name, account in accounts.items()),
+            outbound_extra=f"sender_silence_seconds = {SILENCE.total_seconds()}"))
         self.env = {**os.environ, "MAILD_CONFIG": str(self.config),
                     **{f"MAILD_TEST_IMAP_{name.upper()}": account.password
                        for name, account in accounts.items()}}
@@ -127,7 +128,7 @@ def test_two_daemons_share_a_mailbox_and_the_survivor_takes_over(
         wait_for(lambda: imap_account.count("Processed") == 40, "all 40 to be filed",
                  timeout=30)
         wait_for(lambda: len(acknowledgments(sink)) == 40, "40 acknowledgments",
-                 timeout=STALE_AFTER.total_seconds() + 15)
+                 timeout=SILENCE.total_seconds() + 15)
     finally:
         daemons.stop_all()
 

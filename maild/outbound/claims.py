@@ -5,9 +5,10 @@ A sender claims a few mails at a time under its owner id and keeps a row in
 outbox_senders whose `beat_at` it renews every few seconds while it works (heartbeat.py).
 A claim is good while its owner beats; every change to a claimed mail (sent, deferred,
 failed, released) is made only `WHERE owner = me`, so a sender that lost its claim can no
-longer record anything on that mail. A sender silent for STALE_AFTER is taken for dead:
-the heartbeat of a sender at work, or the first claim of a sender's round, deletes its
-row and frees its mail.
+longer record anything on that mail. A sender silent for its silence limit
+(outbound.sender_silence_seconds, 15 s by default) is taken for dead: the heartbeat of a
+sender at work, or the first claim of a sender's round, deletes its row and frees its
+mail. Every sender on a database should be given the same limit.
 
 Liveness is elapsed real time on one clock that every sender shares, the database's:
 not the injected clock, which MAILD_NOW may fix for a whole run and which differs between
@@ -35,10 +36,13 @@ from maild.db.models import OutboxMail, OutboxSender, UTCDateTime
 
 log = logging.getLogger(__name__)
 
-# A sender beats this often while it holds claims, also in the middle of a slow SMTP
-# transaction; one silent for STALE_AFTER is dead and its claims are taken over.
-BEAT_EVERY = timedelta(seconds=3)
-STALE_AFTER = timedelta(seconds=15)
+# A sender beats while it holds claims, also in the middle of a slow SMTP transaction:
+# several times within the silence limit, so that one late or failed beat does not make
+# a live sender look dead, and at least every 3 s whatever the limit, since each beat
+# also looks for silent senders: a busy sender takes a dead one's mail over within
+# seconds of the limit.
+BEATS_WITHIN_SILENCE = 5
+LONGEST_BEAT_INTERVAL = timedelta(seconds=3)
 # Mails claimed at once: few, so that what a sender holds is what it is about to send.
 CLAIM_BATCH = 5
 
@@ -64,6 +68,12 @@ def _postgresql_time(element: database_time, compiler: Any, **kw: Any) -> str:
 @compiles(database_time, "sqlite")
 def _sqlite_time(element: database_time, compiler: Any, **kw: Any) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', 'now', '{element.offset_seconds:+.3f} seconds')"
+
+
+def beat_interval(silence_limit: timedelta) -> timedelta:
+    """How often a sender at work beats, for senders taken for dead after
+    `silence_limit`: 3 s for the default 15 s, 0.6 s for 3 s."""
+    return min(LONGEST_BEAT_INTERVAL, silence_limit / BEATS_WITHIN_SILENCE)
 
 
 @dataclass(frozen=True)
@@ -121,11 +131,12 @@ def beat(session: Session, owner: str) -> bool:
     return renewed.rowcount > 0
 
 
-def take_over_silent(session: Session) -> int:
-    """Free the claims of every sender silent for STALE_AFTER; how many mails were freed."""
+def take_over_silent(session: Session, silence_limit: timedelta) -> int:
+    """Free the claims of every sender silent for `silence_limit`; how many mails were
+    freed."""
     silent = session.connection().execute(
         delete(OutboxSender)
-        .where(OutboxSender.beat_at < database_time(-STALE_AFTER.total_seconds()))
+        .where(OutboxSender.beat_at < database_time(-silence_limit.total_seconds()))
         .returning(OutboxSender.owner, OutboxSender.beat_at)
     ).all()
     freed = 0
@@ -138,16 +149,16 @@ def take_over_silent(session: Session) -> int:
 
 
 def claim(session: Session, identity: SenderIdentity, now: datetime, limit: int, *,
-          beating: bool = False) -> list[Claimed]:
+          silence_limit: timedelta, beating: bool = False) -> list[Claimed]:
     """Up to `limit` due mails, claimed for `identity`, oldest due first, in one
-    statement. A mail held by a live sender is not offered; one whose owner is silent or
-    gone is.
+    statement. A mail held by a live sender is not offered; one whose owner is silent
+    (for `silence_limit`) or gone is.
 
     `beating`: the sender's heartbeat is at work (heartbeat.py). It keeps the sender's row
     and takes silent senders' claims over every few seconds, so this claim does
     neither; the first claim of a round does both."""
     if not beating:
-        take_over_silent(session)
+        take_over_silent(session, silence_limit)
     rows = sorted(session.connection().execute(_CLAIM, {
         "limit": limit, "now": now, "owner": identity.owner}),
         key=lambda row: (row.next_attempt_at, row.id))  # RETURNING keeps no order

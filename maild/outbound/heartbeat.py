@@ -8,20 +8,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from maild.db.database import Database
 from maild.errors import TemporaryError
-from maild.outbound.claims import BEAT_EVERY, STALE_AFTER, beat, take_over_silent
+from maild.outbound.claims import beat, beat_interval, take_over_silent
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, db: Database, owner: str, first_beat: float) -> None:
+    def __init__(self, db: Database, owner: str, first_beat: float,
+                 silence_limit: timedelta) -> None:
         """`first_beat`: time.monotonic() taken before the claim that registered the
-        owner (and so beat for it) began."""
+        owner (and so beat for it) began. `silence_limit`: how long a sender may be silent
+        before another takes it for dead (outbound.sender_silence_seconds)."""
         self.db = db
         self.owner = owner
+        self.silence_limit = silence_limit
+        self.beat_every = beat_interval(silence_limit)
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._last_beat = first_beat
@@ -36,15 +41,16 @@ class Heartbeat:
         """No more beats. A beat still waiting on the database is not waited for long:
         once the sender has left, that beat finds nothing to renew."""
         self._stop.set()
-        self._thread.join(timeout=STALE_AFTER.total_seconds())
+        self._thread.join(timeout=self.silence_limit.total_seconds())
 
     def holding(self) -> bool:
         """Whether the claims are surely still ours: not taken over, and the last beat
-        recent enough that nobody can have found us silent (half of STALE_AFTER, so that
-        a mail begun now is recorded before anyone may take it)."""
+        recent enough that nobody can have found us silent (half the silence limit, so
+        that a mail begun now is recorded before anyone may take it; a beat comes every
+        fifth of it at most, so this holds from one beat to the next)."""
         if self._lost.is_set():
             return False
-        return time.monotonic() - self._last_beat < STALE_AFTER.total_seconds() / 2
+        return time.monotonic() - self._last_beat < self.silence_limit.total_seconds() / 2
 
     @property
     def lost(self) -> bool:
@@ -56,7 +62,7 @@ class Heartbeat:
         self._lost.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(BEAT_EVERY.total_seconds()):
+        while not self._stop.wait(self.beat_every.total_seconds()):
             # Taken before the beat: the database's beat_at is never older than what
             # holding() counts from, however long the transaction takes.
             beginning = time.monotonic()
@@ -81,7 +87,7 @@ class Heartbeat:
         """In a transaction of its own: a beat never waits on another sender's mails."""
         try:
             with self.db.transaction() as session:
-                take_over_silent(session)
+                take_over_silent(session, self.silence_limit)
         except TemporaryError as exc:  # the next beat looks again
             log.warning("outbox sender %s: could not look for silent senders: %s",
                         self.owner, exc)

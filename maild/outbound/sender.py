@@ -118,7 +118,8 @@ class Sender:
                     break
                 taken += len(in_hand)
                 if heartbeat is None:
-                    heartbeat = Heartbeat(self.db, owner, claiming).start()
+                    heartbeat = Heartbeat(self.db, owner, claiming,
+                                          self.config.sender_silence).start()
                 tried, in_hand = self._send(in_hand, relay, sending, heartbeat, stopping)
                 if not heartbeat.holding():
                     log.warning("outbox sender %s stops: its claims may no longer be its "
@@ -180,7 +181,7 @@ class Sender:
         with self.db.transaction() as session:
             outcomes = self._record(session, tried)
             in_hand = claim(session, self.identity, self.clock.now(), wanted,
-                            beating=beating) \
+                            silence_limit=self.config.sender_silence, beating=beating) \
                 if wanted and "taken_over" not in outcomes else []
         self._count(tried, outcomes, report)
         return in_hand
