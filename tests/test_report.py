@@ -614,3 +614,62 @@ def test_a_survey_answer_committed_after_its_week_was_kept_is_counted_in_it(
         assert _from_kept(app, rollup, 3, later) == (_dashboard(summary), weeks)
     finally:
         app.close()
+
+
+def test_a_kept_week_is_read_again_when_new_policies_move_its_due_times(desk: Desk) -> None:
+    """The operator gives severity 1 eight hours to a first response instead of four, and
+    72 to a resolution instead of 24. The SLA sweep plans a ticket afresh when an alert of
+    it comes due, without an event (nothing happened to the ticket): #1, answered in five
+    hours the week of 2 November, met its first-response target after all. The web part
+    read the report as it started with the new policies, before the sweep: its weeks must
+    still come out as worked out afresh, and its `updated_at` stay its last activity."""
+    desk.customer_writes(when("02", "10:00"), 1, "z@other.example", "Cluster slow")
+    desk.set(when("02", "10:00"), 1, "--priority", "p1")  # a first response due 14:00
+    for moment in ("10:50", "14:10"):  # the alerts: warned, then breached
+        desk.run(when("02", moment), "run", "--once")
+    desk.engineer_answers(when("02", "15:00"), 1, EVE)  # late; pending, the clock stopped
+    desk.run(when("02", "15:05"), "run", "--once")
+    # Open again, 19 of its 24 hours left: its resolution is due at 05:00 on Thursday 12th,
+    # the warning at 03:00.
+    desk.customer_replies(when("11", "10:00"), 1, "z@other.example")
+    desk.run(when("11", "10:05"), "run", "--once")
+    kept_at = parse_iso(when("12", "00:30"))
+    app = build_app(parse_config(desk.config.read_text()), FixedClock(kept_at))
+    try:
+        with app.db.reading() as session:  # the sweeps alerted; under the same policies,
+            ticket = session.get(Ticket, 1)  # planning afresh moved nothing
+            assert ticket is not None and ticket.sla_replanned_at is None
+            assert len(ticket.sla_alerts_sent or []) == 4
+        weeks = _from_kept(app, WeekRollup(app.db, app.calendar), 3, kept_at)[1]
+        assert [w["sla"]["first_response"] for w in weeks] == [
+            {"met": 0, "missed": 0, "total": 0, "percent": None}, share(0, 1),
+            {"met": 0, "missed": 0, "total": 0, "percent": None}]
+    finally:
+        app.close()
+
+    desk.config.write_text(desk.config.read_text().replace(
+        'first_response = "4 hours"\nresolution = "24 hours"',
+        'first_response = "8 hours"\nresolution = "72 hours"'))
+    started = parse_iso(when("12", "03:10"))
+    app = build_app(parse_config(desk.config.read_text()), FixedClock(started))
+    try:
+        rollup = WeekRollup(app.db, app.calendar)
+        _from_kept(app, rollup, 3, started)  # the web part's first reading of the report
+        desk.run(when("12", "03:30"), "run", "--once")  # #1's warning was due at 03:00
+        later = parse_iso(when("12", "03:40"))
+        with app.db.reading() as session:
+            ticket = session.get(Ticket, 1)
+            assert ticket is not None
+            assert ticket.response_due_at == parse_iso(when("02", "18:00"))  # planned afresh
+            assert ticket.updated_at == parse_iso(when("11", "10:05"))  # Eve was told
+            assert ticket.sla_alert_at == parse_iso(when("14", "03:00"))  # the next warning
+            starts = week_starts(app.calendar, later, 3)
+            summary, weeks = report_with_weeks(session, app.calendar, starts, later)
+        assert [w["sla"]["first_response"] for w in weeks] == [
+            {"met": 0, "missed": 0, "total": 0, "percent": None}, share(1, 1),
+            {"met": 0, "missed": 0, "total": 0, "percent": None}]
+        assert _from_kept(app, rollup, 3, later) == (_dashboard(summary), weeks)
+        assert _from_kept(app, WeekRollup(app.db, app.calendar), 3, later) == (
+            _dashboard(summary), weeks)
+    finally:
+        app.close()

@@ -145,6 +145,10 @@ class Ticket(Base):
     # The next warning, breach notice or escalation to send, and the ones already sent.
     sla_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     sla_alerts_sent: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # When the SLA sweep last moved its due times (or severity) with nothing happening to
+    # it: planned afresh under other policies, business hours or plan (sla.py `replan`).
+    # No activity, so not `updated_at`; the report's kept weeks read both.
+    sla_replanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     nudges_sent: Mapped[int] = mapped_column(Integer, default=0)
     # While pending: since when, and when the next nudge or the auto-solve is due (NULL

@@ -70,7 +70,7 @@ class SlaAlerts:
 
     def _check(self, session: Session, ticket: Ticket, now: datetime) -> int:
         # Planned afresh: the policies may have changed since (a new config, an upgrade).
-        self.sla.refresh(ticket)
+        self.sla.replan(ticket, now)
         due = self.sla.due_alerts(ticket, now)
         if not due:
             return 0

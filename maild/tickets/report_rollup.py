@@ -5,12 +5,18 @@ A closed week's figures (report.py `Figures`) read the tickets with a moment in 
 (opened, solved, a target settled: `moments`) and those answered in it; its events never
 change, as events are only ever added, at the time they happen. Every change to a ticket
 goes through the service that records its event and sets its `updated_at` (service.py
-`record`). So a kept week is worked out again when a ticket changed since the week was
+`record`), but one: the SLA sweep plans an unresolved ticket's due times afresh when an
+alert of it comes due, and new policies, business hours or a new plan move them with
+nothing happening to the ticket; it notes that in `sla_replanned_at` (sla.py `replan`).
+So a kept week is worked out again when a ticket changed, either way, since the week was
 last known right, and that ticket was read by the week's figures (kept with them), or has
 a moment or a survey answer in the week now. The week under way is always worked out
 afresh. Weeks are kept under a `definition`: the report's version, the business calendar
 and the customers' plans (a plan changes without a ticket event); weeks kept under another
-definition are not read, and are dropped at the next write.
+definition are not read, and are dropped at the next write. The SLA policies are not part
+of it: the figures read them only through the tickets' due times, which new policies move
+one ticket at a time, as the sweep comes to each (perhaps days after a report was read
+under the new policies), and each such move is found as a changed ticket.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -138,16 +144,20 @@ class WeekRollup:
         if not self._kept:
             return set()
         since = min(kept.checked_at for kept in self._kept.values()) - CHANGES_SETTLE
-        changes = session.execute(select(Ticket.id, Ticket.created_at, Ticket.updated_at)
-                                  .where(Ticket.updated_at >= since)).all()
+        changes = [(ticket_id, created_at, max(updated_at, replanned_at or updated_at))
+                   for ticket_id, created_at, updated_at, replanned_at in session.execute(
+                       select(Ticket.id, Ticket.created_at, Ticket.updated_at,
+                              Ticket.sla_replanned_at)
+                       .where(or_(Ticket.updated_at >= since,
+                                  Ticket.sla_replanned_at >= since)))]
         stale: set[datetime] = set()
         # The tickets that changed since each week was found right and existed by its
         # end, and are not among those its figures read: have they a moment in it now?
         unread: dict[int, set[datetime]] = defaultdict(set)
         for start, kept in self._kept.items():
             end = self._week_end(start)
-            for ticket_id, created_at, updated_at in changes:
-                if created_at < end and updated_at >= kept.checked_at - CHANGES_SETTLE:
+            for ticket_id, created_at, changed_at in changes:
+                if created_at < end and changed_at >= kept.checked_at - CHANGES_SETTLE:
                     if ticket_id in kept.tickets:
                         stale.add(start)
                         break

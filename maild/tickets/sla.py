@@ -110,6 +110,16 @@ class SlaClocks:
             ticket, ticket.solved_at, ticket.resolution_business_seconds)
         self.plan_alerts(ticket)
 
+    def replan(self, ticket: Ticket, now: datetime) -> None:
+        """`refresh` with nothing happening to the ticket: the SLA sweep plans it afresh,
+        as the policies, the business hours or the customer's plan may have changed since.
+        Targets that move are a change the report's kept weeks must see, but no activity
+        on the ticket: noted in `sla_replanned_at`, not in `updated_at`."""
+        planned = _targets(ticket)
+        self.refresh(ticket)
+        if _targets(ticket) != planned:
+            ticket.sla_replanned_at = now
+
     def _business_seconds(self, ticket: Ticket, until: datetime | None,
                           known: float | None) -> float | None:
         """Business time from the ticket's opening to `until`, for the report; worked out
@@ -178,6 +188,12 @@ class SlaClocks:
         """The alerts due by `now` that have not been sent."""
         sent = set(ticket.sla_alerts_sent or [])
         return [a for a in self.alerts(ticket) if a.at <= now and a.key not in sent]
+
+
+def _targets(ticket: Ticket) -> tuple[object, ...]:
+    """What the report reads of the ticket's SLA as planned (targets.py, its severity)."""
+    return (ticket.severity, ticket.response_due_at, ticket.internal_response_due_at,
+            ticket.resolution_due_at, ticket.sla_paused_at)
 
 
 def worth_telling(due: list[Alert]) -> list[Alert]:
