@@ -171,8 +171,9 @@ class OutboundConfig(_Section):
     # A sender silent this long (no heartbeat, on the database's clock) is taken for dead
     # and its claimed mails go to another sender. A sender at work beats several times
     # within it (maild/outbound/claims.py): below 3 s, a loaded machine or a slow commit
-    # would make a live sender look dead; above 600 s, a dead one's mail waits too long.
-    sender_silence_seconds: Annotated[float, Field(ge=3, le=600)] = 15.0
+    # would make a live sender look dead; above 60 s, a dead one's mail waits minutes,
+    # where the promise is seconds (docs/design.md, "What maild promises").
+    sender_silence_seconds: Annotated[float, Field(ge=3, le=60)] = 15.0
     # Filled from password_env when the config is loaded; never read from the file.
     password: str | None = Field(default=None, exclude=True)
 

@@ -180,5 +180,5 @@ def test_the_sender_silence_limit_is_checked() -> None:
                         {}).outbound.sender_silence == timedelta(seconds=3)
     assert problems(SUPPORT + "[outbound]\nsender_silence_seconds = 2.5\n") == [
         "outbound.sender_silence_seconds: Input should be greater than or equal to 3"]
-    assert problems(SUPPORT + "[outbound]\nsender_silence_seconds = 601\n") == [
-        "outbound.sender_silence_seconds: Input should be less than or equal to 600"]
+    assert problems(SUPPORT + "[outbound]\nsender_silence_seconds = 61\n") == [
+        "outbound.sender_silence_seconds: Input should be less than or equal to 60"]
