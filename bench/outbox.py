@@ -27,6 +27,7 @@ import tempfile
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from maild.channels.sink import start_sink
 from maild.clock import SystemClock
@@ -90,18 +91,26 @@ def build(workdir: Path, mails: int, port: int) -> Path:
     return database
 
 
-def floor(database: Path, port: int) -> tuple[int, float]:
+def floor(database: Path, port: int, connections: int = 1) -> tuple[int, float]:
+    """smtplib sending the queued mails, over `connections` side by side (threads, each
+    its share): what the sink takes with nothing else to do."""
     import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
 
     connection = sqlite3.connect(database)
     rows = connection.execute(
         "SELECT mail_from, recipients, raw FROM outbox WHERE status = 'queued'").fetchall()
     connection.close()
+
+    def send(share: list[Any]) -> None:
+        client = smtplib.SMTP("127.0.0.1", port)
+        for mail_from, recipients, raw in share:
+            client.sendmail(mail_from, json.loads(recipients), raw)
+        client.quit()
+
     started = time.perf_counter()
-    client = smtplib.SMTP("127.0.0.1", port)
-    for mail_from, recipients, raw in rows:
-        client.sendmail(mail_from, json.loads(recipients), raw)
-    client.quit()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(send, [rows[n::connections] for n in range(connections)]))
     return len(rows), time.perf_counter() - started
 
 
@@ -143,6 +152,8 @@ def main() -> None:
             floor_rate = count / seconds
             print(f"outbox -> sink, {count} mails, {args.rounds} rounds")
             print(f"  floor (smtplib, one connection)  {floor_rate:7.0f} mails/s")
+            _, three = floor(database, port, connections=3)
+            print(f"  smtplib, three connections       {count / three:7.0f} mails/s")
             rates: dict[str, list[float]] = {"before": [], "after": []}
             for round_ in range(args.rounds):
                 for name, code in (("before", before), ("after", after)):
