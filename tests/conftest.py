@@ -115,6 +115,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if not using_postgresql():
         if isinstance(template, Path):
             shutil.copyfile(template, tmp_path / "maild.db")
+            assert not template.with_name("maild.db-wal").exists(), "the template is open"
         yield f"sqlite:///{tmp_path}/maild.db"
         return
     schema = f"t_{uuid.uuid4().hex[:16]}"

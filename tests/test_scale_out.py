@@ -31,7 +31,9 @@ from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
 MAILD = [sys.executable, "-m", "maild"]
-SILENCE = timedelta(seconds=3)  # the daemons' outbound.sender_silence_seconds
+# The daemons' outbound.sender_silence_seconds: short, and still long enough that a daemon
+# whose beat waits on another's intake batch for the write lock is not taken for dead.
+SILENCE = timedelta(seconds=5)
 
 
 class Daemons:
