@@ -35,6 +35,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_index("ix_tickets_sla_replanned_at")
+    op.drop_index("ix_tickets_sla_replanned_at", table_name="tickets")
+    # SQLite drops a column in place (3.35 and later): copying the table, which other
+    # tables refer to, would break their foreign keys.
+    with op.batch_alter_table("tickets", recreate="never") as batch_op:
         batch_op.drop_column("sla_replanned_at")
