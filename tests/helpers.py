@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
 from maild.cli import main
 from maild.db.database import Database
@@ -16,6 +18,7 @@ from maild.db.migrate import MIGRATIONS
 from maild.db.models import OutboxMail
 from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
+from tests.conftest import free_port
 
 # Monday 23 November 2026, 10:00 in Los Angeles: the start of every story.
 NOW = "2026-11-23T10:00:00-08:00"
@@ -89,3 +92,40 @@ def at_once(app: App, work: Callable[[App], T], processes: int = 2) -> list[T]:
         scheduler.close()
     assert len(results) == processes, "a scheduler failed; see its traceback above"
     return results
+
+
+@contextmanager
+def serving(handler: Any) -> Iterator[int]:
+    """A real SMTP server (aiosmtpd) with `handler`, on a free loopback port, while the
+    block runs: a relay that behaves as a test needs."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement `engine` is given while the block runs, with its parameters, as
+    its driver receives them."""
+    given: list[tuple[str, Any]] = []
+
+    def listener(connection: Any, cursor: Any, statement: str, parameters: Any,
+                 *rest: Any) -> None:
+        given.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield given
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
+def sqlite_plan(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    """SQLite's plan for a statement, a line per step (EXPLAIN QUERY PLAN)."""
+    with engine.connect() as connection:
+        return [row[3] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)]

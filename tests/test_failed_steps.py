@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from maild.clock import FixedClock
 from maild.db.models import Ticket
@@ -24,7 +24,7 @@ from maild.runtime.app import App
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
 from maild.tickets.customers import add_customer
 from maild.tickets.failed_steps import retry_delay
-from tests.helpers import maild, notice_to, show
+from tests.helpers import maild, notice_to, show, statements
 from tests.mailbuilder import make_mail
 from tests.test_followups import at
 
@@ -330,18 +330,10 @@ def test_one_failing_alert_costs_its_batch_a_few_savepoints_not_one_a_ticket(
     healthy = [new_ticket(desk, f"ann{n}@acme.example", n) for n in range(12)]
     alone = new_ticket(desk, "bob@customer.example", 100)
     healthy += [new_ticket(desk, f"ann{n}@acme.example", n) for n in range(12, 24)]
-    savepoints: list[str] = []
-
-    def counted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("SAVEPOINT"):
-            savepoints.append(statement)
-
     clock.set(at(11, 23, 10, 45))  # our own first-response hour is nearly over
-    event.listen(desk.db.engine, "before_cursor_execute", counted)
-    try:
+    with statements(desk.db.engine) as given:
         assert desk.sla_alerts.send() == len(healthy)
-    finally:
-        event.remove(desk.db.engine, "before_cursor_execute", counted)
+    savepoints = [statement for statement, _ in given if statement.startswith("SAVEPOINT")]
 
     # The batch, the tickets before the failing one again (if any: the order is by due
     # time), the tickets after it; not one for each of the 25.

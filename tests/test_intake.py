@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from maild.clock import FixedClock
 from maild.db.models import QuarantinedMail
@@ -15,7 +14,7 @@ from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from maild.tickets.service import set_status
 from maild.tickets.views import get_ticket
-from tests.helpers import notice_to, show
+from tests.helpers import notice_to, show, sqlite_plan, statements
 from tests.mailbuilder import make_mail, staff_reply
 
 
@@ -271,22 +270,11 @@ def test_recent_automatic_mail_is_counted_from_the_requesters_own_tickets(app: A
     which grows with its traffic."""
     if app.db.is_postgresql:
         pytest.skip("SQLite's plan is fixed by its indexes; PostgreSQL's by statistics")
-    counts: list[tuple[str, Any]] = []
-
-    def listener(*args: Any) -> None:
-        statement, parameters = args[2], args[3]
-        if "count(messages.id)" in statement and "JOIN messages" in statement:
-            counts.append((statement, parameters))
-
-    event.listen(app.db.engine, "before_cursor_execute", listener)
-    try:
+    with statements(app.db.engine) as given:
         ingest(app.intake, make_mail(), "test")
-    finally:
-        event.remove(app.db.engine, "before_cursor_execute", listener)
-    [(statement, parameters)] = counts
-    with app.db.engine.connect() as connection:
-        plan = [row[3] for row in connection.exec_driver_sql(
-            f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    [(statement, parameters)] = [(s, p) for s, p in given
+                                 if "count(messages.id)" in s and "JOIN messages" in s]
+    plan = sqlite_plan(app.db.engine, statement, parameters)
     assert [step.split(" USING ")[1] for step in plan] == [
         "COVERING INDEX ix_tickets_requester_updated_at (requester=? AND updated_at>?)",
         "COVERING INDEX ix_messages_ticket_id_kind_created_at "
@@ -294,17 +282,9 @@ def test_recent_automatic_mail_is_counted_from_the_requesters_own_tickets(app: A
 
 
 def _statements_of(app: App, raw: bytes) -> list[str]:
-    statements: list[str] = []
-
-    def listener(*args: Any) -> None:
-        statements.append(" ".join(args[2].split()))
-
-    event.listen(app.db.engine, "before_cursor_execute", listener)
-    try:
+    with statements(app.db.engine) as given:
         assert ingest(app.intake, raw, "test").outcome == "stored"
-    finally:
-        event.remove(app.db.engine, "before_cursor_execute", listener)
-    return statements
+    return [" ".join(statement.split()) for statement, _ in given]
 
 
 def test_a_reply_costs_the_same_queries_however_long_its_thread(

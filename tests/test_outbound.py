@@ -11,7 +11,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
 from maild.clock import FixedClock
@@ -31,7 +30,7 @@ from maild.outbound.outbox import INLINE_BYTES
 from maild.runtime.app import App, build_app
 from maild.tickets.customers import add_customer
 from tests.conftest import Sink, free_port
-from tests.helpers import show
+from tests.helpers import serving, show
 from tests.mailbuilder import make_mail, plain_text
 
 
@@ -197,13 +196,8 @@ class _Refusing:
 @pytest.fixture
 def refusing_relay(request: pytest.FixtureRequest) -> Iterator[tuple[int, _Refusing]]:
     handler = _Refusing(request.param)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving(handler) as port:
         yield port, handler
-    finally:
-        controller.stop()
 
 
 def _app_with_relay(config: Config, clock: FixedClock, port: int) -> App:
@@ -355,18 +349,15 @@ def test_relay_hanging_up_mid_batch_is_reconnected_for_the_rest(
     config: Config, clock: FixedClock
 ) -> None:
     relay = _ClosesAfterFirstMail()
-    port = free_port()
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    app = _app_with_relay(config, clock, port)
-    try:
-        for n in range(3):
-            ingest(app.intake, make_mail(sender=f"c{n}@customer.example",
-                                         message_id=f"<m{n}@customer.example>"), "test")
-        report = app.sender.deliver_due()
-    finally:
-        controller.stop()
-        app.close()
+    with serving(relay) as port:
+        app = _app_with_relay(config, clock, port)
+        try:
+            for n in range(3):
+                ingest(app.intake, make_mail(sender=f"c{n}@customer.example",
+                                             message_id=f"<m{n}@customer.example>"), "test")
+            report = app.sender.deliver_due()
+        finally:
+            app.close()
 
     assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
     assert sorted(relay.accepted) == ["c1@customer.example", "c2@customer.example"]

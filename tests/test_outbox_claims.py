@@ -21,7 +21,6 @@ from email import message_from_bytes
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import event, select, text, update
 
 from maild.clock import FixedClock
@@ -44,8 +43,8 @@ from maild.outbound.claims import (
 from maild.outbound.heartbeat import Heartbeat
 from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
-from tests.conftest import Sink, free_port
-from tests.helpers import downgrade
+from tests.conftest import Sink
+from tests.helpers import downgrade, serving
 from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
@@ -299,28 +298,26 @@ def test_a_sender_found_silent_mid_send_stops_and_records_nothing(
     finally answers the first, the mail is not the first's any more: it records nothing,
     and sends nothing more."""
     relay = _StallsFirstMail()
-    port = free_port()
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    # One connection: the first sender's other mails wait, untried, behind the stall.
-    outbound = app.config.outbound.model_copy(update={"port": port, "connections": 1})
-    first, second = app_with(outbound=outbound).sender, app_with(outbound=outbound).sender
-    _customers(app, 3)
-    outcome: list[DeliveryReport] = []
-    sending = threading.Thread(target=lambda: outcome.append(first.deliver_due()))
-    try:
-        with caplog.at_level(logging.WARNING):
-            sending.start()
-            assert relay.stalled.wait(10)
-            _silence(app, first)
-            assert second.deliver_due().sent == 3
-            wait_for(lambda: "its claims were taken over" in caplog.text,
-                     "the first sender to learn it was found silent")
+    with serving(relay) as port:
+        # One connection: the first sender's other mails wait, untried, behind the stall.
+        outbound = app.config.outbound.model_copy(update={"port": port, "connections": 1})
+        first = app_with(outbound=outbound).sender
+        second = app_with(outbound=outbound).sender
+        _customers(app, 3)
+        outcome: list[DeliveryReport] = []
+        sending = threading.Thread(target=lambda: outcome.append(first.deliver_due()))
+        try:
+            with caplog.at_level(logging.WARNING):
+                sending.start()
+                assert relay.stalled.wait(10)
+                _silence(app, first)
+                assert second.deliver_due().sent == 3
+                wait_for(lambda: "its claims were taken over" in caplog.text,
+                         "the first sender to learn it was found silent")
+                relay.release.set()
+                sending.join(timeout=30)
+        finally:
             relay.release.set()
-            sending.join(timeout=30)
-    finally:
-        relay.release.set()
-        controller.stop()
 
     assert outcome == [DeliveryReport(sent=0, deferred=0, failed=0, taken_over=1)]
     assert "not marked sent" in caplog.text

@@ -17,7 +17,6 @@ from email import message_from_bytes
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
 from maild.config import Config
@@ -26,7 +25,8 @@ from maild.intake.pipeline import ingest
 from maild.outbound.claims import CLAIM_BATCH
 from maild.outbound.sender import DeliveryReport, Sender
 from maild.runtime.app import App
-from tests.conftest import Sink, free_port
+from tests.conftest import Sink
+from tests.helpers import serving
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_for
@@ -78,14 +78,11 @@ class HoldingRelay:
 @pytest.fixture
 def relay() -> Iterator[tuple[HoldingRelay, int]]:
     handler = HoldingRelay()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        handler.release.set()
-        controller.stop()
+    with serving(handler) as port:
+        try:
+            yield handler, port
+        finally:
+            handler.release.set()
 
 
 def _sender(app: App, app_with: Callable[..., App], port: int, connections: int) -> Sender:

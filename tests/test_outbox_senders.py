@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from maild.clock import FixedClock
@@ -39,7 +38,8 @@ from maild.db.models import Event, OutboxMail
 from maild.intake.pipeline import ingest
 from maild.outbound.claims import CLAIM_BATCH, beat_interval
 from maild.runtime.app import App
-from tests.conftest import config_text, free_port
+from tests.conftest import config_text
+from tests.helpers import serving
 from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
@@ -134,13 +134,8 @@ def relay(request: pytest.FixtureRequest) -> Iterator[tuple[StallingRelay, int]]
     stall, accept_first = request.param if isinstance(request.param, tuple) \
         else (request.param, 0)
     handler = StallingRelay(stall, accept_first)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def _queue(app: App) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from maild.clock import FixedClock
 from maild.db.database import Database
@@ -19,7 +19,7 @@ from maild.db.models import Message, Ticket
 from maild.intake.pipeline import ingest, intake_batch
 from maild.runtime.app import App
 from maild.tickets.customers import add_customer
-from tests.helpers import maild, notice_to
+from tests.helpers import maild, notice_to, statements
 from tests.mailbuilder import make_mail
 
 
@@ -181,27 +181,18 @@ def test_a_batchs_messages_are_indexed_together_and_one_that_failed_is_not(
     """The messages of one batch are made searchable in its transaction, with one
     statement for all of them (on SQLite; PostgreSQL's index is a generated column);
     a message whose savepoint was undone is not in the index."""
-    indexing: list[str] = []
-
-    def listener(*args: Any) -> None:
-        if args[2].lstrip().startswith("INSERT INTO message_search"):
-            indexing.append(args[2])
-
     words = ["aardvark", "bittern", "caracal", "dugong", "echidna"]
-    event.listen(app.db.engine, "before_cursor_execute", listener)
-    try:
-        with intake_batch(app.intake, "test") as batch:
-            for n, word in enumerate(words):
-                batch.ingest(make_mail(sender=f"c{n}@customer.example", subject=f"About {word}",
-                                       message_id=f"<b{n}@customer.example>",
-                                       body=f"The {word} is missing.\n"))
-            with pytest.raises(RuntimeError), batch.session.begin_nested():
-                batch.ingest(make_mail(sender="x@customer.example", subject="About a fossa",
-                                       message_id="<undone@customer.example>",
-                                       body="The fossa is missing.\n"))
-                raise RuntimeError("undone")
-    finally:
-        event.remove(app.db.engine, "before_cursor_execute", listener)
+    with statements(app.db.engine) as given, intake_batch(app.intake, "test") as batch:
+        for n, word in enumerate(words):
+            batch.ingest(make_mail(sender=f"c{n}@customer.example", subject=f"About {word}",
+                                   message_id=f"<b{n}@customer.example>",
+                                   body=f"The {word} is missing.\n"))
+        with pytest.raises(RuntimeError), batch.session.begin_nested():
+            batch.ingest(make_mail(sender="x@customer.example", subject="About a fossa",
+                                   message_id="<undone@customer.example>",
+                                   body="The fossa is missing.\n"))
+            raise RuntimeError("undone")
+    indexing = [s for s, _ in given if s.lstrip().startswith("INSERT INTO message_search")]
     assert len(indexing) == (0 if app.db.is_postgresql else 1)
     for word in words:
         assert len(search(config_file, clock, word)) == 1, word

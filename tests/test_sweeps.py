@@ -6,13 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from maild.clock import FixedClock
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.runtime.sweeps import close_solved_tickets, run_sweeps
-from tests.helpers import notice_to, show
+from tests.helpers import notice_to, show, sqlite_plan, statements
 from tests.mailbuilder import make_mail, staff_reply
 
 
@@ -50,23 +49,15 @@ def test_reopened_ticket_is_not_closed(app: App, clock: FixedClock) -> None:
 
 def _sweep_plans(app: App, *fragments: str) -> dict[str, list[str]]:
     """SQLite's plan for each statement of one run of the sweeps holding a fragment."""
+    with statements(app.db.engine) as given:
+        run_sweeps(app)
     found: dict[str, tuple[str, Any]] = {}
-
-    def listener(*args: Any) -> None:
-        statement, parameters = args[2], args[3]
+    for statement, parameters in given:
         for fragment in fragments:
             if fragment in " ".join(statement.split()):
                 found.setdefault(fragment, (statement, parameters))
-
-    event.listen(app.db.engine, "before_cursor_execute", listener)
-    try:
-        run_sweeps(app)
-    finally:
-        event.remove(app.db.engine, "before_cursor_execute", listener)
-    with app.db.engine.connect() as connection:
-        return {fragment: [row[3] for row in connection.exec_driver_sql(
-                    f"EXPLAIN QUERY PLAN {statement}", parameters)]
-                for fragment, (statement, parameters) in found.items()}
+    return {fragment: sqlite_plan(app.db.engine, statement, parameters)
+            for fragment, (statement, parameters) in found.items()}
 
 
 def test_the_minutes_close_and_survey_sweeps_find_solved_tickets_by_index(
