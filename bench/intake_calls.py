@@ -1,12 +1,14 @@
-"""Where a new conversation's intake spends its Python calls, by library, under cProfile.
+"""Where the intake spends its Python calls, by library, under cProfile.
 
-    .venv/bin/python -m bench.intake_calls [--messages 1000]
+    .venv/bin/python -m bench.intake_calls [--conversations 1000]
 
-New conversations (every one a ticket, an acknowledgment and a staff notification) are
-taken in by `intake_batch`, fifty to a batch, into a fresh SQLite database, parsed in this
-process. The first hundred warm up; the rest run under cProfile. Printed: the time spent
-inside each library's own functions (tottime) as a share of the whole, and its calls per
-message. A profile, not a speed: cProfile adds a cost to every call.
+The first mails of `tests/realmail.py`'s corpus (seed 2026, as bench/backlog.py): new
+conversations in every client's style, with the noise and duplicates that come with
+them. They are taken in by `intake_batch`, fifty to a batch, into a fresh SQLite
+database, parsed in this process. The first hundred warm up; the rest run under
+cProfile. Printed: the time spent inside each library's own functions (tottime) as a
+share of the whole, and its calls per message. A profile, not a speed: cProfile adds a
+cost to every call.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from maild.config import parse_config
 from maild.intake.pipeline import intake_batch
 from maild.runtime.app import App, build_app
 from tests.conftest import START, config_text, free_port
-from tests.mailbuilder import make_mail
+from tests.realmail import Corpus
 
 BATCH = 50
 WARM_UP = 100
@@ -51,25 +53,21 @@ def owner(filename: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--conversations", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="maild-bench-calls-") as temp:
         work = Path(temp)
         config = parse_config(config_text(f"sqlite:///{work}/maild.db", work / "storage",
                                           free_port()))
         app = build_app(config, FixedClock(START))
-        mails = [make_mail(sender=f"c{n}@customer{n % 50}.example",
-                           subject=f"Question {n} about the printer",
-                           message_id=f"<q{n}@customer.example>",
-                           body=f"Hello,\n\nThe printer {n} is broken again.\n\nThanks,\nC\n")
-                 for n in range(args.messages)]
+        mails = [mail.raw for mail in Corpus(seed=2026).first_round(args.conversations)]
         take_in(app, mails[:WARM_UP])
         profile = cProfile.Profile()
         profile.enable()
         take_in(app, mails[WARM_UP:])
         profile.disable()
         app.close()
-    measured = args.messages - WARM_UP
+    measured = len(mails) - WARM_UP
     seconds: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()
     # Keyed by (file, line, name): get_stats_profile() keys by name alone, which merges
@@ -79,7 +77,7 @@ def main() -> None:
         seconds[owner(filename)] += own
         calls[owner(filename)] += count
     total = sum(seconds.values())
-    print(f"{measured} new conversations under cProfile: {total:.2f} s, "
+    print(f"{measured} messages under cProfile: {total:.2f} s, "
           f"{sum(calls.values()) / measured:,.0f} calls a message")
     for name, spent in seconds.most_common(8):
         print(f"  {spent / total:6.1%}  {calls[name] / measured:7,.0f} calls a message  {name}")
