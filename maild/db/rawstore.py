@@ -21,9 +21,8 @@ from maild.errors import TemporaryError
 
 T = TypeVar("T")
 _TEMPORARY_PREFIX = "incoming."
-# The threads that write a batch's files as they come and sync them at once (see
-# RawStore.put and RawStore._settle).
-WRITING_THREADS = 16
+# The threads that sync a batch's files at once (see RawStore._settle).
+SETTLING_THREADS = 16
 SPOOL_DIRECTORY = "spool"
 _SPOOL_SUFFIX = ".spool"
 
@@ -49,8 +48,12 @@ class RawStore:
         self._made: set[str] = set()
         self._local = threading.local()  # this thread's open batch (see `batch`)
         self._numbers = itertools.count()
-        # Made once; its threads start as a batch first needs them (see `put`, `_settle`).
-        self._workers = ThreadPoolExecutor(WRITING_THREADS, thread_name_prefix="raw-store")
+        # Made once; their threads start as a batch first needs them. One thread writes
+        # a batch's files as they come (see `put`): creating files in one directory is
+        # one at a time in the kernel, and more writers only contend. Many sync them at
+        # once as it ends (see `_settle`).
+        self._writing = ThreadPoolExecutor(1, thread_name_prefix="raw-store-write")
+        self._syncing = ThreadPoolExecutor(SETTLING_THREADS, thread_name_prefix="raw-store-sync")
 
     def _make_directory(self, path: Path) -> None:
         key = str(path)
@@ -109,13 +112,13 @@ class RawStore:
         wait for together (a batch of fifty costs about two waits on the disk instead
         of fifty). A write that failed fails the batch here, with its reason."""
         temporaries = [entry.temporary.result() for entry in pending.values()]
-        for _ in self._workers.map(self._sync_file, temporaries):
+        for _ in self._syncing.map(self._sync_file, temporaries):
             pass
         for sha256, temporary in zip(pending, temporaries, strict=True):
             self._guarded(self._move_into_place, temporary, self.path_for(sha256))
 
     def _write_ahead(self, raw: bytes, sha256: str) -> Path:
-        """A file of a batch, written by one of the store's threads while the caller
+        """A file of a batch, written by the store's writing thread while the caller
         goes on: on some disks, creating a file or a directory costs a millisecond of
         the kernel's time, as much as the rest of taking a small message in. Its
         directory is made here too; the batch's end only syncs and renames."""
@@ -134,7 +137,7 @@ class RawStore:
         if (pending is not None and sha256 in pending) or self.path_for(sha256).exists():
             return sha256
         if pending is not None:
-            pending[sha256] = _Pending(raw, self._workers.submit(self._write_ahead, raw, sha256))
+            pending[sha256] = _Pending(raw, self._writing.submit(self._write_ahead, raw, sha256))
             return sha256
         return self._write([raw], known=sha256)
 
