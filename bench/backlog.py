@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -135,15 +136,22 @@ class TimedDesk(Desk):
             command = [command[0], "-m", "cProfile", "-o", f"{self.profile}.{self.runs}",
                        *command[1:]]
         started, wall_started = time.perf_counter(), time.time()
+        children, sink = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
         done = subprocess.run([*command, "run", "--once"],
                               env={**self.env, "MAILD_NOW": now.isoformat()},
                               capture_output=True, timeout=3600, cwd=self.cwd)
         self.seconds += time.perf_counter() - started
+        sink = time.process_time() - sink  # this process waited: its time is the sink's
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        maild_user = children_after.ru_utime - children.ru_utime
+        maild_system = children_after.ru_stime - children.ru_stime
         if done.returncode != 0:
             raise RuntimeError(f"maild run --once failed: {done.stderr.decode()[-2000:]}")
         if self.show_phases:
             said = phases(done.stderr.decode(errors="replace"), wall_started, time.time())
             print(f"    run: {said}")
+            print(f"      CPU: maild's processes {maild_user + maild_system:.1f} s "
+                  f"({maild_system:.1f} s of it in the kernel), the sink {sink:.1f} s")
         errors = [line for line in done.stderr.decode(errors="replace").splitlines()
                   if " ERROR " in line or " CRITICAL " in line or " WARNING " in line]
         if errors:
@@ -215,7 +223,12 @@ def measure(name: str, checkout: Path, dovecot: Dovecot, work: Path, conversatio
                 corpus.learn(desk.sent())
                 mails = corpus.reply_round()
             desk.deliver(mails)
-            floor += floor_drain(account, work / f"floor{sitting}.db")
+            cpu = time.process_time()
+            seconds = floor_drain(account, work / f"floor{sitting}.db")
+            floor += seconds
+            if show_phases:
+                print(f"    floor: {seconds:.1f} s, CPU {time.process_time() - cpu:.1f} s "
+                      f"(Dovecot's apart)")
             desk.run_once(corpus.now)
             count += len(mails)
             left_in_inbox = inbox_count(account)
