@@ -10,13 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
 from maild.db import rawstore
 from maild.db.rawstore import RawStore
-from maild.errors import TemporaryError
 
 
 @pytest.fixture
@@ -89,46 +88,6 @@ def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
         assert store.put(b"stored before") == kept
         raise RuntimeError("the transaction of the batch failed")
     assert not store.path_for(lost).exists()
-    assert store.get(kept) == b"stored before"
-    assert not list((tmp_path / "raw").glob("*.tmp"))
-
-
-def test_a_batch_writes_its_files_on_the_stores_threads_while_the_caller_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Creating a file can cost the kernel a millisecond, as much as the rest of taking a
-    small message in: in a batch, `put` hands the writing over and returns. Here every
-    write waits until the caller has put all three, which only writes handed over get
-    past."""
-    store = RawStore(tmp_path / "raw")
-    all_put = threading.Event()
-    writers: list[threading.Thread] = []
-    real_write = store._write_temporary
-
-    def write_once_all_put(*args: Any, **kwargs: Any) -> Path:  # holds the write, no fault
-        writers.append(threading.current_thread())
-        assert all_put.wait(timeout=10), "the caller waited for its own write"
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(store, "_write_temporary", write_once_all_put)
-    with store.batch():
-        names = [store.put(f"message {n}".encode()) for n in range(3)]
-        all_put.set()
-        assert store.get(names[1]) == b"message 1"
-    assert len(writers) == 3 and threading.current_thread() not in writers
-    assert [store.path_for(name).read_bytes() for name in names] == [
-        f"message {n}".encode() for n in range(3)]
-
-
-def test_a_write_that_fails_in_a_batch_fails_the_batch_with_its_reason(tmp_path: Path) -> None:
-    store = RawStore(tmp_path / "raw")
-    kept = store.put(b"stored before")
-    blocked = store.path_for(hashlib.sha256(b"stored in the batch").hexdigest()).parent.parent
-    blocked.write_text("a file where the store wants a directory")
-    with pytest.raises(TemporaryError, match="cannot store raw mail"), store.batch():
-        lost = store.put(b"stored in the batch")
-        also_lost = store.put(b"stored beside it")
-    assert not store.path_for(lost).exists() and not store.path_for(also_lost).exists()
     assert store.get(kept) == b"stored before"
     assert not list((tmp_path / "raw").glob("*.tmp"))
 

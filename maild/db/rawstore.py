@@ -12,8 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -48,11 +47,7 @@ class RawStore:
         self._made: set[str] = set()
         self._local = threading.local()  # this thread's open batch (see `batch`)
         self._numbers = itertools.count()
-        # Made once; their threads start as a batch first needs them. One thread writes
-        # a batch's files as they come (see `put`): creating files in one directory is
-        # one at a time in the kernel, and more writers only contend. Many sync them at
-        # once as it ends (see `_settle`).
-        self._writing = ThreadPoolExecutor(1, thread_name_prefix="raw-store-write")
+        # Made once; its threads start as a batch first needs them (see `_settle`).
         self._syncing = ThreadPoolExecutor(SETTLING_THREADS, thread_name_prefix="raw-store-sync")
 
     def _make_directory(self, path: Path) -> None:
@@ -79,51 +74,41 @@ class RawStore:
     def path_for(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256[2:4] / f"{sha256}{self.suffix}"
 
-    def _pending(self) -> dict[str, _Pending] | None:
-        """This thread's batch: each SHA-256 put in it, with its temporary file."""
-        pending: dict[str, _Pending] | None = getattr(self._local, "pending", None)
+    def _pending(self) -> dict[str, Path] | None:
+        """This thread's batch: the temporary file of each SHA-256 put in it."""
+        pending: dict[str, Path] | None = getattr(self._local, "pending", None)
         return pending
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Files put in the block are written as they come, by the store's threads, and
-        made durable together as it ends: the disk is waited on once per batch instead
-        of once per file, which is most of what storing a small message costs. They
-        are readable by `get` in the block, at their names once it ends, and gone if it
-        fails. The caller commits what refers to them only after the block (a batch
-        inside a batch is the outer one)."""
+        """Files put in the block are written at once and made durable together as it
+        ends: the disk is waited on once per batch instead of once per file, which is
+        most of what storing a small message costs. They are readable by `get` in the
+        block, at their names once it ends, and gone if it fails. The caller commits
+        what refers to them only after the block (a batch inside a batch is the outer
+        one)."""
         if self._pending() is not None:
             yield
             return
-        pending: dict[str, _Pending] = {}
+        pending: dict[str, Path] = {}
         self._local.pending = pending
         try:
             yield
             self._settle(pending)
         finally:
             self._local.pending = None
-            for entry in pending.values():  # moved into place, or never to be
-                with contextlib.suppress(Exception):  # a write that failed left nothing
-                    entry.temporary.result().unlink(missing_ok=True)
+            for temporary in pending.values():  # moved into place, or never to be
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
 
-    def _settle(self, pending: dict[str, _Pending]) -> None:
-        """Every file written and synced, then each moved to its name. The syncs are
-        asked for all at once, from a few threads: the file system commits what they
-        wait for together (a batch of fifty costs about two waits on the disk instead
-        of fifty). A write that failed fails the batch here, with its reason."""
-        temporaries = [entry.temporary.result() for entry in pending.values()]
-        for _ in self._syncing.map(self._sync_file, temporaries):
+    def _settle(self, pending: dict[str, Path]) -> None:
+        """Every file synced, then each moved to its name. The syncs are asked for all at
+        once, from a few threads: the file system commits what they wait for together
+        (a batch of fifty costs about two waits on the disk instead of fifty)."""
+        for _ in self._syncing.map(self._sync_file, pending.values()):
             pass
-        for sha256, temporary in zip(pending, temporaries, strict=True):
+        for sha256, temporary in pending.items():
             self._guarded(self._move_into_place, temporary, self.path_for(sha256))
-
-    def _write_ahead(self, raw: bytes, sha256: str) -> Path:
-        """A file of a batch, written by the store's writing thread while the caller
-        goes on: on some disks, creating a file or a directory costs a millisecond of
-        the kernel's time, as much as the rest of taking a small message in. Its
-        directory is made here too; the batch's end only syncs and renames."""
-        self._guarded(self._make_directory, self.path_for(sha256).parent)
-        return self._write_temporary([raw], sync=False)
 
     def _sync_file(self, path: Path) -> None:
         with self._guarded(open, path, "rb") as handle:
@@ -137,7 +122,7 @@ class RawStore:
         if (pending is not None and sha256 in pending) or self.path_for(sha256).exists():
             return sha256
         if pending is not None:
-            pending[sha256] = _Pending(raw, self._writing.submit(self._write_ahead, raw, sha256))
+            pending[sha256] = self._write_temporary([raw], sync=False)
             return sha256
         return self._write([raw], known=sha256)
 
@@ -234,16 +219,8 @@ class RawStore:
     def get(self, sha256: str) -> bytes:
         pending = self._pending()
         if pending is not None and sha256 in pending:
-            return pending[sha256].raw
+            return pending[sha256].read_bytes()
         return self.path_for(sha256).read_bytes()
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A file put in a batch: its bytes, and its temporary file once written."""
-
-    raw: bytes
-    temporary: Future[Path]
 
 
 def _locked(handle: IO[bytes]) -> bool:
