@@ -152,10 +152,22 @@ class TimedDesk(Desk):
             print(f"    run: {said}")
             print(f"      CPU: maild's processes {maild_user + maild_system:.1f} s "
                   f"({maild_system:.1f} s of it in the kernel), the sink {sink:.1f} s")
+            print(f"      {self.arrivals(wall_started)}")
         errors = [line for line in done.stderr.decode(errors="replace").splitlines()
                   if " ERROR " in line or " CRITICAL " in line or " WARNING " in line]
         if errors:
             print(f"  {len(errors)} warning(s) or error(s) logged, the first: {errors[0][:600]}")
+
+    def arrivals(self, since: float) -> str:
+        """When the run's mail reached the sink, from the start of the run: the sink
+        names each file by the time it took the mail (maild/channels/sink.py)."""
+        taken = sorted(int(path.name.split(".", 1)[0]) / 1e9 - since
+                       for path in self.sink_dir.glob("*.eml")
+                       if int(path.name.split(".", 1)[0]) / 1e9 >= since)
+        if not taken:
+            return "no mail reached the sink"
+        return (f"mails at the sink: the first {taken[0]:.1f} s after the start, half by "
+                f"{taken[len(taken) // 2]:.1f} s, the last by {taken[-1]:.1f} s")
 
 
 def inbox_count(account: Any) -> int:
