@@ -29,12 +29,10 @@ from maild.clock import FixedClock
 from maild.config import parse_config
 from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
 from maild.intake.pipeline import ingest
-from maild.outbound.claims import CLAIM_BATCH
 from maild.runtime.app import App, build_app
 from maild.runtime.backoff import Backoff
-from maild.runtime.daemon import Daemon
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
-from tests.helpers import notice_to, serving
+from tests.helpers import notice_to
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_for
@@ -679,106 +677,6 @@ def test_run_once_reads_the_mailboxes(
     assert result.output.startswith("received 1, duplicates 0, quarantined 0, ignored 0; "
                                      "delivered 2,")
     assert len(sink.files()) == 2  # the acknowledgment, and the SE's notification
-
-
-class _InboxAtEachMail:
-    """A relay that notes, as each mail reaches it, how many messages still wait in
-    the mailbox's INBOX."""
-
-    def __init__(self, account: Any) -> None:
-        self.account = account
-        self.waiting: list[int] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.waiting.append(self.account.count("INBOX"))
-        return "250 2.0.0 OK"
-
-
-def test_run_once_answers_each_batch_of_a_backlog_before_it_takes_in_the_next(
-    tmp_path: Path, database_url: str, clock: FixedClock, imap_account: Any
-) -> None:
-    """The customers of the first batch have their acknowledgment while the rest of the
-    backlog is still on the server, not once all of it is in."""
-    for n in range(10):
-        imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Q{n}",
-                                      message_id=f"<backlog{n}@customer.example>"))
-    relay = _InboxAtEachMail(imap_account)
-    with serving(relay) as port:
-        app = build_app(parse_config(
-            config_text(database_url, tmp_path / "storage", port,
-                        mailbox_toml(imap_account, batch_messages=4)),
-            password_env(imap_account)), clock)
-        try:
-            report = Daemon(app).run_once()
-        finally:
-            app.close()
-
-    assert (report.received.stored, report.delivered.sent) == (10, 20)
-    # Batches of 4, 4 and 2: each one's acknowledgments and notifications went out as
-    # it ended, with the messages of the batches after it still waiting.
-    assert relay.waiting == [6] * 8 + [2] * 8 + [0] * 4
-
-
-class _RefusingTheFirst(_InboxAtEachMail):
-    """A relay that refuses the first mails it is given for good (550), then takes the
-    rest as `_InboxAtEachMail` does."""
-
-    def __init__(self, account: Any, refused: int) -> None:
-        super().__init__(account)
-        self.refused = refused
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refused:
-            self.refused -= 1
-            return "550 5.1.1 no such mailbox here"
-        return await super().handle_DATA(server, session, envelope)
-
-
-def test_run_once_goes_on_answering_between_batches_after_mail_refused_for_good(
-    tmp_path: Path, database_url: str, clock: FixedClock, imap_account: Any
-) -> None:
-    """Every mail of the first batch refused for good (addresses the relay does not
-    know) says nothing of the relay: the next batches are still answered as they end."""
-    for n in range(10):
-        imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Q{n}",
-                                      message_id=f"<refused{n}@customer.example>"))
-    relay = _RefusingTheFirst(imap_account, refused=8)
-    with serving(relay) as port:
-        app = build_app(parse_config(
-            config_text(database_url, tmp_path / "storage", port,
-                        mailbox_toml(imap_account, batch_messages=4)),
-            password_env(imap_account)), clock)
-        try:
-            report = Daemon(app).run_once()
-        finally:
-            app.close()
-
-    assert (report.delivered.failed, report.delivered.sent) == (8, 12)
-    assert relay.waiting == [2] * 8 + [0] * 4
-
-
-def test_run_once_does_not_wait_on_a_relay_that_is_away_after_every_batch(
-    tmp_path: Path, database_url: str, clock: FixedClock, imap_account: Any
-) -> None:
-    """A round of sending that could send nothing ends the sending between batches: the
-    relay is tried once during the drain and once at its end, not after every batch
-    (each try may wait out the relay's timeout)."""
-    for n in range(12):
-        imap_account.append(make_mail(sender=f"c{n}@customer.example", subject=f"Q{n}",
-                                      message_id=f"<away{n}@customer.example>"))
-    app = build_app(parse_config(
-        config_text(database_url, tmp_path / "storage", free_port(),
-                    mailbox_toml(imap_account, batch_messages=4)),
-        password_env(imap_account)), clock)
-    try:
-        report = Daemon(app).run_once()
-        with app.db.transaction() as session:
-            tried = session.scalar(select(func.count()).where(OutboxMail.attempts > 0))
-    finally:
-        app.close()
-
-    assert report.received.stored == 12 and report.delivered.sent == 0
-    assert tried == report.delivered.deferred == 2 * CLAIM_BATCH
 
 
 def test_run_once_with_an_unreachable_mailbox_is_a_temporary_failure(

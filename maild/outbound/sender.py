@@ -58,12 +58,6 @@ class DeliveryReport:
     def attempted(self) -> int:
         return self.sent + self.deferred + self.failed
 
-    def add(self, other: DeliveryReport) -> None:
-        self.sent += other.sent
-        self.deferred += other.deferred
-        self.failed += other.failed
-        self.taken_over += other.taken_over
-
 
 @dataclass(frozen=True)
 class Tried:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -225,21 +224,17 @@ class Daemon:
         """Everything due now, once: read the mailboxes, run the sweeps, deliver the
         outbox.
 
-        The mail each batch of a backlog causes is sent as the batch ends, before the
-        next is taken in: the customers of the first batch have their answer in a
-        fraction of a second, not once the whole backlog is in. One after the other,
-        not side by side: a sender thread during the drain was measured (bench/README.md)
-        and is slower. On SQLite the intake holds the write lock for most of each batch,
-        so the sender, and its heartbeat, get in only between batches; on PostgreSQL the
-        two share one interpreter, and the time the sending saves the intake loses."""
+        One after the other, not side by side: a sender thread during the drain was
+        measured (bench/README.md) and is slower. On SQLite the intake holds the write lock
+        for most of each batch, so the sender, and its heartbeat, get in only between
+        batches; on PostgreSQL the two share one interpreter, and the time the sending
+        saves the intake loses."""
         self._warn_about_templates()
         self._remove_stale_temporaries()
         report = OnceReport()
-        between_batches = _BetweenBatches(self._deliver_safely, report.delivered) \
-            if "outbound" in self.roles else None
         for reader in self.readers:
             try:
-                drained = reader.drain_once(between_batches)
+                drained = reader.drain_once()
             except MailboxBusy as exc:
                 log.info("%s; leaving it to that one", exc)
                 continue
@@ -257,27 +252,9 @@ class Daemon:
             while True:
                 # No stop to look out for between rounds: one round, its connections kept.
                 batch = self._deliver_safely(limit=None)
-                report.delivered.add(batch)
+                report.delivered.sent += batch.sent
+                report.delivered.deferred += batch.deferred
+                report.delivered.failed += batch.failed
                 if batch.attempted == 0 or batch.sent == 0:
                     break
         return report
-
-
-class _BetweenBatches:
-    """`run --once` sending what a batch caused as it ends. A round whose mails were put
-    off and none sent (the relay away, or refusing for now) ends it for the drain: the
-    final round tries again once, rather than every batch waiting on the relay's
-    timeout. Mails refused for good say nothing of the relay, and end nothing."""
-
-    def __init__(self, deliver: Callable[..., DeliveryReport], report: DeliveryReport
-                 ) -> None:
-        self.deliver = deliver
-        self.report = report
-        self.relay_answers = True
-
-    def __call__(self) -> None:
-        if not self.relay_answers:
-            return
-        delivered = self.deliver(limit=None)
-        self.report.add(delivered)
-        self.relay_answers = delivered.sent > 0 or delivered.deferred == 0

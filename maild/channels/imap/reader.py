@@ -228,17 +228,15 @@ class MailboxReader:
         self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
         record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "backoff", fault)
 
-    def drain_once(self, between_batches: Callable[[], object] | None = None) -> DrainReport:
-        """`maild run --once`: everything waiting in the folder now, then log out.
-        `between_batches` is called once each batch is committed and filed away."""
+    def drain_once(self) -> DrainReport:
+        """`maild run --once`: everything waiting in the folder now, then log out."""
         if not self.lease.try_acquire():
             raise MailboxBusy(f"{self.name}: another maild is reading it")
         try:
             session = open_session(self.mailbox, self.tokens)
             try:
                 last_uid, _ = self._open_folder(session.client)
-                return self._drain(session.client, threading.Event(), last_uid, rescan=True,
-                                   between_batches=between_batches)
+                return self._drain(session.client, threading.Event(), last_uid, rescan=True)
             except CONNECTION_FAULTS as exc:
                 raise TemporaryError(f"{self.name}: {describe(exc)}") from exc
             finally:
@@ -356,8 +354,7 @@ class MailboxReader:
     # --- draining -----------------------------------------------------------------------------
 
     def _drain(
-        self, client: IMAPClient, stop: threading.Event, last_uid: int, *, rescan: bool,
-        between_batches: Callable[[], object] | None = None,
+        self, client: IMAPClient, stop: threading.Event, last_uid: int, *, rescan: bool
     ) -> DrainReport:
         """Ingest the messages after `last_uid`, in batches; with `rescan`, every message
         in the folder (left there by a crash or a failed move, or renumbered)."""
@@ -389,8 +386,6 @@ class MailboxReader:
                 report.last_uid = max(report.last_uid, *handled)
                 remember_last_uid(self.intake.db, self.intake.clock, self.mailbox.name,
                                   report.last_uid)
-            if between_batches is not None:
-                between_batches()
         return report
 
     def _ingest_batch(
