@@ -105,6 +105,14 @@ class InboundSmtpConfig(_Section):
     max_concurrent_large_messages: Annotated[int, Field(ge=1)] = 1
     # Beyond this many clients connected at once, new mail is deferred (451).
     max_connections: Annotated[int, Field(ge=1)] = 100
+    # A client that sends nothing for this long while maild waits on it, in a command
+    # or in the middle of a message, is disconnected (RFC 5321 4.5.3.2.7: 5 minutes).
+    # A large message coming slowly but steadily is taken, however long it takes, up
+    # to command_deadline_seconds.
+    idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # The most one command, or one message with its DATA, may take: a client that
+    # trickles bytes holds a connection no longer than this.
+    command_deadline_seconds: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class MailboxConfig(_Section):

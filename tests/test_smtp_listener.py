@@ -108,12 +108,13 @@ def stuffed(raw: bytes) -> bytes:
 
 
 @contextlib.contextmanager
-def listener_of(config: Config, clock: FixedClock, max_message_bytes: int
-                ) -> Iterator[Listening]:
-    """A listener on a free port, taking messages up to `max_message_bytes`."""
+def listener_of(config: Config, clock: FixedClock, max_message_bytes: int,
+                **settings: Any) -> Iterator[Listening]:
+    """A listener on a free port, taking messages up to `max_message_bytes`, with these
+    other [inbound_smtp] `settings`."""
     port = free_port()
     inbound = config.inbound_smtp.model_copy(update={
-        "enabled": True, "port": port, "max_message_bytes": max_message_bytes})
+        "enabled": True, "port": port, "max_message_bytes": max_message_bytes, **settings})
     app = build_app(config.model_copy(update={"inbound_smtp": inbound}), clock)
     results: list[IngestResult] = []
     listener = SmtpListener(app.intake, app.config.inbound_smtp, results.append)
@@ -358,6 +359,112 @@ def test_a_client_gone_in_the_middle_of_data_leaves_nothing(listening: Listening
     # The listener goes on.
     listening.send(make_mail())
     assert [r.outcome for r in listening.results] == ["stored"]
+
+
+def _ready_for_data(wire: Wire) -> None:
+    for line in (b"EHLO client.example", b"MAIL FROM:<ann@customer.example>",
+                 b"RCPT TO:<support@example.com>"):
+        assert wire.command(line) == 250
+
+
+def _closed_by_listener(wire: Wire, within: float) -> bool:
+    """Whether the listener closes the connection within `within` seconds."""
+    wire.connection.settimeout(within)
+    try:
+        return wire.connection.recv(1024) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_large_message_coming_slowly_but_steadily_is_taken(
+    config: Config, clock: FixedClock
+) -> None:
+    """A client on a slow line is silent for no more than a moment at a time, however
+    long its message takes; aiosmtpd alone would end its DATA after one timeout."""
+    raw = make_mail(body="A long report, line after line.\n" * 4000)
+    with listener_of(config, clock, MAX_MESSAGE_BYTES, idle_timeout_seconds=1.0,
+                     command_deadline_seconds=30.0) as listening:
+        wire = listening.wire()
+        _ready_for_data(wire)
+        assert wire.command(b"DATA") == 354
+        data = stuffed(raw)
+        pieces = 8
+        for n in range(pieces):  # 8 pieces, 0.4 s apart: 3 s in all
+            wire.send(data[n * len(data) // pieces:(n + 1) * len(data) // pieces])
+            time.sleep(0.4)
+        assert wire.reply()[0] == 250
+        wire.close()
+    assert [r.outcome for r in listening.results] == ["stored"]
+
+
+def test_a_client_silent_in_the_middle_of_its_message_is_disconnected(
+    config: Config, clock: FixedClock
+) -> None:
+    with listener_of(config, clock, MAX_MESSAGE_BYTES, idle_timeout_seconds=1.0) as listening:
+        wire = listening.wire()
+        _ready_for_data(wire)
+        assert wire.command(b"DATA") == 354
+        wire.send(stuffed(make_mail())[:-20])
+
+        assert _closed_by_listener(wire, within=10)
+        wait_for(lambda: not listening.spool_files(), "the spool file removed")
+        wire.close()
+        assert listening.results == [] and listening.raw_files() == []
+        listening.send(make_mail())  # the listener goes on
+    assert [r.outcome for r in listening.results] == ["stored"]
+
+
+def test_a_client_that_trickles_its_message_is_cut_at_the_deadline(
+    config: Config, clock: FixedClock
+) -> None:
+    """Never silent for long, a byte at a time: the connection is held no longer than
+    command_deadline_seconds."""
+    with listener_of(config, clock, MAX_MESSAGE_BYTES, idle_timeout_seconds=1.0,
+                     command_deadline_seconds=2.0) as listening:
+        wire = listening.wire()
+        _ready_for_data(wire)
+        started = time.monotonic()
+        assert wire.command(b"DATA") == 354
+        closed = False
+        for piece in stuffed(make_mail(body="x" * 400 + "\n"))[:-20]:
+            try:
+                wire.connection.sendall(bytes([piece]))
+            except OSError:
+                closed = True
+                break
+            if _closed_by_listener(wire, within=0.3):
+                closed = True
+                break
+        assert closed and time.monotonic() - started < 10
+        wire.close()
+        wait_for(lambda: not listening.spool_files(), "the spool file removed")
+    assert listening.results == []
+
+
+def test_a_client_waiting_for_its_turn_is_not_taken_for_silent(
+    config: Config, clock: FixedClock
+) -> None:
+    """Large messages are received one at a time: the second client, waiting for its
+    354 while the first sends for 3 s, says nothing meanwhile and must not be cut."""
+    with listener_of(config, clock, MAX_MESSAGE_BYTES, idle_timeout_seconds=1.0,
+                     max_concurrent_large_messages=1) as listening:
+        first, second = listening.wire(), listening.wire()
+        _ready_for_data(first)
+        _ready_for_data(second)
+        assert first.command(b"DATA") == 354  # no SIZE declared: a large message
+        second.send(b"DATA\r\n")  # waits for its turn
+        data = stuffed(make_mail(message_id="<first@customer.example>"))
+        for n in range(6):  # 0.5 s apart: 3 s in all
+            first.send(data[n * len(data) // 6:(n + 1) * len(data) // 6])
+            time.sleep(0.5)
+        assert first.reply()[0] == 250
+        assert second.reply()[0] == 354
+        second.send(stuffed(make_mail(message_id="<second@customer.example>")))
+        assert second.reply()[0] == 250
+        first.close()
+        second.close()
+    assert [r.message_id for r in listening.results] == [
+        "<first@customer.example>", "<second@customer.example>"]
 
 
 def test_8bit_and_smtputf8_mail_is_kept_byte_for_byte(listening: Listening) -> None:

@@ -18,9 +18,10 @@ as the wrong thing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -158,11 +159,17 @@ class SpoolingSMTP(SMTP):
     """aiosmtpd's SMTP with its DATA phase written to a spool file of `raw_store`, and
     handed to the handler's `handle_spooled` instead of `handle_DATA`."""
 
-    def __init__(self, handler: SpooledMessageHandler, raw_store: RawStore,
-                 **settings: Any) -> None:
+    def __init__(self, handler: SpooledMessageHandler, raw_store: RawStore, *,
+                 idle_timeout: float | None = None, **settings: Any) -> None:
+        """`idle_timeout`: how long the client may send nothing while this side waits
+        on it, a message's data included (aiosmtpd's own `timeout` runs from one command
+        to the next, and so ends a large message that comes slowly but steadily)."""
         super().__init__(handler, **settings)
         self.spooled_handler = handler
         self.raw_store = raw_store
+        self.idle_timeout = idle_timeout
+        self.__silence: asyncio.TimerHandle | None = None  # see `__heard`
+        self.__client_waiting = 0  # see `client_waits`
         # Mangled names, here and for the methods: this DATA phase's state never meets
         # an attribute of aiosmtpd's or asyncio's classes (asyncio's flow control has
         # a `_paused` of its own).
@@ -177,7 +184,42 @@ class SpoolingSMTP(SMTP):
         """Header lines written above the message in its spool file."""
         return b""
 
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.__heard()
+
+    def __heard(self) -> None:
+        """The client sent something, or is waited on no longer: its silence counts
+        from now."""
+        if self.idle_timeout is None:
+            return
+        if self.__silence is not None:
+            self.__silence.cancel()
+        self.__silence = self.loop.call_later(self.idle_timeout, self.__silent_too_long)
+
+    def __silent_too_long(self) -> None:
+        if self.__client_waiting:  # on this side: its silence does not count
+            self.__heard()
+            return
+        peer = self.session.peer if self.session is not None else "a client"
+        log.info("inbound SMTP: %s sent nothing for %g s; disconnected", peer,
+                 self.idle_timeout)
+        if self.transport is not None:
+            self.transport.close()
+
+    @contextlib.contextmanager
+    def client_waits(self) -> Iterator[None]:
+        """The client waits on this side meanwhile (for its turn to send a large message,
+        for its message to be stored): its silence does not count."""
+        self.__client_waiting += 1
+        try:
+            yield
+        finally:
+            self.__client_waiting -= 1
+            self.__heard()
+
     def data_received(self, data: bytes) -> None:
+        self.__heard()
         if self.__message is not None:
             rest = self.__message.feed(data)
             if rest is None:
@@ -303,10 +345,14 @@ class SpoolingSMTP(SMTP):
                             else "451 4.3.0 Temporary failure, please try again later")
             return
         # The handler owns the spool from here, even if this session ends meanwhile.
-        answer = await self.spooled_handler.handle_spooled(self, self.session, envelope, spool)
+        with self.client_waits():
+            answer = await self.spooled_handler.handle_spooled(self, self.session, envelope,
+                                                               spool)
         await self.push(answer)
 
     def connection_lost(self, error: Exception | None) -> None:
         self.__message = None  # the DATA being received ends with the connection
         self.__held = None
+        if self.__silence is not None:
+            self.__silence.cancel()
         super().connection_lost(error)

@@ -18,6 +18,7 @@ which bounds how many are read and stored at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -239,7 +240,9 @@ class ListenerSession(SpoolingSMTP):
         if size is not None and size <= SPOOL_BYTES:
             await super().smtp_DATA(arg)
             return
-        async with self.admission.large_turns():
+        async with contextlib.AsyncExitStack() as turn:
+            with self.client_waits():
+                await turn.enter_async_context(self.admission.large_turns())
             await super().smtp_DATA(arg)
 
 
@@ -252,6 +255,10 @@ class ListenerController(Controller):
             "ident": BANNER,
             "data_size_limit": settings.max_message_bytes,
             "enable_SMTPUTF8": True,
+            # aiosmtpd's timeout runs from one command to the next, a message's DATA
+            # whole; the client's silence is timed apart (SpoolingSMTP).
+            "timeout": settings.command_deadline_seconds,
+            "idle_timeout": settings.idle_timeout_seconds,
         }
         super().__init__(handler, hostname=settings.host, port=settings.port,
                          ready_timeout=10)
