@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from maild.channels.imap import reader as reader_module
 from maild.channels.imap.folders import file_away
 from maild.channels.imap.reader import MailboxReader, plan_batches
 from maild.channels.imap.session import MailboxLoginFailed, MailboxUnreachable
@@ -27,7 +28,14 @@ from maild.channels.imap.tokens import (
 from maild.cli import main
 from maild.clock import FixedClock
 from maild.config import parse_config
-from maild.db.models import MailboxState, Message, OutboxMail, QuarantinedMail, Ticket
+from maild.db.models import (
+    MailboxConnection,
+    MailboxState,
+    Message,
+    OutboxMail,
+    QuarantinedMail,
+    Ticket,
+)
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.backoff import Backoff
@@ -333,6 +341,28 @@ def test_idle_picks_up_a_message_appended_by_another_connection(
         imap_account.append(make_mail(subject="Pushed", message_id="<push@customer.example>"))
         wait_for(lambda: tickets(app), "the pushed message to become a ticket", timeout=10)
     assert imap_account.count("Processed") == 1
+
+
+def test_the_reader_says_it_is_connected_only_once_the_database_says_so(
+    reader_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz reads the reader's status, maild_imap_connected the database: whoever
+    sees the first healthy finds the second connected."""
+    said_at_record: list[tuple[str, str]] = []
+    real_record = reader_module.record_connection
+
+    def record(db: Any, clock: Any, name: str, state: str, detail: str | None = None
+               ) -> None:  # notes what the reader said meanwhile, then records for real
+        said_at_record.append((state, running.reader.status.state))
+        real_record(db, clock, name, state, detail)
+
+    monkeypatch.setattr(reader_module, "record_connection", record)
+    running = RunningReader(reader_app)
+    with running:
+        wait_for(lambda: running.reader.status.state == "connected", "the reader to connect")
+        with reader_app.db.transaction() as session:
+            assert session.get(MailboxConnection, "support").state == "connected"
+    assert said_at_record[0] == ("connected", "starting")
 
 
 def test_without_idle_the_folder_is_polled(

@@ -225,8 +225,8 @@ class MailboxReader:
             stop.wait(delay)
 
     def _backing_off(self, fault: str, delay: float) -> None:
-        self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
         record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "backoff", fault)
+        self.status = ReaderStatus("backoff", f"{fault}; trying again in {delay:.1f} s")
 
     def drain_once(self) -> DrainReport:
         """`maild run --once`: everything waiting in the folder now, then log out."""
@@ -261,8 +261,10 @@ class MailboxReader:
                 "IDLE" if idle else f"polling every {self.mailbox.poll_seconds:g} s",
                 report.handled,
             )
-            self.status = ReaderStatus("connected")
+            # Recorded before /healthz says so: whoever sees it healthy finds the mailbox
+            # connected in maild_imap_connected too.
             record_connection(self.intake.db, self.intake.clock, self.mailbox.name, "connected")
+            self.status = ReaderStatus("connected")
             confirm = True
             while (not stop.is_set() and not self._login_expired(session)
                    and self._still_ours()):
