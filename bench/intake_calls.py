@@ -62,7 +62,9 @@ _ROW = re.compile(r"^\s*(\d+)(?:/\d+)?\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(
 def functions(profile: cProfile.Profile) -> Iterator[tuple[str, int, float]]:
     """(file, calls, own seconds) of every function profiled, read from the table pstats
     prints: its only public form that keeps apart functions of the same name
-    (`get_stats_profile` keys them by name alone, merging every `__init__`)."""
+    (`get_stats_profile` keys them by name alone, merging every `__init__`). The table
+    gives times to the millisecond, so a function under half a millisecond counts as
+    none: about 2% of the whole here (3.41 against 3.49 s, 200 conversations)."""
     table = io.StringIO()
     pstats.Stats(profile, stream=table).print_stats()
     for line in table.getvalue().splitlines():
