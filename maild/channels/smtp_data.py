@@ -168,7 +168,8 @@ class SpoolingSMTP(SMTP):
         self.spooled_handler = handler
         self.raw_store = raw_store
         self.idle_timeout = idle_timeout
-        self.__silence: asyncio.TimerHandle | None = None  # see `__heard`
+        self.__heard_at = 0.0  # the loop's time of the client's last byte (see `__heard`)
+        self.__silence: asyncio.TimerHandle | None = None  # see `__watch_silence`
         self.__client_waiting = 0  # see `client_waits`
         # Mangled names, here and for the methods: this DATA phase's state never meets
         # an attribute of aiosmtpd's or asyncio's classes (asyncio's flow control has
@@ -187,19 +188,24 @@ class SpoolingSMTP(SMTP):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.__heard()
+        self.__watch_silence(self.idle_timeout)
 
     def __heard(self) -> None:
         """The client sent something, or is waited on no longer: its silence counts
-        from now."""
-        if self.idle_timeout is None:
-            return
-        if self.__silence is not None:
-            self.__silence.cancel()
-        self.__silence = self.loop.call_later(self.idle_timeout, self.__silent_too_long)
+        from now. Noted only: a message comes in many pieces, and one timer looks."""
+        self.__heard_at = self.loop.time()
 
-    def __silent_too_long(self) -> None:
+    def __watch_silence(self, delay: float | None) -> None:
+        if delay is not None:
+            self.__silence = self.loop.call_later(delay, self.__look_at_silence)
+
+    def __look_at_silence(self) -> None:
+        assert self.idle_timeout is not None
         if self.__client_waiting:  # on this side: its silence does not count
             self.__heard()
+        left = self.__heard_at + self.idle_timeout - self.loop.time()
+        if left > 0:
+            self.__watch_silence(left)
             return
         peer = self.session.peer if self.session is not None else "a client"
         log.info("inbound SMTP: %s sent nothing for %g s; disconnected", peer,
