@@ -161,9 +161,9 @@ class TimedDesk(Desk):
     def arrivals(self, since: float) -> str:
         """When the run's mail reached the sink, from the start of the run: the sink
         names each file by the time it took the mail (maild/channels/sink.py)."""
-        taken = sorted(int(path.name.split(".", 1)[0]) / 1e9 - since
-                       for path in self.sink_dir.glob("*.eml")
-                       if int(path.name.split(".", 1)[0]) / 1e9 >= since)
+        taken = sorted(at - since for at in (int(path.name.split(".", 1)[0]) / 1e9
+                                             for path in self.sink_dir.glob("*.eml"))
+                       if at >= since)
         if not taken:
             return "no mail reached the sink"
         return (f"mails at the sink: the first {taken[0]:.1f} s after the start, half by "
