@@ -15,7 +15,8 @@ from sqlalchemy import Engine, event, select
 from maild.cli import main
 from maild.db.database import Database
 from maild.db.migrate import MIGRATIONS
-from maild.db.models import OutboxMail
+from maild.db.models import OutboxMail, ReceivedRaw
+from maild.db.raw_mail import read_raw
 from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
 from tests.conftest import free_port
@@ -28,6 +29,19 @@ def maild(config_file: Path, *args: str, stdin: bytes | None = None, now: str = 
     """The command line, in-process, as an operator runs it at `now`."""
     return CliRunner().invoke(main, ["--config", str(config_file), *args], input=stdin,
                               env={"MAILD_NOW": now}, catch_exceptions=False)
+
+
+def kept_raw(app: App, sha256: str) -> bytes:
+    """A received message's bytes, wherever maild keeps them (db/raw_mail.py)."""
+    with app.db.reading() as session:
+        return read_raw(session, app.raw_store, sha256)
+
+
+def raw_kept(db: Database, raw_directory: Path) -> int:
+    """How many received messages are kept, in rows or as files (db/raw_mail.py)."""
+    with db.reading() as session:
+        rows = len(session.scalars(select(ReceivedRaw.sha256)).all())
+    return rows + len(list(raw_directory.rglob("*.eml")))
 
 
 def notice_to(app: App, ticket_id: int, address: str = "dan@example.com") -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from maild.db.raw_mail import IN_ROW_BYTES
 from tests.conftest import Sink, using_postgresql
 from tests.helpers import maild
 from tests.mailbuilder import make_mail
@@ -44,9 +45,13 @@ def test_raw_mail_that_cannot_be_kept_is_a_temporary_failure(
 ) -> None:
     (tmp_path / "storage").mkdir()
     (tmp_path / "storage" / "raw").write_text("a file where the raw store should be")
-    result = maild(config_file, "ingest", "-", stdin=make_mail())
+    # Too large for a row of the database: it needs the raw store's files.
+    large = make_mail(body="a line of the log, pasted whole\n" * (IN_ROW_BYTES // 30))
+    result = maild(config_file, "ingest", "-", stdin=large)
     assert result.exit_code == 75
     assert "not stored, try again later: cannot store raw mail" in result.output
+    # A small message is kept in the database, and taken all the same.
+    assert maild(config_file, "ingest", "-", stdin=make_mail()).exit_code == 0
 
 
 def test_unusable_storage_directory_is_a_temporary_failure(
@@ -166,6 +171,7 @@ def test_check_does_not_warn_about_the_local_setup_or_the_default(
 def test_run_once_delivers_what_is_due(config_file: Path, sink: Sink, tmp_path: Path) -> None:
     maild(config_file, "ingest", "-", stdin=make_mail())
     left = tmp_path / "storage" / "raw" / "incoming.4242.1.7.tmp"  # a killed maild's
+    left.parent.mkdir(exist_ok=True)
     left.write_bytes(b"half a batch")
     os.utime(left, (time.time() - 7200, time.time() - 7200))
     result = maild(config_file, "run", "--once")

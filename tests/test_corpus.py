@@ -4,6 +4,7 @@ goes on. Then mail as the world writes it (tests/realmail.py), through a real Do
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from maild.db.models import Message, QuarantinedMail
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, mailbox_toml
-from tests.helpers import show
+from tests.helpers import kept_raw, show
 from tests.realmail import IGNORED, Corpus, Desk, play
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -48,16 +49,15 @@ def test_corpus_file(name: str, corpus_app: App) -> None:
     result = ingest(corpus_app.intake, raw, "corpus")
 
     assert result.outcome == expected["outcome"], result.reason
-    kept = [p for p in (corpus_app.config.storage.dir / "raw").rglob("*.eml")
-            if p.read_bytes() == raw]
-    assert kept, "the raw bytes must be kept, whatever became of the message"
+    sha256 = hashlib.sha256(raw).hexdigest()
+    assert kept_raw(corpus_app, sha256) == raw, "the bytes are kept, whatever became of it"
     with corpus_app.db.transaction() as session:
         held = session.scalars(select(QuarantinedMail)).all()
         stored = session.scalars(select(Message).where(Message.direction == "in")).all()
     if expected["outcome"] in ("quarantined", "ignored"):
         # Set aside: held for an operator, or filed as ignored (automatic mail for no ticket)
         assert [(q.raw_sha256, q.status) for q in held] == [
-            (kept[0].stem, "held" if expected["outcome"] == "quarantined" else "ignored")]
+            (sha256, "held" if expected["outcome"] == "quarantined" else "ignored")]
         assert expected["reason"] in held[0].reason
         assert stored == []
         return

@@ -40,7 +40,7 @@ from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.backoff import Backoff
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
-from tests.helpers import notice_to
+from tests.helpers import kept_raw, notice_to
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_for
@@ -217,7 +217,7 @@ def test_message_over_the_size_limit_is_kept_whole_and_quarantined(
     with app.db.transaction() as session:
         held = session.scalars(select(QuarantinedMail)).one()
         assert "larger than max_message_bytes" in held.reason
-        kept = app.raw_store.get(held.raw_sha256)
+        kept = kept_raw(app, held.raw_sha256)
     client = imap_account.client()
     client.select_folder("Quarantine", readonly=True)
     on_server = next(iter(client.fetch(client.search(), ["BODY.PEEK[]"]).values()))[b"BODY[]"]

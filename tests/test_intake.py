@@ -14,7 +14,7 @@ from maild.runtime.app import App
 from maild.tickets.customers import add_customer
 from maild.tickets.service import set_status
 from maild.tickets.views import get_ticket
-from tests.helpers import notice_to, show, sqlite_plan, statements
+from tests.helpers import kept_raw, notice_to, show, sqlite_plan, statements
 from tests.mailbuilder import make_mail, staff_reply
 
 
@@ -363,7 +363,7 @@ def test_quarantined_message_keeps_its_raw_bytes(app: App) -> None:
     assert result.outcome == "quarantined"
     with app.db.transaction() as session:
         held = session.scalars(select(QuarantinedMail)).one()
-        assert app.raw_store.get(held.raw_sha256) == raw
+        assert kept_raw(app, held.raw_sha256) == raw
         assert held.reason == result.reason
 
 

@@ -3,6 +3,7 @@ the lot, and a message that fails half-way leaves nothing of itself behind."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -10,10 +11,12 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
-from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
+from maild.db.models import Message, OutboxMail, QuarantinedMail, ReceivedRaw, Ticket
+from maild.db.raw_mail import IN_ROW_BYTES, fits_in_row
 from maild.intake.pipeline import intake_batch
 from maild.runtime.app import App
 from tests.conftest import using_postgresql
+from tests.helpers import kept_raw
 from tests.mailbuilder import make_mail
 
 
@@ -73,7 +76,7 @@ def test_a_batch_commits_once_and_a_failure_half_way_leaves_nothing_of_it(app: A
             Message.message_id == "<m2@customer.example>")) is None
         held = session.scalars(select(QuarantinedMail)).one()
         assert "no_such_field" in held.reason
-        assert app.raw_store.get(held.raw_sha256) == mails[2]
+        assert kept_raw(app, held.raw_sha256) == mails[2]
 
 
 def test_nothing_of_a_batch_counts_when_it_does_not_end(app: App) -> None:
@@ -88,36 +91,62 @@ def test_nothing_of_a_batch_counts_when_it_does_not_end(app: App) -> None:
     assert _count(app, OutboxMail) == 0
 
 
-def test_the_files_of_a_batch_are_on_disk_before_its_commit(
+def test_a_batch_keeps_small_mail_in_rows_and_syncs_large_mail_before_its_commit(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The raw mail of a batch is synced together as the batch ends, not file by file,
-    and still before the commit that refers to it; the acknowledgments and notifications
-    it causes are in their outbox rows, written by that commit."""
+    """The small messages of a batch are kept in rows written by its commit, with what
+    refers to them: no file, no sync. A large one is a file, synced as the batch ends and
+    still before the commit that refers to it. The acknowledgments and notifications the
+    batch causes are in their outbox rows, written by that commit."""
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
-    on_disk_at_commit: list[bool] = []
+    large = make_mail("big@customer.example", subject="A long log",
+                      message_id="<big@customer.example>",
+                      body="a line of the log, pasted whole\n" * (IN_ROW_BYTES // 30))
+    assert not fits_in_row(large)
+    small = [make_mail(f"c{n}@customer.example", subject=f"Question {n}",
+                       message_id=f"<m{n}@customer.example>") for n in range(5)]
+    at_commit: list[tuple[dict[str, bytes], list[str], int]] = []
 
     def check(connection: Any) -> None:
         with Session(connection) as session:
-            names = [*session.scalars(select(Message.raw_sha256).where(
-                Message.raw_sha256.is_not(None))),
-                *session.scalars(select(OutboxMail.raw_sha256).where(
-                    OutboxMail.raw_sha256.is_not(None)))]
-            in_rows = session.scalar(select(func.count()).where(OutboxMail.raw.is_not(None)))
-        on_disk_at_commit.append(len(names) == 5 and in_rows == 10 and all(
-            app.raw_store.path_for(name).exists() for name in names))
+            rows = {r.sha256: r.raw for r in session.scalars(select(ReceivedRaw))}
+            files = [name for name in session.scalars(select(Message.raw_sha256).where(
+                Message.raw_sha256.is_not(None))) if app.raw_store.path_for(name).exists()]
+            outbox = session.scalar(select(func.count(OutboxMail.id))) or 0
+        at_commit.append((rows, files, outbox))
 
     with intake_batch(app.intake, "test") as batch:
-        for n in range(5):
-            batch.ingest(make_mail(f"c{n}@customer.example", subject=f"Question {n}",
-                                   message_id=f"<m{n}@customer.example>"))
+        for raw in [*small, large]:
+            batch.ingest(raw)
         assert synced == []
         event.listen(app.db.engine, "commit", check)
-    assert on_disk_at_commit == [True]
-    assert len(synced) == 5  # the 5 messages; their acknowledgments and notifications
-    # are in the database
+    event.remove(app.db.engine, "commit", check)
+
+    rows, files, outbox = at_commit[0]
+    assert rows == {hashlib.sha256(raw).hexdigest(): raw for raw in small}
+    assert files == [hashlib.sha256(large).hexdigest()]
+    assert outbox == 12  # an acknowledgment and a notification each
+    # Only the large message's file, and the notification quoting it, were written, each
+    # synced once; the rest is in the database.
+    written = list(app.raw_store.directory.rglob("*.eml"))
+    assert f"{hashlib.sha256(large).hexdigest()}.eml" in {p.name for p in written}
+    assert len(written) == len(synced) == 2
+
+
+def test_a_duplicate_is_not_kept(app: App) -> None:
+    """A duplicate changes nothing: its bytes, which nothing would refer to, are not kept
+    either, whether they differ from the first copy's or not."""
+    first = make_mail(message_id="<twice@customer.example>", body="First copy.")
+    resent = make_mail(message_id="<twice@customer.example>", body="Sent again, edited.")
+    with intake_batch(app.intake, "test") as batch:
+        assert batch.ingest(first).outcome == "stored"
+        assert batch.ingest(first).outcome == "duplicate"
+        assert batch.ingest(resent).outcome == "duplicate"
+    with app.db.transaction() as session:
+        assert set(session.scalars(select(ReceivedRaw.sha256))) == {
+            hashlib.sha256(first).hexdigest()}
 
 
 def test_a_message_stored_by_another_process_meanwhile_is_a_duplicate(app: App) -> None:

@@ -26,6 +26,7 @@ from maild.intake.pipeline import ingest, intake_batch
 from maild.mail.policy import MailPolicies
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, config_text, mailbox_toml
+from tests.helpers import kept_raw
 from tests.mailbuilder import make_mail
 from tests.test_imap import password_env, reader_for
 
@@ -86,7 +87,7 @@ def test_a_large_mail_from_imap_has_its_attachments_streamed_and_kept_exactly(
         stored = session.scalars(select(Message).where(
             Message.message_id == "<large@customer.example>")).one()
         assert stored.body == "The logs are attached."
-        assert app.raw_store.get(stored.raw_sha256) == raw
+        assert kept_raw(app, stored.raw_sha256) == raw
     assert imap_account.count("INBOX") == 0
 
 

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from maild.db.advisory_locks import lock_key, schema_of
@@ -85,6 +85,27 @@ def test_outgoing_mail_moves_into_its_row_and_back_only_once_sent(database_url: 
         database.dispose()
     assert kept == {"<m1@example.com>": "ab" * 32,
                     "<m2@example.com>": hashlib.sha256(b"queued in its row").hexdigest()}
+
+
+def test_a_downgrade_never_drops_received_mail_kept_in_rows(database_url: str) -> None:
+    """The version before 0025 reads received mail only from files, which a migration
+    cannot write (it does not know the raw store): with rows kept, it refuses."""
+    database = Database(database_url)
+    try:
+        upgrade(database)
+        with database.engine.begin() as connection:
+            connection.execute(text("INSERT INTO raw_mail (sha256, raw) VALUES (:s, :r)"),
+                               {"s": "ab" * 32, "r": b"From: ann@customer.example\r\n"})
+        with pytest.raises(RuntimeError, match="1 received message"):
+            downgrade(database, "0024")
+        with database.engine.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM raw_mail")).scalar() == 1
+            connection.execute(text("DELETE FROM raw_mail"))
+        downgrade(database, "0024")
+        with database.engine.connect() as connection:
+            assert "raw_mail" not in inspect(connection).get_table_names()
+    finally:
+        database.dispose()
 
 
 def test_the_newest_migration_file_is_alembics_head() -> None:

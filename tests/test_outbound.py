@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 from maild.clock import FixedClock
 from maild.config import Config
 from maild.db.models import OutboxMail
+from maild.db.raw_mail import IN_ROW_BYTES
 from maild.intake.pipeline import ingest
 from maild.mail.policy import MailPolicies
 from maild.outbound.compose import (
@@ -26,7 +27,6 @@ from maild.outbound.compose import (
     render_mail,
     tag_subject,
 )
-from maild.outbound.outbox import INLINE_BYTES
 from maild.runtime.app import App, build_app
 from maild.tickets.customers import add_customer
 from tests.conftest import Sink, free_port
@@ -278,7 +278,7 @@ def _large_relay(app: App) -> tuple[int, bytes]:
     """A ticket whose SE reply carries an attachment too large for an outbox row."""
     ticket_id = ingest(app.intake, make_mail(), "test").ticket_id
     assert ticket_id is not None
-    report = bytes(range(256)) * (INLINE_BYTES // 256 + 1)
+    report = bytes(range(256)) * (IN_ROW_BYTES // 256 + 1)
     reply = email.message_from_bytes(
         make_mail(sender="dan@example.com", subject=f"Re: [#{ticket_id}]",
                   message_id="<dan-big@example.com>", in_reply_to="<first@customer.example>",
@@ -302,7 +302,7 @@ def test_small_mail_is_kept_in_its_row_and_large_mail_in_the_raw_store(
     assert ack_raw is not None and ack_file is None
     relay_raw, relay_file, relay_id = rows["reply"]
     assert relay_raw is None and relay_file is not None
-    assert len(app.raw_store.get(relay_file)) > INLINE_BYTES
+    assert len(app.raw_store.get(relay_file)) > IN_ROW_BYTES
 
     assert app.sender.deliver_due().sent == 2
 

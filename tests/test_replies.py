@@ -9,7 +9,7 @@ from maild.db.models import Message
 from maild.intake.pipeline import ingest
 from maild.intake.replies import REPLY_SEARCH_CHARS, new_text
 from maild.runtime.app import App
-from tests.helpers import show
+from tests.helpers import kept_raw, show
 from tests.mailbuilder import make_mail
 
 CASES = {
@@ -113,8 +113,8 @@ def test_a_huge_text_body_is_stored_whole_with_its_reply_extracted(app: App) -> 
     with app.db.transaction() as session:
         kept = {row.message_id: row.raw_sha256 for row in session.execute(
             select(Message.message_id, Message.raw_sha256))}
-    assert app.raw_store.get(kept["<quoted@customer.example>"] or "") == raw
-    assert app.raw_store.get(kept["<pasted@customer.example>"] or "") == raw_pasted
+    assert kept_raw(app, kept["<quoted@customer.example>"] or "") == raw
+    assert kept_raw(app, kept["<pasted@customer.example>"] or "") == raw_pasted
 
 
 def test_a_from_line_is_a_header_block_only_with_its_sent_or_date_line_below_it() -> None:

@@ -28,7 +28,7 @@ from maild.db.models import Message
 from maild.intake.pipeline import IngestResult
 from maild.runtime.app import App, build_app
 from tests.conftest import Sink, free_port, using_postgresql
-from tests.helpers import show
+from tests.helpers import kept_raw, raw_kept, show
 from tests.mailbuilder import make_mail
 from tests.waiting import wait_for
 
@@ -56,13 +56,13 @@ class Listening:
             stored = session.scalars(
                 select(Message).where(Message.message_id == message_id)).one()
             assert stored.raw_sha256 is not None
-            return self.app.raw_store.get(stored.raw_sha256)
+            return kept_raw(self.app, stored.raw_sha256)
 
     def spool_files(self) -> list[Path]:
         return list((self.app.raw_store.directory / "spool").glob("*"))
 
-    def raw_files(self) -> list[Path]:
-        return list(self.app.raw_store.directory.rglob("*.eml"))
+    def raw_kept(self) -> int:
+        return raw_kept(self.app.db, self.app.raw_store.directory)
 
 
 class Wire:
@@ -170,8 +170,8 @@ def test_stopping_finishes_the_message_in_hand(listening: Listening) -> None:
     blocker = _stall_the_database(listening.app)
     sender = threading.Thread(target=listening.send, args=(make_mail(),))
     sender.start()
-    # The raw mail is kept before the database is written.
-    wait_for(listening.raw_files, "the message in the intake", timeout=10)
+    wait_for(lambda: listening.listener.handler.in_flight, "the message in the intake",
+             timeout=10)
 
     stopping = threading.Thread(target=listening.listener.stop)
     stopping.start()
@@ -340,7 +340,7 @@ def test_refused_data_leaves_nothing_and_the_connection_usable(
         client.rcpt("support@example.com")
         assert client.data(make_mail())[0] == 250
     assert [r.outcome for r in listening.results] == ["stored"]
-    assert len(listening.raw_files()) == 1
+    assert listening.raw_kept() == 1
     assert listening.spool_files() == []
 
 
@@ -355,7 +355,7 @@ def test_a_client_gone_in_the_middle_of_data_leaves_nothing(listening: Listening
 
     wait_for(lambda: not listening.spool_files(), "the spool file removed")
     assert listening.results == []
-    assert listening.raw_files() == []
+    assert listening.raw_kept() == 0
     # The listener goes on.
     listening.send(make_mail())
     assert [r.outcome for r in listening.results] == ["stored"]
@@ -409,7 +409,7 @@ def test_a_client_silent_in_the_middle_of_its_message_is_disconnected(
         assert _closed_by_listener(wire, within=10)
         wait_for(lambda: not listening.spool_files(), "the spool file removed")
         wire.close()
-        assert listening.results == [] and listening.raw_files() == []
+        assert listening.results == [] and listening.raw_kept() == 0
         listening.send(make_mail())  # the listener goes on
     assert [r.outcome for r in listening.results] == ["stored"]
 

@@ -31,6 +31,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from maild.channels.smtp_data import SpoolingSMTP
 from maild.config import InboundSmtpConfig
+from maild.db.raw_mail import IN_ROW_BYTES
 from maild.db.rawstore import SpoolFile
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.pipeline import IngestResult, Intake, intake_batch
@@ -93,9 +94,17 @@ def delivered_to(recipients: Iterable[str]) -> bytes:
 
 
 def take(intake: Intake, spool: SpoolFile) -> IngestResult:
-    """Hand one received message to the intake: its spool file kept as its raw mail, and
-    read from there, a large one in parts (`ingest_stored`). Raises TemporaryError only
-    when nothing could be kept."""
+    """Hand one received message to the intake. A small one is read from its spool file
+    and kept in a row of the database (db/raw_mail.py); a larger one's spool file is kept
+    as its raw mail and read from there, a large one in parts (`ingest_stored`). Raises
+    TemporaryError only when nothing could be kept."""
+    if spool.size <= IN_ROW_BYTES:
+        try:
+            raw = spool.read()
+        finally:
+            spool.discard()
+        with intake_batch(intake, "smtp") as batch:
+            return batch.ingest(raw)
     try:
         raw_sha256 = spool.keep()
     finally:
@@ -103,8 +112,8 @@ def take(intake: Intake, spool: SpoolFile) -> IngestResult:
     with intake_batch(intake, "smtp") as batch:
         if spool.size > SPOOL_BYTES:
             return batch.ingest_stored(raw_sha256)
-        # Parsed whole, which for small mail costs less than the pass over its parts
-        # (a tenth of its intake); storing it again is free, it is already there.
+        # Parsed whole, which for mail of this size costs less than the pass over its
+        # parts (a tenth of its intake); storing it again is free, it is already there.
         try:
             raw = intake.raw_store.get(raw_sha256)
         except OSError as exc:
@@ -145,6 +154,12 @@ class IntakeHandler:
         self.on_stored = on_stored
         self._in_flight = 0
         self._idle = threading.Condition()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received whole and not yet answered: being stored."""
+        with self._idle:
+            return self._in_flight
 
     def wait_until_idle(self, timeout: float) -> bool:
         with self._idle:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from maild.cli.context import (
     EX_DATAERR,
@@ -16,6 +18,7 @@ from maild.cli.context import (
     print_json,
 )
 from maild.errors import NotFound, PermanentError, TemporaryError
+from maild.runtime.app import App
 
 
 @click.group()
@@ -35,7 +38,7 @@ def quarantine_list(obj: Context, everything: bool, ignored: bool, as_json: bool
 
     status = "ignored" if ignored else "held"
     entries = obj.read(lambda app, session: [
-        entry_json(app.raw_store, e)
+        entry_json(session, app.raw_store, e)
         for e in held(session, everything=everything, status=status)])
     if as_json:
         print_json(entries)
@@ -59,15 +62,22 @@ def quarantine_list(obj: Context, everything: bool, ignored: bool, as_json: bool
 @click.pass_obj
 @handles_errors
 def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> None:
+    from maild.db.raw_mail import read_raw
     from maild.intake.quarantine import entry_json, get_entry
 
-    data = obj.read(lambda app, session: entry_json(app.raw_store, get_entry(
-        session, known_id(entry_id, f"there is no quarantined message {entry_id}"))))
-    if raw:
+    def shown(app: App, session: Session) -> tuple[dict[str, Any], bytes | None]:
+        missing = f"there is no quarantined message {entry_id}"
+        entry = get_entry(session, known_id(entry_id, missing))
+        if not raw:
+            return entry_json(session, app.raw_store, entry), None
         try:
-            sys.stdout.buffer.write(obj.app().raw_store.get(data["raw_sha256"]))
+            return {}, read_raw(session, app.raw_store, entry.raw_sha256)
         except OSError as exc:
             raise PermanentError(f"raw message missing from storage: {exc.strerror}") from None
+
+    data, raw_bytes = obj.read(shown)
+    if raw_bytes is not None:
+        sys.stdout.buffer.write(raw_bytes)
         return
     if as_json:
         print_json(data)
@@ -75,7 +85,8 @@ def quarantine_show(obj: Context, entry_id: int, as_json: bool, raw: bool) -> No
     click.echo(f"quarantined message {data['id']}, {data['status']}")
     click.echo(f"reason: {data['reason']}")
     click.echo(f"received {data['received_at']} through {data['channel']}, "
-               f"{data['size'] if data['size'] is not None else '?'} bytes at {data['raw_path']}")
+               f"{data['size'] if data['size'] is not None else '?'} bytes "
+               f"{'at ' + data['raw_path'] if data['raw_path'] else 'in the database'}")
     for name, value in data["headers"].items():
         click.echo(f"{name}: {value}")
     if data["replays"]:

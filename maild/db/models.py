@@ -255,6 +255,17 @@ class Message(Base):
     outbox: Mapped[OutboxMail | None] = relationship(back_populates="message", uselist=False)
 
 
+class ReceivedRaw(Base):
+    """A received message's bytes, when small enough to live in a row (raw_mail.py): named
+    by their SHA-256, like the raw store's files, and written in the transaction of the
+    message or quarantine entry that refers to them."""
+
+    __tablename__ = "raw_mail"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class OutboxMail(Base):
     """A mail to deliver, written in the same transaction as the change that caused it."""
 
@@ -276,7 +287,7 @@ class OutboxMail(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
-    # The mail's bytes: in the row when small (outbox.INLINE_BYTES: an acknowledgment, a
+    # The mail's bytes: in the row when small (raw_mail.IN_ROW_BYTES: an acknowledgment, a
     # notification), else a file of the raw store named by its SHA-256.
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -250,6 +250,12 @@ class SpoolFile:
         self._digest.update(data)
         self.size += len(data)
 
+    def read(self) -> bytes:
+        """What was written so far (a message small enough to be kept elsewhere)."""
+        assert self._handle is not None, "read after it was kept or discarded"
+        self.store._guarded(self._handle.flush)
+        return self.store._guarded(self.path.read_bytes)
+
     def keep(self) -> str:
         """Make the file durable at the name of its SHA-256, which is returned."""
         assert self._handle is not None, "kept after it was kept or discarded"

@@ -1,10 +1,11 @@
 """One intake path for every channel: parse, then the STAGES below.
 
-The raw bytes are stored first, and on disk before the batch they came in commits;
-everything after that happens in the database transaction of that batch, outbox mail
-included, each message in a savepoint of its own. A message that cannot be processed
-is quarantined with its reason, within the same batch, and never stops the caller or
-the messages after it.
+The raw bytes are kept whatever becomes of the message: a small message's in a row
+written with its batch (db/raw_mail.py), a large one's in a file on disk before its
+batch commits. Everything else happens in the database transaction of that batch,
+outbox mail included, each message in a savepoint of its own. A message that cannot be
+processed is quarantined with its reason, within the same batch, and never stops the
+caller or the messages after it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from maild.db.database import Database
 from maild.db.faults import is_outage
 from maild.db.fulltext import index_new_messages
 from maild.db.models import Message, OutboxMail, QuarantinedMail
+from maild.db.raw_mail import fits_in_row, keep_rows
 from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
 from maild.intake.apply import apply
@@ -63,7 +65,7 @@ class Intake:
     config: Config
     clock: Clock
     db: Database
-    raw_store: RawStore  # every message's bytes, kept before anything else happens
+    raw_store: RawStore  # large messages' bytes, on disk before anything else happens
     attachment_store: RawStore  # attachments, each by its content's hash
     parser: ParserProcess  # parses a batch's mail ahead, in a second process if enabled
     sla: SlaClocks
@@ -228,6 +230,8 @@ class IntakeBatch:
         self.mailbox = mailbox
         self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
         self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
+        # The small messages' bytes, by SHA-256, written in rows as the batch ends.
+        self.in_rows: dict[str, bytes] = {}
 
     def parse_ahead(self, raws: Sequence[bytes]) -> None:
         """These messages come next in this batch: have the parser process start on
@@ -254,13 +258,18 @@ class IntakeBatch:
         the database is away; this message is then left as if never seen, and the
         messages before it in the batch may still be committed."""
         started = time.monotonic()
-        raw_sha256 = self.intake.raw_store.put(raw)
+        in_row = fits_in_row(raw)
+        raw_sha256 = hashlib.sha256(raw).hexdigest() if in_row else self.intake.raw_store.put(raw)
         ahead = self._ahead.pop(raw_sha256, None)
         if ahead is not None:
-            return self._take(raw_sha256, started,
-                              lambda: self.intake.parser.result(ahead, raw, raw_sha256))
-        return self._take(raw_sha256, started,
-                          lambda: parse(raw, self.intake.parser.policy, raw_sha256=raw_sha256))
+            result = self._take(raw_sha256, started,
+                                lambda: self.intake.parser.result(ahead, raw, raw_sha256))
+        else:
+            result = self._take(raw_sha256, started, lambda: parse(
+                raw, self.intake.parser.policy, raw_sha256=raw_sha256))
+        if in_row and result.outcome != "duplicate":  # a duplicate's bytes are not kept
+            self.in_rows[raw_sha256] = raw
+        return result
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
@@ -337,8 +346,9 @@ def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
                  ) -> Iterator[IntakeBatch]:
     """One transaction for many messages, each in a savepoint of its own: one bad
     message is quarantined alone, and the batch costs one commit. Nothing of the batch
-    counts until the block ends without an exception. The files it stores are made
-    durable together as it ends, before the commit that refers to them."""
+    counts until the block ends without an exception. The small messages' rows are
+    written as it ends; the files it stores are made durable together then, before the
+    commit that refers to them."""
     with intake.db.transaction() as session, intake.raw_store.batch(), \
             intake.attachment_store.batch():
         batch = IntakeBatch(intake, session, channel, mailbox)
@@ -346,6 +356,7 @@ def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
             yield batch
         finally:
             batch.forget_ahead()
+        keep_rows(session, batch.in_rows)
         # Searchable as soon as stored: the batch's messages are indexed in its
         # transaction, in one statement for all of them.
         index_new_messages(session)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.db.models import QuarantinedMail
+from maild.db.raw_mail import raw_file, raw_size, read_raw
 from maild.db.rawstore import RawStore
 from maild.errors import NotFound, PermanentError
 from maild.intake.pipeline import IngestResult, Intake, ingest
@@ -53,16 +54,15 @@ def get_entry(session: Session, entry_id: int) -> QuarantinedMail:
     return entry
 
 
-def headers_preview(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, str]:
+def headers_preview(session: Session, raw_store: RawStore, entry: QuarantinedMail
+                    ) -> dict[str, str]:
     """From, To, Subject, Date and Message-ID as the sender wrote them, for a quick look.
 
     Read leniently from the head of the raw bytes: a message in quarantine may well be
     one that the full parser chokes on.
     """
-    path = raw_store.path_for(entry.raw_sha256)
     try:
-        with path.open("rb") as handle:
-            head = handle.read(PREVIEW_BYTES)
+        head = read_raw(session, raw_store, entry.raw_sha256, at_most=PREVIEW_BYTES)
     except OSError as exc:
         return {"error": f"raw message missing from storage: {exc.strerror}"}
     head = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
@@ -78,8 +78,11 @@ def headers_preview(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, st
     return preview
 
 
-def entry_json(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, Any]:
-    path = raw_store.path_for(entry.raw_sha256)
+def entry_json(session: Session, raw_store: RawStore, entry: QuarantinedMail
+               ) -> dict[str, Any]:
+    """`raw_path` is None for a message kept in the database (`quarantine show --raw`
+    writes out its bytes wherever they are)."""
+    path = raw_file(session, raw_store, entry.raw_sha256)
     return {
         "id": entry.id,
         "status": entry.status,
@@ -87,13 +90,13 @@ def entry_json(raw_store: RawStore, entry: QuarantinedMail) -> dict[str, Any]:
         "channel": entry.channel,
         "received_at": entry.received_at.isoformat(),
         "raw_sha256": entry.raw_sha256,
-        "raw_path": str(path),
-        "size": path.stat().st_size if path.exists() else None,
+        "raw_path": str(path) if path is not None else None,
+        "size": raw_size(session, raw_store, entry.raw_sha256),
         "replays": entry.replays or 0,
         "replayed_at": entry.replayed_at.isoformat() if entry.replayed_at else None,
         "released_at": entry.released_at.isoformat() if entry.released_at else None,
         "outcome": entry.outcome,
-        "headers": headers_preview(raw_store, entry),
+        "headers": headers_preview(session, raw_store, entry),
     }
 
 
@@ -109,14 +112,14 @@ def replay(intake: Intake, entry_id: int) -> Replayed:
         entry = get_entry(session, entry_id)
         if entry.status != "held":
             raise PermanentError(f"quarantined message {entry_id} was already {entry.status}")
-        sha256, channel = entry.raw_sha256, entry.channel
-    try:
-        raw = intake.raw_store.get(sha256)
-    except OSError as exc:
-        raise PermanentError(
-            f"quarantined message {entry_id}: its raw bytes are missing from storage "
-            f"({exc.strerror}); restore {intake.raw_store.path_for(sha256)} first"
-        ) from None
+        channel = entry.channel
+        try:
+            raw = read_raw(session, intake.raw_store, entry.raw_sha256)
+        except OSError as exc:
+            raise PermanentError(
+                f"quarantined message {entry_id}: its raw bytes are missing from storage "
+                f"({exc.strerror}); restore "
+                f"{intake.raw_store.path_for(entry.raw_sha256)} first") from None
     result = ingest(intake, raw, channel, _mailbox_of(intake.config, channel))
     now = intake.clock.now()
     with intake.db.transaction() as session:

@@ -9,13 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.db.models import Message, OutboxMail
+from maild.db.raw_mail import fits_in_row
 from maild.db.rawstore import RawStore
 from maild.outbound.compose import OutgoingMail
 from maild.tickets.conversation import sent_as
-
-# Mail up to this size is kept in its outbox row, written with the change that caused
-# it; larger mail (a relayed reply with its attachments) is a file of the raw store.
-INLINE_BYTES = 256 * 1024
 
 
 def mail_bytes(raw: bytes | None, raw_sha256: str | None, raw_store: RawStore) -> bytes:
@@ -31,8 +28,10 @@ def queue_mail(
     session: Session, raw_store: RawStore, raw: bytes, mail: OutgoingMail, *, purpose: str,
     now: datetime, ticket_id: int | None = None, message: Message | None = None,
 ) -> OutboxMail:
-    """`mail` in the outbox, as `raw`, its bytes."""
-    inline = len(raw) <= INLINE_BYTES
+    """`mail` in the outbox, as `raw`, its bytes: in its row, written with the change that
+    caused it, unless it is too large (a relayed reply with its attachments), then in a
+    file of the raw store."""
+    inline = fits_in_row(raw)
     row = OutboxMail(
         ticket_id=ticket_id,
         purpose=purpose,

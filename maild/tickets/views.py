@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from maild.db.models import Message, Ticket
+from maild.db.raw_mail import read_raw
 from maild.db.rawstore import RawStore
 from maild.errors import NotFound
 from maild.intake.commands import command_lines
@@ -187,18 +188,18 @@ class WholeTexts:
         self._kept: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def of(self, raw_sha256: str) -> str | None:
+    def of(self, session: Session, raw_sha256: str) -> str | None:
         """None for mail too large to read on a page view, and for raw mail that is gone or
         cannot be read (the stored text then stands alone)."""
         with self._lock:
             if raw_sha256 in self._kept:
                 self._kept.move_to_end(raw_sha256)
                 return self._kept[raw_sha256]
-        path = self.raw_store.path_for(raw_sha256)
         try:
-            if path.stat().st_size > QUOTED_HISTORY_MAX_BYTES:
-                return None
-            whole: str | None = whole_text(path.read_bytes(), self.policy)
+            raw = read_raw(session, self.raw_store, raw_sha256,
+                           at_most=QUOTED_HISTORY_MAX_BYTES + 1)
+            whole: str | None = (whole_text(raw, self.policy)
+                                 if len(raw) <= QUOTED_HISTORY_MAX_BYTES else None)
         except Exception:  # hostile or lost raw mail costs the fold, never the page
             whole = None
         if whole is None or len(whole) <= self.KEPT_CHARS:
@@ -209,15 +210,15 @@ class WholeTexts:
         return whole
 
 
-def thread(ticket: Ticket, whole_texts: WholeTexts) -> list[ThreadEntry]:
-    return [ThreadEntry(m, _quoted(whole_texts, m)) for m in ticket.messages]
+def thread(session: Session, ticket: Ticket, whole_texts: WholeTexts) -> list[ThreadEntry]:
+    return [ThreadEntry(m, _quoted(session, whole_texts, m)) for m in ticket.messages]
 
 
-def _quoted(whole_texts: WholeTexts, message: Message) -> str | None:
+def _quoted(session: Session, whole_texts: WholeTexts, message: Message) -> str | None:
     """A received mail's whole text, when it is more than the text stored."""
     if message.raw_sha256 is None or message.direction != "in":
         return None
-    whole = whole_texts.of(message.raw_sha256)
+    whole = whole_texts.of(session, message.raw_sha256)
     return whole if whole is not None and whole.strip() != message.body.strip() else None
 def ticket_text(data: dict[str, Any], zone: ZoneInfo) -> str:
     """`tickets show`: the ticket from its JSON, then its messages, oldest first."""

@@ -125,7 +125,7 @@ class Pages:
         now = self.app.clock.now()
         with self.app.db.reading() as session:
             ticket = get_ticket(session, ticket_id)
-            entries = thread(ticket, self._whole_texts)
+            entries = thread(session, ticket, self._whole_texts)
         return self._render("ticket.html.j2", ticket=ticket, entries=entries,
                             tier=tier(ticket), due=due(ticket),
                             countdown=countdown(due(ticket), now)
