@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from maild.db.raw_mail import IN_ROW_BYTES, raw_file, raw_size, read_raw
+from maild.db.raw_mail import IN_ROW_BYTES, raw_place, read_raw
 from maild.intake.pipeline import ingest
 from maild.runtime.app import App
 from maild.tickets.views import WholeTexts
@@ -33,10 +33,9 @@ def test_a_small_message_is_read_from_its_row_and_an_older_one_from_its_file(
         assert read_raw(session, app.raw_store, in_file) == older
         assert read_raw(session, app.raw_store, in_row, at_most=9) == REPLY[:9]
         assert read_raw(session, app.raw_store, in_file, at_most=9) == older[:9]
-        assert (raw_size(session, app.raw_store, in_row),
-                raw_size(session, app.raw_store, in_file)) == (len(REPLY), len(older))
-        assert raw_file(session, app.raw_store, in_row) is None
-        assert raw_file(session, app.raw_store, in_file) == app.raw_store.path_for(in_file)
+        assert raw_place(session, app.raw_store, in_row) == (None, len(REPLY))
+        assert raw_place(session, app.raw_store, in_file) == (
+            app.raw_store.path_for(in_file), len(older))
     assert not app.raw_store.path_for(in_row).exists()
 
 
@@ -45,7 +44,7 @@ def test_a_message_kept_nowhere_is_said_missing(app: App) -> None:
     with app.db.reading() as session:
         with pytest.raises(FileNotFoundError):
             read_raw(session, app.raw_store, gone)
-        assert raw_size(session, app.raw_store, gone) is None
+        assert raw_place(session, app.raw_store, gone) == (app.raw_store.path_for(gone), None)
         assert WholeTexts(app.raw_store, app.parser.policy).of(session, gone) is None
 
 

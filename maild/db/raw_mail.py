@@ -51,19 +51,15 @@ def read_raw(session: Session, files: RawStore, sha256: str, *,
         return handle.read(at_most)
 
 
-def raw_size(session: Session, files: RawStore, sha256: str) -> int | None:
-    """Its size in bytes; None when it is in neither place."""
+def raw_place(session: Session, files: RawStore, sha256: str) -> tuple[Path | None, int | None]:
+    """The file the message is kept in (None for a row) and its size in bytes (None when
+    it is in neither place)."""
     size = session.scalar(
         select(func.length(ReceivedRaw.raw)).where(ReceivedRaw.sha256 == sha256))
     if size is not None:
-        return int(size)
+        return None, int(size)
+    path = files.path_for(sha256)
     try:
-        return files.path_for(sha256).stat().st_size
+        return path, path.stat().st_size
     except OSError:
-        return None
-
-
-def raw_file(session: Session, files: RawStore, sha256: str) -> Path | None:
-    """The file it is kept in; None for a message kept in its row."""
-    in_row = session.scalar(select(ReceivedRaw.sha256).where(ReceivedRaw.sha256 == sha256))
-    return None if in_row is not None else files.path_for(sha256)
+        return path, None

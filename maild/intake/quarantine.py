@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.db.models import QuarantinedMail
-from maild.db.raw_mail import raw_file, raw_size, read_raw
+from maild.db.raw_mail import raw_place, read_raw
 from maild.db.rawstore import RawStore
 from maild.errors import NotFound, PermanentError
 from maild.intake.pipeline import IngestResult, Intake, ingest
@@ -82,7 +82,7 @@ def entry_json(session: Session, raw_store: RawStore, entry: QuarantinedMail
                ) -> dict[str, Any]:
     """`raw_path` is None for a message kept in the database (`quarantine show --raw`
     writes out its bytes wherever they are)."""
-    path = raw_file(session, raw_store, entry.raw_sha256)
+    path, size = raw_place(session, raw_store, entry.raw_sha256)
     return {
         "id": entry.id,
         "status": entry.status,
@@ -91,7 +91,7 @@ def entry_json(session: Session, raw_store: RawStore, entry: QuarantinedMail
         "received_at": entry.received_at.isoformat(),
         "raw_sha256": entry.raw_sha256,
         "raw_path": str(path) if path is not None else None,
-        "size": raw_size(session, raw_store, entry.raw_sha256),
+        "size": size,
         "replays": entry.replays or 0,
         "replayed_at": entry.replayed_at.isoformat() if entry.replayed_at else None,
         "released_at": entry.released_at.isoformat() if entry.released_at else None,
