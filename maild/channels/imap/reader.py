@@ -415,7 +415,9 @@ class MailboxReader:
                             continue  # expunged by someone else since the search
                         results.append((uid, intake.ingest_stored(raw_sha256)))
                         continue
-                    data = fetched.pop(uid, None)  # dropped as soon as it is stored
+                    # Held until it is stored; a small message's bytes until the batch
+                    # writes its rows (at most batch_bytes in all).
+                    data = fetched.pop(uid, None)
                     if data is None or b"BODY[]" not in data:
                         continue  # expunged by someone else since the search
                     raw = data[b"BODY[]"]
