@@ -228,7 +228,8 @@ class IntakeBatch:
         self.session = session
         self.channel = channel
         self.mailbox = mailbox
-        self._ahead: dict[str, Future[Verdict]] = {}  # by SHA-256, see `parse_ahead`
+        # Each message handed to `parse_ahead`, by its bytes: its SHA-256 and its parsing.
+        self._ahead: dict[bytes, tuple[str, Future[Verdict]]] = {}
         self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
         # The small messages' bytes, by SHA-256, written in rows as the batch ends.
         self.in_rows: dict[str, bytes] = {}
@@ -240,16 +241,16 @@ class IntakeBatch:
         if len(raws) < 2:
             return
         for raw in raws:
-            raw_sha256 = hashlib.sha256(raw).hexdigest()
-            if raw_sha256 not in self._ahead:
+            if raw not in self._ahead:
+                raw_sha256 = hashlib.sha256(raw).hexdigest()
                 future = self.intake.parser.submit(raw, raw_sha256)
                 if future is None:
                     return
-                self._ahead[raw_sha256] = future
+                self._ahead[raw] = (raw_sha256, future)
 
     def forget_ahead(self) -> None:
         """Stop parsing what the batch will not take (a stop, a fault part-way)."""
-        for future in self._ahead.values():
+        for _, future in self._ahead.values():
             future.cancel()
         self._ahead.clear()
 
@@ -259,11 +260,14 @@ class IntakeBatch:
         messages before it in the batch may still be committed."""
         started = time.monotonic()
         in_row = fits_in_row(raw)
-        raw_sha256 = hashlib.sha256(raw).hexdigest() if in_row else self.intake.raw_store.put(raw)
-        ahead = self._ahead.pop(raw_sha256, None)
+        filed = None if in_row else self.intake.raw_store.put(raw)  # on disk first
+        ahead = self._ahead.pop(raw, None)  # hashed already, when parsed ahead
+        raw_sha256 = filed or (ahead[0] if ahead is not None
+                               else hashlib.sha256(raw).hexdigest())
         if ahead is not None:
+            parsing = ahead[1]
             result = self._take(raw_sha256, started,
-                                lambda: self.intake.parser.result(ahead, raw, raw_sha256))
+                                lambda: self.intake.parser.result(parsing, raw, raw_sha256))
         else:
             result = self._take(raw_sha256, started, lambda: parse(
                 raw, self.intake.parser.policy, raw_sha256=raw_sha256))
