@@ -2,7 +2,7 @@
 
 The intake wrote every received message to a file of the raw store, named by its SHA-256,
 created, synced and renamed before its batch committed: a fifth to a third of the
-intake's time (bench/README.md). A message of up to 256 KB is now a row of `raw_mail`,
+intake's time (bench/README.md). A message of up to 128 KB is now a row of `raw_mail`,
 written in its batch's transaction; larger ones stay files. Nothing is moved: mail
 received before stays in its file, where readers still find it.
 
