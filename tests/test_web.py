@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from maild.channels.smtp_listener import who_listens
 from tests.conftest import Sink, free_port, mailbox_toml
 from tests.dovecot import Dovecot
 from tests.mailbuilder import make_mail
@@ -110,6 +111,9 @@ def test_metrics_count_what_this_process_did_and_read_the_desk_from_the_database
                    env={"MAILD_NOW": EARLIER})
     desk.start()
     try:
+        # The web part answers first: the listener may still be starting.
+        wait_for(lambda: who_listens("127.0.0.1", smtp_port) == "in use by a running maild",
+                 "the listener", timeout=60)
         mails = [make_mail(subject=f"Question {n}", message_id=f"<q{n}@customer.example>")
                  for n in (1, 2, 3)]
         mails.append(mails[0])  # a duplicate
