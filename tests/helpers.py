@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, text
 
 from maild.cli import main
 from maild.db.database import Database
@@ -19,7 +19,7 @@ from maild.db.models import OutboxMail, ReceivedRaw
 from maild.db.raw_mail import read_raw
 from maild.runtime.app import App, build_app
 from maild.tickets.views import get_ticket, ticket_json
-from tests.conftest import free_port
+from tests.conftest import free_port, using_postgresql
 
 # Monday 23 November 2026, 10:00 in Los Angeles: the start of every story.
 NOW = "2026-11-23T10:00:00-08:00"
@@ -143,3 +143,24 @@ def sqlite_plan(engine: Engine, statement: str, parameters: Any) -> list[str]:
     with engine.connect() as connection:
         return [row[3] for row in connection.exec_driver_sql(
             f"EXPLAIN QUERY PLAN {statement}", parameters)]
+
+
+def refusing_acknowledgments_of(app: App, subject: str) -> App:
+    """The database refuses the acknowledgment of the ticket with `subject` (a trigger,
+    as a real refusal): the failure comes as the rows of that ticket and its message are
+    written, with the acknowledgment's."""
+    with app.db.engine.begin() as connection:
+        if using_postgresql():
+            connection.execute(text(
+                "CREATE FUNCTION refuse_ack() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.kind = 'system' AND NEW.subject LIKE '%{subject}' THEN RAISE "
+                "EXCEPTION 'no_such_field' USING ERRCODE = '23514'; END IF; RETURN NEW; "
+                "END $$ LANGUAGE plpgsql"))
+            connection.execute(text("CREATE TRIGGER refuse_ack BEFORE INSERT ON messages "
+                                    "FOR EACH ROW EXECUTE FUNCTION refuse_ack()"))
+        else:
+            connection.execute(text(
+                "CREATE TRIGGER refuse_ack BEFORE INSERT ON messages "
+                f"WHEN NEW.kind = 'system' AND NEW.subject LIKE '%{subject}' "
+                "BEGIN SELECT RAISE(ABORT, 'no_such_field'); END"))
+    return app

@@ -40,7 +40,7 @@ from maild.intake.pipeline import ingest
 from maild.runtime.app import App, build_app
 from maild.runtime.backoff import Backoff
 from tests.conftest import Sink, config_text, free_port, mailbox_toml
-from tests.helpers import kept_raw, notice_to
+from tests.helpers import kept_raw, notice_to, refusing_acknowledgments_of
 from tests.mailbuilder import make_mail
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_for
@@ -174,6 +174,24 @@ def test_poison_message_is_quarantined_on_the_server_and_the_rest_go_on(
         held = session.scalars(select(QuarantinedMail)).one()
         assert held.channel == "imap:support"
         assert "sender" in held.reason or "From" in held.reason
+
+
+def test_a_message_the_database_refuses_is_filed_as_quarantined(
+    reader_app: App, imap_account: Any
+) -> None:
+    """The batch's rows are written together and refused: each message is taken again
+    alone, and the folder each goes to is by what became of it then."""
+    refusing_acknowledgments_of(reader_app, "Boom")
+    for subject in ("Before", "Boom", "After"):
+        imap_account.append(make_mail(subject=subject,
+                                      message_id=f"<{subject.lower()}@customer.example>"))
+
+    report = reader_for(reader_app).drain_once()
+
+    assert (report.stored, report.quarantined) == (2, 1)
+    assert [t.subject for t in tickets(reader_app)] == ["Before", "After"]
+    assert imap_account.count("Quarantine") == 1
+    assert imap_account.count("Processed") == 2
 
 
 def test_a_backlog_is_drained_in_batches(

@@ -119,12 +119,13 @@ def refusing(app: App) -> Iterator[App]:
 def test_a_mail_the_database_refuses_is_quarantined_alone(refusing: App) -> None:
     app = refusing
     with intake_batch(app.intake, "imap", None) as batch:
-        before = batch.ingest(make_mail(message_id="<before@customer.example>",
-                                        subject="Printer on fire"))
-        refused = batch.ingest(make_mail(message_id="<refused@customer.example>",
-                                         subject=REFUSED_SUBJECT))
-        after = batch.ingest(make_mail(message_id="<after@customer.example>",
-                                       subject="Scanner on fire"))
+        batch.ingest(make_mail(message_id="<before@customer.example>",
+                               subject="Printer on fire"))
+        batch.ingest(make_mail(message_id="<refused@customer.example>",
+                               subject=REFUSED_SUBJECT))
+        batch.ingest(make_mail(message_id="<after@customer.example>",
+                               subject="Scanner on fire"))
+    before, refused, after = batch.results  # refused as the batch is written
     assert [before.outcome, refused.outcome, after.outcome] == \
         ["stored", "quarantined", "stored"]
     assert refused.reason.startswith("refused by the database:")

@@ -104,21 +104,25 @@ def take(intake: Intake, spool: SpoolFile) -> IngestResult:
         finally:
             spool.discard()
         with intake_batch(intake, "smtp") as batch:
-            return batch.ingest(raw)
+            batch.ingest(raw)
+        return batch.results[0]
     try:
         raw_sha256 = spool.keep()
     finally:
         spool.discard()  # unless kept
     with intake_batch(intake, "smtp") as batch:
         if spool.size > SPOOL_BYTES:
-            return batch.ingest_stored(raw_sha256)
-        # Parsed whole, which for mail of this size costs less than the pass over its
-        # parts (a tenth of its intake); storing it again is free, it is already there.
-        try:
-            raw = intake.raw_store.get(raw_sha256)
-        except OSError as exc:
-            raise TemporaryError(f"cannot read the mail just stored: {exc.strerror}") from exc
-        return batch.ingest(raw)
+            batch.ingest_stored(raw_sha256)
+        else:
+            # Parsed whole, which for mail of this size costs less than the pass over its
+            # parts (a tenth of its intake); storing it again is free, it is already there.
+            try:
+                raw = intake.raw_store.get(raw_sha256)
+            except OSError as exc:
+                raise TemporaryError(
+                    f"cannot read the mail just stored: {exc.strerror}") from exc
+            batch.ingest(raw)
+    return batch.results[0]
 
 
 def declared_size(envelope: Envelope) -> int | None:

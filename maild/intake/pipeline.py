@@ -19,16 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import bindparam, event, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from maild.clock import Clock
 from maild.config import Config
 from maild.db.database import Database
 from maild.db.faults import is_outage
 from maild.db.fulltext import index_new_messages
-from maild.db.models import Message, OutboxMail, QuarantinedMail
+from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
 from maild.db.raw_mail import fits_in_row, keep_rows
 from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
@@ -37,12 +37,14 @@ from maild.intake.classify import Verdict as MailVerdict
 from maild.intake.classify import classify
 from maild.intake.decide import Decision, TicketFacts, decide
 from maild.intake.large import skeleton
+from maild.intake.overlap import Key, reads, written
 from maild.intake.parse import ParsedMail, parse
 from maild.intake.parser_process import ParserProcess, Verdict
 from maild.intake.thread import Threading, find_ticket, ticket_facts
 from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.runtime.metrics import Metrics
+from maild.tickets.service import forget_ticket_numbers
 from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
@@ -205,22 +207,51 @@ def apply_stage(intake: Intake, session: Session, ctx: Context) -> None:
 
 
 Stage = Callable[[Intake, Session, Context], None]
-STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
-                             decide_stage, ignore_stage, apply_stage)
+# The stages that only read, then those that write: the last of these ends every message.
+READING_STAGES: tuple[Stage, ...] = (classify_stage, dedupe_stage, thread_stage, staff_stage,
+                                     decide_stage)
+WRITING_STAGES: tuple[Stage, ...] = (ignore_stage, apply_stage)
+STAGES = READING_STAGES + WRITING_STAGES
 
 
 def run_stages(intake: Intake, session: Session, ctx: Context,
-               stages: Sequence[Stage] = STAGES) -> IngestResult:
-    """Each stage in turn, until one ends the message; the last one always does."""
+               stages: Sequence[Stage] = STAGES) -> IngestResult | None:
+    """Each stage in turn, until one ends the message (None: none of these did)."""
     for stage in stages:
         stage(intake, session, ctx)
         if ctx.result is not None:
             return ctx.result
-    raise AssertionError("no stage ended the message")
+    return None
+
+
+@dataclass
+class _Taken:
+    """One message of a batch: what it came as, and what became of it."""
+
+    raw_sha256: str
+    started: float  # when taking it began
+    raw: bytes | None  # the bytes to keep in a row, for a small message
+    result: IngestResult = field(init=False)
+
+
+# A message taken whose rows are not written yet, with its parsing (or the reason it
+# could not be parsed), which it is taken again with should it come to that.
+_Unwritten = tuple[_Taken, ParsedMail | str]
 
 
 class IntakeBatch:
-    """Messages of one channel taken in one transaction (see `intake_batch`)."""
+    """Messages of one channel taken in one transaction (see `intake_batch`).
+
+    Each message's steps run as it comes; the rows they add or change are written
+    together, by one flush of the unit of work for many messages, rather than one each:
+    that flush is most of what the ORM costs the intake. A message whose steps may look
+    up what the unwritten messages before it did (maild/intake/overlap.py: the same
+    ticket, Message-ID, address...) has those written first. Should a message's steps
+    fail, or a flush be refused, the unwritten messages are rolled back to the savepoint
+    before them and taken again one at a time, each in a savepoint of its own and written
+    as it ends (`_one_by_one`): the failure is that message's alone, as it would be had
+    they been taken one by one from the start. What became of each message is therefore
+    final only once the batch ends: `results`."""
 
     def __init__(self, intake: Intake, session: Session, channel: str, mailbox: str | None
                  ) -> None:
@@ -230,9 +261,32 @@ class IntakeBatch:
         self.mailbox = mailbox
         # Each message handed to `parse_ahead`, by its bytes: its SHA-256 and its parsing.
         self._ahead: dict[bytes, tuple[str, Future[Verdict]]] = {}
-        self.taken: list[tuple[str, float]] = []  # (outcome, when taking it began)
-        # The small messages' bytes, by SHA-256, written in rows as the batch ends.
-        self.in_rows: dict[str, bytes] = {}
+        self._taken: list[_Taken] = []
+        # The messages whose rows are not written yet, the savepoint before them, and
+        # what later messages could look up of them (overlap.py).
+        self._unwritten: list[_Unwritten] = []
+        self._savepoint: SessionTransaction | None = None
+        self._written_keys: set[Key] = set()
+        self._added: list[object] = []  # the rows the message being taken adds
+        event.listen(session, "transient_to_pending",
+                     lambda _session, row: self._added.append(row))
+
+    @property
+    def results(self) -> list[IngestResult]:
+        """What became of each message taken, in order: final once the batch ends."""
+        return [taken.result for taken in self._taken]
+
+    @property
+    def taken(self) -> list[tuple[str, float]]:
+        """(outcome, when taking it began) of each message, for the metrics."""
+        return [(taken.result.outcome, taken.started) for taken in self._taken]
+
+    @property
+    def in_rows(self) -> dict[str, bytes]:
+        """The small messages' bytes, by SHA-256, to write in rows as the batch ends; a
+        duplicate's are not kept."""
+        return {taken.raw_sha256: taken.raw for taken in self._taken
+                if taken.raw is not None and taken.result.outcome != "duplicate"}
 
     def parse_ahead(self, raws: Sequence[bytes]) -> None:
         """These messages come next in this batch: have the parser process start on
@@ -257,23 +311,21 @@ class IntakeBatch:
     def ingest(self, raw: bytes) -> IngestResult:
         """Take one raw message. Raises TemporaryError only when it could not be kept or
         the database is away; this message is then left as if never seen, and the
-        messages before it in the batch may still be committed."""
+        messages before it in the batch may still be committed. The result is what the
+        message came to as it was taken; `results` has the final one."""
         started = time.monotonic()
         in_row = fits_in_row(raw)
         filed = None if in_row else self.intake.raw_store.put(raw)  # on disk first
         ahead = self._ahead.pop(raw, None)  # hashed already, when parsed ahead
         raw_sha256 = filed or (ahead[0] if ahead is not None
                                else hashlib.sha256(raw).hexdigest())
+        kept = raw if in_row else None
         if ahead is not None:
             parsing = ahead[1]
-            result = self._take(raw_sha256, started,
-                                lambda: self.intake.parser.result(parsing, raw, raw_sha256))
-        else:
-            result = self._take(raw_sha256, started, lambda: parse(
-                raw, self.intake.parser.policy, raw_sha256=raw_sha256))
-        if in_row and result.outcome != "duplicate":  # a duplicate's bytes are not kept
-            self.in_rows[raw_sha256] = raw
-        return result
+            return self._take(raw_sha256, started, kept,
+                              lambda: self.intake.parser.result(parsing, raw, raw_sha256))
+        return self._take(raw_sha256, started, kept, lambda: parse(
+            raw, self.intake.parser.policy, raw_sha256=raw_sha256))
 
     def ingest_stored(self, raw_sha256: str) -> IngestResult:
         """Take a message already in the raw store, written there piece by piece because
@@ -286,34 +338,104 @@ class IntakeBatch:
             raw = b"" if large is not None else path.read_bytes()  # the pass gave up
         except OSError as exc:
             raise TemporaryError(f"cannot read {path}: {exc.strerror}") from exc
-        return self._take(raw_sha256, started,
+        return self._take(raw_sha256, started, None,
                           lambda: parse(raw, self.intake.parser.policy, large=large,
-                                         raw_sha256=raw_sha256))
+                                        raw_sha256=raw_sha256))
 
-    def _take(self, raw_sha256: str, started: float, parsing: Callable[[], ParsedMail]
-              ) -> IngestResult:
-        result = self._outcome(raw_sha256, parsing)
-        self.taken.append((result.outcome, started))
-        return result
-
-    def _outcome(self, raw_sha256: str, parsing: Callable[[], ParsedMail]) -> IngestResult:
+    def _take(self, raw_sha256: str, started: float, raw: bytes | None,
+              parsing: Callable[[], ParsedMail]) -> IngestResult:
+        parsed: ParsedMail | str
         try:
-            mail = parsing()
+            parsed = parsing()
         except PermanentError as exc:
-            return self._quarantine(raw_sha256, str(exc))
+            parsed = str(exc)
         except Exception as exc:  # the stdlib parser on truly hostile input
             log.exception("parsing %s failed", raw_sha256[:12])
-            return self._quarantine(raw_sha256, f"unparseable message: {exc!r}")
+            parsed = f"unparseable message: {exc!r}"
+        taken = _Taken(raw_sha256, started, raw)
+        self._unwritten_steps((taken, parsed))
+        self._taken.append(taken)
+        return taken.result
 
+    # --- many messages, one write -------------------------------------------------------
+
+    def _unwritten_steps(self, message: _Unwritten) -> None:
+        """Run the message's steps, leaving what they add or change unwritten."""
+        taken, parsed = message
+        keys = reads(self.session, parsed if isinstance(parsed, ParsedMail) else None,
+                     taken.raw_sha256, self.intake.config.own_addresses)
+        if keys & self._written_keys:
+            self.write()  # what it may look up, in the database first
+        if self._savepoint is None:
+            self._savepoint = self.session.begin_nested()
+        self._added.clear()
+        try:
+            with self.session.no_autoflush:
+                taken.result, found = self._steps(taken, parsed)
+        except TemporaryError:
+            self._one_by_one(self._unwritten)  # those before it are kept all the same
+            raise
+        except Exception:  # taken again alone, where it fails alone (_one_by_one)
+            self._one_by_one([*self._unwritten, message])
+            return
+        self._unwritten.append(message)
+        self._written_keys |= keys | written([*self._added, *found])
+
+    def _steps(self, taken: _Taken, parsed: ParsedMail | str
+               ) -> tuple[IngestResult, list[Ticket]]:
+        """The message's stages; with the ticket they found, which they may have changed."""
+        if isinstance(parsed, str):
+            return self._quarantine(taken.raw_sha256, parsed), []
+        ctx = Context(parsed, taken.raw_sha256, self.channel, self.mailbox)
+        try:
+            # Nothing is written before these stages end: a failure here is the
+            # message's own, with nothing to roll back.
+            result = run_stages(self.intake, self.session, ctx, READING_STAGES)
+        except PermanentError as exc:
+            return self._quarantine(taken.raw_sha256, str(exc)), []
+        if result is not None:  # a duplicate
+            return result, []
+        result = run_stages(self.intake, self.session, ctx, WRITING_STAGES)
+        assert result is not None, "the last stage ends every message"
+        return result, [ctx.threading.ticket] if ctx.threading.ticket else []
+
+    def write(self) -> None:
+        """Write the rows of the messages taken so far. Refused, they are taken again
+        one at a time, so that what the database refuses is one message's alone."""
+        if self._savepoint is None:
+            return
+        try:
+            self.session.flush()
+            self._savepoint.commit()
+        except DBAPIError as exc:
+            if is_outage(exc):
+                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+            log.info("writing %d messages together was refused (%s); taking them one at "
+                     "a time", len(self._unwritten), _refusal(exc))
+            self._one_by_one(self._unwritten)
+            return
+        self._unwritten, self._savepoint, self._written_keys = [], None, set()
+
+    def _one_by_one(self, again: list[_Unwritten]) -> None:
+        """Roll the unwritten messages back and take `again` one at a time, each written
+        as it ends. The ticket numbers handed out since the savepoint were never written
+        nor sent: they are handed out again."""
+        assert self._savepoint is not None
+        self._savepoint.rollback()
+        self._unwritten, self._savepoint, self._written_keys = [], None, set()
+        forget_ticket_numbers(self.session)
+        for taken, parsed in again:
+            taken.result = self._alone(taken, parsed)
+
+    def _alone(self, taken: _Taken, mail: ParsedMail | str) -> IngestResult:
+        if isinstance(mail, str):
+            return self._quarantine(taken.raw_sha256, mail)
         for attempt in (1, 2):
             try:
-                # A message's rows are written once, at its end, by one flush of the unit
-                # of work. Until then nothing is flushed: what the step reads through the
-                # ORM is stored rows, and a loaded collection shows the step's own
-                # additions too.
                 with self.session.begin_nested(), self.session.no_autoflush:
                     result = run_stages(self.intake, self.session, Context(
-                        mail, raw_sha256, self.channel, self.mailbox))
+                        mail, taken.raw_sha256, self.channel, self.mailbox))
+                    assert result is not None, "the last stage ends every message"
                     self.session.flush()
                     return result
             except IntegrityError as exc:
@@ -326,19 +448,19 @@ class IntakeBatch:
                 if attempt == 1:
                     continue
                 log.error("storing %s: %s", mail.message_id, _refusal(exc))
-                return self._quarantine(raw_sha256, _refusal(exc))
+                return self._quarantine(taken.raw_sha256, _refusal(exc))
             except DBAPIError as exc:
                 if is_outage(exc):
                     raise TemporaryError(f"database unavailable: {exc.orig}") from exc
                 log.exception("storing %s: %s", mail.message_id, _refusal(exc))
-                return self._quarantine(raw_sha256, _refusal(exc))
+                return self._quarantine(taken.raw_sha256, _refusal(exc))
             except TemporaryError:
                 raise
             except PermanentError as exc:
-                return self._quarantine(raw_sha256, str(exc))
+                return self._quarantine(taken.raw_sha256, str(exc))
             except Exception as exc:
                 log.exception("processing %s failed", mail.message_id)
-                return self._quarantine(raw_sha256,
+                return self._quarantine(taken.raw_sha256,
                                         f"internal error while processing: {exc!r}")
         raise AssertionError("the second attempt returns or raises")
 
@@ -360,6 +482,7 @@ def intake_batch(intake: Intake, channel: str, mailbox: str | None = None
             yield batch
         finally:
             batch.forget_ahead()
+        batch.write()
         keep_rows(session, batch.in_rows)
         # Searchable as soon as stored: the batch's messages are indexed in its
         # transaction, in one statement for all of them.
@@ -373,4 +496,5 @@ def ingest(intake: Intake, raw: bytes, channel: str, mailbox: str | None = None)
     `mailbox` names the [[mailboxes]] entry it was read from, if any.
     """
     with intake_batch(intake, channel, mailbox) as batch:
-        return batch.ingest(raw)
+        batch.ingest(raw)
+    return batch.results[0]

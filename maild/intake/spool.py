@@ -21,7 +21,8 @@ def ingest_spooled(intake: Intake, chunks: Iterable[bytes], channel: str) -> Ing
     Raises TemporaryError only when nothing could be kept."""
     raw_sha256 = intake.raw_store.put_chunks(chunks)
     with intake_batch(intake, channel) as batch:
-        return batch.ingest_stored(raw_sha256)
+        batch.ingest_stored(raw_sha256)
+    return batch.results[0]
 
 
 def ingest_stream(intake: Intake, source: IO[bytes], channel: str) -> IngestResult:

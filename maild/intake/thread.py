@@ -39,7 +39,7 @@ _TICKETS_OF: CompoundSelect[*tuple[Any, ...]] = union_all(
 BOUNCED_IDS_READ = 8
 
 
-def _bounced_ids(mail: ParsedMail) -> list[str]:
+def bounced_ids(mail: ParsedMail) -> list[str]:
     return mail.bounce.original_ids[:BOUNCED_IDS_READ] if mail.bounce is not None else []
 
 
@@ -86,11 +86,11 @@ def _by_tag(session: Session, mail: ParsedMail, staff_on: Callable[[int], bool]
 
 def _by_bounce(session: Session, mail: ParsedMail) -> Threading | None:
     """A bounce belongs to the ticket of the mail that bounced."""
-    if not _bounced_ids(mail):
+    if not bounced_ids(mail):
         return None
     for message_id, ticket_id in session.execute(
         select(OutboxMail.message_id, OutboxMail.ticket_id)
-        .where(OutboxMail.message_id.in_(_bounced_ids(mail)))
+        .where(OutboxMail.message_id.in_(bounced_ids(mail)))
     ):
         if ticket_id is not None:
             ticket = _locked(session, ticket_id)
@@ -169,12 +169,12 @@ def ticket_facts(session: Session, mail: ParsedMail, ticket: Ticket | None, *,
     if ticket is None:
         return NO_TICKET
     bounced: tuple[SentMail, ...] = ()
-    if _bounced_ids(mail):
+    if bounced_ids(mail):
         bounced = tuple(
             SentMail(message_id, frozenset(recipients))
             for message_id, recipients in session.execute(
                 select(OutboxMail.message_id, OutboxMail.recipients)
-                .where(OutboxMail.message_id.in_(_bounced_ids(mail)))
+                .where(OutboxMail.message_id.in_(bounced_ids(mail)))
                 .order_by(OutboxMail.id)
             )
         )

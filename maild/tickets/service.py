@@ -277,5 +277,14 @@ def next_ticket_number(session: Session) -> int:
 
 
 _HANDED_OUT = "maild.last_ticket_number"
+
+
+def forget_ticket_numbers(session: Session) -> None:
+    """After a rollback to a savepoint: on SQLite, the numbers handed out since are free
+    again (nothing written, nothing sent has them), and the next is the largest plus one
+    once more. A PostgreSQL sequence leaves them as gaps."""
+    session.info.pop(_HANDED_OUT, None)
+
+
 _NEXT_FROM_SEQUENCE = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")))
 _LARGEST = select(func.max(Ticket.id))

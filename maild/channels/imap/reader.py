@@ -399,7 +399,7 @@ class MailboxReader:
         streamed = {uid for uid in batch if sizes[uid] > STREAM_BYTES}
         whole = [uid for uid in batch if uid not in streamed]
         fetched = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
-        results: list[tuple[int, IngestResult]] = []
+        taken: list[int] = []  # the UIDs taken, in the order the batch took them
         fault: TemporaryError | None = None
         with intake_batch(self.intake, self.channel, self.mailbox.name) as intake:
             intake.parse_ahead([data[b"BODY[]"] for data in fetched.values()
@@ -413,7 +413,8 @@ class MailboxReader:
                             self._chunks(client, uid, sizes[uid]))
                         if raw_sha256 == EMPTY_SHA256:
                             continue  # expunged by someone else since the search
-                        results.append((uid, intake.ingest_stored(raw_sha256)))
+                        intake.ingest_stored(raw_sha256)
+                        taken.append(uid)
                         continue
                     # Held until it is stored; a small message's bytes until the batch
                     # writes its rows (at most batch_bytes in all).
@@ -424,10 +425,14 @@ class MailboxReader:
                     # A server that answers NIL for the body: quarantined as empty, not
                     # retried forever in front of the messages after it.
                     raw = raw if isinstance(raw, bytes) else b""
-                    results.append((uid, intake.ingest(raw)))
+                    intake.ingest(raw)
+                    taken.append(uid)
                 except TemporaryError as exc:
                     fault = exc
                     break
+        # Final once the batch has ended: a message taken with others may yet have been
+        # taken again alone (maild/intake/pipeline.py).
+        results = list(zip(taken, intake.results, strict=True))
         for _, result in results:
             report.count(result)
             if result.outcome == "stored":
