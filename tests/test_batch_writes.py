@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from maild.db.models import Event, Message, OutboxMail, QuarantinedMail, Ticket
+from maild.errors import TemporaryError
 from maild.intake import apply as apply_module
 from maild.intake.pipeline import IngestResult, intake_batch
 from maild.runtime.app import App
@@ -178,3 +179,25 @@ def test_a_later_sitting_sees_the_batch(app: App) -> None:
     app.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
     [again] = _take(app, [_question(1)])
     assert again.outcome == "duplicate"
+
+
+def test_a_database_lost_mid_batch_keeps_nothing_and_says_so(app: App) -> None:
+    """The connection is cut while a message is looked up, its batch's rows unwritten:
+    a temporary error, nothing of the batch committed, and the next batch takes the
+    same mail in whole."""
+    if not app.db.is_postgresql:
+        pytest.skip("an SQLite connection cannot be cut from outside")
+    mails = [_question(1), _question(2)]
+    with pytest.raises(TemporaryError):
+        with intake_batch(app.intake, "test") as batch:
+            batch.ingest(mails[0])
+            pid = batch.session.connection().exec_driver_sql(
+                "SELECT pg_backend_pid()").scalar_one()
+            with app.db.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+            with pytest.raises(TemporaryError, match="database unavailable"):
+                batch.ingest(mails[1])
+        # The batch ends as the IMAP reader ends one that met a temporary error: what it
+        # took is to be written, and cannot be.
+
+    assert [r.outcome for r in _take(app, mails)] == ["stored", "stored"]

@@ -375,6 +375,11 @@ class IntakeBatch:
         except TemporaryError:
             self._one_by_one(self._unwritten)  # those before it are kept all the same
             raise
+        except DBAPIError as exc:
+            if is_outage(exc):  # nothing can be kept until the database is back
+                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+            self._one_by_one([*self._unwritten, message])
+            return
         except Exception:  # taken again alone, where it fails alone (_one_by_one)
             self._one_by_one([*self._unwritten, message])
             return
