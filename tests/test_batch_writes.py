@@ -201,3 +201,17 @@ def test_a_database_lost_mid_batch_keeps_nothing_and_says_so(app: App) -> None:
         # took is to be written, and cannot be.
 
     assert [r.outcome for r in _take(app, mails)] == ["stored", "stored"]
+
+
+def test_an_addresss_customer_is_asked_once_a_batch(app: App) -> None:
+    """What a message may read, the ticket it opens and whether its sender is a colleague
+    each need the sender's customer: asked of the database once an address a batch."""
+    with statements(app.db.engine) as given:
+        _take(app, [_question(1, "ann@customer.example"), _question(2, "bob@customer.example"),
+                    make_mail("ann@customer.example", subject="Re: Question 1",
+                              message_id="<r1@customer.example>",
+                              in_reply_to="<q1@customer.example>")])
+
+    asked = [parameters for statement, parameters in given
+             if "FROM customer_contacts" in statement]
+    assert len(asked) == 2, asked

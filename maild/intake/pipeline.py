@@ -44,7 +44,7 @@ from maild.intake.thread import Threading, find_ticket, ticket_facts
 from maild.mail.reply_tokens import ReplyTokens
 from maild.outbound.mails import Mails
 from maild.runtime.metrics import Metrics
-from maild.tickets.service import forget_ticket_numbers
+from maild.tickets.service import forget_ticket_numbers, remember_customers
 from maild.tickets.sla import SlaClocks
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,7 @@ class IntakeBatch:
         self._savepoint: SessionTransaction | None = None
         self._written_keys: set[Key] = set()
         self._added: list[object] = []  # the rows the message being taken adds
+        remember_customers(session)
         event.listen(session, "transient_to_pending",
                      lambda _session, row: self._added.append(row))
 

@@ -203,10 +203,27 @@ _CUSTOMER_NAMED = union_all(
 
 def customer_id_for(session: Session, address: str) -> int | None:
     """The customer a contact address names, else the one owning its domain. One query,
-    on the connection: customers change outside the intake, never unflushed in it."""
-    return session.connection().execute(
+    on the connection: customers change outside the intake, never unflushed in it. In
+    a transaction that `remember_customers` marked, asked once an address."""
+    known = session.info.get(_CUSTOMERS_KNOWN)
+    if known is not None and address in known:
+        return known[address]
+    found = session.connection().execute(
         _CUSTOMER_NAMED, {"address": address, "domain": domain_of(address)}
     ).scalar()
+    if known is not None:
+        known[address] = found
+    return found
+
+
+def remember_customers(session: Session) -> None:
+    """The intake asks an address's customer several times in a batch (what a message may
+    read, the ticket it opens, whether its sender is a colleague): once is enough, as
+    the intake changes no customer."""
+    session.info[_CUSTOMERS_KNOWN] = {}
+
+
+_CUSTOMERS_KNOWN = "maild.customers_known"
 
 
 def customer_for(session: Session, address: str) -> Customer | None:
