@@ -145,22 +145,28 @@ def sqlite_plan(engine: Engine, statement: str, parameters: Any) -> list[str]:
             f"EXPLAIN QUERY PLAN {statement}", parameters)]
 
 
-def refusing_acknowledgments_of(app: App, subject: str) -> App:
-    """The database refuses the acknowledgment of the ticket with `subject` (a trigger,
-    as a real refusal): the failure comes as the rows of that ticket and its message are
-    written, with the acknowledgment's."""
+def refusing_messages(app: App, when: str, error: str, sqlstate: str) -> App:
+    """The database itself refuses to write any message for which `when` (SQL on the row,
+    NEW) holds, saying `error` (on PostgreSQL with `sqlstate`): a trigger, as a real
+    refusal by the real database."""
     with app.db.engine.begin() as connection:
         if using_postgresql():
             connection.execute(text(
-                "CREATE FUNCTION refuse_ack() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.kind = 'system' AND NEW.subject LIKE '%{subject}' THEN RAISE "
-                "EXCEPTION 'no_such_field' USING ERRCODE = '23514'; END IF; RETURN NEW; "
-                "END $$ LANGUAGE plpgsql"))
-            connection.execute(text("CREATE TRIGGER refuse_ack BEFORE INSERT ON messages "
-                                    "FOR EACH ROW EXECUTE FUNCTION refuse_ack()"))
+                "CREATE FUNCTION refuse_messages() RETURNS trigger AS $$ BEGIN "
+                f"IF {when} THEN RAISE EXCEPTION '{error}' USING ERRCODE = '{sqlstate}'; "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+            connection.execute(text("CREATE TRIGGER refuse_messages BEFORE INSERT ON messages "
+                                    "FOR EACH ROW EXECUTE FUNCTION refuse_messages()"))
         else:
             connection.execute(text(
-                "CREATE TRIGGER refuse_ack BEFORE INSERT ON messages "
-                f"WHEN NEW.kind = 'system' AND NEW.subject LIKE '%{subject}' "
-                "BEGIN SELECT RAISE(ABORT, 'no_such_field'); END"))
+                f"CREATE TRIGGER refuse_messages BEFORE INSERT ON messages WHEN {when} "
+                f"BEGIN SELECT RAISE(ABORT, '{error}'); END"))
     return app
+
+
+def refusing_acknowledgments_of(app: App, subject: str) -> App:
+    """The database refuses the acknowledgment of the ticket with `subject`: the failure
+    comes as the rows of that ticket and its message are written, with the
+    acknowledgment's."""
+    return refusing_messages(app, f"NEW.kind = 'system' AND NEW.subject LIKE '%{subject}'",
+                             "no_such_field", "23514")

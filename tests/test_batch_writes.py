@@ -89,11 +89,8 @@ def test_the_hourly_cap_counts_the_acknowledgments_queued_earlier_in_the_batch(
 ) -> None:
     capped = app_with(outbound=app.config.outbound.model_copy(  # type: ignore[operator]
         update={"auto_replies_per_hour": 2}))
-    mails = [make_mail("flood@customer.example", subject=f"Problem {n}",
-                       message_id=f"<p{n}@customer.example>") for n in range(4)]
-    with intake_batch(capped.intake, "test") as batch:
-        for raw in mails:
-            batch.ingest(raw)
+    _take(capped, [make_mail("flood@customer.example", subject=f"Problem {n}",
+                             message_id=f"<p{n}@customer.example>") for n in range(4)])
 
     with app.db.transaction() as session:
         acks = session.scalars(select(OutboxMail.recipients)
@@ -109,11 +106,8 @@ def test_notifications_about_one_sender_count_those_queued_earlier_in_the_batch(
 ) -> None:
     capped = app_with(staff=app.config.staff.model_copy(  # type: ignore[operator]
         update={"notify_per_sender_per_hour": 2}))
-    mails = [make_mail("chatty@customer.example", subject=f"Thing {n}",
-                       message_id=f"<t{n}@customer.example>") for n in range(4)]
-    with intake_batch(capped.intake, "test") as batch:
-        for raw in mails:
-            batch.ingest(raw)
+    _take(capped, [make_mail("chatty@customer.example", subject=f"Thing {n}",
+                             message_id=f"<t{n}@customer.example>") for n in range(4)])
 
     with app.db.transaction() as session:
         notified = session.scalar(select(func.count()).select_from(OutboxMail)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
@@ -19,7 +18,7 @@ from maild.intake.pipeline import IngestResult, ingest, intake_batch
 from maild.mail.message_id import REFERENCES_READ
 from maild.runtime.app import App, build_app
 from tests.conftest import free_port, using_postgresql
-from tests.helpers import show
+from tests.helpers import refusing_messages, show
 from tests.mailbuilder import make_mail
 
 IDS = 130_000
@@ -96,24 +95,11 @@ REFUSED_SUBJECT = "refuse me"
 
 
 @pytest.fixture
-def refusing(app: App) -> Iterator[App]:
-    """A trigger makes the database itself refuse any message with REFUSED_SUBJECT, as it
-    would refuse a value it cannot hold: a real refusal, by the real database."""
-    with app.db.engine.begin() as connection:
-        if using_postgresql():
-            connection.execute(text(
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.subject = '{REFUSED_SUBJECT}' THEN RAISE EXCEPTION "
-                "'row is too big' USING ERRCODE = '54000'; END IF; RETURN NEW; END "
-                "$$ LANGUAGE plpgsql"))
-            connection.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON messages "
-                                    "FOR EACH ROW EXECUTE FUNCTION refuse()"))
-        else:
-            connection.execute(text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON messages "
-                f"WHEN NEW.subject = '{REFUSED_SUBJECT}' "
-                "BEGIN SELECT RAISE(ABORT, 'row is too big'); END"))
-    yield app
+def refusing(app: App) -> App:
+    """The database itself refuses any message with REFUSED_SUBJECT, as it would refuse a
+    value it cannot hold."""
+    return refusing_messages(app, f"NEW.subject = '{REFUSED_SUBJECT}'", "row is too big",
+                             "54000")
 
 
 def test_a_mail_the_database_refuses_is_quarantined_alone(refusing: App) -> None:
