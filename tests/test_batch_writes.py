@@ -209,3 +209,31 @@ def test_an_addresss_customer_is_asked_once_a_batch(app: App) -> None:
     asked = [parameters for statement, parameters in given
              if "FROM customer_contacts" in statement]
     assert len(asked) == 2, asked
+
+
+def test_a_reply_counts_its_requesters_ticket_opened_earlier_in_the_batch(app: App) -> None:
+    """Someone in copy answers a ticket while, earlier in the same batch, its requester
+    opened another: the notification about the answer counts both of the requester's
+    tickets, though the one answering has nothing to do with the new one."""
+    [first] = _take(app, [make_mail("ann@customer.example", subject="Printer on fire",
+                                    message_id="<fire@customer.example>",
+                                    cc="carl@elsewhere.example")])
+    results = _take(app, [
+        make_mail("ann@customer.example", subject="Scanner jammed",
+                  message_id="<jam@customer.example>"),
+        make_mail("carl@elsewhere.example", subject="Re: Printer on fire",
+                  message_id="<carl@elsewhere.example>",
+                  in_reply_to="<fire@customer.example>", body="Still burning here."),
+    ])
+
+    assert results[1].ticket_id == first.ticket_id
+    with app.db.transaction() as session:
+        raw = session.scalars(
+            select(OutboxMail.raw).where(OutboxMail.purpose == "notify",
+                                         OutboxMail.ticket_id == first.ticket_id)
+            .order_by(OutboxMail.id.desc())).first()
+    assert raw is not None
+    text = email.message_from_bytes(raw, policy=email.policy.default).get_body(
+        ("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Open tickets from them: 2" in text
+    assert "Scanner jammed" in text

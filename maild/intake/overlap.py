@@ -6,7 +6,9 @@ only when they look up something those messages wrote: the same Message-ID, a ma
 answers, a ticket it names, an address whose tickets, automatic mail or notifications
 are counted, a registered customer whose other tickets a notification lists, the same
 raw mail set aside. Each is a key; a message whose keys meet those of the unwritten
-messages has them written first (docs/architecture.md, "The intake's writes").
+messages has them written first, and so does one whose ticket, once found, names what
+they hold (its requester, its customer: whose other tickets a notification counts)
+(docs/architecture.md, "The intake's writes").
 """
 
 from __future__ import annotations

@@ -401,9 +401,14 @@ class IntakeBatch:
             return self._quarantine(taken.raw_sha256, str(exc)), []
         if result is not None:  # a duplicate
             return result, []
+        found = [ctx.threading.ticket] if ctx.threading.ticket else []
+        if written(found) & self._written_keys:
+            # The ticket it belongs to names what the unwritten rows hold: its requester,
+            # its customer, whose other tickets its steps may count.
+            self.session.flush()
         result = run_stages(self.intake, self.session, ctx, WRITING_STAGES)
         assert result is not None, "the last stage ends every message"
-        return result, [ctx.threading.ticket] if ctx.threading.ticket else []
+        return result, found
 
     def write(self) -> None:
         """Write the rows of the messages taken so far. Refused, they are taken again
