@@ -3,9 +3,9 @@
 The raw bytes are kept whatever becomes of the message: a small message's in a row
 written with its batch (db/raw_mail.py), a large one's in a file on disk before its
 batch commits. Everything else happens in the database transaction of that batch,
-outbox mail included, each message in a savepoint of its own. A message that cannot be
-processed is quarantined with its reason, within the same batch, and never stops the
-caller or the messages after it.
+outbox mail included, the rows of its messages written together (`IntakeBatch`). A
+message that cannot be processed is quarantined with its reason, within the same batch,
+and never stops the caller or the messages after it.
 """
 
 from __future__ import annotations
