@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import func, select
@@ -237,3 +238,51 @@ def test_a_reply_counts_its_requesters_ticket_opened_earlier_in_the_batch(app: A
         ("plain",)).get_content()  # type: ignore[union-attr]
     assert "Open tickets from them: 2" in text
     assert "Scanner jammed" in text
+
+
+def test_a_temporary_fault_while_messages_are_taken_again_commits_nothing(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message's steps fail, so the one before it, not written yet, is taken again, and
+    that meets a temporary fault: it was rolled back and is not stored, so the batch
+    must not commit as if it were (the IMAP reader would file it away as processed).
+    The whole batch is left to be taken again."""
+    # A mock: the attachment store refusing on the second try stands for a temporary
+    # fault that comes just then (the disk filling as a message is taken again), a
+    # moment a test cannot choose on a real disk.
+    disk_full: list[bool] = []
+    real_put = app.intake.attachment_store.put
+
+    def put(data: bytes) -> str:
+        if disk_full:
+            raise TemporaryError("cannot store: No space left on device")
+        return real_put(data)
+
+    notify = apply_module._Apply._notify
+
+    def failing(step: apply_module._Apply, *args: object, **kwargs: object) -> int:
+        if step.mail.subject == "Question 2":
+            disk_full.append(True)
+            raise RuntimeError("a bug in the notification")
+        return notify(step, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.intake.attachment_store, "put", put)
+    monkeypatch.setattr(apply_module._Apply, "_notify", failing)
+    with_log = EmailMessage()
+    with_log["From"] = "ann@customer.example"
+    with_log["To"] = "support@example.com"
+    with_log["Subject"] = "Question 1"
+    with_log["Message-ID"] = "<q1@customer.example>"
+    with_log.set_content("The log is attached.")
+    with_log.add_attachment(b"%PDF-1.4 a log", maintype="application", subtype="pdf",
+                            filename="log.pdf")
+
+    with pytest.raises(TemporaryError, match="left to be taken again"):
+        with intake_batch(app.intake, "test") as batch:
+            batch.ingest(with_log.as_bytes())
+            with pytest.raises(TemporaryError, match="No space left"):
+                batch.ingest(_question(2))
+
+    with app.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMail)) == 0

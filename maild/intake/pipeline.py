@@ -268,6 +268,9 @@ class IntakeBatch:
         self._savepoint: SessionTransaction | None = None
         self._written_keys: set[Key] = set()
         self._added: list[object] = []  # the rows the message being taken adds
+        # A temporary fault while messages were taken again one at a time: those after
+        # it were rolled back and not taken again, so nothing of the batch may commit.
+        self._broken: TemporaryError | None = None
         remember_customers(session)
         event.listen(session, "transient_to_pending",
                      lambda _session, row: self._added.append(row))
@@ -413,6 +416,8 @@ class IntakeBatch:
     def write(self) -> None:
         """Write the rows of the messages taken so far. Refused, they are taken again
         one at a time, so that what the database refuses is one message's alone."""
+        if self._broken is not None:
+            raise TemporaryError(f"the batch is left to be taken again: {self._broken}")
         if self._savepoint is None:
             return
         try:
@@ -436,7 +441,11 @@ class IntakeBatch:
         self._unwritten, self._savepoint, self._written_keys = [], None, set()
         forget_ticket_numbers(self.session)
         for taken, parsed in again:
-            taken.result = self._alone(taken, parsed)
+            try:
+                taken.result = self._alone(taken, parsed)
+            except TemporaryError as exc:
+                self._broken = exc
+                raise
 
     def _alone(self, taken: _Taken, mail: ParsedMail | str) -> IngestResult:
         if isinstance(mail, str):
