@@ -147,6 +147,7 @@ def test_a_message_failing_half_way_is_taken_again_alone(
     """Its steps fail after its ticket, message and acknowledgment were built: the
     messages before it, not written yet, are taken again one at a time with it, and only
     it is quarantined."""
+    # A mock: a bug in maild's own steps, which no mail can be made to cause.
     notify = apply_module._Apply._notify
 
     def failing(step: apply_module._Apply, *args: object, **kwargs: object) -> int:

@@ -48,7 +48,9 @@ def reads(session: Session, mail: ParsedMail | None, raw_sha256: str,
 
 
 def written(objects: Iterable[object]) -> set[Key]:
-    """What later messages could look up of these rows, added or changed by a message."""
+    """What later messages could look up of these rows, added or changed by a message.
+    Not a ticket's thread: a mail that answers it finds the ticket by a stored message,
+    or by one of these rows, and the ticket found is checked in turn (pipeline)."""
     keys: set[Key] = set()
     for row in objects:
         if isinstance(row, Ticket):
@@ -58,7 +60,6 @@ def written(objects: Iterable[object]) -> set[Key]:
                 row.customer.id if row.customer is not None else None)  # not written yet
             if customer is not None:
                 keys.add(("customer", customer))
-            keys.update(("id", message_id) for message_id in row.thread_ids or ())
         elif isinstance(row, Message):
             keys.add(("id", row.message_id))
             keys.add(("address", row.author))

@@ -28,7 +28,7 @@ from maild.config import Config
 from maild.db.database import Database
 from maild.db.faults import is_outage
 from maild.db.fulltext import index_new_messages
-from maild.db.models import Message, OutboxMail, QuarantinedMail, Ticket
+from maild.db.models import Message, OutboxMail, QuarantinedMail
 from maild.db.raw_mail import fits_in_row, keep_rows
 from maild.db.rawstore import RawStore
 from maild.errors import PermanentError, TemporaryError
@@ -133,6 +133,10 @@ def quarantine(intake: Intake, raw_sha256: str, channel: str, reason: str) -> In
         result = _set_aside(intake, session, raw_sha256, channel, reason)
     intake.metrics.taken_in(channel, [(result.outcome, started)])
     return result
+
+
+def _unavailable(exc: DBAPIError) -> TemporaryError:
+    return TemporaryError(f"database unavailable: {exc.orig}")
 
 
 def _refusal(exc: DBAPIError) -> str:
@@ -368,47 +372,50 @@ class IntakeBatch:
         taken, parsed = message
         keys = reads(self.session, parsed if isinstance(parsed, ParsedMail) else None,
                      taken.raw_sha256, self.intake.config.own_addresses)
-        if keys & self._written_keys:
-            self.write()  # what it may look up, in the database first
         if self._savepoint is None:
             self._savepoint = self.session.begin_nested()
         self._added.clear()
         try:
             with self.session.no_autoflush:
+                self._see_unwritten(keys)
                 taken.result, found = self._steps(taken, parsed)
         except TemporaryError:
             self._one_by_one(self._unwritten)  # those before it are kept all the same
             raise
-        except DBAPIError as exc:
-            if is_outage(exc):  # nothing can be kept until the database is back
-                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
-            self._one_by_one([*self._unwritten, message])
-            return
-        except Exception:  # taken again alone, where it fails alone (_one_by_one)
+        except Exception as exc:  # taken again alone, where it fails alone (_one_by_one)
+            if isinstance(exc, DBAPIError) and is_outage(exc):
+                raise _unavailable(exc) from exc  # nothing is kept until it is back
             self._one_by_one([*self._unwritten, message])
             return
         self._unwritten.append(message)
-        self._written_keys |= keys | written([*self._added, *found])
+        self._written_keys |= keys | found | written(self._added)
+
+    def _see_unwritten(self, keys: set[Key]) -> None:
+        """Flush the unwritten rows when the message about to read `keys` could read
+        them. They stay in the batch's savepoint, taken again should a message fail."""
+        if keys & self._written_keys:
+            self.session.flush()
+            self._written_keys.clear()
 
     def _steps(self, taken: _Taken, parsed: ParsedMail | str
-               ) -> tuple[IngestResult, list[Ticket]]:
-        """The message's stages; with the ticket they found, which they may have changed."""
+               ) -> tuple[IngestResult, set[Key]]:
+        """The message's stages; with what later messages could read of the ticket they
+        found, which they may have changed."""
         if isinstance(parsed, str):
-            return self._quarantine(taken.raw_sha256, parsed), []
+            return self._quarantine(taken.raw_sha256, parsed), set()
         ctx = Context(parsed, taken.raw_sha256, self.channel, self.mailbox)
         try:
             # Nothing is written before these stages end: a failure here is the
             # message's own, with nothing to roll back.
             result = run_stages(self.intake, self.session, ctx, READING_STAGES)
         except PermanentError as exc:
-            return self._quarantine(taken.raw_sha256, str(exc)), []
+            return self._quarantine(taken.raw_sha256, str(exc)), set()
         if result is not None:  # a duplicate
-            return result, []
-        found = [ctx.threading.ticket] if ctx.threading.ticket else []
-        if written(found) & self._written_keys:
-            # The ticket it belongs to names what the unwritten rows hold: its requester,
-            # its customer, whose other tickets its steps may count.
-            self.session.flush()
+            return result, set()
+        # The ticket it belongs to names more than the mail did: its requester and its
+        # customer, whose other tickets the steps may count.
+        found = written([ctx.threading.ticket] if ctx.threading.ticket else [])
+        self._see_unwritten(found)
         result = run_stages(self.intake, self.session, ctx, WRITING_STAGES)
         assert result is not None, "the last stage ends every message"
         return result, found
@@ -425,7 +432,7 @@ class IntakeBatch:
             self._savepoint.commit()
         except DBAPIError as exc:
             if is_outage(exc):
-                raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+                raise _unavailable(exc) from exc
             log.info("writing %d messages together was refused (%s); taking them one at "
                      "a time", len(self._unwritten), _refusal(exc))
             self._one_by_one(self._unwritten)
@@ -471,7 +478,7 @@ class IntakeBatch:
                 return self._quarantine(taken.raw_sha256, _refusal(exc))
             except DBAPIError as exc:
                 if is_outage(exc):
-                    raise TemporaryError(f"database unavailable: {exc.orig}") from exc
+                    raise _unavailable(exc) from exc
                 log.exception("storing %s: %s", mail.message_id, _refusal(exc))
                 return self._quarantine(taken.raw_sha256, _refusal(exc))
             except TemporaryError:
